@@ -1,0 +1,104 @@
+"""The event envelope, the catalogue of every event type, and who consumes which.
+
+Every event on the broker is an Envelope whose payload matches the schema the catalogue
+names for its type and version. docs/events.md describes the same catalogue for readers.
+"""
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.schemas import declaration, registry
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str
+    version: int = 1
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    correlation_id: str
+    source: str
+    payload: dict
+
+    def parsed_payload(self):
+        return event_type(self.type).schema.model_validate(self.payload)
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    source: str        # the only service that publishes it
+    version: int
+    schema: type[BaseModel]
+
+
+CATALOGUE = {
+    e.name: e
+    for e in (
+        EventType("municipality.imported", "registry", 1, registry.MunicipalityImported),
+        EventType("support_point.registered", "registry", 1, registry.SupportPointChanged),
+        EventType("support_point.updated", "registry", 1, registry.SupportPointChanged),
+        EventType("support_point.deactivated", "registry", 1, registry.SupportPointChanged),
+        *(EventType(f"declaration.{status}", "declaration", 1, declaration.DeclarationStatusChanged)
+          for status in ("requested", "issued", "rejected", "revoked", "expired")),
+    )
+}
+
+
+def event_type(name):
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise ValueError(f"unknown event type {name!r}") from None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    event: str
+    consumer: str      # service name
+    handler: str       # method name on the consumer service
+
+    @property
+    def source(self):
+        return event_type(self.event).source
+
+    @property
+    def queue(self):
+        # The name nameko gives a service-pool event handler's queue.
+        return f"evt-{self.source}-{self.event}--{self.consumer}.{self.handler}"
+
+    @property
+    def retry_queue(self):
+        return f"{self.queue}.retry"
+
+
+SUBSCRIPTIONS = (
+    Subscription("municipality.imported", "declaration", "on_municipality_imported"),
+    Subscription("municipality.imported", "campaign", "on_municipality_imported"),
+    Subscription("support_point.registered", "campaign", "on_support_point_changed"),
+    Subscription("support_point.updated", "campaign", "on_support_point_changed"),
+    Subscription("support_point.deactivated", "campaign", "on_support_point_changed"),
+    Subscription("declaration.issued", "travel_costs", "on_declaration_changed"),
+    Subscription("declaration.revoked", "travel_costs", "on_declaration_changed"),
+    Subscription("declaration.expired", "travel_costs", "on_declaration_changed"),
+)
+
+
+def subscription(event, consumer, handler):
+    for entry in SUBSCRIPTIONS:
+        if (entry.event, entry.consumer, entry.handler) == (event, consumer, handler):
+            return entry
+    raise LookupError(f"{consumer}.{handler} is not subscribed to {event} in common.events")
+
+
+def new_envelope(type_name, payload, correlation_id, source):
+    """Validate a payload against the catalogue and wrap it for publication."""
+    kind = event_type(type_name)
+    if kind.source != source:
+        raise ValueError(f"{source} may not publish {type_name}")
+    body = kind.schema.model_validate(payload).model_dump(mode="json")
+    return Envelope(type=type_name, version=kind.version, correlation_id=correlation_id,
+                    source=source, payload=body)

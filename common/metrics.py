@@ -1,0 +1,82 @@
+"""RED metrics per entrypoint for every service, exposed in the Prometheus text format.
+
+prometheus-client keeps one registry per process; every service runs in its own process.
+"""
+import time
+from weakref import WeakKeyDictionary
+
+from nameko.extensions import DependencyProvider
+from prometheus_client import (CONTENT_TYPE_LATEST, Counter, Gauge, Histogram,
+                               disable_created_metrics, generate_latest)
+
+disable_created_metrics()   # the *_created series only double what Prometheus scrapes
+
+REQUESTS = Counter(
+    "mantelzorg_entrypoint_requests_total",
+    "Entrypoint invocations (RPC, HTTP, event, timer), by outcome.",
+    ["service", "entrypoint", "kind", "outcome"],
+)
+ERRORS = Counter(
+    "mantelzorg_entrypoint_errors_total",
+    "Entrypoint invocations that failed, by error type.",
+    ["service", "entrypoint", "kind", "error"],
+)
+DURATION = Histogram(
+    "mantelzorg_entrypoint_duration_seconds",
+    "Time spent in an entrypoint.",
+    ["service", "entrypoint", "kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter(
+    "mantelzorg_events_published_total", "Events published from the outbox.", ["service", "type"])
+EVENTS_HANDLED = Counter(
+    "mantelzorg_events_handled_total",
+    "Events consumed, by outcome (handled, duplicate, retried, dead_lettered).",
+    ["service", "type", "outcome"],
+)
+OUTBOX_PENDING = Gauge(
+    "mantelzorg_outbox_pending_events", "Events written but not yet published.", ["service"])
+OUTBOX_LAG = Gauge(
+    "mantelzorg_outbox_oldest_pending_age_seconds",
+    "Age of the oldest event not yet published (consumer-side delay).", ["service"])
+
+# nameko entrypoint classes by the kind label they get.
+_KIND_NAMES = {"Rpc": "rpc", "HttpRequestHandler": "http", "Timer": "timer"}
+
+
+def entrypoint_kind(entrypoint):
+    name = type(entrypoint).__name__
+    if name in _KIND_NAMES:
+        return _KIND_NAMES[name]
+    return "event" if "Event" in name else name.lower()
+
+
+class EntrypointMetrics(DependencyProvider):
+    """Counts every worker of the service with its outcome and duration."""
+
+    def __init__(self):
+        self.started = WeakKeyDictionary()
+
+    def worker_setup(self, worker_ctx):
+        self.started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started = self.started.pop(worker_ctx, None)
+        service = self.container.service_name
+        entrypoint = worker_ctx.entrypoint.method_name
+        kind = entrypoint_kind(worker_ctx.entrypoint)
+        outcome = "success"
+        if exc_info is not None:
+            outcome = "error"
+            ERRORS.labels(service, entrypoint, kind, exc_info[0].__name__).inc()
+        elif getattr(result, "status_code", 200) >= 500:
+            outcome = "error"
+            ERRORS.labels(service, entrypoint, kind, f"http_{result.status_code}").inc()
+        REQUESTS.labels(service, entrypoint, kind, outcome).inc()
+        if started is not None:
+            DURATION.labels(service, entrypoint, kind).observe(time.perf_counter() - started)
+
+
+def metrics_response():
+    """(status, headers, body) for a nameko @http handler."""
+    return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode()

@@ -1,0 +1,37 @@
+"""What every nameko service of the platform has: correlated logs, RED metrics on
+``GET /metrics``, a ``health`` RPC, and, for services with data, the outbox relay."""
+from nameko.rpc import rpc
+from nameko.timer import timer
+from nameko.web.handlers import http
+
+from common.logging import CorrelatedLogging
+from common.messaging import EventOutbox
+from common.metrics import EntrypointMetrics, metrics_response
+
+
+class InstrumentedService:
+    log = CorrelatedLogging()
+    metrics = EntrypointMetrics()
+
+    @http("GET", "/metrics")
+    def prometheus_metrics(self, request):
+        return metrics_response()
+
+
+class PlatformService(InstrumentedService):
+    """Subclasses set ``name`` and ``store = Storage(ensure_indexes)``."""
+
+    outbox = EventOutbox()
+
+    @rpc
+    def health(self):
+        return {
+            "service": self.name,
+            "status": "ok" if self.store.ping() else "degraded",
+            "outbox_pending": self.outbox.pending(),
+        }
+
+    @timer(interval=1.0)
+    def relay_outbox(self):
+        # Picks up what a worker could not publish right after its transaction.
+        self.outbox.relay()

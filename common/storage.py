@@ -1,0 +1,135 @@
+"""One MongoDB database per service, through pymongo.
+
+``MONGO_URI`` set: a real mongod (docker-compose, Kubernetes). Unset: the process starts the
+embedded MongoDB-wire-protocol server (SecantusDB) on a free local port, with its files in
+``$MANTELZORG_DATA_DIR/<database>`` so they survive restarts. Either way the service talks
+pymongo over the wire, through the same code.
+"""
+import os
+from datetime import datetime, timezone
+
+from nameko.extensions import DependencyProvider
+from pymongo import ASCENDING, MongoClient
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from common import config as settings
+
+PROCESSED_EVENTS = "processed_events"
+
+
+def utcnow():
+    return datetime.now(timezone.utc)
+
+
+class EmbeddedServer:
+    """The embedded document store, started in this process."""
+
+    def __init__(self, storage_path):
+        from secantus import SecantusDBServer  # only needed when no MONGO_URI is given
+
+        if storage_path != ":memory:":
+            os.makedirs(storage_path, exist_ok=True)
+        self.server = SecantusDBServer(storage_path=storage_path, port=0)
+        self.server.start()
+
+    @property
+    def uri(self):
+        return self.server.uri
+
+    def stop(self):
+        self.server.stop()
+
+
+class DocumentStore:
+    """A service's database with transactions and the inbox for idempotent consumers."""
+
+    def __init__(self, database, mongo_uri="", data_dir=".data"):
+        self.database_name = database
+        self.embedded = None
+        if not mongo_uri:
+            path = data_dir if data_dir == ":memory:" else os.path.join(data_dir, database)
+            self.embedded = EmbeddedServer(path)
+            mongo_uri = self.embedded.uri
+        self.client = MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=10_000,
+                                  uuidRepresentation="standard")
+        self.db = self.client.get_database(
+            database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"))
+        self.db[PROCESSED_EVENTS].create_index([("handled_at", ASCENDING)])
+
+    def __getitem__(self, collection):
+        return self.db[collection]
+
+    def ping(self):
+        return self.db.command("ping").get("ok") == 1
+
+    def in_transaction(self, work):
+        """Run ``work(session)`` in one multi-document transaction, retried when transient."""
+        with self.client.start_session() as session:
+            return session.with_transaction(work)
+
+    def apply_once(self, event_id, work):
+        """Run ``work(session)`` for an event only the first time its id is seen.
+
+        The inbox entry and the handler's changes commit together, so a redelivered event
+        changes nothing twice. Returns False for a duplicate."""
+
+        def once(session):
+            # Inside the transaction: a concurrent delivery of the same event conflicts on
+            # the insert, is retried by with_transaction, and then finds the entry.
+            inbox = self.db[PROCESSED_EVENTS]
+            if inbox.find_one({"_id": str(event_id)}, {"_id": 1}, session=session):
+                return False
+            inbox.insert_one({"_id": str(event_id), "handled_at": utcnow()}, session=session)
+            work(session)
+            return True
+
+        return self.in_transaction(once)
+
+    def replace_if_newer(self, collection, document, order_field, session=None):
+        """Keep a projection of another service's data: replace the stored copy unless it
+        is already as new (events may arrive out of order). Returns whether it replaced."""
+        stored = self.db[collection].find_one({"_id": document["_id"]}, {order_field: 1},
+                                              session=session)
+        if stored is not None and stored.get(order_field) is not None \
+                and stored[order_field] >= document[order_field]:
+            return False
+        self.db[collection].replace_one({"_id": document["_id"]}, document, upsert=True,
+                                        session=session)
+        return True
+
+    def close(self):
+        self.client.close()
+        if self.embedded:
+            self.embedded.stop()
+
+
+def open_store(config, database, ensure_indexes=None):
+    store = DocumentStore(database, settings.mongo_uri(config), settings.data_dir(config))
+    if ensure_indexes:
+        ensure_indexes(store.db)
+    return store
+
+
+class Storage(DependencyProvider):
+    """Injects the service's DocumentStore; indexes are created when the service starts."""
+
+    def __init__(self, ensure_indexes=None):
+        self.ensure_indexes = ensure_indexes
+        self.store = None
+
+    def setup(self):
+        config = self.container.config
+        database = config.get("DATABASE") or f"mantelzorg_{self.container.service_name}"
+        self.store = open_store(config, database, self.ensure_indexes)
+
+    def stop(self):
+        if self.store:
+            self.store.close()
+            self.store = None
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self.store

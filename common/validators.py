@@ -1,0 +1,37 @@
+"""Validation of Dutch identifiers, shared by the services and the gateway."""
+import re
+
+from stdnum.nl import bsn as stdnum_bsn
+from stdnum.nl import postcode as stdnum_postcode
+
+MUNICIPALITY_CODE = re.compile(r"GM\d{4}")
+
+
+def normalise_postcode(value):
+    """'1012ab' -> '1012 AB'; ValueError when it is no Dutch postcode."""
+    try:
+        return stdnum_postcode.validate(value or "")
+    except Exception:
+        raise ValueError("is not a Dutch postcode (1234 AB)") from None
+
+
+def pc4_of(value):
+    """The four digits of a full postcode or of a bare PC4 ('1012')."""
+    text = (value or "").strip()
+    if re.fullmatch(r"[1-9]\d{3}", text):
+        return text
+    return normalise_postcode(text)[:4]
+
+
+def validate_bsn(value):
+    try:
+        return stdnum_bsn.validate(value or "")
+    except Exception:
+        raise ValueError("is not a valid BSN") from None
+
+
+def validate_municipality_code(value):
+    text = (value or "").strip().upper()
+    if not MUNICIPALITY_CODE.fullmatch(text):
+        raise ValueError("is not a CBS municipality code (GM0363)")
+    return text

@@ -1,0 +1,1 @@
+"""The GraphQL gateway (the public contract) and the caregiver front-end."""

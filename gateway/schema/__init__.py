@@ -1,0 +1,18 @@
+"""The gateway's GraphQL schema: the contract's types and fields, one module per domain,
+combined here. ``schema.graphql`` beside this file is the printed result, committed and
+checked by the tests against the contract."""
+import graphene
+
+from gateway.schema.platform import PlatformQuery
+
+QUERIES = (PlatformQuery,)
+MUTATIONS = ()
+
+
+class Query(*QUERIES, graphene.ObjectType):
+    pass
+
+
+Mutation = type("Mutation", (*MUTATIONS, graphene.ObjectType), {}) if MUTATIONS else None
+
+schema = graphene.Schema(query=Query, mutation=Mutation, auto_camelcase=True)

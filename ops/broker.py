@@ -1,0 +1,92 @@
+"""Making sure a RabbitMQ broker answers, starting a local one when it is installed."""
+import shutil
+import subprocess
+import time
+from urllib.parse import quote, urlparse
+
+import requests
+from kombu import Connection
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class BrokerMissing(RuntimeError):
+    pass
+
+
+def reachable(amqp_uri, timeout=3):
+    try:
+        with Connection(amqp_uri, connect_timeout=timeout) as connection:
+            connection.connect()
+        return True
+    except Exception:
+        return False
+
+
+def ensure_broker(amqp_uri, wait_seconds=60):
+    """Returns when the broker at ``amqp_uri`` answers; starts ``rabbitmq-server -detached``
+    for a local address when it is installed."""
+    if reachable(amqp_uri):
+        return
+    host = urlparse(amqp_uri).hostname or "127.0.0.1"
+    server = shutil.which("rabbitmq-server")
+    if host not in LOCAL_HOSTS or server is None:
+        raise BrokerMissing(
+            f"No RabbitMQ answers at {host}; install it (Debian/Ubuntu: apt-get install "
+            "rabbitmq-server) or point AMQP_URI at a running broker.")
+    subprocess.run([server, "-detached"], check=False, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if reachable(amqp_uri):
+            return
+        time.sleep(1)
+    raise BrokerMissing(f"rabbitmq-server was started but does not answer at {host} "
+                        f"after {wait_seconds} s")
+
+
+def management_url(amqp_uri, port=15672):
+    parsed = urlparse(amqp_uri)
+    return f"http://{parsed.hostname or '127.0.0.1'}:{port}/api", (
+        parsed.username or "guest", parsed.password or "guest")
+
+
+def ensure_management(amqp_uri, wait_seconds=60):
+    """The management API (used by the tests to make throwaway vhosts)."""
+    api, auth = management_url(amqp_uri)
+    if _api_answers(api, auth):
+        return
+    plugins = shutil.which("rabbitmq-plugins")
+    if plugins is None:
+        raise BrokerMissing("The RabbitMQ management API does not answer and rabbitmq-plugins "
+                            "is not installed to enable it.")
+    subprocess.run([plugins, "enable", "rabbitmq_management"], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if _api_answers(api, auth):
+            return
+        time.sleep(1)
+    raise BrokerMissing("The RabbitMQ management API did not come up on port 15672.")
+
+
+def _api_answers(api, auth):
+    try:
+        return requests.get(f"{api}/overview", auth=auth, timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def create_vhost(amqp_uri, name):
+    """A throwaway virtual host; returns the AMQP URI that points into it."""
+    api, auth = management_url(amqp_uri)
+    requests.put(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=10).raise_for_status()
+    requests.put(f"{api}/permissions/{quote(name, safe='')}/{quote(auth[0], safe='')}", auth=auth,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}, timeout=10).raise_for_status()
+    parsed = urlparse(amqp_uri)
+    return parsed._replace(path="/" + quote(name, safe="")).geturl()
+
+
+def delete_vhost(amqp_uri, name):
+    api, auth = management_url(amqp_uri)
+    requests.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=10)

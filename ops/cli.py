@@ -1,0 +1,135 @@
+"""``mantelzorg`` — the operator's command line. ``make run`` calls ``mantelzorg run``."""
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from common import config as settings
+from common.logging import quiet_libraries
+from common.messaging import declare_topology, list_dead_letters, replay_dead_letters
+from gateway.auth import issue_development_token
+from ops import reference
+from ops.broker import BrokerMissing, ensure_broker
+from ops.platform import PROCESSES, Platform, metrics_address
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="mantelzorg", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start every service and the gateway with demo data")
+    commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
+    importer = commands.add_parser("import-reference",
+                                   help="import municipalities.csv from a folder")
+    importer.add_argument("folder", type=Path)
+    dead = commands.add_parser("dead-letters", help="list or replay parked events")
+    dead.add_argument("action", choices=("list", "replay"))
+    dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
+    token = commands.add_parser("token", help="print a development token (HS256)")
+    token.add_argument("role")
+    token.add_argument("--sub", default="dev-user")
+    token.add_argument("--municipality")
+    token.add_argument("--support-point")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    os.environ.setdefault("AMQP_URI", settings.DEFAULT_AMQP_URI)
+    try:
+        return COMMANDS[args.command](args)
+    except BrokerMissing as problem:
+        print(problem, file=sys.stderr)
+        return 1
+
+
+def run(_args):
+    amqp = os.environ["AMQP_URI"]
+    ensure_broker(amqp)
+    if not os.environ.get("MANTELZORG_JWT_SECRET"):
+        os.environ["MANTELZORG_JWT_SECRET"] = secrets.token_urlsafe(32)
+        print(f"MANTELZORG_JWT_SECRET was unset; this run signs with: "
+              f"{os.environ['MANTELZORG_JWT_SECRET']}")
+    declare_topology()
+    platform = Platform()
+    platform.start()
+    try:
+        platform.wait_until_healthy()
+        with platform.rpc(timeout=60) as rpc:
+            seed(rpc)
+        print_welcome(platform)
+        platform.wait_while_running()
+    except KeyboardInterrupt:
+        print("\nstopping …")
+    finally:
+        platform.stop()
+    return 0
+
+
+def seed(rpc):
+    folder = os.environ.get("MANTELZORG_REFERENCE_DIR")
+    source = Path(folder) if folder else reference.DEMO_DIR
+    report = reference.import_municipalities(rpc, source / "municipalities.csv")
+    print(f"municipalities from {source}: {report['imported']} imported, "
+          f"{report['unchanged']} unchanged, {len(report['rejected'])} rejected")
+    if rpc.registry.count_support_points() == 0:
+        rows = reference.read_rows(reference.DEMO_DIR / "support_points.csv")
+        for row in rows:
+            rpc.registry.register_support_point(reference.support_point_input(row),
+                                                {"sub": "demo-seed", "role": "admin"})
+        print(f"demo support points: {len(rows)} registered")
+
+
+def print_welcome(platform):
+    secret = os.environ["MANTELZORG_JWT_SECRET"]
+    url = platform.gateway_url()
+    print(f"\nThe platform runs. GraphQL: {url}/graphql (GraphiQL in a browser)")
+    for process in PROCESSES:
+        print(f"  metrics of {process.name:<13} http://{metrics_address(process, os.environ)}/metrics")
+    print("Development tokens (8 hours), for the Authorization header 'Bearer <token>':")
+    for role, claims in (("admin", {}), ("municipality", {"municipality": "GM0363"}),
+                         ("partner", {}), ("caregiver", {}), ("fund", {}), ("campaign", {})):
+        print(f"  {role:<13} {issue_development_token(secret, role, f'demo-{role}', **claims)}")
+    print("Stop with Ctrl-C.")
+
+
+def declare_queues(_args):
+    ensure_broker(os.environ["AMQP_URI"])
+    for queue in declare_topology():
+        print(queue)
+    return 0
+
+
+def import_reference(args):
+    ensure_broker(os.environ["AMQP_URI"])
+    with Platform().rpc(timeout=120) as rpc:
+        report = reference.import_municipalities(rpc, args.folder / "municipalities.csv")
+    print(json.dumps(report, indent=2))
+    return 0 if not report["rejected"] else 2
+
+
+def dead_letters(args):
+    if args.action == "list":
+        for entry in list_dead_letters():
+            print(json.dumps(entry))
+        return 0
+    replayed = replay_dead_letters(event_ids=args.event_id)
+    print(f"replayed {len(replayed)} event(s)")
+    for entry in replayed:
+        print(json.dumps(entry))
+    return 0
+
+
+def token(args):
+    secret = os.environ.get("MANTELZORG_JWT_SECRET")
+    if not secret:
+        print("set MANTELZORG_JWT_SECRET to the secret the gateway runs with", file=sys.stderr)
+        return 1
+    print(issue_development_token(secret, args.role, args.sub, municipality=args.municipality,
+                                  support_point=args.support_point))
+    return 0
+
+
+COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
+            "dead-letters": dead_letters, "token": token}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The platform's services. Each is self-contained: it never imports another service."""

@@ -1,0 +1,1 @@
+"""Information bags (informatietas) and the awareness campaign (#deeljezorg)."""

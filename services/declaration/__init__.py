@@ -1,0 +1,1 @@
+"""The caregiver declaration (mantelzorgverklaring)."""

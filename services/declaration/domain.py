@@ -1,0 +1,5 @@
+"""Declaration rules, free of I/O."""
+
+
+def municipality_projection(payload):
+    return {"_id": payload.code, "name": payload.name, "province": payload.province}

@@ -1,0 +1,1 @@
+"""National registry of support points (steunpunten mantelzorg)."""

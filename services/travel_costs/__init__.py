@@ -1,0 +1,1 @@
+"""The travel-cost fund (reiskostenfonds): claims and payouts."""

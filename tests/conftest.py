@@ -1,0 +1,86 @@
+# eventlet must patch the standard library before anything else is imported, or nameko
+# containers started by the tests hang.
+import eventlet
+
+eventlet.monkey_patch()
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from common.config import DEFAULT_AMQP_URI  # noqa: E402
+from common.messaging import declare_topology  # noqa: E402
+from ops.broker import create_vhost, delete_vhost  # noqa: E402
+from ops.platform import PROCESSES, Platform  # noqa: E402
+
+from tests.support import JWT_SECRET, GraphQLClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not (SHARED_DATA / "municipalities.csv").exists():
+        pytest.fail(f"reference data missing: {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    """A throwaway RabbitMQ virtual host for this test run."""
+    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    name = f"mantelzorg-test-{uuid.uuid4().hex[:8]}"
+    uri = create_vhost(base, name)
+    yield uri
+    delete_vhost(base, name)
+
+
+@pytest.fixture(scope="session")
+def platform(amqp_uri, tmp_path_factory):
+    """Every service and the gateway as real processes on the real broker, with the embedded
+    document store in a fresh folder."""
+    environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
+                   MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
+                   EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
+    for process in PROCESSES:
+        if process.name != "gateway":
+            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+    declare_topology({"AMQP_URI": amqp_uri})
+    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
+    running.start()
+    try:
+        running.wait_until_healthy()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def rpc(platform):
+    with platform.rpc(timeout=30) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def gql(platform):
+    return GraphQLClient(f"{platform.gateway_url()}/graphql")
+
+
+@pytest.fixture(scope="session")
+def municipalities(rpc, shared_data):
+    """All 342 municipalities imported into the registry, as the import command does."""
+    from ops.reference import import_municipalities
+
+    report = import_municipalities(rpc, shared_data / "municipalities.csv")
+    assert not report["rejected"]
+    return report

@@ -1,0 +1,55 @@
+"""Helpers the tests share (fixtures are in conftest.py)."""
+import json
+import time
+import uuid
+
+import requests
+
+from gateway.auth import issue_development_token
+
+JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+def token(role, sub=None, **claims):
+    return issue_development_token(JWT_SECRET, role, sub or f"test-{role}", **claims)
+
+
+class GraphQLClient:
+    def __init__(self, url):
+        self.url = url
+
+    def post(self, query, variables=None, token=None, headers=None):
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        return requests.post(self.url, data=json.dumps({"query": query, "variables": variables}),
+                             headers=sent, timeout=30)
+
+    def __call__(self, query, variables=None, token=None):
+        response = self.post(query, variables, token)
+        assert response.headers["Content-Type"].startswith("application/json")
+        return response.json()
+
+
+def error_codes(answer):
+    return [e["extensions"]["code"] for e in answer.get("errors", [])]
+
+
+def eventually(check, timeout=15, interval=0.1):
+    """Polls ``check`` until it returns something truthy; events are asynchronous."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def log_lines(platform, name):
+    lines = []
+    for raw in platform.log_file(name).read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            continue
+    return lines
