@@ -1,0 +1,69 @@
+"""The gateway's schema against the public contract: nothing renamed, retyped or dropped.
+
+gateway/schema.graphql is the committed print of the schema (``python -m gateway.schema``);
+the contract lies in ../shared/contract/schema.graphql."""
+from pathlib import Path
+
+from graphql import BreakingChangeType, build_schema, find_breaking_changes, print_schema
+
+from gateway.schema import schema
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
+COMMITTED = ROOT / "gateway" / "schema.graphql"
+
+# Contract fields whose issue has not been built yet. Each issue that implements a part of
+# the contract removes its names here; the test fails for anything missing that is not.
+PENDING_FIELDS = {
+    "Query": {"supportPoints", "supportPoint", "nearestSupportPoints", "declaration",
+              "declarations", "checkDeclaration", "myTravelClaims", "travelClaim",
+              "travelClaims", "bagStock", "bagOrders", "campaigns"},
+    "Mutation": {"registerSupportPoint", "updateSupportPoint", "deactivateSupportPoint",
+                 "requestDeclaration", "decideDeclaration", "revokeDeclaration",
+                 "submitTravelClaim", "reviewTravelClaim", "createPayoutBatch", "addPrintRun",
+                 "orderInformationBags", "markBagOrderShipped", "markBagOrderDelivered",
+                 "createCampaign", "launchCampaign"},
+}
+PENDING_TYPES = {
+    "Date", "DateTime", "Decimal", "SupportArea", "SupportPointKind", "Address", "AddressInput",
+    "SupportPoint", "SupportPointInput", "SupportPointPage", "DeclarationPurpose",
+    "DeclarationStatus", "CaregiverInput", "CareRecipientInput", "DeclarationRequestInput",
+    "Declaration", "Decision", "DeclarationCheck", "TravelMode", "TripInput", "TravelClaimInput",
+    "ClaimStatus", "Trip", "TravelClaim", "PayoutBatch", "BagOrderStatus", "BagOrder",
+    "BagStock", "CampaignScope", "Campaign", "CampaignInput", "Mutation", "ID",
+}
+
+
+def _is_pending(change):
+    words = change.description.split(" ")
+    name = words[2] if words[:2] == ["Standard", "scalar"] else words[0]
+    if change.type == BreakingChangeType.TYPE_REMOVED:
+        return name in PENDING_TYPES
+    if change.type == BreakingChangeType.FIELD_REMOVED:
+        owner, _, field = name.partition(".")
+        return field in PENDING_FIELDS.get(owner, set())
+    return False
+
+
+def test_committed_schema_is_the_one_the_gateway_serves():
+    assert COMMITTED.read_text() == print_schema(schema.graphql_schema) + "\n", \
+        "run `python -m gateway.schema` and commit gateway/schema.graphql"
+
+
+def test_gateway_breaks_nothing_in_the_contract():
+    contract = build_schema(CONTRACT.read_text())
+    changes = find_breaking_changes(contract, schema.graphql_schema)
+    unexpected = [c.description for c in changes if not _is_pending(c)]
+    assert unexpected == []
+
+
+def test_pending_lists_name_only_what_is_really_missing():
+    contract = build_schema(CONTRACT.read_text())
+    ours = schema.graphql_schema
+    for name in PENDING_TYPES:
+        assert name in contract.type_map and name not in ours.type_map, name
+    for owner, fields in PENDING_FIELDS.items():
+        ours_owner = ours.type_map.get(owner)
+        for field in fields:
+            assert field in contract.type_map[owner].fields
+            assert ours_owner is None or field not in ours_owner.fields, f"{owner}.{field}"
