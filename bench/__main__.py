@@ -1,0 +1,23 @@
+"""``make bench``: runs every benchmark module in this folder (or those named)."""
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+import eventlet
+
+eventlet.monkey_patch()
+
+
+def main(names):
+    folder = Path(__file__).parent
+    found = sorted(m.name for m in pkgutil.iter_modules([str(folder)])
+                   if m.name.startswith("bench_"))
+    for name in names or found:
+        module = importlib.import_module(f"bench.{name}")
+        print(f"=== {name}: {module.__doc__.strip().splitlines()[0]}")
+        module.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

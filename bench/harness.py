@@ -1,0 +1,112 @@
+"""What every benchmark needs: the platform in a throwaway vhost and data folder, a load
+of N concurrent clients, and a table of median / p99 / requests per second."""
+import contextlib
+import os
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+
+from common.config import DEFAULT_AMQP_URI
+from common.messaging import declare_topology
+from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
+from ops.platform import PROCESSES, Platform
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_platform(**extra_environ):
+    """All services and the gateway, as ``make run`` starts them, in a fresh vhost."""
+    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    ensure_broker(base)
+    ensure_management(base)
+    vhost = f"mantelzorg-bench-{uuid.uuid4().hex[:8]}"
+    amqp = create_vhost(base, vhost)
+    with tempfile.TemporaryDirectory() as folder:
+        environ = dict(os.environ, AMQP_URI=amqp, MANTELZORG_DATA_DIR=os.path.join(folder, "data"),
+                       MANTELZORG_JWT_SECRET=extra_environ.pop("MANTELZORG_JWT_SECRET", "bench-secret"),
+                       GATEWAY_PORT=str(_free_port()), **extra_environ)
+        for process in PROCESSES:
+            if process.name != "gateway":
+                environ[process.address_variable] = f"127.0.0.1:{_free_port()}"
+        declare_topology({"AMQP_URI": amqp})
+        platform = Platform(environ, logs=os.path.join(folder, "logs"))
+        platform.start()
+        try:
+            platform.wait_until_healthy()
+            yield platform
+        finally:
+            platform.stop()
+            delete_vhost(base, vhost)
+
+
+def measure(make_client, requests_total, concurrency):
+    """Runs ``requests_total`` calls spread over ``concurrency`` threads. ``make_client()``
+    returns, per thread, ``(call, close)``: ``call(i)`` does one request and raises on a wrong
+    answer. Returns latencies in milliseconds and throughput."""
+    latencies, errors = [], []
+    lock = threading.Lock()
+    counter = iter(range(requests_total))
+
+    def worker():
+        call, close = make_client()
+        try:
+            while True:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                started = time.perf_counter()
+                try:
+                    call(index)
+                except Exception as error:  # counted, reported, never hidden
+                    with lock:
+                        errors.append(repr(error)[:200])
+                    continue
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    latencies.append(elapsed)
+        finally:
+            close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return summarise(latencies, errors, wall)
+
+
+def summarise(latencies, errors, wall):
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
+    return {
+        "requests": len(latencies), "errors": len(errors), "first_error": errors[0] if errors else "",
+        "median_ms": statistics.median(ordered) if ordered else float("nan"),
+        "p99_ms": p99, "rps": len(latencies) / wall if wall else 0.0,
+    }
+
+
+def print_table(title, rows):
+    """rows: (label, summary) pairs."""
+    print(f"\n{title}")
+    print(f"  {'':<44} {'median ms':>10} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+    for label, result in rows:
+        print(f"  {label:<44} {result['median_ms']:>10.2f} {result['p99_ms']:>8.2f} "
+              f"{result['rps']:>8.1f} {result['errors']:>7}")
+        if result["first_error"]:
+            print(f"    first error: {result['first_error']}")
+
+
+def verdict(label, ok):
+    print(f"  target {label}: {'met' if ok else 'NOT met'}")
+    return ok
