@@ -63,6 +63,11 @@ class GatewayService(InstrumentedService):
     def liveness(self, request):
         return self._json({"status": "ok"})
 
+    @http("GET,POST,PUT,PATCH,DELETE", "/<path:path>")
+    def not_found(self, request, path):
+        # Instead of the framework's HTML page: every answer is JSON.
+        return self._json({"errors": [error_entry("no such resource", "NOT_FOUND")]}, 404)
+
     def _json(self, payload, status=200):
         response = Response(json.dumps(payload, default=str), status=status,
                             mimetype="application/json")

@@ -1,0 +1,60 @@
+"""Tokens of the contract: who is asking, and what is refused."""
+import time
+
+import jwt
+import pytest
+
+from common.errors import Forbidden
+from gateway.auth import ANONYMOUS, TokenVerifier, Unauthenticated, issue_development_token
+
+SECRET = "unit-test-secret"
+
+
+@pytest.fixture
+def verifier():
+    return TokenVerifier({"MANTELZORG_JWT_SECRET": SECRET})
+
+
+def test_no_header_is_anonymous(verifier):
+    assert verifier.principal(None) is ANONYMOUS
+    assert not ANONYMOUS.authenticated
+
+
+def test_a_municipality_token_gives_its_claims(verifier):
+    principal = verifier.principal(
+        "Bearer " + issue_development_token(SECRET, "municipality", "staff-1", municipality="GM0363"))
+    assert (principal.role, principal.sub, principal.municipality) == ("municipality", "staff-1", "GM0363")
+    principal.require_municipality("GM0363", "admin")
+    with pytest.raises(Forbidden):
+        principal.require_municipality("GM0344", "admin")
+
+
+@pytest.mark.parametrize("header, reason", [
+    ("Bearer " + issue_development_token(SECRET, "admin", "a", lifetime_seconds=-10), "expired"),
+    ("Bearer " + issue_development_token("another-secret", "admin", "a"), "not valid"),
+    ("Bearer " + issue_development_token(SECRET, "superuser", "a"), "no known role"),
+    ("Bearer " + issue_development_token(SECRET, "municipality", "a"), "name its municipality"),
+    ("Bearer " + jwt.encode({"sub": "a", "role": "admin"}, SECRET, algorithm="HS256"), "not valid"),
+    ("Basic dXNlcjpwYXNz", "Bearer"),
+])
+def test_bad_tokens_are_unauthenticated(verifier, header, reason):
+    with pytest.raises(Unauthenticated) as raised:
+        verifier.principal(header)
+    assert reason in raised.value.message
+    assert raised.value.code == "UNAUTHENTICATED"
+
+
+def test_the_none_algorithm_is_refused(verifier):
+    unsigned = jwt.encode({"sub": "a", "role": "admin", "exp": int(time.time()) + 60}, None,
+                          algorithm="none")
+    with pytest.raises(Unauthenticated):
+        verifier.principal(f"Bearer {unsigned}")
+
+
+def test_roles_outside_the_allowed_set_are_forbidden(verifier):
+    partner = verifier.principal("Bearer " + issue_development_token(SECRET, "partner", "p"))
+    partner.require("partner", "admin")
+    with pytest.raises(Forbidden):
+        partner.require("admin")
+    with pytest.raises(Unauthenticated):
+        ANONYMOUS.require("admin")
