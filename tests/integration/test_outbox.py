@@ -1,0 +1,84 @@
+"""The transactional outbox: an event written with its change is published even when the
+process that wrote it died before publishing."""
+from datetime import timedelta
+
+import pytest
+from kombu import Connection, Queue
+from nameko.standalone.events import get_event_exchange
+
+from common.messaging import Outbox, ensure_outbox_indexes
+from common.storage import DocumentStore, utcnow
+
+PAYLOAD = {"code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland", "population": 1}
+
+
+@pytest.fixture
+def store():
+    opened = DocumentStore("outbox_probe", "", ":memory:")
+    ensure_outbox_indexes(opened.db)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def listener(amqp_uri):
+    """A queue bound to the registry's exchange, as a consumer's would be."""
+    with Connection(amqp_uri) as connection:
+        queue = Queue("outbox-probe", exchange=get_event_exchange("registry", {}),
+                      routing_key="municipality.imported", auto_delete=False)(connection.channel())
+        queue.declare()
+        queue.purge()
+        yield queue
+        queue.delete()
+
+
+def _received(queue):
+    bodies = []
+    while (message := queue.get(no_ack=True)) is not None:
+        bodies.append(message.decode())
+    return bodies
+
+
+def test_an_event_left_behind_by_a_crash_is_published_by_the_next_relay(store, listener, amqp_uri):
+    config = {"AMQP_URI": amqp_uri}
+    crashed = Outbox(store, "registry", config)
+
+    def change(session):
+        store["municipalities"].insert_one({"_id": "GM0363"}, session=session)
+        return crashed.add(session, "municipality.imported", PAYLOAD, "corr-outbox")
+
+    envelope = store.in_transaction(change)
+    assert _received(listener) == []          # the writer died before its relay ran
+
+    restarted = Outbox(store, "registry", config)
+    assert restarted.relay() == 1
+    bodies = _received(listener)
+    assert [b["event_id"] for b in bodies] == [str(envelope.event_id)]
+    assert bodies[0]["correlation_id"] == "corr-outbox"
+    assert restarted.pending() == 0
+    assert restarted.relay() == 0             # sent once, not again
+
+
+def test_a_rolled_back_change_publishes_nothing(store, listener, amqp_uri):
+    outbox = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
+
+    def change(session):
+        outbox.add(session, "municipality.imported", PAYLOAD, "corr")
+        raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        store.in_transaction(change)
+    assert outbox.relay() == 0 and _received(listener) == []
+
+
+def test_an_event_claimed_by_a_relay_that_died_is_published_after_its_lease(store, listener, amqp_uri):
+    outbox = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
+    envelope = store.in_transaction(
+        lambda session: outbox.add(session, "municipality.imported", PAYLOAD, "corr"))
+    store["outbox"].update_one({"_id": str(envelope.event_id)},
+                               {"$set": {"claimed_until": utcnow() + timedelta(seconds=30)}})
+    assert outbox.relay() == 0                # another relay holds it
+    store["outbox"].update_one({"_id": str(envelope.event_id)},
+                               {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+    assert outbox.relay() == 1
+    assert [b["event_id"] for b in _received(listener)] == [str(envelope.event_id)]
