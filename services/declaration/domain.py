@@ -131,7 +131,7 @@ def actor_trace(actor):
 
 def may_request(actor, municipality_code):
     role = actor.get("role")
-    if role == "caregiver" or role == "admin":
+    if role == "caregiver":
         return
     if role == "municipality" and actor.get("municipality") == municipality_code:
         return
