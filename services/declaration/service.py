@@ -3,6 +3,7 @@ import uuid
 from datetime import date, timedelta
 
 import jwt
+from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
 from pydantic import ValidationError
@@ -35,6 +36,7 @@ class DeclarationService(PlatformService):
     name = "declaration"
     store = Storage(ensure_indexes)
     keys = ServiceKeys()
+    config = Config()
 
     # --- reference data -------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class DeclarationService(PlatformService):
         return domain.check_answer(document, purpose, date.today())
 
     def _window(self):
-        config = self.container.config
+        config = self.config
         return (settings.int_setting(config, "CHECK_MAX_FAILURES", 10),
                 timedelta(seconds=settings.int_setting(config, "CHECK_FAILURE_WINDOW_SECONDS", 300)))
 
@@ -353,7 +355,7 @@ class DeclarationService(PlatformService):
         """Stores ``count`` synthetic issued declarations (references MZV-1999-<start...>, all
         with verification code ``code``) in one batch, without events. Only when the service
         runs with DECLARATION_ALLOW_SEEDING=1, as the benchmark does."""
-        if str(self.container.config.get("ALLOW_SEEDING", "")) not in ("1", "true"):
+        if str(self.config.get("ALLOW_SEEDING", "")) not in ("1", "true"):
             raise Forbidden("seeding is switched off")
         now = utcnow()
         valid_from, valid_until = domain.validity(domain.Criteria(), now.date())
