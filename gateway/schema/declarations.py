@@ -190,7 +190,7 @@ class DeclarationQuery(graphene.ObjectType):
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
         context.principal.require_municipality(municipality_code, "admin")
-        check_page_size(first)
+        first = check_page_size(20 if first is None else first)
         found = context.call(SERVICE, "declarations", municipality_code, to_wire(status), first,
                              after, context.actor)
         return [_declaration(d) for d in found]

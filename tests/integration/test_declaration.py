@@ -305,6 +305,8 @@ def test_listing_pages_through_a_municipality(gql, known):
     rest = gql(LIST, {"code": UTRECHT, "status": "REQUESTED", "first": 100, "after": first[-1]},
                token=staff(UTRECHT))["data"]["declarations"]
     assert rest and not set(first) & {d["reference"] for d in rest}
+    unset = gql(LIST, {"code": UTRECHT, "first": None}, token=staff(UTRECHT))["data"]["declarations"]
+    assert 3 <= len(unset) <= 20
     assert all(d["status"] == "REQUESTED" for d in rest)
 
 
