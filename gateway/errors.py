@@ -1,5 +1,7 @@
 """Every error a client sees carries ``extensions.code`` from the contract; none carries a
 stack trace, a database detail or personal data."""
+import re
+
 from graphql import GraphQLError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 
@@ -14,6 +16,11 @@ class BadRequest(DomainError):
     code = "BAD_USER_INPUT"
 
 
+# For the plain HTTP routes (not /graphql, which answers 200 with errors in the body).
+HTTP_STATUS = {"BAD_USER_INPUT": 400, "UNAUTHENTICATED": 401, "FORBIDDEN": 403,
+               "NOT_FOUND": 404, "CONFLICT": 409, "UNAVAILABLE": 503, "INTERNAL": 500}
+
+
 def error_entry(message, code, field=None, path=None):
     extensions = {"code": code}
     if field:
@@ -24,10 +31,24 @@ def error_entry(message, code, field=None, path=None):
     return entry
 
 
+_VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)' got invalid value .*?(?: at '(?P<path>[^']+)')?;")
+
+
+def variable_field(message):
+    """The input a variable error is about, as a field path: 'input.purposes.0'."""
+    match = _VARIABLE_ERROR.match(message or "")
+    if not match:
+        return None
+    return re.sub(r"\[(\d+)\]", r".\1", match.group("path") or match.group("name"))
+
+
 def format_error(error):
     """A GraphQLError from validation or from a resolver, as the contract's JSON."""
     original = error.original_error if isinstance(error, GraphQLError) else error
     path = list(error.path) if getattr(error, "path", None) else None
+    field = variable_field(error.message) if isinstance(error, GraphQLError) else None
+    if field:   # a variable that does not fit its type (bad enum value, date, decimal)
+        return error_entry(redact_text(error.message), "BAD_USER_INPUT", field, path)
     if original is None:   # parse or validation error: the query itself is wrong
         return error_entry(redact_text(error.message), "BAD_USER_INPUT", path=path)
     if isinstance(original, DomainError):

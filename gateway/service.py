@@ -10,13 +10,16 @@ from werkzeug.wrappers import Response
 
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
 from common.service import InstrumentedService
+from gateway import printable
 from gateway.auth import TokenVerifier
-from gateway.errors import error_entry, format_error
+from gateway.errors import HTTP_STATUS, error_entry, format_error
 from gateway.executor import GraphQLContext, run_query
+from gateway.jwks import PublicKeys
 
 MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
 VERIFIER = TokenVerifier()
+PUBLIC_KEYS = PublicKeys()
 
 
 class GatewayService(InstrumentedService):
@@ -52,8 +55,41 @@ class GatewayService(InstrumentedService):
             principal = VERIFIER.principal(request.headers.get("Authorization"))
         except Exception as error:
             return self._json({"errors": [format_error(error)]}, 401)
-        timeout = float(self.config.get("RPC_TIMEOUT_SECONDS", 10))
-        return self._json(run_query(body, GraphQLContext(self, principal, timeout)))
+        return self._json(run_query(body, GraphQLContext(self, principal, self._timeout())))
+
+    @http("GET", "/.well-known/jwks.json")
+    def jwks(self, request):
+        """The public keys of the declarations' signed tokens, for offline verification."""
+        try:
+            context = GraphQLContext(self, None, self._timeout())
+            document = PUBLIC_KEYS.get(lambda: context.call("declaration", "signing_keys"))
+        except Exception as error:
+            return self._error(error)
+        response = self._json(document)
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+    @http("GET", "/declarations/<reference>.pdf")
+    def declaration_pdf(self, request, reference):
+        """The printable declaration: its owner caregiver or the issuing municipality."""
+        try:
+            principal = VERIFIER.principal(request.headers.get("Authorization"))
+            principal.require("caregiver", "municipality")
+            context = GraphQLContext(self, principal, self._timeout())
+            document = printable.render(context.call("declaration", "printable", reference,
+                                                     context.actor))
+        except Exception as error:
+            return self._error(error)
+        return Response(document, mimetype="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="{reference}.pdf"',
+            "Cache-Control": "private, no-store"})
+
+    def _timeout(self):
+        return float(self.config.get("RPC_TIMEOUT_SECONDS", 10))
+
+    def _error(self, error):
+        entry = format_error(error)
+        return self._json({"errors": [entry]}, HTTP_STATUS.get(entry["extensions"]["code"], 500))
 
     @http("GET", "/graphql")
     def graphiql(self, request):

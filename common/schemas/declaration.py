@@ -1,8 +1,18 @@
 """Event and RPC payloads of the declaration service."""
 from datetime import date
+from decimal import Decimal
 
-from common.schemas import Payload
+from pydantic import EmailStr, Field, field_validator
 
+from common.schemas import InputPayload, Payload
+from common.validators import normalise_postcode, validate_bsn, validate_municipality_code
+
+DECLARATION_PURPOSES = ("PARKING_PERMIT", "CARE_HOUSING", "CO_TENANCY", "HOUSING_URGENCY",
+                        "JOB_SEEKING_EXEMPTION", "TRAVEL_COST_FUND", "OTHER")
+DECLARATION_STATUSES = ("REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED")
+
+
+# --- events -------------------------------------------------------------------------------
 
 class DeclarationStatusChanged(Payload):
     """declaration.requested / .issued / .rejected / .revoked / .expired.
@@ -18,3 +28,82 @@ class DeclarationStatusChanged(Payload):
     owner: str | None = None
     valid_from: date | None = None
     valid_until: date | None = None
+
+
+# --- RPC payloads -------------------------------------------------------------------------
+
+def _not_blank(value):
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _purposes(value):
+    if not value:
+        raise ValueError("name at least one purpose")
+    if any(p not in DECLARATION_PURPOSES for p in value):
+        raise ValueError("unknown purpose")
+    return list(dict.fromkeys(value))
+
+
+class CaregiverInput(InputPayload):
+    bsn: str
+    name: str = Field(max_length=200)
+    postcode: str
+    email: EmailStr | None = None
+
+    _bsn = field_validator("bsn")(lambda v: validate_bsn(v))
+    _name = field_validator("name")(lambda v: _not_blank(v))
+    _postcode = field_validator("postcode")(lambda v: normalise_postcode(v))
+
+
+class CareRecipientInput(InputPayload):
+    name: str = Field(max_length=200)
+    postcode: str
+    relationship: str = Field(max_length=100)
+
+    _text = field_validator("name", "relationship")(lambda v: _not_blank(v))
+    _postcode = field_validator("postcode")(lambda v: normalise_postcode(v))
+
+
+class DeclarationRequestInput(InputPayload):
+    municipality_code: str
+    caregiver: CaregiverInput
+    care_recipient: CareRecipientInput
+    hours_per_week: Decimal = Field(max_digits=5, decimal_places=2)
+    care_since: date
+    purposes: list[str]
+
+    _municipality = field_validator("municipality_code")(lambda v: validate_municipality_code(v))
+    _purposes = field_validator("purposes")(lambda v: _purposes(v))
+
+    @field_validator("hours_per_week")
+    @classmethod
+    def _hours(cls, value):
+        if not value.is_finite() or value < 0:
+            raise ValueError("must be zero or more")
+        if value > 168:
+            raise ValueError("a week has 168 hours")
+        return value
+
+    @field_validator("care_since")
+    @classmethod
+    def _since(cls, value):
+        if value > date.today():
+            raise ValueError("must not be in the future")
+        return value
+
+
+class DeclarationSettingsInput(InputPayload):
+    """A municipality's local choices; an omitted value keeps the national default."""
+    min_care_months: int | None = Field(default=None, ge=0, le=120)
+    min_hours_per_week: Decimal | None = Field(default=None, ge=0, le=168, max_digits=5,
+                                               decimal_places=2)
+    validity_months: int | None = Field(default=None, ge=1, le=120)
+    purposes: list[str] | None = None
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, value):
+        return None if value is None else _purposes(value)

@@ -3,10 +3,11 @@ combined here. ``schema.graphql`` beside this file is the printed result, commit
 checked by the tests against the contract."""
 import graphene
 
+from gateway.schema.declarations import DeclarationMutation, DeclarationQuery
 from gateway.schema.platform import PlatformQuery
 
-QUERIES = (PlatformQuery,)
-MUTATIONS = ()
+QUERIES = (PlatformQuery, DeclarationQuery)
+MUTATIONS = (DeclarationMutation,)
 
 
 class Query(*QUERIES, graphene.ObjectType):

@@ -15,22 +15,19 @@ COMMITTED = ROOT / "gateway" / "schema.graphql"
 # Contract fields whose issue has not been built yet. Each issue that implements a part of
 # the contract removes its names here; the test fails for anything missing that is not.
 PENDING_FIELDS = {
-    "Query": {"supportPoints", "supportPoint", "nearestSupportPoints", "declaration",
-              "declarations", "checkDeclaration", "myTravelClaims", "travelClaim",
-              "travelClaims", "bagStock", "bagOrders", "campaigns"},
+    "Query": {"supportPoints", "supportPoint", "nearestSupportPoints", "myTravelClaims",
+              "travelClaim", "travelClaims", "bagStock", "bagOrders", "campaigns"},
     "Mutation": {"registerSupportPoint", "updateSupportPoint", "deactivateSupportPoint",
-                 "requestDeclaration", "decideDeclaration", "revokeDeclaration",
                  "submitTravelClaim", "reviewTravelClaim", "createPayoutBatch", "addPrintRun",
                  "orderInformationBags", "markBagOrderShipped", "markBagOrderDelivered",
                  "createCampaign", "launchCampaign"},
 }
 PENDING_TYPES = {
-    "Date", "DateTime", "Decimal", "SupportArea", "SupportPointKind", "Address", "AddressInput",
-    "SupportPoint", "SupportPointInput", "SupportPointPage", "DeclarationPurpose",
-    "DeclarationStatus", "CaregiverInput", "CareRecipientInput", "DeclarationRequestInput",
-    "Declaration", "Decision", "DeclarationCheck", "TravelMode", "TripInput", "TravelClaimInput",
+    "SupportArea", "SupportPointKind", "Address", "AddressInput",
+    "SupportPoint", "SupportPointInput", "SupportPointPage",
+    "TravelMode", "TripInput", "TravelClaimInput",
     "ClaimStatus", "Trip", "TravelClaim", "PayoutBatch", "BagOrderStatus", "BagOrder",
-    "BagStock", "CampaignScope", "Campaign", "CampaignInput", "Mutation", "ID",
+    "BagStock", "CampaignScope", "Campaign", "CampaignInput",
 }
 
 
@@ -52,7 +49,10 @@ def test_committed_schema_is_the_one_the_gateway_serves():
 
 def test_gateway_breaks_nothing_in_the_contract():
     contract = build_schema(CONTRACT.read_text())
-    changes = find_breaking_changes(contract, schema.graphql_schema)
+    # Compared as printed: graphene's scalar classes differ from graphql-core's own, which
+    # find_breaking_changes would report as a change of kind.
+    ours = build_schema(print_schema(schema.graphql_schema))
+    changes = find_breaking_changes(contract, ours)
     unexpected = [c.description for c in changes if not _is_pending(c)]
     assert unexpected == []
 

@@ -1,0 +1,93 @@
+"""checkDeclaration at 50 concurrent clients, through the gateway and as direct RPC, with
+10,000 and with 100,000 issued declarations stored.
+
+Targets (issue 4): p99 under 50 ms through the gateway, and no growth of the check time
+between 10,000 and 100,000 stored declarations. The declarations are stored through the
+service's bulk path (``seed_issued_declarations``, switched on for this run only)."""
+import json
+import os
+import random
+
+import requests
+
+from bench.harness import measure, print_table, running_platform, verdict
+from gateway.auth import issue_development_token
+
+SECRET = "bench-secret"
+CONCURRENCY = 50
+REQUESTS = int(os.environ.get("BENCH_CHECK_REQUESTS", "3000"))
+SIZES = (10_000, 100_000)
+BATCH = 2_000
+CODE = "BNCH-CHCK-2026"
+CHECK = """query($reference: String!, $code: String!, $purpose: DeclarationPurpose!) {
+  checkDeclaration(reference: $reference, verificationCode: $code, purpose: $purpose) {
+    valid status validUntil purposeAccepted municipalityCode } }"""
+
+
+def _reference(stored):
+    return f"MZV-1999-{random.randint(1, stored):06d}"
+
+
+def _seed(platform, start, end):
+    with platform.rpc(timeout=300) as rpc:
+        for first in range(start, end, BATCH):
+            count = min(BATCH, end - first)
+            assert rpc.declaration.seed_issued_declarations("GM0363", first, count, CODE) == count
+
+
+def _gateway_client(platform, stored):
+    url = f"{platform.gateway_url()}/graphql"
+
+    def make():
+        session = requests.Session()
+        session.headers.update({
+            "Content-Type": "application/json",
+            "Authorization": "Bearer " + issue_development_token(
+                SECRET, "partner", f"bench-partner-{random.random()}")})
+
+        def call(_index):
+            body = {"query": CHECK, "variables": {"reference": _reference(stored), "code": CODE,
+                                                  "purpose": "PARKING_PERMIT"}}
+            answer = session.post(url, data=json.dumps(body), timeout=30).json()
+            if not answer.get("data") or not answer["data"]["checkDeclaration"]["valid"]:
+                raise AssertionError(str(answer)[:200])
+        return call, session.close
+    return make
+
+
+def _rpc_client(platform, stored):
+    def make():
+        context = platform.rpc(timeout=30)
+        rpc = context.__enter__()
+        client = f"partner:bench-{random.random()}"
+
+        def call(_index):
+            answer = rpc.declaration.check_declaration(_reference(stored), CODE, "PARKING_PERMIT", client)
+            if not answer["valid"]:
+                raise AssertionError(str(answer))
+        return call, lambda: context.__exit__(None, None, None)
+    return make
+
+
+def run():
+    results = {}
+    with running_platform(MANTELZORG_JWT_SECRET=SECRET, DECLARATION_ALLOW_SEEDING="1",
+                          GATEWAY_MAX_WORKERS="60", DECLARATION_MAX_WORKERS="60") as platform:
+        stored = 0
+        for size in SIZES:
+            _seed(platform, stored + 1, size + 1)
+            stored = size
+            # a short warm-up, then the measured runs
+            measure(_gateway_client(platform, stored), 200, CONCURRENCY)
+            results[("gateway", size)] = measure(_gateway_client(platform, stored), REQUESTS, CONCURRENCY)
+            results[("rpc", size)] = measure(_rpc_client(platform, stored), REQUESTS, CONCURRENCY)
+    print_table(f"checkDeclaration, {CONCURRENCY} concurrent clients, {REQUESTS} requests each row",
+                [(f"{path} with {size:,} declarations stored", results[(path, size)])
+                 for size in SIZES for path in ("gateway", "rpc")])
+    small, large = results[("gateway", SIZES[0])], results[("gateway", SIZES[-1])]
+    ok = verdict("gateway p99 under 50 ms at 100,000 stored", large["p99_ms"] < 50)
+    # 'does not grow': the median at 100,000 within 25 % (or 2 ms) of the one at 10,000
+    grows = large["median_ms"] > max(small["median_ms"] * 1.25, small["median_ms"] + 2)
+    ok &= verdict("check time does not grow from 10,000 to 100,000 stored", not grows)
+    ok &= verdict("no errors", all(r["errors"] == 0 for r in results.values()))
+    return ok

@@ -1,0 +1,195 @@
+"""Keys for personal data: encryption at rest, keyed lookup hashes and document signing.
+
+Settings (environment; never in a config file or the repository):
+
+- ``MANTELZORG_DATA_KEY``: AES-256-GCM keys as ``<key id>:<base64 of 32 bytes>``, several
+  separated by commas. The first encrypts; every one decrypts. Rotation: put a new key first,
+  keep the old ones behind it until every stored value has been re-encrypted, then drop them.
+  Each ciphertext records the id of the key that made it.
+- ``MANTELZORG_LOOKUP_KEY``: base64 of the HMAC-SHA256 key for lookup hashes (a BSN is found
+  by its keyed hash, never by its value). Rotating it means recomputing every stored hash
+  from the decrypted values, so it is kept apart from the data key and changed rarely.
+- ``MANTELZORG_SIGNING_KEY`` (Ed25519 private key, PEM) with ``MANTELZORG_SIGNING_KEY_ID``:
+  signs documents that others verify offline. ``MANTELZORG_SIGNING_PUBLIC_KEYS`` may list
+  earlier public keys (``<key id>:<base64url of 32 bytes>``, comma separated) that are still
+  published so that documents signed before a rotation keep verifying.
+
+When a setting is unset, a development key is generated once and kept in the data folder
+(``<data dir>/keys/<name>.json``, readable by the owner only), so that ``make run`` and the
+tests work without configuration; production sets all of them.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nameko.extensions import DependencyProvider
+
+from common import config as settings
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text):
+    text = text.strip()
+    return base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+
+
+class DataCipher:
+    """AES-GCM with key ids. ``keys`` is an ordered list of (key id, 32-byte key)."""
+
+    def __init__(self, keys):
+        if not keys:
+            raise ValueError("at least one data key is needed")
+        for kid, key in keys:
+            if len(key) != 32:
+                raise ValueError(f"data key {kid} must be 32 bytes")
+        self.current_id = keys[0][0]
+        self.keys = {kid: AESGCM(key) for kid, key in keys}
+
+    def encrypt(self, value, context=""):
+        """A JSON-able value as {kid, nonce, ct}; ``context`` (e.g. the record id) is bound
+        to the ciphertext, so it cannot be moved to another record."""
+        nonce = secrets.token_bytes(12)
+        plain = json.dumps(value, separators=(",", ":")).encode()
+        sealed = self.keys[self.current_id].encrypt(nonce, plain, context.encode())
+        return {"kid": self.current_id, "nonce": _b64(nonce), "ct": _b64(sealed)}
+
+    def decrypt(self, sealed, context=""):
+        try:
+            key = self.keys[sealed["kid"]]
+        except KeyError:
+            raise LookupError(f"data key {sealed.get('kid')!r} is not configured") from None
+        plain = key.decrypt(_unb64(sealed["nonce"]), _unb64(sealed["ct"]), context.encode())
+        return json.loads(plain)
+
+    def needs_rotation(self, sealed):
+        return sealed.get("kid") != self.current_id
+
+
+class KeyedHash:
+    """HMAC-SHA256 for looking values up without storing them."""
+
+    def __init__(self, key):
+        if len(key) < 32:
+            raise ValueError("the lookup key must be at least 32 bytes")
+        self.key = key
+
+    def __call__(self, *parts):
+        message = "\x1f".join(str(p) for p in parts).encode()
+        return hmac.new(self.key, message, hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def same(left, right):
+        return hmac.compare_digest(str(left or ""), str(right or ""))
+
+
+class Signer:
+    """Ed25519 key pair plus the public keys still published after a rotation."""
+
+    def __init__(self, private_key, key_id, earlier_public=()):
+        self.private_key = private_key
+        self.key_id = key_id
+        self.public_keys = {key_id: private_key.public_key(), **dict(earlier_public)}
+
+    def jwks(self):
+        return {"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid,
+             "x": _b64(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))}
+            for kid, key in self.public_keys.items()]}
+
+
+# --- loading from the environment, with development keys per data folder ----------------
+
+def _dev_secret(folder, name, make):
+    """A development secret kept in ``folder``; made on first use."""
+    if folder == ":memory:":
+        return _MEMORY.setdefault(name, make())
+    path = Path(folder) / "keys" / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())["value"]
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = make()
+    temporary = path.with_suffix(".tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(json.dumps({"value": value}))
+    try:
+        os.link(temporary, path)   # the first process to get here wins; others read its key
+    except FileExistsError:
+        pass
+    temporary.unlink(missing_ok=True)
+    return json.loads(path.read_text())["value"]
+
+
+_MEMORY = {}
+
+
+def _parse_pairs(text):
+    pairs = []
+    for item in (text or "").split(","):
+        if item.strip():
+            kid, _, value = item.strip().partition(":")
+            if not kid or not value:
+                raise ValueError("keys are written <key id>:<base64>")
+            pairs.append((kid, _unb64(value)))
+    return pairs
+
+
+def data_cipher(config=None, environ=os.environ):
+    text = environ.get("MANTELZORG_DATA_KEY") or _dev_secret(
+        settings.data_dir(config), "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}")
+    return DataCipher(_parse_pairs(text))
+
+
+def keyed_hash(config=None, environ=os.environ):
+    text = environ.get("MANTELZORG_LOOKUP_KEY") or _dev_secret(
+        settings.data_dir(config), "lookup-key", lambda: _b64(secrets.token_bytes(32)))
+    return KeyedHash(_unb64(text))
+
+
+def signer(config=None, environ=os.environ):
+    pem = environ.get("MANTELZORG_SIGNING_KEY")
+    key_id = environ.get("MANTELZORG_SIGNING_KEY_ID")
+    if not pem:
+        def make():
+            key = Ed25519PrivateKey.generate()
+            return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode()
+        pem = _dev_secret(settings.data_dir(config), "signing-key", make)
+    private_key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(private_key, Ed25519PrivateKey):
+        raise ValueError("the signing key must be an Ed25519 key")
+    if not key_id:
+        raw = private_key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                    serialization.PublicFormat.Raw)
+        key_id = "ed-" + hashlib.sha256(raw).hexdigest()[:16]
+    earlier = [(kid, Ed25519PublicKey.from_public_bytes(raw))
+               for kid, raw in _parse_pairs(environ.get("MANTELZORG_SIGNING_PUBLIC_KEYS"))]
+    return Signer(private_key, key_id, earlier)
+
+
+class Keys:
+    """The three kinds of key of a service, loaded once per process."""
+
+    def __init__(self, config=None, environ=os.environ):
+        self.cipher = data_cipher(config, environ)
+        self.hash = keyed_hash(config, environ)
+        self.signer = signer(config, environ)
+
+
+class ServiceKeys(DependencyProvider):
+    """Injects the service's Keys (see the module's description for the settings)."""
+
+    def setup(self):
+        self.keys = Keys(self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.keys

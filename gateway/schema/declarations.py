@@ -1,0 +1,250 @@
+"""Caregiver declarations: the contract's types and fields, answered by the declaration
+service over RPC. The gateway checks the caller's role; the service checks ownership.
+
+Added to the contract (documented in docs/declarations.md): ``Declaration.unmetCriteria``,
+``Declaration.history``, ``checkDeclarationToken``, ``declarationSettings`` and
+``setDeclarationSettings``."""
+import enum
+from datetime import date, datetime
+from decimal import Decimal as _Decimal
+
+import graphene
+
+from gateway.limits import check_page_size
+from gateway.schema.scalars import Date, DateTime, Decimal
+
+SERVICE = "declaration"
+
+
+class DeclarationPurpose(graphene.Enum):
+    PARKING_PERMIT = "PARKING_PERMIT"
+    CARE_HOUSING = "CARE_HOUSING"
+    CO_TENANCY = "CO_TENANCY"
+    HOUSING_URGENCY = "HOUSING_URGENCY"
+    JOB_SEEKING_EXEMPTION = "JOB_SEEKING_EXEMPTION"
+    TRAVEL_COST_FUND = "TRAVEL_COST_FUND"
+    OTHER = "OTHER"
+
+
+class DeclarationStatus(graphene.Enum):
+    REQUESTED = "REQUESTED"
+    ISSUED = "ISSUED"
+    REJECTED = "REJECTED"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+
+
+class Decision(graphene.Enum):
+    ISSUE = "ISSUE"
+    REJECT = "REJECT"
+
+
+class CaregiverInput(graphene.InputObjectType):
+    bsn = graphene.String(required=True)
+    name = graphene.String(required=True)
+    postcode = graphene.String(required=True)
+    email = graphene.String()
+
+
+class CareRecipientInput(graphene.InputObjectType):
+    name = graphene.String(required=True)
+    postcode = graphene.String(required=True)
+    relationship = graphene.String(required=True)
+
+
+class DeclarationRequestInput(graphene.InputObjectType):
+    municipality_code = graphene.String(required=True)
+    caregiver = graphene.Field(CaregiverInput, required=True)
+    care_recipient = graphene.Field(CareRecipientInput, required=True)
+    hours_per_week = Decimal(required=True)
+    care_since = Date(required=True)
+    purposes = graphene.List(graphene.NonNull(DeclarationPurpose), required=True)
+
+
+class DeclarationTransition(graphene.ObjectType):
+    """Added: one step of the audit trail."""
+    from_status = graphene.Field(DeclarationStatus)
+    to_status = graphene.Field(DeclarationStatus, required=True)
+    action = graphene.String(required=True)
+    at = DateTime(required=True)
+    actor_role = graphene.String()
+    reason = graphene.String()
+
+
+class Declaration(graphene.ObjectType):
+    id = graphene.ID(required=True)
+    reference = graphene.String(required=True)
+    status = graphene.Field(DeclarationStatus, required=True)
+    municipality_code = graphene.String(required=True)
+    purposes = graphene.List(graphene.NonNull(DeclarationPurpose), required=True)
+    hours_per_week = Decimal(required=True)
+    care_since = Date(required=True)
+    valid_from = Date()
+    valid_until = Date()
+    decision_reason = graphene.String()
+    verification_code = graphene.String()
+    token = graphene.String()
+    created_at = DateTime(required=True)
+    unmet_criteria = graphene.List(
+        graphene.NonNull(graphene.String), required=True,
+        description="Added: criteria of the municipality the request does not meet "
+                    "(CARE_DURATION, HOURS_PER_WEEK).")
+    history = graphene.List(graphene.NonNull(DeclarationTransition), required=True,
+                            description="Added: the audit trail, oldest first.")
+
+
+class DeclarationCheck(graphene.ObjectType):
+    valid = graphene.Boolean(required=True)
+    status = graphene.Field(DeclarationStatus)
+    valid_until = Date()
+    purpose_accepted = graphene.Boolean(required=True)
+    municipality_code = graphene.String()
+
+
+class DeclarationSettings(graphene.ObjectType):
+    """Added: a municipality's criteria, its own choices over the national defaults."""
+    municipality_code = graphene.String(required=True)
+    min_care_months = graphene.Int(required=True)
+    min_hours_per_week = Decimal(required=True)
+    validity_months = graphene.Int(required=True)
+    purposes = graphene.List(graphene.NonNull(DeclarationPurpose), required=True)
+
+
+class DeclarationSettingsInput(graphene.InputObjectType):
+    """Added: leave a value out (null) to use the national default."""
+    min_care_months = graphene.Int()
+    min_hours_per_week = Decimal()
+    validity_months = graphene.Int()
+    purposes = graphene.List(graphene.NonNull(DeclarationPurpose))
+
+
+# --- between GraphQL values and RPC payloads ---------------------------------------------
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def to_wire(value):
+    """GraphQL input as the service reads it: camelCase names, plain JSON values."""
+    if isinstance(value, dict):
+        return {_camel(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, _Decimal):
+        return str(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return value
+
+
+def _day(text):
+    return date.fromisoformat(text) if text else None
+
+
+def _declaration(answer):
+    if answer is None:
+        return None
+    history = [DeclarationTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
+               for h in answer["history"]]
+    return Declaration(**{**answer, "history": history, "care_since": _day(answer["care_since"]),
+                          "valid_from": _day(answer["valid_from"]),
+                          "valid_until": _day(answer["valid_until"]),
+                          "created_at": datetime.fromisoformat(answer["created_at"])})
+
+
+def _check(answer):
+    return DeclarationCheck(**{**answer, "valid_until": _day(answer["valid_until"])})
+
+
+def _client(principal):
+    """Whom failed checks are counted against."""
+    return f"{principal.role}:{principal.sub}"
+
+
+class DeclarationQuery(graphene.ObjectType):
+    declaration = graphene.Field(Declaration, reference=graphene.String(required=True))
+    declarations = graphene.List(
+        graphene.NonNull(Declaration), required=True,
+        municipality_code=graphene.String(required=True), status=DeclarationStatus(),
+        first=graphene.Int(default_value=20), after=graphene.String())
+    check_declaration = graphene.Field(
+        DeclarationCheck, required=True, reference=graphene.String(required=True),
+        verification_code=graphene.String(required=True),
+        purpose=DeclarationPurpose(required=True))
+    check_declaration_token = graphene.Field(
+        DeclarationCheck, required=True, token=graphene.String(required=True),
+        purpose=DeclarationPurpose(required=True),
+        description="Added: the online check of a declaration's signed token (its QR code).")
+    declaration_settings = graphene.Field(
+        DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
+        description="Added: a municipality's declaration criteria; anyone may read them.")
+
+    def resolve_declaration(root, info, reference):
+        context = info.context
+        context.principal.require("caregiver", "municipality", "admin")
+        return _declaration(context.call(SERVICE, "declaration", reference, context.actor))
+
+    def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
+        context = info.context
+        context.principal.require_municipality(municipality_code, "admin")
+        first = check_page_size(20 if first is None else first)
+        found = context.call(SERVICE, "declarations", municipality_code, to_wire(status), first,
+                             after, context.actor)
+        return [_declaration(d) for d in found]
+
+    def resolve_check_declaration(root, info, reference, verification_code, purpose):
+        context = info.context
+        context.principal.require("partner", "municipality", "admin")
+        return _check(context.call(SERVICE, "check_declaration", reference, verification_code,
+                                   to_wire(purpose), _client(context.principal)))
+
+    def resolve_check_declaration_token(root, info, token, purpose):
+        context = info.context
+        context.principal.require("partner", "municipality", "admin")
+        return _check(context.call(SERVICE, "check_token", token, to_wire(purpose),
+                                   _client(context.principal)))
+
+    def resolve_declaration_settings(root, info, municipality_code):
+        return DeclarationSettings(**info.context.call(SERVICE, "municipality_settings",
+                                                       municipality_code))
+
+
+class DeclarationMutation(graphene.ObjectType):
+    request_declaration = graphene.Field(Declaration, required=True,
+                                         input=DeclarationRequestInput(required=True))
+    decide_declaration = graphene.Field(Declaration, required=True, id=graphene.ID(required=True),
+                                        decision=Decision(required=True), reason=graphene.String())
+    revoke_declaration = graphene.Field(Declaration, required=True, id=graphene.ID(required=True),
+                                        reason=graphene.String(required=True))
+    set_declaration_settings = graphene.Field(
+        DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
+        input=DeclarationSettingsInput(required=True),
+        description="Added: a municipality's local choices (admin or the municipality itself).")
+
+    def resolve_request_declaration(root, info, input):
+        context = info.context
+        principal = context.principal.require("caregiver", "municipality")
+        if principal.role == "municipality":
+            principal.require_municipality(str(input.get("municipality_code", "")).strip().upper())
+        return _declaration(context.call(SERVICE, "request_declaration", to_wire(input),
+                                         context.actor))
+
+    def resolve_decide_declaration(root, info, id, decision, reason=None):
+        context = info.context
+        context.principal.require("municipality", "admin")
+        return _declaration(context.call(SERVICE, "decide_declaration", id, to_wire(decision),
+                                         reason, context.actor))
+
+    def resolve_revoke_declaration(root, info, id, reason):
+        context = info.context
+        context.principal.require("municipality", "admin")
+        return _declaration(context.call(SERVICE, "revoke_declaration", id, reason, context.actor))
+
+    def resolve_set_declaration_settings(root, info, municipality_code, input):
+        context = info.context
+        context.principal.require_municipality(municipality_code.strip().upper(), "admin")
+        return DeclarationSettings(**context.call(SERVICE, "set_municipality_settings",
+                                                  municipality_code, to_wire(input), context.actor))

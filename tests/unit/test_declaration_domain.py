@@ -1,0 +1,132 @@
+"""Declaration rules without I/O, and the keys that protect personal data."""
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from common.crypto import DataCipher, Keys, KeyedHash
+from common.errors import Conflict, Forbidden
+from common.events import new_envelope
+from services.declaration import domain
+
+STATUSES = (None, *domain.EVENT_OF)
+ACTIONS = ("request", "issue", "reject", "revoke", "expire")
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("action", ACTIONS)
+def test_only_the_table_s_transitions_are_allowed(status, action):
+    allowed = {(None, "request"): "REQUESTED", ("REQUESTED", "issue"): "ISSUED",
+               ("REQUESTED", "reject"): "REJECTED", ("ISSUED", "revoke"): "REVOKED",
+               ("ISSUED", "expire"): "EXPIRED"}
+    if (status, action) in allowed:
+        assert domain.next_status(status, action) == allowed[(status, action)]
+    else:
+        with pytest.raises(Conflict):
+            domain.next_status(status, action)
+
+
+def test_national_criteria_and_local_choices():
+    national = domain.Criteria.of(None)
+    today = date(2026, 6, 15)
+    assert domain.unmet_criteria(date(2026, 3, 14), Decimal("8.5"), national, today) == []
+    assert domain.unmet_criteria(date(2026, 3, 15), Decimal("8.5"), national, today) == ["CARE_DURATION"]
+    assert domain.unmet_criteria(date(2020, 1, 1), Decimal("8"), national, today) == ["HOURS_PER_WEEK"]
+    local = domain.Criteria.of({"min_hours_per_week": "4", "min_care_months": 0, "validity_months": 24,
+                                "purposes": ["PARKING_PERMIT"]})
+    assert domain.unmet_criteria(date(2026, 6, 14), Decimal("5"), local, today) == []
+    assert domain.unsupported_purposes(["PARKING_PERMIT", "CO_TENANCY"], local) == ["CO_TENANCY"]
+    assert domain.validity(local, today) == (today, date(2028, 6, 14))
+    assert domain.validity(national, date(2024, 2, 29)) == (date(2024, 2, 29), date(2025, 2, 27))
+
+
+def test_references_and_verification_codes():
+    assert domain.reference(2026, 123) == "MZV-2026-000123"
+    codes = {domain.new_verification_code() for _ in range(200)}
+    assert len(codes) == 200
+    assert all(len(domain.normalise_code(c)) == 12 for c in codes)
+    assert domain.normalise_code("abcd-efgh-jkmn") == "ABCDEFGHJKMN"
+
+
+def _declaration(**changes):
+    document = {"_id": "d1", "reference": "MZV-2026-000001", "status": "ISSUED",
+                "municipality_code": "GM0363", "purposes": ["PARKING_PERMIT"], "owner": "cg-1",
+                "hours_per_week": "12", "care_since": "2020-01-01", "valid_from": "2026-01-01",
+                "valid_until": "2026-12-31", "token": "signed", "caregiver_key": "h",
+                "personal": {"kid": "k", "nonce": "n", "ct": "c"}, "verification_hash": "v",
+                "created_at": datetime(2026, 1, 1, tzinfo=timezone.utc), "history": []}
+    document.update(changes)
+    return document
+
+
+def test_the_check_answers_validity_and_nothing_personal():
+    answer = domain.check_answer(_declaration(), "PARKING_PERMIT", date(2026, 12, 31))
+    assert answer == {"valid": True, "status": "ISSUED", "valid_until": "2026-12-31",
+                      "purpose_accepted": True, "municipality_code": "GM0363"}
+    assert domain.check_answer(_declaration(), "CO_TENANCY", date(2026, 6, 1))["purpose_accepted"] is False
+    assert domain.check_answer(_declaration(), "PARKING_PERMIT", date(2027, 1, 1))["valid"] is False
+    revoked = domain.check_answer(_declaration(status="REVOKED"), "PARKING_PERMIT", date(2026, 6, 1))
+    assert revoked["valid"] is False and revoked["purpose_accepted"] is False
+
+
+def test_views_and_events_carry_no_personal_data():
+    document = _declaration()
+    owner = {"role": "caregiver", "sub": "cg-1"}
+    for actor in (owner, {"role": "municipality", "municipality": "GM0344"}):
+        shown = domain.view(document, actor, verification_code="CODE")
+        assert not {"personal", "caregiver_key", "verification_hash", "owner"} & set(shown)
+    assert domain.view(document, owner, "CODE")["token"] == "signed"
+    stranger = domain.view(document, {"role": "municipality", "municipality": "GM0344"}, "CODE")
+    assert stranger["token"] is None and stranger["verification_code"] is None
+    envelope = new_envelope("declaration.issued", domain.event_payload(document), "c", "declaration")
+    assert set(envelope.payload) == {"id", "reference", "status", "municipality_code", "purposes",
+                                     "owner", "valid_from", "valid_until"}
+
+
+def test_ownership_rules():
+    document = _declaration()
+    domain.may_read({"role": "caregiver", "sub": "cg-1"}, document)
+    domain.may_read({"role": "admin"}, document)
+    for actor in ({"role": "caregiver", "sub": "cg-2"}, {"role": "caregiver", "sub": None},
+                  {"role": "municipality", "municipality": "GM0344"}, {"role": "partner"}):
+        with pytest.raises(Forbidden):
+            domain.may_read(actor, document)
+    with pytest.raises(Forbidden):
+        domain.may_print({"role": "admin"}, document)
+    with pytest.raises(Forbidden):
+        domain.may_decide({"role": "caregiver", "sub": "cg-1"}, "GM0363")
+
+
+def test_token_claims_are_limited_to_reference_purposes_validity_municipality():
+    claims = domain.token_claims(_declaration())
+    assert set(claims) == {"iss", "reference", "purposes", "municipality", "valid_from",
+                           "valid_until", "nbf", "exp"}
+    assert claims["exp"] == int(datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp())
+
+
+def test_data_key_rotation_keeps_old_ciphertexts_readable():
+    old = DataCipher([("k1", b"\x01" * 32)])
+    sealed = old.encrypt({"bsn": "111222333"}, context="d1")
+    assert "111222333" not in str(sealed) and sealed["kid"] == "k1"
+    rotated = DataCipher([("k2", b"\x02" * 32), ("k1", b"\x01" * 32)])
+    assert rotated.decrypt(sealed, context="d1") == {"bsn": "111222333"}
+    assert rotated.needs_rotation(sealed)
+    assert rotated.encrypt({"x": 1})["kid"] == "k2"
+    with pytest.raises(InvalidTag):
+        rotated.decrypt(sealed, context="another record")
+    with pytest.raises(LookupError):
+        DataCipher([("k3", b"\x03" * 32)]).decrypt(sealed, context="d1")
+
+
+def test_keyed_hash_and_development_keys(tmp_path):
+    hashed = KeyedHash(b"k" * 32)
+    assert hashed("bsn", "111222333") == hashed("bsn", "111222333") != KeyedHash(b"j" * 32)("bsn", "111222333")
+    assert "111222333" not in hashed("bsn", "111222333")
+    config = {"DATA_DIR": str(tmp_path)}
+    first, again = Keys(config, environ={}), Keys(config, environ={})
+    assert first.hash("x") == again.hash("x")
+    assert first.signer.jwks() == again.signer.jwks()
+    assert (tmp_path / "keys" / "data-key.json").stat().st_mode & 0o077 == 0
+    other = Keys({"DATA_DIR": str(tmp_path / "elsewhere")}, environ={})
+    assert other.hash("x") != first.hash("x")
