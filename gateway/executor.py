@@ -1,4 +1,6 @@
 """Runs one GraphQL request: parse, validate, check the limits, execute, format errors."""
+from functools import lru_cache
+
 import eventlet
 from graphql import parse, specified_rules, validate
 from graphql import GraphQLError, execute
@@ -28,6 +30,17 @@ class GraphQLContext:
             return reply.result()
 
 
+@lru_cache(maxsize=512)
+def parsed_and_validated(query):
+    """Clients send the same few query texts with other variables: parse and validate each
+    text once. Returns (document, errors)."""
+    try:
+        document = parse(query, max_tokens=20_000)
+    except GraphQLError as error:
+        return None, (error,)
+    return document, tuple(validate(schema.graphql_schema, document, specified_rules))
+
+
 def run_query(body, context):
     """Returns the JSON answer for a request body already decoded to a dict."""
     query = body.get("query")
@@ -36,11 +49,7 @@ def run_query(body, context):
         return {"errors": [error_entry("the request needs a 'query' string", "BAD_USER_INPUT")]}
     if not isinstance(variables, dict):
         return {"errors": [error_entry("'variables' must be an object", "BAD_USER_INPUT")]}
-    try:
-        document = parse(query, max_tokens=20_000)
-    except GraphQLError as error:
-        return {"errors": [format_error(error)]}
-    errors = validate(schema.graphql_schema, document, specified_rules)
+    document, errors = parsed_and_validated(query)
     if errors:
         return {"errors": [format_error(e) for e in errors]}
     try:
