@@ -109,8 +109,13 @@ class Signer:
 
 # --- loading from the environment, with development keys per data folder ----------------
 
-def _dev_secret(folder, name, make):
-    """A development secret kept in ``folder``; made on first use."""
+def _dev_secret(config, name, make, variable):
+    """A development secret kept in the data folder; made on first use. Refused with a real
+    database (MONGO_URI): every replica would make its own key and could not read the
+    others' data."""
+    if settings.mongo_uri(config):
+        raise RuntimeError(f"{variable} must be set when MONGO_URI is set")
+    folder = settings.data_dir(config)
     if folder == ":memory:":
         return _MEMORY.setdefault(name, make())
     path = Path(folder) / "keys" / f"{name}.json"
@@ -145,13 +150,13 @@ def _parse_pairs(text):
 
 def data_cipher(config=None, environ=os.environ):
     text = environ.get("MANTELZORG_DATA_KEY") or _dev_secret(
-        settings.data_dir(config), "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}")
+        config, "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}", "MANTELZORG_DATA_KEY")
     return DataCipher(_parse_pairs(text))
 
 
 def keyed_hash(config=None, environ=os.environ):
     text = environ.get("MANTELZORG_LOOKUP_KEY") or _dev_secret(
-        settings.data_dir(config), "lookup-key", lambda: _b64(secrets.token_bytes(32)))
+        config, "lookup-key", lambda: _b64(secrets.token_bytes(32)), "MANTELZORG_LOOKUP_KEY")
     return KeyedHash(_unb64(text))
 
 
@@ -163,7 +168,7 @@ def signer(config=None, environ=os.environ):
             key = Ed25519PrivateKey.generate()
             return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption()).decode()
-        pem = _dev_secret(settings.data_dir(config), "signing-key", make)
+        pem = _dev_secret(config, "signing-key", make, "MANTELZORG_SIGNING_KEY")
     private_key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(private_key, Ed25519PrivateKey):
         raise ValueError("the signing key must be an Ed25519 key")

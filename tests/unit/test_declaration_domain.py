@@ -130,3 +130,8 @@ def test_keyed_hash_and_development_keys(tmp_path):
     assert (tmp_path / "keys" / "data-key.json").stat().st_mode & 0o077 == 0
     other = Keys({"DATA_DIR": str(tmp_path / "elsewhere")}, environ={})
     assert other.hash("x") != first.hash("x")
+
+
+def test_development_keys_are_refused_with_a_shared_database(tmp_path):
+    with pytest.raises(RuntimeError, match="MANTELZORG_DATA_KEY must be set"):
+        Keys({"DATA_DIR": str(tmp_path), "MONGO_URI": "mongodb://db.internal:27017/"}, environ={})
