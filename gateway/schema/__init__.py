@@ -4,9 +4,10 @@ checked by the tests against the contract."""
 import graphene
 
 from gateway.schema.platform import PlatformQuery
+from gateway.schema.registry import RegistryMutation, RegistryQuery
 
-QUERIES = (PlatformQuery,)
-MUTATIONS = ()
+QUERIES = (PlatformQuery, RegistryQuery)
+MUTATIONS = (RegistryMutation,)
 
 
 class Query(*QUERIES, graphene.ObjectType):

@@ -15,23 +15,28 @@ COMMITTED = ROOT / "gateway" / "schema.graphql"
 # Contract fields whose issue has not been built yet. Each issue that implements a part of
 # the contract removes its names here; the test fails for anything missing that is not.
 PENDING_FIELDS = {
-    "Query": {"supportPoints", "supportPoint", "nearestSupportPoints", "declaration",
+    "Query": {"declaration",
               "declarations", "checkDeclaration", "myTravelClaims", "travelClaim",
               "travelClaims", "bagStock", "bagOrders", "campaigns"},
-    "Mutation": {"registerSupportPoint", "updateSupportPoint", "deactivateSupportPoint",
-                 "requestDeclaration", "decideDeclaration", "revokeDeclaration",
+    "Mutation": {"requestDeclaration", "decideDeclaration", "revokeDeclaration",
                  "submitTravelClaim", "reviewTravelClaim", "createPayoutBatch", "addPrintRun",
                  "orderInformationBags", "markBagOrderShipped", "markBagOrderDelivered",
                  "createCampaign", "launchCampaign"},
 }
 PENDING_TYPES = {
-    "Date", "DateTime", "Decimal", "SupportArea", "SupportPointKind", "Address", "AddressInput",
-    "SupportPoint", "SupportPointInput", "SupportPointPage", "DeclarationPurpose",
+    "Date", "Decimal", "DeclarationPurpose",
     "DeclarationStatus", "CaregiverInput", "CareRecipientInput", "DeclarationRequestInput",
     "Declaration", "Decision", "DeclarationCheck", "TravelMode", "TripInput", "TravelClaimInput",
     "ClaimStatus", "Trip", "TravelClaim", "PayoutBatch", "BagOrderStatus", "BagOrder",
-    "BagStock", "CampaignScope", "Campaign", "CampaignInput", "Mutation", "ID",
+    "BagStock", "CampaignScope", "Campaign", "CampaignInput",
 }
+
+
+def _is_scalar_kept(change):
+    # graphene builds custom scalars as a subclass of graphql-core's scalar class, which
+    # find_breaking_changes reports as a change of kind although both are scalars.
+    return change.type == BreakingChangeType.TYPE_CHANGED_KIND \
+        and change.description.endswith("from a Scalar type to a Scalar type.")
 
 
 def _is_pending(change):
@@ -53,7 +58,8 @@ def test_committed_schema_is_the_one_the_gateway_serves():
 def test_gateway_breaks_nothing_in_the_contract():
     contract = build_schema(CONTRACT.read_text())
     changes = find_breaking_changes(contract, schema.graphql_schema)
-    unexpected = [c.description for c in changes if not _is_pending(c)]
+    unexpected = [c.description for c in changes
+                  if not _is_pending(c) and not _is_scalar_kept(c)]
     assert unexpected == []
 
 
