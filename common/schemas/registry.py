@@ -1,5 +1,7 @@
 """Event and RPC payloads of the registry service: support points and reference data."""
-from pydantic import EmailStr, Field, HttpUrl, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, Field, HttpUrl, field_validator
 
 from common.schemas import InputPayload, Payload
 from common.validators import normalise_phone, normalise_postcode, validate_municipality_code
@@ -33,6 +35,9 @@ class SupportPointChanged(Payload):
 
 # --- RPC payloads -------------------------------------------------------------------------
 
+MunicipalityCode = Annotated[str, AfterValidator(validate_municipality_code)]
+
+
 def _required_text(value):
     value = value.strip()
     if not value:
@@ -58,7 +63,7 @@ class SupportPointInput(InputPayload):
     name: str = Field(max_length=200)
     kind: str
     municipality_code: str
-    serves_municipality_codes: list[str] | None = None
+    serves_municipality_codes: list[MunicipalityCode] | None = None
     address: AddressInput
     phone: str | None = None
     email: EmailStr | None = None
@@ -84,11 +89,6 @@ class SupportPointInput(InputPayload):
     @classmethod
     def _municipality(cls, value):
         return validate_municipality_code(value)
-
-    @field_validator("serves_municipality_codes")
-    @classmethod
-    def _serves(cls, value):
-        return None if value is None else [validate_municipality_code(v) for v in value]
 
     @field_validator("areas")
     @classmethod
