@@ -12,6 +12,12 @@ from services.registry import domain
 from services.registry.storage import (GENERATIONS, HISTORY, MUNICIPALITIES, PC4_AREAS,
                                        SUPPORT_POINTS, ensure_indexes)
 
+def _now():
+    """The time as the store keeps it (milliseconds), so an answer equals a later read."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 INDEXED_FIELDS = {"name": 1, "serves_municipality_codes": 1, "areas": 1, "active": 1,
                   "address.postcode": 1}
 
@@ -95,7 +101,7 @@ class RegistryService(PlatformService):
     @rpc
     def register_support_point(self, data, actor):
         point = domain.parse_support_point(data)
-        document = domain.new_support_point(point, utcnow())
+        document = domain.new_support_point(point, _now())
         domain.authorise("register", actor, document["municipality_code"])
         self._require_known_municipalities(document)
         self._save(document, "registered", None, actor)
@@ -111,7 +117,7 @@ class RegistryService(PlatformService):
                          new_seat=point.municipality_code)
         domain.next_state(stored, "update")
         domain.require_version(stored, expected_version)
-        document = domain.updated_support_point(stored, point, utcnow())
+        document = domain.updated_support_point(stored, point, _now())
         self._require_known_municipalities(document)
         self._save(document, "updated", stored, actor)
         return document
@@ -126,7 +132,7 @@ class RegistryService(PlatformService):
         domain.authorise("deactivate", actor, stored["municipality_code"], stored["_id"])
         domain.next_state(stored, "deactivate")
         document = {**stored, "active": False, "deactivation_reason": reason,
-                    "version": stored["version"] + 1, "updated_at": utcnow()}
+                    "version": stored["version"] + 1, "updated_at": _now()}
         self._save(document, "deactivated", stored, actor, reason)
         return document
 
@@ -157,7 +163,7 @@ class RegistryService(PlatformService):
         key = domain.import_key(point, external_id)
         stored = self.store[SUPPORT_POINTS].find_one({"import_key": key})
         if stored is None:
-            document = domain.new_support_point(point, utcnow(), import_key=key)
+            document = domain.new_support_point(point, _now(), import_key=key)
             domain.authorise("register", actor, document["municipality_code"])
             self._require_known_municipalities(document, field="")
             self._save(document, "registered", None, actor)
@@ -167,7 +173,7 @@ class RegistryService(PlatformService):
         domain.authorise("update", actor, stored["municipality_code"], stored["_id"],
                          new_seat=point.municipality_code)
         domain.next_state(stored, "update")
-        document = domain.updated_support_point(stored, point, utcnow())
+        document = domain.updated_support_point(stored, point, _now())
         self._require_known_municipalities(document, field="")
         self._save(document, "updated", stored, actor)
         return "updated"
