@@ -15,8 +15,8 @@ def ensure_indexes(db):
                                      ("active", ASCENDING), ("name", ASCENDING)])
     db[SUPPORT_POINTS].create_index([("municipality_code", ASCENDING)])
     # The natural key of a point delivered by a bulk import (re-import finds it again).
-    db[SUPPORT_POINTS].create_index([("import_key", ASCENDING)], unique=True,
-                                    partialFilterExpression={"import_key": {"$type": "string"}})
-    db[SUPPORT_POINTS].create_index([("location.pc4", ASCENDING)])
+    # Sparse, not partial: the embedded store answers equality lookups from a sparse index
+    # but scans the collection for a partial one.
+    db[SUPPORT_POINTS].create_index([("import_key", ASCENDING)], unique=True, sparse=True)
     db[HISTORY].create_index([("support_point_id", ASCENDING), ("at", ASCENDING)])
     db[PC4_AREAS].create_index([("municipality_code", ASCENDING)])
