@@ -58,6 +58,14 @@ def same_content(stored, point):
     return all(stored.get(name) == content[name] for name in CONTENT_FIELDS)
 
 
+# What the registry answers about a point: the contract's fields, no import bookkeeping.
+PUBLIC_FIELDS = ("_id", *CONTENT_FIELDS, "active", "version", "updated_at")
+
+
+def public_view(document):
+    return {name: document.get(name) for name in PUBLIC_FIELDS}
+
+
 def event_payload(document):
     return {
         "id": document["_id"], "name": document["name"], "kind": document["kind"],
@@ -318,13 +326,14 @@ class IndexedPoint:
 
 
 class SearchIndex:
-    """What searching needs of every support point and PC4 area, kept in memory: a search
-    filters and orders here and then reads only the page of points it returns."""
+    """Every support point (its public view) and PC4 area, kept in memory: a search filters,
+    orders and pages here without asking the store."""
 
     def __init__(self, pc4_areas=(), points=(), generations=None):
         self.generations = dict(generations or {})
         self.pc4 = {a["_id"]: (a["lat"], a["lon"], a["municipality_code"]) for a in pc4_areas}
         self.points = {}
+        self.documents = {}
         self.by_municipality = defaultdict(set)
         self.cells = defaultdict(set)
         for document in points:
@@ -338,6 +347,7 @@ class SearchIndex:
             areas=frozenset(document["areas"]), active=document["active"],
             pc4=document["address"]["postcode"][:4])
         self.points[point.id] = point
+        self.documents[point.id] = public_view(document)
         for code in point.serves:
             self.by_municipality[code].add(point.id)
         if point.pc4 in self.pc4:
@@ -345,6 +355,7 @@ class SearchIndex:
 
     def remove(self, point_id):
         point = self.points.pop(point_id, None)
+        self.documents.pop(point_id, None)
         if point is None:
             return
         for code in point.serves:

@@ -1,4 +1,6 @@
 """The registry service's entrypoints."""
+import time
+
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument
@@ -18,16 +20,15 @@ def _now():
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-INDEXED_FIELDS = {"name": 1, "serves_municipality_codes": 1, "areas": 1, "active": 1,
-                  "address.postcode": 1}
-
-
 class SearchIndexHolder(DependencyProvider):
-    """Keeps this process's search index between workers; it is rebuilt when the stored
-    generations show that another worker or process changed the data."""
+    """Keeps this process's search index between workers. This process's own changes go
+    into it at once; every SEARCH_INDEX_MAX_AGE_MS it compares the stored generations and
+    is rebuilt when another process changed the data."""
 
     def setup(self):
         self.current = None
+        self.checked_at = 0.0
+        self.max_age = int(self.container.config.get("SEARCH_INDEX_MAX_AGE_MS", 500)) / 1000
 
     def get_dependency(self, worker_ctx):
         return self
@@ -105,7 +106,7 @@ class RegistryService(PlatformService):
         domain.authorise("register", actor, document["municipality_code"])
         self._require_known_municipalities(document)
         self._save(document, "registered", None, actor)
-        return document
+        return domain.public_view(document)
 
     @rpc
     def update_support_point(self, support_point_id, data, expected_version, actor):
@@ -120,7 +121,7 @@ class RegistryService(PlatformService):
         document = domain.updated_support_point(stored, point, _now())
         self._require_known_municipalities(document)
         self._save(document, "updated", stored, actor)
-        return document
+        return domain.public_view(document)
 
     @rpc
     def deactivate_support_point(self, support_point_id, reason, actor):
@@ -134,7 +135,7 @@ class RegistryService(PlatformService):
         document = {**stored, "active": False, "deactivation_reason": reason,
                     "version": stored["version"] + 1, "updated_at": _now()}
         self._save(document, "deactivated", stored, actor, reason)
-        return document
+        return domain.public_view(document)
 
     @rpc
     def import_support_points(self, rows, actor, first_row=2):
@@ -184,7 +185,7 @@ class RegistryService(PlatformService):
 
     @rpc
     def get_support_point(self, support_point_id):
-        return domain.require_found(self._find(support_point_id))
+        return domain.public_view(domain.require_found(self._find(support_point_id)))
 
     @rpc
     def support_point_history(self, support_point_id, actor):
@@ -213,7 +214,7 @@ class RegistryService(PlatformService):
         keys, total, following = index.search(
             codes, domain.known_area(area), domain.page_size(first, "first"),
             domain.decode_cursor(after) if after else None, include_inactive)
-        return {"items": self._documents([key[1] for key in keys]), "total": total,
+        return {"items": [index.documents[key[1]] for key in keys], "total": total,
                 "next_cursor": domain.encode_cursor(following) if following else None}
 
     @rpc
@@ -222,18 +223,13 @@ class RegistryService(PlatformService):
         with ``distance_km`` between the centroids."""
         index = self._index()
         found = index.nearest(postcode, domain.known_area(area), domain.page_size(limit, "limit"))
-        documents = self._documents([point_id for _, point_id in found])
-        distances = {point_id: round(km, 2) for km, point_id in found}
-        return [{**document, "distance_km": distances[document["_id"]]} for document in documents]
+        return [{**index.documents[point_id], "distance_km": round(km, 2)}
+                for km, point_id in found]
 
     # --- helpers -------------------------------------------------------------------------
 
     def _find(self, support_point_id):
         return self.store[SUPPORT_POINTS].find_one({"_id": str(support_point_id)})
-
-    def _documents(self, ids):
-        found = {d["_id"]: d for d in self.store[SUPPORT_POINTS].find({"_id": {"$in": ids}})}
-        return [found[i] for i in ids if i in found]
 
     def _require_known_municipalities(self, document, field="input"):
         known = self.store[MUNICIPALITIES].distinct(
@@ -267,18 +263,24 @@ class RegistryService(PlatformService):
         generation = self.store[GENERATIONS].find_one_and_update(
             {"_id": kind}, {"$inc": {"generation": 1}}, upsert=True,
             return_document=ReturnDocument.AFTER)["generation"]
-        index = self.search_index.current
-        if index is not None and document is not None \
-                and index.generations.get(kind, 0) == generation - 1:
+        holder = self.search_index
+        index = holder.current
+        if index is None:
+            return
+        if document is not None and index.generations.get(kind, 0) == generation - 1:
             index.put(document)
             index.generations[kind] = generation
+        else:
+            holder.current = None    # rebuilt by the next search
 
     def _index(self):
+        holder = self.search_index
+        now = time.monotonic()
+        if holder.current is not None and now - holder.checked_at < holder.max_age:
+            return holder.current
         generations = {d["_id"]: d["generation"] for d in self.store[GENERATIONS].find({})}
-        index = self.search_index.current
-        if index is None or index.generations != generations:
-            index = domain.SearchIndex(
-                self.store[PC4_AREAS].find({}), self.store[SUPPORT_POINTS].find({}, INDEXED_FIELDS),
-                generations)
-            self.search_index.current = index
-        return index
+        if holder.current is None or holder.current.generations != generations:
+            holder.current = domain.SearchIndex(
+                self.store[PC4_AREAS].find({}), self.store[SUPPORT_POINTS].find({}), generations)
+        holder.checked_at = now
+        return holder.current

@@ -22,7 +22,8 @@ SEARCH = """query($m: String, $p: String, $a: SupportArea, $first: Int, $after: 
     supportPoints(municipalityCode: $m, postcode: $p, area: $a, first: $first, after: $after) {
         items { id name active } total nextCursor } }"""
 NEAREST = """query($p: String!, $a: SupportArea, $limit: Int) {
-    nearestSupportPoints(postcode: $p, area: $a, limit: $limit) { id name address { postcode } } }"""
+    nearestSupportPoints(postcode: $p, area: $a, limit: $limit) {
+        id name address { postcode } } }"""
 ONE = f"query($id: ID!) {{ supportPoint(id: $id) {{ {POINT_FIELDS} }} }}"
 HISTORY = """query($id: ID!) { supportPointHistory(id: $id) {
     version change actorRole actorSub reason changes { field old new } } }"""
@@ -225,7 +226,8 @@ def test_unknown_ids(gql, reference):
     assert gql(ONE, {"id": unknown}) == {"data": {"supportPoint": None}}
     answer = gql(UPDATE, {"id": unknown, "input": point_input(), "v": 1}, token=ADMIN)
     assert error_codes(answer) == ["NOT_FOUND"]
-    assert error_codes(gql(DEACTIVATE, {"id": unknown, "reason": "r"}, token=ADMIN)) == ["NOT_FOUND"]
+    answer = gql(DEACTIVATE, {"id": unknown, "reason": "r"}, token=ADMIN)
+    assert error_codes(answer) == ["NOT_FOUND"]
 
 
 def test_who_may_change_which_point(gql, reference):

@@ -159,7 +159,8 @@ def test_nearest_equals_brute_force(seed):
     for origin in random.Random(seed).sample(areas, 15):
         for area, limit in ((None, 5), ("EDUCATION", 12)):
             expected = sorted(
-                (domain.haversine_km(centroid[origin["_id"]], centroid[p["address"]["postcode"][:4]]),
+                (domain.haversine_km(centroid[origin["_id"]],
+                                     centroid[p["address"]["postcode"][:4]]),
                  (p["name"].casefold(), p["_id"]))
                 for p in points if p["active"] and (area is None or area in p["areas"]))
             got = index.nearest(origin["_id"], area, limit)
