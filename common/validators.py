@@ -5,6 +5,7 @@ from stdnum.nl import bsn as stdnum_bsn
 from stdnum.nl import postcode as stdnum_postcode
 
 MUNICIPALITY_CODE = re.compile(r"GM\d{4}")
+PHONE_SHAPE = re.compile(r"\+?[0-9][0-9 ()-]*[0-9]")
 
 
 def normalise_postcode(value):
@@ -34,4 +35,14 @@ def validate_municipality_code(value):
     text = (value or "").strip().upper()
     if not MUNICIPALITY_CODE.fullmatch(text):
         raise ValueError("is not a CBS municipality code (GM0363)")
+    return text
+
+
+def normalise_phone(value):
+    """A Dutch or international phone number as written ('020-123 45 67', '+31 20 1234567',
+    '0800-1234'), with its spacing tidied; ValueError when it has no phone number's shape."""
+    text = " ".join((value or "").split())
+    digits = re.sub(r"\D", "", text)
+    if not PHONE_SHAPE.fullmatch(text) or not 7 <= len(digits) <= 15:
+        raise ValueError("is not a phone number (020-123 45 67 or +31 20 123 4567)")
     return text

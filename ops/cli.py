@@ -21,8 +21,11 @@ def main(argv=None):
     commands.add_parser("run", help="start every service and the gateway with demo data")
     commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
     importer = commands.add_parser("import-reference",
-                                   help="import municipalities.csv from a folder")
+                                   help="import municipalities.csv and pc4.csv from a folder")
     importer.add_argument("folder", type=Path)
+    points = commands.add_parser("import-support-points",
+                                 help="import support points from a CSV file")
+    points.add_argument("file", type=Path)
     dead = commands.add_parser("dead-letters", help="list or replay parked events")
     dead.add_argument("action", choices=("list", "replay"))
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
@@ -65,17 +68,15 @@ def run(_args):
 
 
 def seed(rpc):
+    """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), then the demo
+    support points; every step is idempotent, so a restart adds nothing twice."""
     folder = os.environ.get("MANTELZORG_REFERENCE_DIR")
     source = Path(folder) if folder else reference.DEMO_DIR
-    report = reference.import_municipalities(rpc, source / "municipalities.csv")
-    print(f"municipalities from {source}: {report['imported']} imported, "
-          f"{report['unchanged']} unchanged, {len(report['rejected'])} rejected")
-    if rpc.registry.count_support_points() == 0:
-        rows = reference.read_rows(reference.DEMO_DIR / "support_points.csv")
-        for row in rows:
-            rpc.registry.register_support_point(reference.support_point_input(row),
-                                                {"sub": "demo-seed", "role": "admin"})
-        print(f"demo support points: {len(rows)} registered")
+    for name, report in reference.import_reference(rpc, source).items():
+        print(f"{reference.summary(name, report)} (from {source})")
+    report = reference.import_support_points(rpc, reference.DEMO_DIR / "support_points.csv",
+                                             {"sub": "demo-seed", "role": "admin"})
+    print(reference.summary("demo support points", report))
 
 
 def print_welcome(platform):
@@ -101,7 +102,15 @@ def declare_queues(_args):
 def import_reference(args):
     ensure_broker(os.environ["AMQP_URI"])
     with Platform().rpc(timeout=120) as rpc:
-        report = reference.import_municipalities(rpc, args.folder / "municipalities.csv")
+        reports = reference.import_reference(rpc, args.folder)
+    print(json.dumps(reports, indent=2))
+    return 0 if not any(r["rejected"] for r in reports.values()) else 2
+
+
+def import_support_points(args):
+    ensure_broker(os.environ["AMQP_URI"])
+    with Platform().rpc(timeout=120) as rpc:
+        report = reference.import_support_points(rpc, args.file)
     print(json.dumps(report, indent=2))
     return 0 if not report["rejected"] else 2
 
@@ -129,6 +138,7 @@ def token(args):
 
 
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
+            "import-support-points": import_support_points,
             "dead-letters": dead_letters, "token": token}
 
 if __name__ == "__main__":

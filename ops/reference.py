@@ -1,9 +1,11 @@
-"""Reading the reference and demo CSV files that the commands send to the services."""
+"""Reading the reference and support point CSV files and sending them to the registry in
+batches. The formats are described in the README ("Reference data and imports")."""
 import csv
 from pathlib import Path
 
 DEMO_DIR = Path(__file__).parent / "demo"
 BATCH = 200
+IMPORTER = {"sub": "import", "role": "admin"}
 
 
 def read_rows(path):
@@ -16,27 +18,37 @@ def batches(rows, size=BATCH):
         yield start, rows[start:start + size]
 
 
-def import_municipalities(rpc, path):
-    """Sends municipalities.csv to the registry in batches; returns one combined report
-    whose rejected rows carry their line number in the file."""
-    report = {"imported": 0, "unchanged": 0, "rejected": []}
+def send_in_batches(call, path, *args):
+    """Calls ``call(chunk, *args, first_row=n)`` per batch of the file's rows and adds up the
+    reports; rejected rows carry their line number in the file (the header is line 1)."""
+    report = {}
     for start, chunk in batches(read_rows(path)):
-        part = rpc.registry.import_municipalities(chunk)
-        report["imported"] += part["imported"]
-        report["unchanged"] += part["unchanged"]
-        report["rejected"] += [{**r, "row": r["row"] + start} for r in part["rejected"]]
+        part = call(chunk, *args, first_row=start + 2)
+        for key, value in part.items():
+            report[key] = report.get(key, [] if isinstance(value, list) else 0) + value
+    report.setdefault("rejected", [])
     return report
 
 
-def support_point_input(row):
-    """A row of the support point CSV format as the registry's RPC input."""
-    split = lambda value: [v.strip() for v in (value or "").split(";") if v.strip()]  # noqa: E731
-    return {
-        "name": row.get("name", ""), "kind": row.get("kind", ""),
-        "municipalityCode": row.get("municipality_code", ""),
-        "servesMunicipalityCodes": split(row.get("serves_municipality_codes")),
-        "address": {"street": row.get("street", ""), "houseNumber": row.get("house_number", ""),
-                    "postcode": row.get("postcode", ""), "city": row.get("city", "")},
-        "phone": row.get("phone") or None, "email": row.get("email") or None,
-        "website": row.get("website") or None, "areas": split(row.get("areas")),
-    }
+def import_municipalities(rpc, path):
+    return send_in_batches(rpc.registry.import_municipalities, path)
+
+
+def import_pc4_areas(rpc, path):
+    return send_in_batches(rpc.registry.import_pc4_areas, path)
+
+
+def import_reference(rpc, folder):
+    """municipalities.csv, then pc4.csv (whose rows name imported municipalities)."""
+    folder = Path(folder)
+    return {"municipalities": import_municipalities(rpc, folder / "municipalities.csv"),
+            "pc4_areas": import_pc4_areas(rpc, folder / "pc4.csv")}
+
+
+def import_support_points(rpc, path, actor=IMPORTER):
+    return send_in_batches(rpc.registry.import_support_points, path, actor)
+
+
+def summary(name, report):
+    counts = ", ".join(f"{value} {key}" for key, value in report.items() if key != "rejected")
+    return f"{name}: {counts}, {len(report['rejected'])} rejected"

@@ -1,8 +1,10 @@
 """Event and RPC payloads of the registry service: support points and reference data."""
-from pydantic import EmailStr, HttpUrl, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, Field, HttpUrl, field_validator
 
 from common.schemas import InputPayload, Payload
-from common.validators import normalise_postcode, validate_municipality_code
+from common.validators import normalise_phone, normalise_postcode, validate_municipality_code
 
 SUPPORT_AREAS = ("INFORMATION", "ADVICE_AND_GUIDANCE", "EMOTIONAL_SUPPORT", "EDUCATION",
                  "PRACTICAL_HELP", "RESPITE_CARE", "FINANCIAL_SUPPORT", "MATERIAL_SUPPORT")
@@ -33,33 +35,48 @@ class SupportPointChanged(Payload):
 
 # --- RPC payloads -------------------------------------------------------------------------
 
-class AddressInput(InputPayload):
-    street: str
-    house_number: str
-    postcode: str
-    city: str
+MunicipalityCode = Annotated[str, AfterValidator(validate_municipality_code)]
 
+
+def _required_text(value):
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _blank_is_none(value):
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class AddressInput(InputPayload):
+    street: str = Field(max_length=200)
+    house_number: str = Field(max_length=20)
+    postcode: str
+    city: str = Field(max_length=100)
+
+    _text = field_validator("street", "house_number", "city")(_required_text)
     _postcode = field_validator("postcode")(lambda v: normalise_postcode(v))
 
 
 class SupportPointInput(InputPayload):
-    name: str
+    name: str = Field(max_length=200)
     kind: str
     municipality_code: str
-    serves_municipality_codes: list[str] | None = None
+    serves_municipality_codes: list[MunicipalityCode] | None = None
     address: AddressInput
     phone: str | None = None
     email: EmailStr | None = None
     website: HttpUrl | None = None
     areas: list[str]
 
-    @field_validator("name")
+    _name = field_validator("name")(_required_text)
+    _optional = field_validator("phone", "email", "website", mode="before")(_blank_is_none)
+
+    @field_validator("phone")
     @classmethod
-    def _name(cls, value):
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be empty")
-        return value
+    def _phone(cls, value):
+        return None if value is None else normalise_phone(value)
 
     @field_validator("kind")
     @classmethod
@@ -72,11 +89,6 @@ class SupportPointInput(InputPayload):
     @classmethod
     def _municipality(cls, value):
         return validate_municipality_code(value)
-
-    @field_validator("serves_municipality_codes")
-    @classmethod
-    def _serves(cls, value):
-        return None if value is None else [validate_municipality_code(v) for v in value]
 
     @field_validator("areas")
     @classmethod

@@ -5,9 +5,10 @@ import graphene
 
 from gateway.schema.declarations import DeclarationMutation, DeclarationQuery
 from gateway.schema.platform import PlatformQuery
+from gateway.schema.registry import RegistryMutation, RegistryQuery
 
-QUERIES = (PlatformQuery, DeclarationQuery)
-MUTATIONS = (DeclarationMutation,)
+QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery)
+MUTATIONS = (RegistryMutation, DeclarationMutation)
 
 
 class Query(*QUERIES, graphene.ObjectType):

@@ -1,0 +1,143 @@
+"""Registry search: by postcode and nearest, through the gateway next to direct RPC.
+
+All 342 municipalities, 4,067 PC4 areas and 5,000 support points (spread deterministically
+over real PC4 areas) are loaded, then each search runs at 50 concurrent clients.
+Targets: the gateway adds at most 30% to the median RPC time; p99 under 50 ms."""
+import csv
+import json
+import random
+import time
+from pathlib import Path
+
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from bench.harness import measure, print_table, running_platform, verdict
+from common.logging import quiet_libraries
+from ops import reference
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+POINTS = 5000
+REQUESTS = 2000
+CONCURRENCY = 50
+AREAS = ("INFORMATION", "ADVICE_AND_GUIDANCE", "EMOTIONAL_SUPPORT", "EDUCATION",
+         "PRACTICAL_HELP", "RESPITE_CARE", "FINANCIAL_SUPPORT", "MATERIAL_SUPPORT")
+BY_POSTCODE = """query($p: String!) { supportPoints(postcode: $p, first: 20) {
+    items { id name address { postcode city } areas } total nextCursor } }"""
+NEAREST = """query($p: String!) { nearestSupportPoints(postcode: $p, limit: 5) {
+    id name address { postcode city } areas } }"""
+
+
+def support_point_rows(pc4_rows, count=POINTS, seed=2026):
+    rng = random.Random(seed)
+    rows = []
+    for n in range(count):
+        area = rng.choice(pc4_rows)
+        serves = [rng.choice(pc4_rows)["gemeentecode"]] if rng.random() < 0.1 else []
+        rows.append({
+            "external_id": f"BENCH-{n:05d}",
+            "name": f"Steunpunt {area['woonplaats'] or area['pc4']} {n}",
+            "kind": "REGIONAL" if serves else "LOCAL", "municipality_code": area["gemeentecode"],
+            "serves_municipality_codes": ";".join(serves), "street": "Hoofdstraat",
+            "house_number": str(1 + n % 200), "postcode": f"{area['pc4']} AB",
+            "city": area["woonplaats"] or area["gemeentenaam"], "phone": "",
+            "email": f"steunpunt{n}@example.org", "website": "",
+            "areas": ";".join(rng.sample(AREAS, 3)),
+        })
+    return rows
+
+
+def load(rpc, pc4_rows):
+    started = time.perf_counter()
+    reports = reference.import_reference(rpc, SHARED_DATA)
+    print(f"  reference data: {reference.summary('municipalities', reports['municipalities'])}; "
+          f"{reference.summary('pc4 areas', reports['pc4_areas'])} "
+          f"in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    rows = support_point_rows(pc4_rows)
+    totals = {"registered": 0, "rejected": 0}
+    for start, chunk in reference.batches(rows):
+        part = rpc.registry.import_support_points(chunk, reference.IMPORTER, first_row=start + 2)
+        totals["registered"] += part["registered"]
+        totals["rejected"] += len(part["rejected"])
+        # Let the outbox publish this batch's events first: the relay's claim query slows
+        # down with the number of events waiting (measured while building this benchmark).
+        wait_for_outbox(rpc)
+    print(f"  support points: {totals['registered']} registered, {totals['rejected']} rejected "
+          f"in {time.perf_counter() - started:.1f} s, events published")
+
+
+def wait_for_outbox(rpc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while rpc.registry.health()["outbox_pending"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def rpc_client(amqp_uri, method, postcodes):
+    def make():
+        proxy = ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30)
+        cluster = proxy.start()
+
+        def call(i):
+            postcode = postcodes[i % len(postcodes)]
+            if method == "search":
+                answer = cluster.registry.search_support_points(postcode=postcode, first=20)
+                assert "total" in answer
+            else:
+                assert cluster.registry.nearest_support_points(postcode, None, 5)
+        return call, proxy.stop
+    return make
+
+
+def gateway_client(url, query, field, postcodes):
+    def make():
+        session = requests.Session()
+
+        def call(i):
+            response = session.post(url, data=json.dumps(
+                {"query": query, "variables": {"p": postcodes[i % len(postcodes)]}}),
+                headers={"Content-Type": "application/json"}, timeout=30)
+            answer = response.json()
+            if "errors" in answer or answer["data"][field] is None:
+                raise AssertionError(str(answer)[:200])
+        return call, session.close
+    return make
+
+
+def run():
+    quiet_libraries()
+    pc4_rows = list(csv.DictReader(open(SHARED_DATA / "pc4.csv", encoding="utf-8")))
+    rng = random.Random(7)
+    postcodes = [f"{rng.choice(pc4_rows)['pc4']} {rng.choice('ABCDEFGH')}{rng.choice('ABCDEFGH')}"
+                 for _ in range(500)]
+    with running_platform() as platform:
+        amqp_uri = platform.environ["AMQP_URI"]
+        url = f"{platform.gateway_url()}/graphql"
+        with platform.rpc(timeout=300) as rpc:
+            load(rpc, pc4_rows)
+        cases = {
+            "search by postcode": (rpc_client(amqp_uri, "search", postcodes),
+                                   gateway_client(url, BY_POSTCODE, "supportPoints", postcodes)),
+            "nearestSupportPoints": (rpc_client(amqp_uri, "nearest", postcodes),
+                                     gateway_client(url, NEAREST, "nearestSupportPoints",
+                                                    postcodes)),
+        }
+        results = {}
+        for name, (direct, gateway) in cases.items():
+            measure(direct, 200, 10)       # warm up both paths first
+            measure(gateway, 200, 10)
+            results[name] = (measure(direct, REQUESTS, CONCURRENCY),
+                             measure(gateway, REQUESTS, CONCURRENCY))
+    met = True
+    for name, (direct, gateway) in results.items():
+        print_table(f"{name}: {POINTS} support points, {CONCURRENCY} concurrent clients, "
+                    f"{REQUESTS} requests",
+                    [("direct RPC", direct), ("GraphQL gateway", gateway)])
+        overhead = gateway["median_ms"] / direct["median_ms"] - 1
+        print(f"  gateway adds {overhead:.0%} to the median RPC time "
+              f"({gateway['median_ms']:.1f} vs {direct['median_ms']:.1f} ms)")
+        met &= verdict("gateway adds <= 30% over RPC", overhead <= 0.30)
+        met &= verdict("gateway p99 < 50 ms", gateway["p99_ms"] < 50)
+        met &= verdict("no errors", direct["errors"] == gateway["errors"] == 0)
+    print(f"\n  all registry search targets: {'met' if met else 'NOT met'}")
+    return met

@@ -1,0 +1,193 @@
+"""Support points: the national overview (public) and its upkeep by municipalities and the
+support points themselves. Added to the contract: ``supportPointHistory``."""
+import enum
+import json
+from datetime import datetime
+
+import graphene
+from pydantic.alias_generators import to_camel
+
+from common.errors import NotFound
+from gateway.limits import check_page_size
+from gateway.schema.scalars import DateTime
+
+EDITORS = ("admin", "municipality", "support_point")
+
+
+class SupportArea(graphene.Enum):
+    INFORMATION = "INFORMATION"
+    ADVICE_AND_GUIDANCE = "ADVICE_AND_GUIDANCE"
+    EMOTIONAL_SUPPORT = "EMOTIONAL_SUPPORT"
+    EDUCATION = "EDUCATION"
+    PRACTICAL_HELP = "PRACTICAL_HELP"
+    RESPITE_CARE = "RESPITE_CARE"
+    FINANCIAL_SUPPORT = "FINANCIAL_SUPPORT"
+    MATERIAL_SUPPORT = "MATERIAL_SUPPORT"
+
+
+class SupportPointKind(graphene.Enum):
+    LOCAL = "LOCAL"
+    REGIONAL = "REGIONAL"
+    NATIONAL = "NATIONAL"
+
+
+class Address(graphene.ObjectType):
+    street = graphene.String(required=True)
+    house_number = graphene.String(required=True)
+    postcode = graphene.String(required=True)
+    city = graphene.String(required=True)
+
+
+class AddressInput(graphene.InputObjectType):
+    street = graphene.String(required=True)
+    house_number = graphene.String(required=True)
+    postcode = graphene.String(required=True)
+    city = graphene.String(required=True)
+
+
+def _when(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+class SupportPoint(graphene.ObjectType):
+    id = graphene.ID(required=True)
+    name = graphene.String(required=True)
+    kind = SupportPointKind(required=True)
+    municipality_code = graphene.String(required=True)
+    serves_municipality_codes = graphene.List(graphene.NonNull(graphene.String), required=True)
+    address = graphene.Field(Address, required=True)
+    phone = graphene.String()
+    email = graphene.String()
+    website = graphene.String()
+    areas = graphene.List(graphene.NonNull(SupportArea), required=True)
+    active = graphene.Boolean(required=True)
+    version = graphene.Int(required=True)
+    updated_at = DateTime(required=True)
+
+    def resolve_id(root, info):
+        return root["_id"]
+
+    def resolve_updated_at(root, info):
+        return _when(root["updated_at"])
+
+
+class SupportPointInput(graphene.InputObjectType):
+    name = graphene.String(required=True)
+    kind = SupportPointKind(required=True)
+    municipality_code = graphene.String(required=True)
+    serves_municipality_codes = graphene.List(graphene.NonNull(graphene.String))
+    address = AddressInput(required=True)
+    phone = graphene.String()
+    email = graphene.String()
+    website = graphene.String()
+    areas = graphene.List(graphene.NonNull(SupportArea), required=True)
+
+
+class SupportPointPage(graphene.ObjectType):
+    items = graphene.List(graphene.NonNull(SupportPoint), required=True)
+    total = graphene.Int(required=True)
+    next_cursor = graphene.String()
+
+
+class FieldChange(graphene.ObjectType):
+    field = graphene.String(required=True, description="input path, e.g. address.postcode")
+    old = graphene.String(description="the value before, as JSON; null when there was none")
+    new = graphene.String(description="the value after, as JSON")
+
+    def resolve_old(root, info):
+        return None if root["old"] is None else json.dumps(root["old"])
+
+    def resolve_new(root, info):
+        return None if root["new"] is None else json.dumps(root["new"])
+
+
+class SupportPointChange(graphene.ObjectType):
+    version = graphene.Int(required=True)
+    at = DateTime(required=True)
+    change = graphene.String(required=True, description="registered, updated or deactivated")
+    actor_role = graphene.String()
+    actor_sub = graphene.String()
+    reason = graphene.String()
+    changes = graphene.List(graphene.NonNull(FieldChange), required=True)
+
+    def resolve_at(root, info):
+        return _when(root["at"])
+
+    def resolve_actor_role(root, info):
+        return root["actor"].get("role")
+
+    def resolve_actor_sub(root, info):
+        return root["actor"].get("sub")
+
+
+def plain(value):
+    """graphene input (snake_case keys, enum members) as the camelCase dict the services'
+    input schemas read."""
+    if isinstance(value, dict):
+        return {to_camel(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+class RegistryQuery(graphene.ObjectType):
+    support_points = graphene.Field(
+        SupportPointPage, required=True, municipality_code=graphene.String(),
+        postcode=graphene.String(), area=SupportArea(), first=graphene.Int(default_value=20),
+        after=graphene.String())
+    support_point = graphene.Field(SupportPoint, id=graphene.ID(required=True))
+    nearest_support_points = graphene.List(
+        graphene.NonNull(SupportPoint), required=True, postcode=graphene.String(required=True),
+        area=SupportArea(), limit=graphene.Int(default_value=5))
+    support_point_history = graphene.List(
+        graphene.NonNull(SupportPointChange), required=True, id=graphene.ID(required=True),
+        description="Added by the gateway: the audit trail of a support point, for those "
+                    "who may edit it.")
+
+    def resolve_support_points(root, info, first=20, **criteria):
+        check_page_size(first)
+        return info.context.call("registry", "search_support_points", first=first,
+                                 **{k: plain(v) for k, v in criteria.items()})
+
+    def resolve_support_point(root, info, id):
+        try:
+            return info.context.call("registry", "get_support_point", id)
+        except NotFound:
+            return None
+
+    def resolve_nearest_support_points(root, info, postcode, area=None, limit=5):
+        check_page_size(limit, "limit")
+        return info.context.call("registry", "nearest_support_points", postcode, plain(area),
+                                 limit)
+
+    def resolve_support_point_history(root, info, id):
+        info.context.principal.require(*EDITORS)
+        return info.context.call("registry", "support_point_history", id, info.context.actor)
+
+
+class RegistryMutation(graphene.ObjectType):
+    register_support_point = graphene.Field(
+        SupportPoint, required=True, input=SupportPointInput(required=True))
+    update_support_point = graphene.Field(
+        SupportPoint, required=True, id=graphene.ID(required=True),
+        input=SupportPointInput(required=True), expected_version=graphene.Int(required=True))
+    deactivate_support_point = graphene.Field(
+        SupportPoint, required=True, id=graphene.ID(required=True),
+        reason=graphene.String(required=True))
+
+    def resolve_register_support_point(root, info, input):
+        info.context.principal.require("admin", "municipality")
+        return info.context.call("registry", "register_support_point", plain(input),
+                                 info.context.actor)
+
+    def resolve_update_support_point(root, info, id, input, expected_version):
+        info.context.principal.require(*EDITORS)
+        return info.context.call("registry", "update_support_point", id, plain(input),
+                                 expected_version, info.context.actor)
+
+    def resolve_deactivate_support_point(root, info, id, reason):
+        info.context.principal.require(*EDITORS)
+        return info.context.call("registry", "deactivate_support_point", id, reason,
+                                 info.context.actor)
