@@ -32,7 +32,6 @@ FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
 CLAIM_SECONDS = 30
-SENT_KEPT_DAYS = 7
 
 log = get_logger()
 
@@ -80,13 +79,13 @@ def publish(connection, body, exchange, routing_key, headers, expiration=None):
 # --- the outbox -------------------------------------------------------------------------
 
 def ensure_outbox_indexes(db):
-    db[OUTBOX].create_index([("status", ASCENDING), ("claimed_until", ASCENDING),
-                             ("created_at", ASCENDING)])
-    db[OUTBOX].create_index("sent_at", expireAfterSeconds=SENT_KEPT_DAYS * 86400)
+    db[OUTBOX].create_index([("created_at", ASCENDING)])
 
 
 class Outbox:
-    """Events written in the same transaction as the change they announce."""
+    """Events written in the same transaction as the change they announce. An entry stays
+    in the collection until the broker has confirmed it, then it is removed: the outbox only
+    ever holds what is still to be published, so relaying stays cheap."""
 
     def __init__(self, store, service, config):
         self.collection = store[OUTBOX]
@@ -99,45 +98,47 @@ class Outbox:
         envelope = new_envelope(type_name, payload, correlation_id, self.service)
         now = utcnow()
         self.collection.insert_one({
-            "_id": str(envelope.event_id), "status": "pending", "created_at": now,
-            "claimed_until": now, "envelope": envelope.model_dump(mode="json"),
+            "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
+            "envelope": envelope.model_dump(mode="json"),
         }, session=session)
         return envelope
 
-    def _claim(self):
-        now = utcnow()
+    def _claim(self, entry_id, now):
+        """Only one relay (of this or another replica) holds an entry at a time; a relay
+        that dies lets go when its claim runs out."""
         return self.collection.find_one_and_update(
-            {"status": "pending", "claimed_until": {"$lte": now}},
+            {"_id": entry_id, "claimed_until": {"$lte": now}},
             {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS)}},
-            sort=[("created_at", ASCENDING)], return_document=ReturnDocument.AFTER)
+            return_document=ReturnDocument.AFTER)
 
     def relay(self, limit=500):
-        """Publish pending events with publisher confirms, then mark them sent. A crash in
-        between publishes an event again later; consumers drop the duplicate."""
+        """Publish pending events, oldest first, with publisher confirms, then remove them.
+        A crash in between publishes an event again later; consumers drop the duplicate."""
+        now = utcnow()
+        waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
+            .sort("created_at", ASCENDING).limit(limit)
         sent = 0
-        while sent < limit:
-            entry = self._claim()
+        for candidate in list(waiting):
+            entry = self._claim(candidate["_id"], now)
             if entry is None:
-                break
+                continue
             envelope = entry["envelope"]
             publish(self.connection, envelope, self.exchange, envelope["type"],
                     {CORRELATION_HEADER: envelope["correlation_id"]})
-            self.collection.update_one({"_id": entry["_id"]},
-                                       {"$set": {"status": "sent", "sent_at": utcnow()}})
+            self.collection.delete_one({"_id": entry["_id"]})
             metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
             sent += 1
         self._measure()
         return sent
 
     def _measure(self):
-        pending = self.collection.count_documents({"status": "pending"})
-        metrics.OUTBOX_PENDING.labels(self.service).set(pending)
-        oldest = self.collection.find_one({"status": "pending"}, sort=[("created_at", ASCENDING)])
+        metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
+        oldest = self.collection.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
         age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0
         metrics.OUTBOX_LAG.labels(self.service).set(age)
 
     def pending(self):
-        return self.collection.count_documents({"status": "pending"})
+        return self.collection.estimated_document_count()
 
 
 class EventOutbox(DependencyProvider):
