@@ -47,13 +47,20 @@ def running_platform(**extra_environ):
             delete_vhost(base, vhost)
 
 
-def measure(make_client, requests_total, concurrency):
-    """Runs ``requests_total`` calls spread over ``concurrency`` threads. ``make_client()``
-    returns, per thread, ``(call, close)``: ``call(i)`` does one request and raises on a wrong
-    answer. Returns latencies in milliseconds and throughput."""
+def measure(make_client, requests_total, concurrency, rate=None):
+    """Runs ``requests_total`` calls spread over ``concurrency`` clients. ``make_client()``
+    returns, per client, ``(call, close)``: ``call(i)`` does one request and raises on a wrong
+    answer. Returns latencies in milliseconds and throughput.
+
+    Without ``rate`` every client sends its next request as soon as it has an answer: the
+    platform's saturation, where latency is about concurrency / throughput. With ``rate``
+    (requests per second, all clients together) each client keeps a steady pace, as people
+    at desks do; a latency then counts from when the request was due, so a platform that
+    falls behind is not flattered."""
     latencies, errors = [], []
     lock = threading.Lock()
     counter = iter(range(requests_total))
+    begin = time.perf_counter() + 1.0    # time for every client to connect first
 
     def worker():
         call, close = make_client()
@@ -64,6 +71,11 @@ def measure(make_client, requests_total, concurrency):
                 if index is None:
                     return
                 started = time.perf_counter()
+                if rate:
+                    due = begin + index / rate
+                    if due > started:
+                        time.sleep(due - started)
+                    started = due
                 try:
                     call(index)
                 except Exception as error:  # counted, reported, never hidden
@@ -77,7 +89,7 @@ def measure(make_client, requests_total, concurrency):
             close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
+    started = begin if rate else time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:

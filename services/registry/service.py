@@ -14,6 +14,7 @@ from services.registry import domain
 from services.registry.storage import (GENERATIONS, HISTORY, MUNICIPALITIES, PC4_AREAS,
                                        SUPPORT_POINTS, ensure_indexes)
 
+
 def _now():
     """The time as the store keeps it (milliseconds), so an answer equals a later read."""
     now = utcnow()
