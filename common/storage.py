@@ -51,8 +51,14 @@ class DocumentStore:
             path = data_dir if data_dir == ":memory:" else os.path.join(data_dir, database)
             self.embedded = EmbeddedServer(path)
             mongo_uri = self.embedded.uri
+        options = {}
+        if self.embedded:
+            # The embedded server remembers every retryable write for half an hour and scans
+            # that memory on each write, so writes slow down as they add up. Retrying a write
+            # only helps against a failover, which a one-process store does not have.
+            options["retryWrites"] = False
         self.client = MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=10_000,
-                                  uuidRepresentation="standard")
+                                  uuidRepresentation="standard", **options)
         self.db = self.client.get_database(
             database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"))
         self.db[PROCESSED_EVENTS].create_index([("handled_at", ASCENDING)])
