@@ -58,7 +58,7 @@ def _gateway_client(platform, stored):
 
 def _rpc_client(platform, stored):
     def make():
-        context = platform.rpc(timeout=30)
+        context = platform.rpc(timeout=30, use_confirms=False)   # as the gateway calls
         rpc = context.__enter__()
         client = f"partner:bench-{random.random()}"
 

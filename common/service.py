@@ -1,5 +1,7 @@
 """What every nameko service of the platform has: correlated logs, RED metrics on
 ``GET /metrics``, a ``health`` RPC, and, for services with data, the outbox relay."""
+import nameko.rpc
+from nameko.amqp.publish import Publisher
 from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
@@ -7,6 +9,16 @@ from nameko.web.handlers import http
 from common.logging import CorrelatedLogging
 from common.messaging import EventOutbox
 from common.metrics import EntrypointMetrics, metrics_response
+
+
+class UnconfirmedPublisher(Publisher):
+    use_confirms = False
+
+
+# RPC replies go without publisher confirms: the caller waits for the reply and has its own
+# timeout, so a confirm would only add a broker round trip to every call. nameko offers the
+# responder's publisher class as the place to choose this.
+nameko.rpc.Responder.publisher_cls = UnconfirmedPublisher
 
 
 class InstrumentedService:

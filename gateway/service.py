@@ -26,10 +26,12 @@ class GatewayService(InstrumentedService):
     name = "gateway"
     config = Config()
 
-    registry = RpcProxy("registry")
-    declaration = RpcProxy("declaration")
-    travel_costs = RpcProxy("travel_costs")
-    campaign = RpcProxy("campaign")
+    # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
+    # answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
+    registry = RpcProxy("registry", use_confirms=False)
+    declaration = RpcProxy("declaration", use_confirms=False)
+    travel_costs = RpcProxy("travel_costs", use_confirms=False)
+    campaign = RpcProxy("campaign", use_confirms=False)
 
     @http("POST", "/graphql")
     def graphql(self, request):
