@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
-from bench.harness import measure, print_table, running_platform, verdict
+from bench.harness import direct_rpc, measure, print_table, running_platform, verdict
 from common.logging import quiet_libraries
 from ops import reference
 
@@ -75,7 +74,7 @@ def wait_for_outbox(rpc, timeout=300):
 
 def rpc_client(amqp_uri, method, postcodes):
     def make():
-        proxy = ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30, use_confirms=False)
+        proxy = direct_rpc(amqp_uri)
         cluster = proxy.start()
 
         def call(i):

@@ -9,9 +9,13 @@ import threading
 import time
 import uuid
 
+import nameko.rpc
+from nameko.standalone.rpc import ClusterRpcProxy
+
 from common.config import DEFAULT_AMQP_URI
 from common.messaging import declare_topology
 from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
+from common.service import UnconfirmedPublisher
 from ops.platform import PROCESSES, Platform
 
 
@@ -45,6 +49,14 @@ def running_platform(**extra_environ):
         finally:
             platform.stop()
             delete_vhost(base, vhost)
+
+
+def direct_rpc(amqp_uri, timeout=30):
+    """An RPC client that calls as the gateway does (no publisher confirm per call), so that
+    'direct RPC' and 'through the gateway' differ only by the gateway. This process is only a
+    benchmark client, so the choice is made for all its calls."""
+    nameko.rpc.MethodProxy.publisher_cls = UnconfirmedPublisher
+    return ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout)
 
 
 def measure(make_client, requests_total, concurrency, rate=None):

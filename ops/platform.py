@@ -72,8 +72,8 @@ class Platform:
     def gateway_url(self):
         return f"http://127.0.0.1:{self.environ.get('GATEWAY_PORT', 8000)}"
 
-    def rpc(self, timeout=10, **options):
-        return ClusterRpcProxy({"AMQP_URI": self.environ["AMQP_URI"]}, timeout=timeout, **options)
+    def rpc(self, timeout=10):
+        return ClusterRpcProxy({"AMQP_URI": self.environ["AMQP_URI"]}, timeout=timeout)
 
     def wait_until_healthy(self, timeout=90):
         deadline = time.monotonic() + timeout
