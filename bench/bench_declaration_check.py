@@ -18,7 +18,7 @@ CONCURRENCY = 50
 REQUESTS = int(os.environ.get("BENCH_CHECK_REQUESTS", "3000"))
 SIZES = (10_000, 100_000)
 STEADY_RATE = 100      # requests per second of all 50 clients together, for the paced run
-BATCH = 2_000
+BATCH = 500
 CODE = "BNCH-CHCK-2026"
 CHECK = """query($reference: String!, $code: String!, $purpose: DeclarationPurpose!) {
   checkDeclaration(reference: $reference, verificationCode: $code, purpose: $purpose) {

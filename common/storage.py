@@ -57,6 +57,10 @@ class DocumentStore:
             # that memory on each write, so writes slow down as they add up. Retrying a write
             # only helps against a failover, which a one-process store does not have.
             options["retryWrites"] = False
+            # It runs in this process: while it works on a long write, the driver's health
+            # check of it waits too. A short check timeout would mark it down and cancel
+            # every operation in flight.
+            options["connectTimeoutMS"] = 120_000
         self.client = MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=10_000,
                                   uuidRepresentation="standard", **options)
         self.db = self.client.get_database(
