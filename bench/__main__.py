@@ -10,6 +10,9 @@ eventlet.monkey_patch()
 
 
 def main(names):
+    from common.logging import quiet_libraries
+
+    quiet_libraries()
     folder = Path(__file__).parent
     found = sorted(m.name for m in pkgutil.iter_modules([str(folder)])
                    if m.name.startswith("bench_"))

@@ -12,7 +12,6 @@ from pathlib import Path
 import requests
 
 from bench.harness import direct_rpc, measure, print_table, running_platform, verdict
-from common.logging import quiet_libraries
 from ops import reference
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -104,7 +103,6 @@ def gateway_client(url, query, field, postcodes):
 
 
 def run():
-    quiet_libraries()
     pc4_rows = list(csv.DictReader(open(SHARED_DATA / "pc4.csv", encoding="utf-8")))
     rng = random.Random(7)
     postcodes = [f"{rng.choice(pc4_rows)['pc4']} {rng.choice('ABCDEFGH')}{rng.choice('ABCDEFGH')}"
