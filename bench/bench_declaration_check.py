@@ -13,7 +13,7 @@ import requests
 from bench.harness import direct_rpc, measure, print_table, running_platform, verdict
 from gateway.auth import issue_development_token
 
-SECRET = "bench-secret"
+SECRET = "bench-secret-of-thirty-two-bytes-or-more"
 CONCURRENCY = 50
 REQUESTS = int(os.environ.get("BENCH_CHECK_REQUESTS", "3000"))
 SIZES = (10_000, 100_000)
@@ -89,12 +89,17 @@ def run():
     print_table(f"checkDeclaration, {CONCURRENCY} concurrent clients, {REQUESTS} requests each row",
                 [(f"{labels[path]}, {size:,} stored", results[(path, size)])
                  for size in SIZES for path in labels])
-    small, large = results[("gateway", SIZES[0])], results[("gateway", SIZES[-1])]
+    large = results[("gateway", SIZES[-1])]
     ok = verdict("gateway p99 under 50 ms at 100,000 stored, back to back", large["p99_ms"] < 50)
     ok &= verdict(f"gateway p99 under 50 ms at 100,000 stored, steady {STEADY_RATE} req/s",
                   results[("gateway steady", SIZES[-1])]["p99_ms"] < 50)
-    # 'does not grow': the median at 100,000 within 25 % (or 2 ms) of the one at 10,000
-    grows = large["median_ms"] > max(small["median_ms"] * 1.25, small["median_ms"] + 2)
+    # 'does not grow': compared at the same steady load, where a median is the check's own
+    # time; back to back it is mostly queueing and moves with the run's throughput. Within
+    # 25 % (or 2 ms) of the median at 10,000.
+    small_steady = results[("gateway steady", SIZES[0])]
+    large_steady = results[("gateway steady", SIZES[-1])]
+    grows = large_steady["median_ms"] > max(small_steady["median_ms"] * 1.25,
+                                            small_steady["median_ms"] + 2)
     ok &= verdict("check time does not grow from 10,000 to 100,000 stored", not grows)
     ok &= verdict("no errors", all(r["errors"] == 0 for r in results.values()))
     return ok
