@@ -35,7 +35,8 @@ def running_platform(**extra_environ):
     amqp = create_vhost(base, vhost)
     with tempfile.TemporaryDirectory() as folder:
         environ = dict(os.environ, AMQP_URI=amqp, MANTELZORG_DATA_DIR=os.path.join(folder, "data"),
-                       MANTELZORG_JWT_SECRET=extra_environ.pop("MANTELZORG_JWT_SECRET", "bench-secret-of-thirty-two-bytes-or-more"),
+                       MANTELZORG_JWT_SECRET=extra_environ.pop("MANTELZORG_JWT_SECRET",
+                                                               "bench-secret-of-thirty-two-bytes"),
                        GATEWAY_PORT=str(_free_port()), **extra_environ)
         for process in PROCESSES:
             if process.name != "gateway":
