@@ -4,34 +4,24 @@ service over RPC. The gateway checks the caller's role; the service checks owner
 Added to the contract (documented in docs/declarations.md): ``Declaration.unmetCriteria``,
 ``Declaration.history``, ``checkDeclarationToken``, ``declarationSettings`` and
 ``setDeclarationSettings``."""
-import enum
 from datetime import date, datetime
-from decimal import Decimal as _Decimal
 
 import graphene
 
+from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
 from gateway.limits import check_page_size
 from gateway.schema.scalars import Date, DateTime, Decimal
+from gateway.schema.shared import enum_of, to_wire
 
 SERVICE = "declaration"
 
 
-class DeclarationPurpose(graphene.Enum):
-    PARKING_PERMIT = "PARKING_PERMIT"
-    CARE_HOUSING = "CARE_HOUSING"
-    CO_TENANCY = "CO_TENANCY"
-    HOUSING_URGENCY = "HOUSING_URGENCY"
-    JOB_SEEKING_EXEMPTION = "JOB_SEEKING_EXEMPTION"
-    TRAVEL_COST_FUND = "TRAVEL_COST_FUND"
-    OTHER = "OTHER"
+DeclarationPurpose = enum_of("DeclarationPurpose", DECLARATION_PURPOSES,
+                             "What a declaration may be shown for.")
 
 
-class DeclarationStatus(graphene.Enum):
-    REQUESTED = "REQUESTED"
-    ISSUED = "ISSUED"
-    REJECTED = "REJECTED"
-    REVOKED = "REVOKED"
-    EXPIRED = "EXPIRED"
+DeclarationStatus = enum_of("DeclarationStatus", DECLARATION_STATUSES,
+                            "Where a declaration is in its lifecycle.")
 
 
 class Decision(graphene.Enum):
@@ -119,26 +109,6 @@ class DeclarationSettingsInput(graphene.InputObjectType):
 
 
 # --- between GraphQL values and RPC payloads ---------------------------------------------
-
-def _camel(name):
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def to_wire(value):
-    """GraphQL input as the service reads it: camelCase names, plain JSON values."""
-    if isinstance(value, dict):
-        return {_camel(k): to_wire(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_wire(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, _Decimal):
-        return str(value)
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    return value
-
 
 def _day(text):
     return date.fromisoformat(text) if text else None

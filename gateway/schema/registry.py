@@ -1,34 +1,25 @@
 """Support points: the national overview (public) and its upkeep by municipalities and the
 support points themselves. Added to the contract: ``supportPointHistory``."""
-import enum
 import json
 from datetime import datetime
 
 import graphene
-from pydantic.alias_generators import to_camel
 
 from common.errors import NotFound
+from common.schemas.registry import SUPPORT_AREAS, SUPPORT_POINT_KINDS
 from gateway.limits import check_page_size
 from gateway.schema.scalars import DateTime
+from gateway.schema.shared import enum_of, to_wire
 
 EDITORS = ("admin", "municipality", "support_point")
 
 
-class SupportArea(graphene.Enum):
-    INFORMATION = "INFORMATION"
-    ADVICE_AND_GUIDANCE = "ADVICE_AND_GUIDANCE"
-    EMOTIONAL_SUPPORT = "EMOTIONAL_SUPPORT"
-    EDUCATION = "EDUCATION"
-    PRACTICAL_HELP = "PRACTICAL_HELP"
-    RESPITE_CARE = "RESPITE_CARE"
-    FINANCIAL_SUPPORT = "FINANCIAL_SUPPORT"
-    MATERIAL_SUPPORT = "MATERIAL_SUPPORT"
+SupportArea = enum_of("SupportArea", SUPPORT_AREAS,
+                      "The eight areas where caregivers ask for support.")
 
 
-class SupportPointKind(graphene.Enum):
-    LOCAL = "LOCAL"
-    REGIONAL = "REGIONAL"
-    NATIONAL = "NATIONAL"
+SupportPointKind = enum_of("SupportPointKind", SUPPORT_POINT_KINDS,
+                           "Whom a support point serves: its municipality, a region or the country.")
 
 
 class Address(graphene.ObjectType):
@@ -120,18 +111,6 @@ class SupportPointChange(graphene.ObjectType):
         return root["actor"].get("sub")
 
 
-def plain(value):
-    """graphene input (snake_case keys, enum members) as the camelCase dict the services'
-    input schemas read."""
-    if isinstance(value, dict):
-        return {to_camel(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
 class RegistryQuery(graphene.ObjectType):
     support_points = graphene.Field(
         SupportPointPage, required=True, municipality_code=graphene.String(),
@@ -149,7 +128,7 @@ class RegistryQuery(graphene.ObjectType):
     def resolve_support_points(root, info, first=20, **criteria):
         check_page_size(first)
         return info.context.call("registry", "search_support_points", first=first,
-                                 **{k: plain(v) for k, v in criteria.items()})
+                                 **{k: to_wire(v) for k, v in criteria.items()})
 
     def resolve_support_point(root, info, id):
         try:
@@ -159,7 +138,7 @@ class RegistryQuery(graphene.ObjectType):
 
     def resolve_nearest_support_points(root, info, postcode, area=None, limit=5):
         check_page_size(limit, "limit")
-        return info.context.call("registry", "nearest_support_points", postcode, plain(area),
+        return info.context.call("registry", "nearest_support_points", postcode, to_wire(area),
                                  limit)
 
     def resolve_support_point_history(root, info, id):
@@ -179,12 +158,12 @@ class RegistryMutation(graphene.ObjectType):
 
     def resolve_register_support_point(root, info, input):
         info.context.principal.require("admin", "municipality")
-        return info.context.call("registry", "register_support_point", plain(input),
+        return info.context.call("registry", "register_support_point", to_wire(input),
                                  info.context.actor)
 
     def resolve_update_support_point(root, info, id, input, expected_version):
         info.context.principal.require(*EDITORS)
-        return info.context.call("registry", "update_support_point", id, plain(input),
+        return info.context.call("registry", "update_support_point", id, to_wire(input),
                                  expected_version, info.context.actor)
 
     def resolve_deactivate_support_point(root, info, id, reason):
