@@ -46,3 +46,20 @@ def normalise_phone(value):
     if not PHONE_SHAPE.fullmatch(text) or not 7 <= len(digits) <= 15:
         raise ValueError("is not a phone number (020-123 45 67 or +31 20 123 4567)")
     return text
+
+
+def required_text(value):
+    """Text with something in it, without surrounding spaces."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def chosen_from(values, allowed, what):
+    """At least one value, each from ``allowed``; repeats dropped, order kept."""
+    if not values:
+        raise ValueError(f"name at least one {what}")
+    if any(value not in allowed for value in values):
+        raise ValueError(f"unknown {what}")
+    return list(dict.fromkeys(values))

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 from pydantic import EmailStr, Field, field_validator
 
-from common.schemas import InputPayload, Payload
-from common.validators import normalise_postcode, validate_bsn, validate_municipality_code
+from common.schemas import InputPayload, MunicipalityCode, Payload, Postcode, RequiredText
+from common.validators import chosen_from, validate_bsn
 
 DECLARATION_PURPOSES = ("PARKING_PERMIT", "CARE_HOUSING", "CO_TENANCY", "HOUSING_URGENCY",
                         "JOB_SEEKING_EXEMPTION", "TRAVEL_COST_FUND", "OTHER")
@@ -32,50 +32,33 @@ class DeclarationStatusChanged(Payload):
 
 # --- RPC payloads -------------------------------------------------------------------------
 
-def _not_blank(value):
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
 def _purposes(value):
-    if not value:
-        raise ValueError("name at least one purpose")
-    if any(p not in DECLARATION_PURPOSES for p in value):
-        raise ValueError("unknown purpose")
-    return list(dict.fromkeys(value))
+    return chosen_from(value, DECLARATION_PURPOSES, "purpose")
 
 
 class CaregiverInput(InputPayload):
     bsn: str
-    name: str = Field(max_length=200)
-    postcode: str
+    name: RequiredText = Field(max_length=200)
+    postcode: Postcode
     email: EmailStr | None = None
 
     _bsn = field_validator("bsn")(lambda v: validate_bsn(v))
-    _name = field_validator("name")(lambda v: _not_blank(v))
-    _postcode = field_validator("postcode")(lambda v: normalise_postcode(v))
 
 
 class CareRecipientInput(InputPayload):
-    name: str = Field(max_length=200)
-    postcode: str
-    relationship: str = Field(max_length=100)
-
-    _text = field_validator("name", "relationship")(lambda v: _not_blank(v))
-    _postcode = field_validator("postcode")(lambda v: normalise_postcode(v))
+    name: RequiredText = Field(max_length=200)
+    postcode: Postcode
+    relationship: RequiredText = Field(max_length=100)
 
 
 class DeclarationRequestInput(InputPayload):
-    municipality_code: str
+    municipality_code: MunicipalityCode
     caregiver: CaregiverInput
     care_recipient: CareRecipientInput
     hours_per_week: Decimal = Field(max_digits=5, decimal_places=2)
     care_since: date
     purposes: list[str]
 
-    _municipality = field_validator("municipality_code")(lambda v: validate_municipality_code(v))
     _purposes = field_validator("purposes")(lambda v: _purposes(v))
 
     @field_validator("hours_per_week")
