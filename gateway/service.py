@@ -8,11 +8,12 @@ from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
+from common.errors import NotFound
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
 from common.service import InstrumentedService
 from gateway import printable
 from gateway.auth import TokenVerifier
-from gateway.errors import HTTP_STATUS, error_entry, format_error
+from gateway.errors import HTTP_STATUS, BadRequest, format_error
 from gateway.executor import GraphQLContext, run_query
 from gateway.jwks import PublicKeys
 
@@ -38,25 +39,22 @@ class GatewayService(InstrumentedService):
         try:
             return self._graphql(request)
         except Exception as error:   # never nameko's error page: it leaks exception text
-            return self._json({"errors": [format_error(error)]}, 500)
+            return self._error(error, status=500)
 
     def _graphql(self, request):
-        length = request.content_length
-        if length is not None and length > MAX_BODY_BYTES:
-            return self._json({"errors": [error_entry("request body over 1 MiB", "BAD_USER_INPUT")]}, 413)
-        raw = request.stream.read(MAX_BODY_BYTES + 1)
+        raw = request.stream.read(MAX_BODY_BYTES + 1)   # never more, whatever the header says
         if len(raw) > MAX_BODY_BYTES:
-            return self._json({"errors": [error_entry("request body over 1 MiB", "BAD_USER_INPUT")]}, 413)
+            return self._error(BadRequest("request body over 1 MiB"), status=413)
         try:
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return self._json({"errors": [error_entry("the body must be a JSON object", "BAD_USER_INPUT")]}, 400)
+            return self._error(BadRequest("the body must be a JSON object"))
         try:
             principal = VERIFIER.principal(request.headers.get("Authorization"))
         except Exception as error:
-            return self._json({"errors": [format_error(error)]}, 401)
+            return self._error(error)
         return self._json(run_query(body, GraphQLContext(self, principal, self._timeout())))
 
     @http("GET", "/.well-known/jwks.json")
@@ -89,9 +87,11 @@ class GatewayService(InstrumentedService):
     def _timeout(self):
         return float(self.config.get("RPC_TIMEOUT_SECONDS", 10))
 
-    def _error(self, error):
+    def _error(self, error, status=None):
+        """An error answered as JSON, with the HTTP status of its code."""
         entry = format_error(error)
-        return self._json({"errors": [entry]}, HTTP_STATUS.get(entry["extensions"]["code"], 500))
+        return self._json({"errors": [entry]},
+                          status or HTTP_STATUS.get(entry["extensions"]["code"], 500))
 
     @http("GET", "/graphql")
     def graphiql(self, request):
@@ -104,7 +104,7 @@ class GatewayService(InstrumentedService):
     @http("GET,POST,PUT,PATCH,DELETE", "/<path:path>")
     def not_found(self, request, path):
         # Instead of the framework's HTML page: every answer is JSON.
-        return self._json({"errors": [error_entry("no such resource", "NOT_FOUND")]}, 404)
+        return self._error(NotFound("no such resource"))
 
     def _json(self, payload, status=200):
         response = Response(json.dumps(payload, default=str), status=status,
