@@ -79,6 +79,9 @@ def quiet_libraries():
     # amqp warns about late publisher confirms on channels being closed, and the embedded
     # store reports its own shutdown order; neither is something an operator can act on.
     logging.getLogger("amqp").setLevel(logging.ERROR)
+    # The web server's own access line would repeat "entrypoint.completed" without the
+    # correlation id, and cost a second formatted line per HTTP request.
+    logging.getLogger("nameko.web.server").setLevel(logging.WARNING)
     logging.getLogger("secantus.storage.close").setLevel(logging.CRITICAL)
 
 
@@ -116,8 +119,12 @@ class CorrelatedLogging(DependencyProvider):
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         # One line per call handled, timers excepted: the access log, with the correlation id.
         if type(worker_ctx.entrypoint).__name__ != "Timer":
-            get_logger().info("entrypoint.completed", outcome="error" if exc_info else "success",
-                              error=exc_info[0].__name__ if exc_info else None)
+            fields = {"outcome": "error" if exc_info else "success",
+                      "error": exc_info[0].__name__ if exc_info else None}
+            status = getattr(result, "status_code", None)     # an HTTP entrypoint's answer
+            if status is not None:
+                fields["http_status"] = status
+            get_logger().info("entrypoint.completed", **fields)
 
     def worker_teardown(self, worker_ctx):
         structlog.contextvars.clear_contextvars()

@@ -45,6 +45,28 @@ def test_correlation_id_from_the_gateway_reaches_the_services_logs(gql, platform
         assert all(line["service"] == name for line in lines)
 
 
+def test_one_access_line_per_http_request_with_its_status(gql, platform):
+    correlation_id = f"corr-{uuid.uuid4().hex}"
+    assert gql.post(HEALTH, headers={"X-Correlation-ID": correlation_id}).status_code == 200
+    missing = requests.get(f"{platform.gateway_url()}/no-such-page", timeout=5,
+                           headers={"X-Correlation-ID": correlation_id + "-404"})
+    assert missing.status_code == 404
+
+    def access_lines(wanted):
+        return [line for line in log_lines(platform, "gateway")
+                if line.get("event") == "entrypoint.completed"
+                and line.get("correlation_id") == wanted]
+
+    answered = eventually(lambda: access_lines(correlation_id))
+    assert [(line["entrypoint"], line["http_status"]) for line in answered] == [("graphql", 200)]
+    not_found = eventually(lambda: access_lines(correlation_id + "-404"))
+    assert [(line["entrypoint"], line["http_status"]) for line in not_found] == [
+        ("not_found", 404)]
+    # the web server's own access lines are not written besides ours
+    assert not [line for line in log_lines(platform, "gateway")
+                if line.get("logger") == "nameko.web.server" and line.get("level") == "info"]
+
+
 def test_gateway_creates_a_correlation_id_when_none_is_sent(gql):
     response = gql.post(HEALTH)
     assert re.fullmatch(r"[0-9a-f-]{36}", response.headers["X-Correlation-ID"])
