@@ -1,7 +1,11 @@
 """What every benchmark needs: the platform in a throwaway vhost and data folder, a load
-of N concurrent clients, and a table of median / p99 / requests per second."""
+of N concurrent clients, and a table of median / p99 / requests per second with the CPU
+time each process spent per request."""
 import contextlib
+import http.client
+import json
 import os
+import resource
 import socket
 import statistics
 import tempfile
@@ -60,10 +64,56 @@ def direct_rpc(amqp_uri, timeout=30):
     return ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout)
 
 
-def measure(make_client, requests_total, concurrency, rate=None):
+class GraphQLOverHttp:
+    """A keep-alive HTTP client as light as the RPC client it is compared with, so that the
+    benchmark's own client work is not counted as the gateway's."""
+
+    def __init__(self, gateway_url, headers=None):
+        address = gateway_url.split("://", 1)[1]
+        host, port = address.rsplit(":", 1)
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+
+    def query(self, query, variables):
+        self.connection.request("POST", "/graphql", json.dumps(
+            {"query": query, "variables": variables}), self.headers)
+        return json.loads(self.connection.getresponse().read())
+
+    def get(self, path):
+        self.connection.request("GET", path)
+        response = self.connection.getresponse()
+        response.read()
+        return response.status
+
+    def close(self):
+        self.connection.close()
+
+
+class CpuClock:
+    """CPU seconds (user + system) of the platform's processes and of this one, the load
+    generator, so that a run can say which process spent what per request."""
+
+    def __init__(self, platform, *names):
+        self.pids = {name: child.pid for name, child in platform.children.items()
+                     if name in names}
+
+    def read(self):
+        ticks = os.sysconf("SC_CLK_TCK")
+        seconds = {}
+        for name, pid in self.pids.items():
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            seconds[name] = (int(fields[11]) + int(fields[12])) / ticks
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        seconds["client"] = usage.ru_utime + usage.ru_stime
+        return seconds
+
+
+def measure(make_client, requests_total, concurrency, rate=None, cpu=None):
     """Runs ``requests_total`` calls spread over ``concurrency`` clients. ``make_client()``
     returns, per client, ``(call, close)``: ``call(i)`` does one request and raises on a wrong
-    answer. Returns latencies in milliseconds and throughput.
+    answer. Returns latencies in milliseconds and throughput, and with a ``CpuClock`` the
+    CPU milliseconds per request of every process that spent at least 0.05 ms.
 
     Without ``rate`` every client sends its next request as soon as it has an answer: the
     platform's saturation, where latency is about concurrency / throughput. With ``rate``
@@ -102,13 +152,34 @@ def measure(make_client, requests_total, concurrency, rate=None):
             close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    cpu_before = cpu.read() if cpu else {}
     started = begin if rate else time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    return summarise(latencies, errors, wall)
+    summary = summarise(latencies, errors, wall)
+    if cpu and latencies:
+        spent = {name: (seconds - cpu_before[name]) * 1000 / len(latencies)
+                 for name, seconds in cpu.read().items()}
+        summary["cpu_ms"] = {name: ms for name, ms in spent.items() if ms >= 0.05}
+    return summary
+
+
+def capacity(make_client, concurrency, p99_limit_ms=50, rates=range(50, 1001, 50),
+             seconds=8, cpu=None):
+    """The highest steady rate (requests per second of all clients together) at which p99
+    stays under the limit, stepping up until it does not or errors appear. Returns that rate
+    (0 if even the first fails) and the summary of every step."""
+    steps, best = [], 0
+    for rate in rates:
+        result = measure(make_client, int(rate * seconds), concurrency, rate=rate, cpu=cpu)
+        steps.append((rate, result))
+        if result["errors"] or result["p99_ms"] >= p99_limit_ms:
+            break
+        best = rate
+    return best, steps
 
 
 def summarise(latencies, errors, wall):
@@ -124,12 +195,19 @@ def summarise(latencies, errors, wall):
 def print_table(title, rows):
     """rows: (label, summary) pairs."""
     print(f"\n{title}")
-    print(f"  {'':<44} {'median ms':>10} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
+    print(f"  {'':<44} {'median ms':>10} {'p99 ms':>8} {'req/s':>8} {'errors':>7}   "
+          f"CPU ms per request")
     for label, result in rows:
+        spent = ", ".join(f"{name} {ms:.2f}" for name, ms in result.get("cpu_ms", {}).items())
         print(f"  {label:<44} {result['median_ms']:>10.2f} {result['p99_ms']:>8.2f} "
-              f"{result['rps']:>8.1f} {result['errors']:>7}")
+              f"{result['rps']:>8.1f} {result['errors']:>7}   {spent}")
         if result["first_error"]:
             print(f"    first error: {result['first_error']}")
+
+
+def print_capacity(label, best, steps, p99_limit_ms=50):
+    tried = "; ".join(f"{rate}: p99 {result['p99_ms']:.1f} ms" for rate, result in steps)
+    print(f"  {label}: p99 under {p99_limit_ms} ms up to {best} req/s  ({tried})")
 
 
 def verdict(label, ok):
