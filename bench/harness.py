@@ -72,6 +72,7 @@ class GraphQLOverHttp:
         address = gateway_url.split("://", 1)[1]
         host, port = address.rsplit(":", 1)
         self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.connection.connect()   # before the timed requests, as the RPC client does
         self.headers = {"Content-Type": "application/json", **(headers or {})}
 
     def query(self, query, variables):
