@@ -40,6 +40,11 @@ OUTBOX_LAG = Gauge(
     "mantelzorg_outbox_oldest_pending_age_seconds",
     "Age of the oldest event not yet published (consumer-side delay).", ["service"])
 
+FROZEN_OBJECTS = Gauge(
+    "mantelzorg_gc_frozen_objects",
+    "Objects moved out of the garbage collector's sight once the service had started.",
+    ["service"])
+
 # nameko entrypoint classes by the kind label they get.
 _KIND_NAMES = {"Rpc": "rpc", "HttpRequestHandler": "http", "Timer": "timer"}
 

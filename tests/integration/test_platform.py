@@ -125,3 +125,14 @@ def test_calls_move_the_red_metrics(gql, platform):
     text = requests.get(registry, timeout=5).text
     assert "mantelzorg_entrypoint_duration_seconds_bucket" in text
     assert "mantelzorg_outbox_pending_events" in text
+
+
+def test_every_process_has_frozen_its_startup_heap(platform):
+    """Full garbage collections then skip the imported libraries: no ~100 ms pauses."""
+    addresses = {"gateway": platform.gateway_url()[len("http://"):],
+                 **{name: platform.environ[f"{name.upper()}_WEB_ADDRESS"]
+                    for name in ("registry", "declaration", "travel_costs", "campaign")}}
+    for name, address in addresses.items():
+        frozen = scrape(f"http://{address}/metrics",
+                        f'mantelzorg_gc_frozen_objects{{service="{name}"}}')
+        assert frozen > 10_000, f"{name} froze {frozen} objects"
