@@ -9,8 +9,8 @@ service's bulk path (``seed_issued_declarations``, switched on for this run only
 import os
 import random
 
-from bench.harness import (CpuClock, GraphQLOverHttp, capacity, direct_rpc, measure,
-                           print_capacity, print_table, running_platform, verdict)
+from bench.harness import (CpuClock, capacity, graphql_load, measure, print_capacity,
+                           print_table, rpc_load, running_platform, verdict)
 from gateway.auth import issue_development_token
 
 SECRET = "bench-secret-of-thirty-two-bytes-or-more"
@@ -37,32 +37,23 @@ def _seed(platform, start, end):
 
 
 def _gateway_client(platform, stored):
-    def make():
-        client = GraphQLOverHttp(platform.gateway_url(), {
-            "Authorization": "Bearer " + issue_development_token(
-                SECRET, "partner", f"bench-partner-{random.random()}")})
+    def partner_token():      # every client a partner of its own, as desks are
+        return {"Authorization": "Bearer " + issue_development_token(
+            SECRET, "partner", f"bench-partner-{random.random()}")}
 
-        def call(_index):
-            answer = client.query(CHECK, {"reference": _reference(stored), "code": CODE,
-                                          "purpose": "PARKING_PERMIT"})
-            if not answer.get("data") or not answer["data"]["checkDeclaration"]["valid"]:
-                raise AssertionError(str(answer)[:200])
-        return call, client.close
-    return make
+    return graphql_load(platform.gateway_url(), CHECK, lambda _index: {
+        "reference": _reference(stored), "code": CODE, "purpose": "PARKING_PERMIT"},
+        "checkDeclaration", accept=lambda answer: answer["valid"], headers=partner_token)
 
 
 def _rpc_client(platform, stored):
-    def make():
-        context = direct_rpc(platform.environ["AMQP_URI"])
-        rpc = context.__enter__()
+    def check(proxy, _index):
         client = f"partner:bench-{random.random()}"
-
-        def call(_index):
-            answer = rpc.declaration.check_declaration(_reference(stored), CODE, "PARKING_PERMIT", client)
-            if not answer["valid"]:
-                raise AssertionError(str(answer))
-        return call, lambda: context.__exit__(None, None, None)
-    return make
+        answer = proxy.declaration.check_declaration(_reference(stored), CODE, "PARKING_PERMIT",
+                                                     client)
+        if not answer["valid"]:
+            raise AssertionError(str(answer))
+    return rpc_load(platform.environ["AMQP_URI"], check)
 
 
 def run():

@@ -10,8 +10,8 @@ import random
 import time
 from pathlib import Path
 
-from bench.harness import (CpuClock, GraphQLOverHttp, capacity, direct_rpc, measure,
-                           print_capacity, print_table, running_platform, verdict)
+from bench.harness import (CpuClock, GraphQLOverHttp, capacity, graphql_load, measure,
+                           print_capacity, print_table, rpc_load, running_platform, verdict)
 from ops import reference
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -71,32 +71,22 @@ def wait_for_outbox(rpc, timeout=300):
         time.sleep(0.2)
 
 
-def rpc_client(amqp_uri, method, postcodes):
-    def make():
-        proxy = direct_rpc(amqp_uri)
-        cluster = proxy.start()
+def search_calls(postcodes):
+    """The two searches, each as a direct RPC call and as its GraphQL query and field."""
+    def postcode(index):
+        return postcodes[index % len(postcodes)]
 
-        def call(i):
-            postcode = postcodes[i % len(postcodes)]
-            if method == "search":
-                answer = cluster.registry.search_support_points(postcode=postcode, first=20)
-                assert "total" in answer
-            else:
-                assert cluster.registry.nearest_support_points(postcode, None, 5)
-        return call, proxy.stop
-    return make
+    def search(proxy, index):
+        assert "total" in proxy.registry.search_support_points(postcode=postcode(index), first=20)
 
+    def nearest(proxy, index):
+        assert proxy.registry.nearest_support_points(postcode(index), None, 5)
 
-def gateway_client(url, query, field, postcodes):
-    def make():
-        client = GraphQLOverHttp(url)
+    def variables(index):
+        return {"p": postcode(index)}
 
-        def call(i):
-            answer = client.query(query, {"p": postcodes[i % len(postcodes)]})
-            if "errors" in answer or answer["data"][field] is None:
-                raise AssertionError(str(answer)[:200])
-        return call, client.close
-    return make
+    return {"search by postcode": (search, BY_POSTCODE, "supportPoints", variables),
+            "nearestSupportPoints": (nearest, NEAREST, "nearestSupportPoints", variables)}
 
 
 def liveness_client(url):
@@ -122,15 +112,10 @@ def run():
         with platform.rpc(timeout=300) as rpc:
             load(rpc, pc4_rows)
         cpu = CpuClock(platform, "gateway", "registry")
-        cases = {
-            "search by postcode": (rpc_client(amqp_uri, "search", postcodes),
-                                   gateway_client(url, BY_POSTCODE, "supportPoints", postcodes)),
-            "nearestSupportPoints": (rpc_client(amqp_uri, "nearest", postcodes),
-                                     gateway_client(url, NEAREST, "nearestSupportPoints",
-                                                    postcodes)),
-        }
         results = {}
-        for name, (direct, gateway) in cases.items():
+        for name, (rpc_call, query, field, variables) in search_calls(postcodes).items():
+            direct = rpc_load(amqp_uri, rpc_call)
+            gateway = graphql_load(url, query, variables, field)
             measure(direct, 200, 10)       # warm up both paths first
             measure(gateway, 200, 10)
             results[name] = {

@@ -90,6 +90,32 @@ class GraphQLOverHttp:
         self.connection.close()
 
 
+def graphql_load(gateway_url, query, variables_for, field, accept=bool, headers=dict):
+    """Per client: one keep-alive connection sending ``query`` with ``variables_for(i)``.
+    An answer with errors, or whose ``field`` ``accept`` refuses, counts as an error.
+    ``headers()`` gives each client its own headers (a token of its own, say)."""
+    def make():
+        client = GraphQLOverHttp(gateway_url, headers())
+
+        def call(index):
+            answer = client.query(query, variables_for(index))
+            value = (answer.get("data") or {}).get(field)
+            if "errors" in answer or value is None or not accept(value):
+                raise AssertionError(str(answer)[:200])
+        return call, client.close
+    return make
+
+
+def rpc_load(amqp_uri, call_with):
+    """Per client: an RPC proxy of its own; ``call_with(proxy, i)`` makes one call and raises
+    on a wrong answer."""
+    def make():
+        proxy = direct_rpc(amqp_uri)
+        cluster = proxy.start()
+        return (lambda index: call_with(cluster, index)), proxy.stop
+    return make
+
+
 class CpuClock:
     """CPU seconds (user + system) of the platform's processes and of this one, the load
     generator, so that a run can say which process spent what per request."""
