@@ -1,6 +1,6 @@
 """The declaration service's entrypoints."""
 import uuid
-from datetime import date, timedelta
+from datetime import date
 
 import jwt
 from nameko.dependency_providers import Config
@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from common import config as settings
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound, bad_input_from_validation
 from common.messaging import handles_event
@@ -19,6 +18,7 @@ from common.schemas.declaration import (DECLARATION_PURPOSES, DECLARATION_STATUS
 from common.service import PlatformService
 from common.storage import Storage, utcnow
 from services.declaration import domain
+from services.declaration.dependencies import FailedCheckLimit
 from services.declaration.storage import (CHECK_FAILURES, COUNTERS, DECLARATIONS, MUNICIPALITIES,
                                           SETTINGS, ensure_indexes)
 
@@ -36,6 +36,7 @@ class DeclarationService(PlatformService):
     name = "declaration"
     store = Storage(ensure_indexes)
     keys = ServiceKeys()
+    failed_checks = FailedCheckLimit()
     config = Config()
 
     # --- reference data -------------------------------------------------------------------
@@ -299,25 +300,11 @@ class DeclarationService(PlatformService):
             return dict(domain.NO_ANSWER)
         return domain.check_answer(document, purpose, date.today())
 
-    def _window(self):
-        config = self.config
-        return (settings.int_setting(config, "CHECK_MAX_FAILURES", 10),
-                timedelta(seconds=settings.int_setting(config, "CHECK_FAILURE_WINDOW_SECONDS", 300)))
-
     def _blocked(self, client):
-        limit, window = self._window()
-        entry = self.store[CHECK_FAILURES].find_one({"_id": str(client)})
-        return bool(entry and entry["window_start"] > utcnow() - window and entry["failures"] >= limit)
+        return self.failed_checks.blocked(str(client), self.store[CHECK_FAILURES])
 
     def _count_failure(self, client):
-        _, window = self._window()
-        now = utcnow()
-        counted = self.store[CHECK_FAILURES].update_one(
-            {"_id": str(client), "window_start": {"$gt": now - window}}, {"$inc": {"failures": 1}})
-        if not counted.matched_count:
-            self.store[CHECK_FAILURES].replace_one(
-                {"_id": str(client)}, {"_id": str(client), "window_start": now, "failures": 1},
-                upsert=True)
+        self.failed_checks.count_failure(str(client), self.store[CHECK_FAILURES])
         self.log.info("declaration.check_failed", client=str(client))
 
     # --- signed documents -----------------------------------------------------------------

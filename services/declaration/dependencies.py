@@ -1,0 +1,77 @@
+"""The declaration service's nameko dependencies besides its store."""
+import time
+from datetime import timedelta
+
+from nameko.extensions import DependencyProvider
+from pymongo import ReturnDocument
+
+from common import config as settings
+from common.storage import utcnow
+
+
+class FailedChecks:
+    """Failed checks per partner client, and which clients are blocked for the rest of
+    their window.
+
+    The failures are counted in the store, so the count is exact across replicas. Every
+    check asks whether its client is blocked; asking the store each time cost a lookup per
+    check, the most frequent call of the service. So this process keeps the blocked clients
+    in memory: a client it blocks itself is blocked at once, one blocked by another replica
+    once this process has re-read them, at most ``refresh_seconds`` later."""
+
+    def __init__(self, max_failures, window_seconds, refresh_seconds):
+        self.max_failures = max_failures
+        self.window = timedelta(seconds=window_seconds)
+        self.refresh_seconds = refresh_seconds
+        self._blocked_until = {}
+        self._read_at = None
+        self._reading = False
+
+    def blocked(self, client, failures):
+        """``failures``: the collection the counts are kept in."""
+        now = time.monotonic()
+        due = self._read_at is None or now - self._read_at >= self.refresh_seconds
+        if due and not self._reading:   # one re-read at a time; the others use what is known
+            self._reread(failures)
+        until = self._blocked_until.get(client)
+        return until is not None and until > utcnow()
+
+    def count_failure(self, client, failures):
+        now = utcnow()
+        entry = failures.find_one_and_update(
+            {"_id": client, "window_start": {"$gt": now - self.window}},
+            {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
+        if entry is None:   # no window open for this client: this failure opens one
+            entry = {"_id": client, "window_start": now, "failures": 1}
+            failures.replace_one({"_id": client}, entry, upsert=True)
+        if entry["failures"] >= self.max_failures:
+            self._blocked_until[client] = entry["window_start"] + self.window
+
+    def _reread(self, failures):
+        self._reading = True
+        try:
+            now = utcnow()
+            found = failures.find({"window_start": {"$gt": now - self.window},
+                                   "failures": {"$gte": self.max_failures}}, {"window_start": 1})
+            # A block lasts until its window ends, whoever learnt of it first: merge, and
+            # forget only the ended ones.
+            known = {client: until for client, until in self._blocked_until.items() if until > now}
+            known.update((entry["_id"], entry["window_start"] + self.window) for entry in found)
+            self._blocked_until = known
+            self._read_at = time.monotonic()
+        finally:
+            self._reading = False
+
+
+class FailedCheckLimit(DependencyProvider):
+    """One ``FailedChecks`` per process, shared by its workers, set from the config."""
+
+    def setup(self):
+        config = self.container.config
+        self.failed_checks = FailedChecks(
+            settings.int_setting(config, "CHECK_MAX_FAILURES", 10),
+            settings.int_setting(config, "CHECK_FAILURE_WINDOW_SECONDS", 300),
+            settings.int_setting(config, "CHECK_BLOCK_REFRESH_SECONDS", 1))
+
+    def get_dependency(self, worker_ctx):
+        return self.failed_checks
