@@ -7,8 +7,9 @@ Settings (environment; never in a config file or the repository):
   keep the old ones behind it until every stored value has been re-encrypted, then drop them.
   Each ciphertext records the id of the key that made it.
 - ``MANTELZORG_LOOKUP_KEY``: base64 of the HMAC-SHA256 key for lookup hashes (a BSN is found
-  by its keyed hash, never by its value). Rotating it means recomputing every stored hash
-  from the decrypted values, so it is kept apart from the data key and changed rarely.
+  by its keyed hash, never by its value). Kept apart from the data key and not rotated:
+  some hashed values (verification codes) are not stored in any other form, so their
+  hashes cannot be recomputed under a new key.
 - ``MANTELZORG_SIGNING_KEY`` (Ed25519 private key, PEM) with ``MANTELZORG_SIGNING_KEY_ID``:
   signs documents that others verify offline. ``MANTELZORG_SIGNING_PUBLIC_KEYS`` may list
   earlier public keys (``<key id>:<base64url of 32 bytes>``, comma separated) that are still

@@ -29,6 +29,8 @@ def main(argv=None):
     dead = commands.add_parser("dead-letters", help="list or replay parked events")
     dead.add_argument("action", choices=("list", "replay"))
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
+    commands.add_parser("reencrypt-personal-data",
+                        help="after a new data key: re-encrypt stored personal data with it")
     token = commands.add_parser("token", help="print a development token (HS256)")
     token.add_argument("role")
     token.add_argument("--sub", default="dev-user")
@@ -127,6 +129,26 @@ def dead_letters(args):
     return 0
 
 
+def reencrypt_personal_data(_args):
+    """Batches until no declaration is left on an earlier configured data key. Exit 2 when
+    some are under a key that is no longer configured: put it back behind the new one and
+    run again."""
+    ensure_broker(os.environ["AMQP_URI"])
+    total = 0
+    with Platform().rpc(timeout=300) as rpc:
+        while True:
+            report = rpc.declaration.reencrypt_personal_data()
+            total += report["reencrypted"]
+            print(f"re-encrypted {total} with key {report['key_id']}; "
+                  f"{report['remaining']} left on earlier keys")
+            if not report["reencrypted"] or not report["remaining"]:
+                break
+    if report["unreadable"]:
+        print(f"{report['unreadable']} encrypted with keys that are not configured: "
+              f"{', '.join(report['unknown_keys'])}", file=sys.stderr)
+    return 2 if report["remaining"] or report["unreadable"] else 0
+
+
 def token(args):
     secret = os.environ.get("MANTELZORG_JWT_SECRET")
     if not secret:
@@ -139,7 +161,8 @@ def token(args):
 
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
-            "dead-letters": dead_letters, "token": token}
+            "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
+            "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,7 @@ import jwt
 import pytest
 import requests
 
+from ops import cli
 from tests.support import error_codes, eventually, log_lines, token
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
@@ -436,3 +437,11 @@ def test_the_printable_declaration(gql, platform, known):
     not_issued = requests.get(f"{platform.gateway_url()}/declarations/{pending['reference']}.pdf",
                               headers={"Authorization": f"Bearer {owner}"}, timeout=20)
     assert not_issued.status_code == 409 and error_codes(not_issued.json()) == ["CONFLICT"]
+
+
+def test_the_reencryption_command_finds_nothing_left_on_an_earlier_key(
+        gql, platform, known, monkeypatch, capsys):
+    request(gql, request_input(), caregiver())
+    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    assert cli.main(["reencrypt-personal-data"]) == 0
+    assert capsys.readouterr().out.strip().endswith("; 0 left on earlier keys")

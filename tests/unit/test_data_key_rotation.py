@@ -1,0 +1,53 @@
+"""Rotation of the data key: the declaration service re-encrypts stored personal data with
+the new key, on the embedded store, so that the earlier key can be dropped."""
+from types import SimpleNamespace
+
+import pytest
+from nameko.testing.services import worker_factory
+
+from common.crypto import DataCipher
+from common.storage import DocumentStore
+from services.declaration.service import DeclarationService
+from services.declaration.storage import DECLARATIONS
+
+OLD, NEW, LOST = ("k1", b"\x01" * 32), ("k2", b"\x02" * 32), ("k0", b"\x09" * 32)
+
+
+def personal(number):
+    return {"caregiver": {"bsn": f"11122233{number}", "name": f"Mantelzorger {number}"}}
+
+
+@pytest.fixture
+def store():
+    documents = DocumentStore("rotation_probe", "", ":memory:")
+    try:
+        yield documents
+    finally:
+        documents.close()
+
+
+def test_personal_data_moves_to_the_new_key_in_batches(store):
+    old = DataCipher([OLD])
+    for number in range(3):
+        store[DECLARATIONS].insert_one({"_id": f"d{number}", "reference": f"R{number}",
+                                        "personal": old.encrypt(personal(number), context=f"d{number}")})
+    store[DECLARATIONS].insert_one({"_id": "lost", "reference": "RL",
+                                    "personal": DataCipher([LOST]).encrypt({}, context="lost")})
+    store[DECLARATIONS].insert_one({"_id": "none", "reference": "RN"})   # nothing personal
+
+    service = worker_factory(DeclarationService, store=store,
+                             keys=SimpleNamespace(cipher=DataCipher([NEW, OLD])))
+    first = service.reencrypt_personal_data(batch=2)
+    assert first == {"key_id": "k2", "reencrypted": 2, "remaining": 1, "unreadable": 1,
+                     "unknown_keys": ["k0"]}
+    assert service.reencrypt_personal_data(batch=2)["remaining"] == 0
+    assert service.reencrypt_personal_data(batch=2)["reencrypted"] == 0
+
+    # the earlier key dropped: everything it encrypted reads with the new key alone
+    new_only = DataCipher([NEW])
+    for number in range(3):
+        sealed = store[DECLARATIONS].find_one({"_id": f"d{number}"})["personal"]
+        assert sealed["kid"] == "k2"
+        assert new_only.decrypt(sealed, context=f"d{number}") == personal(number)
+    assert store[DECLARATIONS].find_one({"_id": "lost"})["personal"]["kid"] == "k0"
+    assert "personal" not in store[DECLARATIONS].find_one({"_id": "none"})
