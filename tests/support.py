@@ -1,5 +1,6 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
 import json
+import re
 import time
 import uuid
 
@@ -53,3 +54,10 @@ def log_lines(platform, name):
         except ValueError:
             continue
     return lines
+
+
+def scrape(url, sample):
+    """The value of one sample line of a /metrics page (0 when absent)."""
+    text = requests.get(url, timeout=5).text
+    match = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0

@@ -3,10 +3,19 @@ import time
 from datetime import timedelta
 
 from nameko.extensions import DependencyProvider
+from prometheus_client import Counter
 from pymongo import ReturnDocument
 
 from common import config as settings
 from common.storage import utcnow
+
+# No client label: which partner failed is in the log; the metric shows that it happens.
+FAILED_CHECKS = Counter(
+    "mantelzorg_declaration_failed_checks_total",
+    "Checks with an unknown reference, a wrong code or a bad token.")
+REFUSED_CHECKS = Counter(
+    "mantelzorg_declaration_refused_checks_total",
+    "Checks answered 'not valid' unseen because the client had too many failures.")
 
 
 class FailedChecks:
@@ -34,9 +43,13 @@ class FailedChecks:
         if due and not self._reading:   # one re-read at a time; the others use what is known
             self._reread(failures)
         until = self._blocked_until.get(client)
-        return until is not None and until > utcnow()
+        if until is not None and until > utcnow():
+            REFUSED_CHECKS.inc()
+            return True
+        return False
 
     def count_failure(self, client, failures):
+        FAILED_CHECKS.inc()
         now = utcnow()
         entry = failures.find_one_and_update(
             {"_id": client, "window_start": {"$gt": now - self.window}},

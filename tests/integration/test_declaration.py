@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from ops import cli
-from tests.support import error_codes, eventually, log_lines, token
+from tests.support import error_codes, eventually, log_lines, scrape, token
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
 FIELDS = """id reference status municipalityCode purposes hoursPerWeek careSince validFrom
@@ -311,15 +311,21 @@ def test_listing_pages_through_a_municipality(gql, known):
     assert all(d["status"] == "REQUESTED" for d in rest)
 
 
-def test_repeated_failed_checks_are_rate_limited_per_client(gql, known):
+def test_repeated_failed_checks_are_rate_limited_per_client(gql, platform, known):
     requested, _, _ = issued(gql)
     reference, code = requested["reference"], requested["verificationCode"]
     guesser = partner()
+    metrics = f"http://{platform.environ['DECLARATION_WEB_ADDRESS']}/metrics"
+    before = [scrape(metrics, f"mantelzorg_declaration_{name}_checks_total")
+              for name in ("failed", "refused")]
     for attempt in range(10):
         assert check(gql, reference, f"GUESS-{attempt:04d}-XXXX", who=guesser) == NOT_VALID
     # the right code no longer helps this client, but does for another
     assert check(gql, reference, code, who=guesser) == NOT_VALID
     assert check(gql, reference, code)["valid"] is True
+    # operators see it happen
+    assert scrape(metrics, "mantelzorg_declaration_failed_checks_total") == before[0] + 10
+    assert scrape(metrics, "mantelzorg_declaration_refused_checks_total") == before[1] + 1
 
 
 SETTINGS = """mutation($code: String!, $input: DeclarationSettingsInput!) {

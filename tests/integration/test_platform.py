@@ -8,16 +8,9 @@ from kombu import Connection
 from common.events import new_envelope
 from common.messaging import CORRELATION_HEADER, publish
 from nameko.standalone.events import get_event_exchange
-from tests.support import eventually, log_lines
+from tests.support import eventually, log_lines, scrape
 
 HEALTH = "{ health { status services { name status outboxPending } } }"
-
-
-def scrape(url, sample):
-    """The value of one sample line of a /metrics page (0 when absent)."""
-    text = requests.get(url, timeout=5).text
-    match = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_every_service_reports_healthy_through_the_gateway(gql):
