@@ -64,10 +64,12 @@ class FailedChecks:
         self._reading = True
         try:
             now = utcnow()
-            found = failures.find({"window_start": {"$gt": now - self.window},
-                                   "failures": {"$gte": self.max_failures}}, {"window_start": 1})
-            # A block lasts until its window ends, whoever learnt of it first: merge, and
-            # forget only the ended ones.
+            found = list(failures.find({"window_start": {"$gt": now - self.window},
+                                        "failures": {"$gte": self.max_failures}},
+                                       {"window_start": 1}))
+            # A block lasts until its window ends, whoever learnt of it first: merge with
+            # what is known now (this process may have blocked a client while the store
+            # answered), and forget only the ended ones.
             known = {client: until for client, until in self._blocked_until.items() if until > now}
             known.update((entry["_id"], entry["window_start"] + self.window) for entry in found)
             self._blocked_until = known
