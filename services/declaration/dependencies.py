@@ -37,7 +37,8 @@ class FailedChecks:
         self._reading = False
 
     def blocked(self, client, failures):
-        """``failures``: the collection the counts are kept in."""
+        """Whether a check by ``client`` is to be refused unseen; each refusal is counted.
+        ``failures``: the collection the counts are kept in."""
         now = time.monotonic()
         due = self._read_at is None or now - self._read_at >= self.refresh_seconds
         if due and not self._reading:   # one re-read at a time; the others use what is known

@@ -1,7 +1,6 @@
 """The registry service's entrypoints."""
 import time
 
-from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -11,6 +10,7 @@ from common.service import PlatformService
 from common.storage import Storage, utcnow
 from common.validators import validate_municipality_code
 from services.registry import domain
+from services.registry.dependencies import SearchIndexHolder
 from services.registry.storage import (GENERATIONS, HISTORY, MUNICIPALITIES, PC4_AREAS,
                                        SUPPORT_POINTS, ensure_indexes)
 
@@ -19,20 +19,6 @@ def _now():
     """The time as the store keeps it (milliseconds), so an answer equals a later read."""
     now = utcnow()
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-class SearchIndexHolder(DependencyProvider):
-    """Keeps this process's search index between workers. This process's own changes go
-    into it at once; every SEARCH_INDEX_MAX_AGE_MS it compares the stored generations and
-    is rebuilt when another process changed the data."""
-
-    def setup(self):
-        self.current = None
-        self.checked_at = 0.0
-        self.max_age = int(self.container.config.get("SEARCH_INDEX_MAX_AGE_MS", 500)) / 1000
-
-    def get_dependency(self, worker_ctx):
-        return self
 
 
 class RegistryService(PlatformService):
