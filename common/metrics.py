@@ -40,6 +40,18 @@ OUTBOX_LAG = Gauge(
     "mantelzorg_outbox_oldest_pending_age_seconds",
     "Age of the oldest event not yet published (consumer-side delay).", ["service"])
 
+# Business metrics: what the platform does for caregivers, per service that does it.
+DECLARATIONS_ISSUED = Counter(
+    "mantelzorg_declarations_issued_total", "Declarations issued, by municipality.",
+    ["municipality"])
+TRAVEL_CLAIMS_PAID = Counter(
+    "mantelzorg_travel_claims_paid_total", "Travel claims paid out in a payout batch.")
+TRAVEL_EUROS_PAID = Counter(
+    "mantelzorg_travel_paid_euros_total", "Euros paid out for travel claims.")
+BAGS_SHIPPED = Counter(
+    "mantelzorg_bags_shipped_total", "Information bags shipped, by municipality.",
+    ["municipality"])
+
 FROZEN_OBJECTS = Gauge(
     "mantelzorg_gc_frozen_objects",
     "Objects moved out of the garbage collector's sight once the service had started.",

@@ -1,11 +1,12 @@
 """Who is asking: the JWT of the contract (shared/contract/README.md), and what each role
 may do."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
 from common.errors import DomainError, Forbidden
+from common.validators import validate_bsn
 
 ROLES = ("caregiver", "municipality", "partner", "support_point", "fund", "campaign", "admin")
 
@@ -20,15 +21,23 @@ class Principal:
     role: str | None = None
     municipality: str | None = None
     support_point: str | None = None
+    # The caregiver's BSN as the identity provider proved it: personal data, so never in a
+    # repr (and so never in a log line or a traceback).
+    bsn: str | None = field(default=None, repr=False)
 
     @property
     def authenticated(self):
         return self.role is not None
 
     def as_actor(self):
-        """What the services are told about the caller (no token, no personal data)."""
-        return {"sub": self.sub, "role": self.role, "municipality": self.municipality,
-                "support_point": self.support_point}
+        """What the services are told about the caller: no token, and personal data only
+        as the caregiver's own BSN, inside the RPC payload (services compare it by its keyed
+        hash and never log it)."""
+        actor = {"sub": self.sub, "role": self.role, "municipality": self.municipality,
+                 "support_point": self.support_point}
+        if self.role == "caregiver":
+            actor["bsn"] = self.bsn
+        return actor
 
     def require(self, *roles):
         if not self.authenticated:
@@ -51,9 +60,11 @@ ANONYMOUS = Principal()
 class TokenVerifier:
     """HS256 with MANTELZORG_JWT_SECRET in development and tests; with
     MANTELZORG_JWT_JWKS_URL set, RS256/ES256 from the identity provider, with issuer and
-    audience checked."""
+    audience checked. A caregiver's BSN is in the claim ``bsn``, or in the claim that
+    MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it differently)."""
 
     def __init__(self, environ=os.environ):
+        self.bsn_claim = environ.get("MANTELZORG_JWT_BSN_CLAIM") or "bsn"
         self.secret = environ.get("MANTELZORG_JWT_SECRET")
         self.jwks_url = environ.get("MANTELZORG_JWT_JWKS_URL")
         self.issuer = environ.get("MANTELZORG_JWT_ISSUER")
@@ -74,9 +85,15 @@ class TokenVerifier:
             raise Unauthenticated("a municipality token must name its municipality")
         if role == "support_point" and not claims.get("support_point"):
             raise Unauthenticated("a support point token must name its support point")
+        bsn = None
+        if role == "caregiver":
+            try:
+                bsn = validate_bsn(str(claims.get(self.bsn_claim) or ""))
+            except ValueError:
+                raise Unauthenticated("a caregiver token must carry a valid BSN") from None
         return Principal(sub=str(claims["sub"]), role=role,
                          municipality=claims.get("municipality"),
-                         support_point=claims.get("support_point"))
+                         support_point=claims.get("support_point"), bsn=bsn)
 
     def _decode(self, token):
         options = {"require": ["exp", "sub"]}

@@ -14,6 +14,9 @@ from ops import reference
 from ops.broker import BrokerMissing, ensure_broker
 from ops.platform import PROCESSES, Platform, metrics_address
 
+# A BSN from the range the Dutch government keeps for tests: no person has it.
+DEMO_BSN = "999990019"
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mantelzorg", description=__doc__)
@@ -36,6 +39,7 @@ def main(argv=None):
     token.add_argument("--sub", default="dev-user")
     token.add_argument("--municipality")
     token.add_argument("--support-point")
+    token.add_argument("--bsn", help=f"a caregiver's BSN (default: the demo BSN {DEMO_BSN})")
     args = parser.parse_args(argv)
     quiet_libraries()
     os.environ.setdefault("AMQP_URI", settings.DEFAULT_AMQP_URI)
@@ -89,7 +93,8 @@ def print_welcome(platform):
         print(f"  metrics of {process.name:<13} http://{metrics_address(process, os.environ)}/metrics")
     print("Development tokens (8 hours), for the Authorization header 'Bearer <token>':")
     for role, claims in (("admin", {}), ("municipality", {"municipality": "GM0363"}),
-                         ("partner", {}), ("caregiver", {}), ("fund", {}), ("campaign", {})):
+                         ("partner", {}), ("caregiver", {"bsn": DEMO_BSN}), ("fund", {}),
+                         ("campaign", {})):
         print(f"  {role:<13} {issue_development_token(secret, role, f'demo-{role}', **claims)}")
     print("Stop with Ctrl-C.")
 
@@ -154,8 +159,9 @@ def token(args):
     if not secret:
         print("set MANTELZORG_JWT_SECRET to the secret the gateway runs with", file=sys.stderr)
         return 1
+    bsn = (args.bsn or DEMO_BSN) if args.role == "caregiver" else None
     print(issue_development_token(secret, args.role, args.sub, municipality=args.municipality,
-                                  support_point=args.support_point))
+                                  support_point=args.support_point, bsn=bsn))
     return 0
 
 

@@ -1,5 +1,6 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
 import json
+import random
 import re
 import time
 import uuid
@@ -11,7 +12,20 @@ from gateway.auth import issue_development_token
 JWT_SECRET = "test-secret-" + uuid.uuid4().hex
 
 
+def random_bsn():
+    """A BSN that passes the 11-proef, different in every call."""
+    while True:
+        digits = [random.randint(0, 9) for _ in range(8)]
+        total = sum(d * w for d, w in zip(digits, range(9, 1, -1)))
+        last = total % 11
+        if last < 10 and digits[0] != 0:
+            return "".join(map(str, digits)) + str(last)
+
+
 def token(role, sub=None, **claims):
+    """A development token; a caregiver's carries a BSN of its own unless one is given."""
+    if role == "caregiver":
+        claims.setdefault("bsn", random_bsn())
     return issue_development_token(JWT_SECRET, role, sub or f"test-{role}", **claims)
 
 

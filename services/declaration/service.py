@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from common import metrics
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound, bad_input_from_validation
 from common.messaging import handles_event
@@ -232,6 +233,8 @@ class DeclarationService(PlatformService):
             return changed
 
         changed = self.store.in_transaction(work)
+        if changed["status"] == domain.ISSUED:
+            metrics.DECLARATIONS_ISSUED.labels(changed["municipality_code"]).inc()
         self.log.info(f"declaration.{changed['status'].lower()}", reference=changed["reference"],
                       municipality_code=changed["municipality_code"])
         return changed

@@ -58,3 +58,30 @@ def test_roles_outside_the_allowed_set_are_forbidden(verifier):
         partner.require("admin")
     with pytest.raises(Unauthenticated):
         ANONYMOUS.require("admin")
+
+
+@pytest.mark.parametrize("claims", [{}, {"bsn": "123456789"}, {"bsn": ""}, {"bsn": "12345"}])
+def test_a_caregiver_token_without_a_valid_bsn_is_unauthenticated(verifier, claims):
+    header = "Bearer " + issue_development_token(SECRET, "caregiver", "cg", **claims)
+    with pytest.raises(Unauthenticated) as raised:
+        verifier.principal(header)
+    assert "BSN" in raised.value.message and "123456789" not in raised.value.message
+
+
+def test_a_caregivers_bsn_reaches_the_services_but_not_its_repr(verifier):
+    principal = verifier.principal(
+        "Bearer " + issue_development_token(SECRET, "caregiver", "cg", bsn="999990019"))
+    assert principal.as_actor()["bsn"] == "999990019"
+    assert "999990019" not in repr(principal)
+    municipality = verifier.principal(
+        "Bearer " + issue_development_token(SECRET, "municipality", "m", municipality="GM0363",
+                                            bsn="999990019"))
+    assert "bsn" not in municipality.as_actor()
+
+
+def test_the_bsn_claim_name_is_configurable():
+    verifier = TokenVerifier({"MANTELZORG_JWT_SECRET": SECRET,
+                              "MANTELZORG_JWT_BSN_CLAIM": "urn:nl:bsn"})
+    header = "Bearer " + jwt.encode({"sub": "cg", "role": "caregiver", "urn:nl:bsn": "999990019",
+                                     "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    assert verifier.principal(header).bsn == "999990019"
