@@ -48,7 +48,7 @@ class InstrumentedService:
 
 
 class PlatformService(InstrumentedService):
-    """Subclasses set ``name`` and ``store = Storage(ensure_indexes)``."""
+    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``."""
 
     outbox = EventOutbox()
 

@@ -42,7 +42,11 @@ class EmbeddedServer:
 
 
 class DocumentStore:
-    """A service's database with transactions and the inbox for idempotent consumers."""
+    """A service's database with transactions and the inbox for idempotent consumers.
+
+    Each service subclasses it in its ``storage.py`` as its store class: the named queries
+    of that service and its indexes (``ensure_indexes``), the only place that writes a
+    pymongo filter for it."""
 
     def __init__(self, database, mongo_uri="", data_dir=".data"):
         self.database_name = database
@@ -66,6 +70,9 @@ class DocumentStore:
         self.db = self.client.get_database(
             database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"))
         self.db[PROCESSED_EVENTS].create_index([("handled_at", ASCENDING)])
+
+    def ensure_indexes(self):
+        """Create the service's indexes; called once when the service starts."""
 
     def __getitem__(self, collection):
         return self.db[collection]
@@ -114,24 +121,24 @@ class DocumentStore:
             self.embedded.stop()
 
 
-def open_store(config, database, ensure_indexes=None):
-    store = DocumentStore(database, settings.mongo_uri(config), settings.data_dir(config))
-    if ensure_indexes:
-        ensure_indexes(store.db)
+def open_store(config, database, store_class=DocumentStore):
+    store = store_class(database, settings.mongo_uri(config), settings.data_dir(config))
+    store.ensure_indexes()
     return store
 
 
 class Storage(DependencyProvider):
-    """Injects the service's DocumentStore; indexes are created when the service starts."""
+    """Injects the service's store (its ``storage.py`` class); indexes are created when the
+    service starts."""
 
-    def __init__(self, ensure_indexes=None):
-        self.ensure_indexes = ensure_indexes
+    def __init__(self, store_class=DocumentStore):
+        self.store_class = store_class
         self.store = None
 
     def setup(self):
         config = self.container.config
         database = config.get("DATABASE") or f"mantelzorg_{self.container.service_name}"
-        self.store = open_store(config, database, self.ensure_indexes)
+        self.store = open_store(config, database, self.store_class)
 
     def stop(self):
         if self.store:

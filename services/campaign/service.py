@@ -5,12 +5,12 @@ from common.messaging import handles_event
 from common.service import PlatformService
 from common.storage import Storage
 from services.campaign import domain
-from services.campaign.storage import MUNICIPALITIES, SUPPORT_POINTS, ensure_indexes
+from services.campaign.storage import MUNICIPALITIES, SUPPORT_POINTS, CampaignStore
 
 
 class CampaignService(PlatformService):
     name = "campaign"
-    store = Storage(ensure_indexes)
+    store = Storage(CampaignStore)
 
     @handles_event("municipality.imported")
     def on_municipality_imported(self, event):

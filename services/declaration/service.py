@@ -21,7 +21,7 @@ from common.storage import Storage, utcnow
 from services.declaration import domain
 from services.declaration.dependencies import FailedCheckLimit
 from services.declaration.storage import (CHECK_FAILURES, COUNTERS, DECLARATIONS, MUNICIPALITIES,
-                                          SETTINGS, ensure_indexes)
+                                          SETTINGS, DeclarationStore)
 
 SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
 
@@ -35,7 +35,7 @@ def _validated(model, data, prefix):
 
 class DeclarationService(PlatformService):
     name = "declaration"
-    store = Storage(ensure_indexes)
+    store = Storage(DeclarationStore)
     keys = ServiceKeys()
     failed_checks = FailedCheckLimit()
     config = Config()

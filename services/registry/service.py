@@ -12,7 +12,7 @@ from common.validators import validate_municipality_code
 from services.registry import domain
 from services.registry.dependencies import SearchIndexHolder
 from services.registry.storage import (GENERATIONS, HISTORY, MUNICIPALITIES, PC4_AREAS,
-                                       SUPPORT_POINTS, ensure_indexes)
+                                       SUPPORT_POINTS, RegistryStore)
 
 
 def _now():
@@ -23,7 +23,7 @@ def _now():
 
 class RegistryService(PlatformService):
     name = "registry"
-    store = Storage(ensure_indexes)
+    store = Storage(RegistryStore)
     search_index = SearchIndexHolder()
 
     # --- reference data ------------------------------------------------------------------

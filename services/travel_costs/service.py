@@ -5,12 +5,12 @@ from common.messaging import handles_event
 from common.service import PlatformService
 from common.storage import Storage
 from services.travel_costs import domain
-from services.travel_costs.storage import DECLARATIONS, ensure_indexes
+from services.travel_costs.storage import DECLARATIONS, TravelCostsStore
 
 
 class TravelCostsService(PlatformService):
     name = "travel_costs"
-    store = Storage(ensure_indexes)
+    store = Storage(TravelCostsStore)
 
     @handles_event("declaration.issued")
     @handles_event("declaration.revoked")
