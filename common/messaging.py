@@ -9,6 +9,7 @@ Topology (declared by ``declare_topology`` at platform start and again by each s
 - ``mantelzorg.dead-letters``: events that failed EVENT_MAX_ATTEMPTS times.
 """
 from datetime import timedelta
+from weakref import WeakKeyDictionary
 
 from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
@@ -117,19 +118,29 @@ class Outbox:
         now = utcnow()
         waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
             .sort("created_at", ASCENDING).limit(limit)
-        sent = 0
-        for candidate in list(waiting):
-            entry = self._claim(candidate["_id"], now)
-            if entry is None:
-                continue
-            envelope = entry["envelope"]
-            publish(self.connection, envelope, self.exchange, envelope["type"],
-                    {CORRELATION_HEADER: envelope["correlation_id"]})
-            self.collection.delete_one({"_id": entry["_id"]})
-            metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
-            sent += 1
+        sent = sum(self._publish(candidate["_id"], now) for candidate in list(waiting))
         self._measure()
         return sent
+
+    def relay_own(self, entry_ids):
+        """Publish the events one worker just recorded. Only its own: when many workers end
+        at once, each publishing every pending event would have them all compete for the
+        same entries. What one cannot publish, the timer's ``relay`` does (and measures the
+        outbox, every second)."""
+        now = utcnow()
+        return sum(self._publish(entry_id, now) for entry_id in entry_ids)
+
+    def _publish(self, entry_id, now):
+        """1 when this relay claimed, published and removed the entry, 0 when another had it."""
+        entry = self._claim(entry_id, now)
+        if entry is None:
+            return 0
+        envelope = entry["envelope"]
+        publish(self.connection, envelope, self.exchange, envelope["type"],
+                {CORRELATION_HEADER: envelope["correlation_id"]})
+        self.collection.delete_one({"_id": entry["_id"]})
+        metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
+        return 1
 
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
@@ -147,6 +158,7 @@ class EventOutbox(DependencyProvider):
 
     def __init__(self):
         self.outbox = None
+        self.recorded = WeakKeyDictionary()   # worker context -> ids of what it recorded
 
     def _outbox(self):
         if self.outbox is None:
@@ -164,25 +176,31 @@ class EventOutbox(DependencyProvider):
         self.outbox = None
 
     def get_dependency(self, worker_ctx):
-        return WorkerOutbox(self._outbox(), worker_ctx)
+        self.recorded[worker_ctx] = recorded = []
+        return WorkerOutbox(self._outbox(), worker_ctx, recorded)
 
     def worker_teardown(self, worker_ctx):
-        if worker_ctx.data.get("_outbox_recorded"):
+        recorded = self.recorded.pop(worker_ctx, None)
+        if recorded:
             try:
-                self._outbox().relay()
+                self._outbox().relay_own(recorded)
             except Exception:  # the timer relays it later
                 log.warning("outbox.relay_deferred", exc_info=True)
 
 
 class WorkerOutbox:
-    def __init__(self, outbox, worker_ctx):
+    def __init__(self, outbox, worker_ctx, recorded):
         self._outbox = outbox
         self._worker_ctx = worker_ctx
+        self._recorded = recorded
 
     def record(self, session, type_name, payload):
-        self._worker_ctx.data["_outbox_recorded"] = True
-        return self._outbox.add(session, type_name, payload,
-                                self._worker_ctx.data.get(CORRELATION_KEY) or "none")
+        envelope = self._outbox.add(session, type_name, payload,
+                                    self._worker_ctx.data.get(CORRELATION_KEY) or "none")
+        # A retried transaction records again under a new id; the id of the attempt that
+        # did not commit is simply not found by the relay.
+        self._recorded.append(str(envelope.event_id))
+        return envelope
 
     def relay(self):
         return self._outbox.relay()

@@ -137,7 +137,7 @@ class Storage(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        database = config.get("DATABASE") or f"mantelzorg_{self.container.service_name}"
+        database = settings.setting(config, "DATABASE", f"mantelzorg_{self.container.service_name}")
         self.store = open_store(config, database, self.store_class)
 
     def stop(self):

@@ -1,10 +1,10 @@
 """Who is asking: the JWT of the contract (shared/contract/README.md), and what each role
 may do."""
-import os
 from dataclasses import dataclass, field
 
 import jwt
 
+from common import config as settings
 from common.errors import DomainError, Forbidden
 from common.validators import validate_bsn
 
@@ -63,12 +63,15 @@ class TokenVerifier:
     audience checked. A caregiver's BSN is in the claim ``bsn``, or in the claim that
     MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it differently)."""
 
-    def __init__(self, environ=os.environ):
-        self.bsn_claim = environ.get("MANTELZORG_JWT_BSN_CLAIM") or "bsn"
-        self.secret = environ.get("MANTELZORG_JWT_SECRET")
-        self.jwks_url = environ.get("MANTELZORG_JWT_JWKS_URL")
-        self.issuer = environ.get("MANTELZORG_JWT_ISSUER")
-        self.audience = environ.get("MANTELZORG_JWT_AUDIENCE")
+    def __init__(self, environ=None):
+        def read(variable, default=None):   # secrets and identity settings: environment only
+            return settings.setting(None, variable, default, environ=environ)
+
+        self.bsn_claim = read("MANTELZORG_JWT_BSN_CLAIM", "bsn")
+        self.secret = read("MANTELZORG_JWT_SECRET")
+        self.jwks_url = read("MANTELZORG_JWT_JWKS_URL")
+        self.issuer = read("MANTELZORG_JWT_ISSUER")
+        self.audience = read("MANTELZORG_JWT_AUDIENCE")
         self.jwks = jwt.PyJWKClient(self.jwks_url, cache_keys=True) if self.jwks_url else None
 
     def principal(self, authorization):

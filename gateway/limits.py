@@ -1,20 +1,15 @@
-"""Query limits of the contract, checked after validation and before any resolver runs."""
+"""Query limits of the contract, checked after validation and before any resolver runs
+(the page size, which the services check too, is in common/limits.py)."""
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationDefinitionNode
 
+from common.limits import MAX_PAGE
 from gateway.errors import BadRequest
 
 MAX_ROOT_FIELDS = 50
 MAX_DEPTH = 10
 MAX_COST = 5000
-MAX_PAGE = 100
 DEFAULT_LIST_SIZE = 20
 _SIZE_ARGUMENTS = ("first", "limit")
-
-
-def check_page_size(value, argument="first"):
-    if value is not None and (value < 1 or value > MAX_PAGE):
-        raise BadRequest(f"{argument} must be between 1 and {MAX_PAGE}", field=argument)
-    return value
 
 
 def check_query_limits(document, variables):

@@ -8,6 +8,7 @@ from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
+from common import config as settings
 from common.errors import NotFound
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
 from common.service import InstrumentedService
@@ -27,12 +28,7 @@ class GatewayService(InstrumentedService):
     name = "gateway"
     config = Config()
 
-    # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
-    # answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
-    registry = RpcProxy("registry", use_confirms=False)
-    declaration = RpcProxy("declaration", use_confirms=False)
-    travel_costs = RpcProxy("travel_costs", use_confirms=False)
-    campaign = RpcProxy("campaign", use_confirms=False)
+    # One RPC proxy per service (attribute = service name) is added below the class.
 
     @http("POST", "/graphql")
     def graphql(self, request):
@@ -85,7 +81,7 @@ class GatewayService(InstrumentedService):
             "Cache-Control": "private, no-store"})
 
     def _timeout(self):
-        return float(self.config.get("RPC_TIMEOUT_SECONDS", 10))
+        return settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 10)
 
     def _error(self, error, status=None):
         """An error answered as JSON, with the HTTP status of its code."""
@@ -112,3 +108,9 @@ class GatewayService(InstrumentedService):
         response.headers[CORRELATION_HEADER] = structlog.contextvars.get_contextvars().get(
             CORRELATION_KEY, "")
         return response
+
+
+# No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
+# answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
+for _service in settings.SERVICE_NAMES:
+    setattr(GatewayService, _service, RpcProxy(_service, use_confirms=False))

@@ -4,6 +4,7 @@ import json
 import os
 import secrets
 import sys
+from datetime import date
 from pathlib import Path
 
 from common import config as settings
@@ -34,6 +35,10 @@ def main(argv=None):
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
+    expiry = commands.add_parser("expire-declarations",
+                                 help="expire issued declarations whose validity has ended")
+    expiry.add_argument("--today", type=date.fromisoformat, default=None,
+                        help="the day to expire for, YYYY-MM-DD (default: today)")
     token = commands.add_parser("token", help="print a development token (HS256)")
     token.add_argument("role")
     token.add_argument("--sub", default="dev-user")
@@ -51,12 +56,10 @@ def main(argv=None):
 
 
 def run(_args):
-    amqp = os.environ["AMQP_URI"]
-    ensure_broker(amqp)
-    if not os.environ.get("MANTELZORG_JWT_SECRET"):
-        os.environ["MANTELZORG_JWT_SECRET"] = secrets.token_urlsafe(32)
-        print(f"MANTELZORG_JWT_SECRET was unset; this run signs with: "
-              f"{os.environ['MANTELZORG_JWT_SECRET']}")
+    ensure_broker(settings.amqp_uri())
+    if not settings.setting(None, "MANTELZORG_JWT_SECRET"):
+        os.environ["MANTELZORG_JWT_SECRET"] = secret = secrets.token_urlsafe(32)
+        print(f"MANTELZORG_JWT_SECRET was unset; this run signs with: {secret}")
     declare_topology()
     platform = Platform()
     platform.start()
@@ -76,7 +79,7 @@ def run(_args):
 def seed(rpc):
     """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), then the demo
     support points; every step is idempotent, so a restart adds nothing twice."""
-    folder = os.environ.get("MANTELZORG_REFERENCE_DIR")
+    folder = settings.setting(None, "MANTELZORG_REFERENCE_DIR")
     source = Path(folder) if folder else reference.DEMO_DIR
     for name, report in reference.import_reference(rpc, source).items():
         print(f"{reference.summary(name, report)} (from {source})")
@@ -86,7 +89,7 @@ def seed(rpc):
 
 
 def print_welcome(platform):
-    secret = os.environ["MANTELZORG_JWT_SECRET"]
+    secret = settings.setting(None, "MANTELZORG_JWT_SECRET")
     url = platform.gateway_url()
     print(f"\nThe platform runs. GraphQL: {url}/graphql (GraphiQL in a browser)")
     for process in PROCESSES:
@@ -100,14 +103,14 @@ def print_welcome(platform):
 
 
 def declare_queues(_args):
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     for queue in declare_topology():
         print(queue)
     return 0
 
 
 def import_reference(args):
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     with Platform().rpc(timeout=120) as rpc:
         reports = reference.import_reference(rpc, args.folder)
     print(json.dumps(reports, indent=2))
@@ -115,7 +118,7 @@ def import_reference(args):
 
 
 def import_support_points(args):
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     with Platform().rpc(timeout=120) as rpc:
         report = reference.import_support_points(rpc, args.file)
     print(json.dumps(report, indent=2))
@@ -138,7 +141,7 @@ def reencrypt_personal_data(_args):
     """Batches until no declaration is left on an earlier configured data key. Exit 2 when
     some are under a key that is no longer configured: put it back behind the new one and
     run again."""
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     total = 0
     with Platform().rpc(timeout=300) as rpc:
         while True:
@@ -154,8 +157,18 @@ def reencrypt_personal_data(_args):
     return 2 if report["remaining"] or report["unreadable"] else 0
 
 
+def expire_declarations(args):
+    """What the declaration service's timer does every minute, now, or for another day."""
+    ensure_broker(settings.amqp_uri())
+    today = args.today.isoformat() if args.today else None
+    with Platform().rpc(timeout=300) as rpc:
+        expired = rpc.declaration.expire_due(today)
+    print(f"expired {expired} declaration(s)")
+    return 0
+
+
 def token(args):
-    secret = os.environ.get("MANTELZORG_JWT_SECRET")
+    secret = settings.setting(None, "MANTELZORG_JWT_SECRET")
     if not secret:
         print("set MANTELZORG_JWT_SECRET to the secret the gateway runs with", file=sys.stderr)
         return 1
@@ -168,7 +181,7 @@ def token(args):
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
-            "token": token}
+            "expire-declarations": expire_declarations, "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,9 @@ from pathlib import Path
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from common import config as settings
+from common.config import SERVICE_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,25 +26,26 @@ class Process:
     default_port: int
 
 
-PROCESSES = (
-    Process("registry", "services.registry.service:RegistryService",
-            "services/registry/config.yml", "REGISTRY_WEB_ADDRESS", 8001),
-    Process("declaration", "services.declaration.service:DeclarationService",
-            "services/declaration/config.yml", "DECLARATION_WEB_ADDRESS", 8002),
-    Process("travel_costs", "services.travel_costs.service:TravelCostsService",
-            "services/travel_costs/config.yml", "TRAVEL_COSTS_WEB_ADDRESS", 8003),
-    Process("campaign", "services.campaign.service:CampaignService",
-            "services/campaign/config.yml", "CAMPAIGN_WEB_ADDRESS", 8004),
-    Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
-            "GATEWAY_PORT", 8000),
-)
-SERVICE_NAMES = tuple(p.name for p in PROCESSES if p.name != "gateway")
+def _service_process(number, name):
+    """services/<name>/service.py holds <Name>Service; its metrics port is 8001, 8002, ..."""
+    class_name = "".join(part.capitalize() for part in name.split("_")) + "Service"
+    return Process(name, f"services.{name}.service:{class_name}", f"services/{name}/config.yml",
+                   f"{name.upper()}_WEB_ADDRESS", 8001 + number)
+
+
+GATEWAY = Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
+                  "GATEWAY_PORT", 8000)
+PROCESSES = (*(_service_process(number, name) for number, name in enumerate(SERVICE_NAMES)),
+             GATEWAY)
 
 
 def metrics_address(process, environ):
-    if process.name == "gateway":
-        return f"127.0.0.1:{environ.get('GATEWAY_PORT', process.default_port)}"
-    return environ.get(process.address_variable, f"127.0.0.1:{process.default_port}")
+    if process is GATEWAY:   # the gateway's setting is a port; the services' an address
+        port = settings.setting(None, GATEWAY.address_variable, GATEWAY.default_port,
+                                environ=environ)
+        return f"127.0.0.1:{port}"
+    return settings.setting(None, process.address_variable, f"127.0.0.1:{process.default_port}",
+                            environ=environ)
 
 
 class Platform:
@@ -70,10 +74,11 @@ class Platform:
                 start_new_session=True)   # Ctrl-C reaches the launcher, which stops them in order
 
     def gateway_url(self):
-        return f"http://127.0.0.1:{self.environ.get('GATEWAY_PORT', 8000)}"
+        return f"http://{metrics_address(GATEWAY, self.environ)}"
 
     def rpc(self, timeout=10):
-        return ClusterRpcProxy({"AMQP_URI": self.environ["AMQP_URI"]}, timeout=timeout)
+        amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
+        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout)
 
     def wait_until_healthy(self, timeout=90):
         deadline = time.monotonic() + timeout

@@ -15,6 +15,7 @@ from common.config import DEFAULT_AMQP_URI  # noqa: E402
 from common.messaging import declare_topology  # noqa: E402
 from ops.broker import create_vhost, delete_vhost  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
+from services.declaration.storage import DeclarationStore  # noqa: E402
 
 from tests.support import JWT_SECRET, GraphQLClient  # noqa: E402
 
@@ -84,3 +85,11 @@ def municipalities(rpc, shared_data):
     report = import_municipalities(rpc, shared_data / "municipalities.csv")
     assert not report["rejected"]
     return report
+
+
+@pytest.fixture
+def declaration_store():
+    """The declaration service's store on an embedded server of its own, in memory."""
+    store = DeclarationStore("declaration_probe", "", ":memory:")
+    yield store
+    store.close()

@@ -46,6 +46,12 @@ class GraphQLClient:
         return response.json()
 
 
+def support_point_count(gql):
+    """How many active support points the public overview counts."""
+    answer = gql("{ supportPoints(first: 1) { total } }")
+    return answer["data"]["supportPoints"]["total"]
+
+
 def error_codes(answer):
     return [e["extensions"]["code"] for e in answer.get("errors", [])]
 

@@ -9,7 +9,7 @@ from datetime import date, datetime
 import graphene
 
 from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
-from gateway.limits import check_page_size
+from common.limits import page_size
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import enum_of, to_wire
 
@@ -160,7 +160,7 @@ class DeclarationQuery(graphene.ObjectType):
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
         context.principal.require_municipality(municipality_code, "admin")
-        first = check_page_size(20 if first is None else first)
+        first = page_size(20 if first is None else first)
         found = context.call(SERVICE, "declarations", municipality_code, to_wire(status), first,
                              after, context.actor)
         return [_declaration(d) for d in found]

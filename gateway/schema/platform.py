@@ -1,7 +1,7 @@
 """Platform fields the gateway adds to the contract: health of every service."""
 import graphene
 
-SERVICES = ("registry", "declaration", "travel_costs", "campaign")
+from common.config import SERVICE_NAMES
 
 
 class ServiceHealth(graphene.ObjectType):
@@ -21,7 +21,7 @@ class PlatformQuery(graphene.ObjectType):
 
     def resolve_health(root, info):
         services = []
-        for name in SERVICES:
+        for name in SERVICE_NAMES:
             try:
                 answer = info.context.call(name, "health", timeout=2)
                 services.append(ServiceHealth(name=name, status=answer["status"],

@@ -1,24 +1,33 @@
-"""Declaration rules, free of I/O: the lifecycle, the criteria, local choices, references."""
+"""Declaration rules, free of I/O: the lifecycle table and who may make each step, the
+criteria and local choices, who may see what, and the documents and views the service
+keeps and answers."""
 import calendar
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from common.errors import Conflict, Forbidden
+from common.errors import BadUserInput, Conflict, Forbidden
 from common.schemas.declaration import DECLARATION_PURPOSES
+from common.workflow import Transition, Workflow
 
 REQUESTED, ISSUED, REJECTED, REVOKED, EXPIRED = "REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED"
 ACTIVE = (REQUESTED, ISSUED)
 
-# The lifecycle, complete: (status now, action) -> status after. Anything else is a CONFLICT.
-TRANSITIONS = {
-    (None, "request"): REQUESTED,
-    (REQUESTED, "issue"): ISSUED,
-    (REQUESTED, "reject"): REJECTED,
-    (ISSUED, "revoke"): REVOKED,
-    (ISSUED, "expire"): EXPIRED,
-}
+# The service itself, when its timer expires declarations.
+SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
+DECIDERS = ("municipality", "admin")   # a municipality only for its own declarations
+
+
+# The lifecycle, complete. Anything else is a CONFLICT.
+LIFECYCLE = Workflow(
+    Transition(None, "request", REQUESTED, made_by=("caregiver", "municipality")),
+    Transition(REQUESTED, "issue", ISSUED, made_by=DECIDERS),
+    Transition(REQUESTED, "reject", REJECTED, made_by=DECIDERS, needs_reason="a rejection"),
+    Transition(ISSUED, "revoke", REVOKED, made_by=DECIDERS, needs_reason="a revocation"),
+    Transition(ISSUED, "expire", EXPIRED, made_by=(SYSTEM["role"],)),
+)
 # The event each resulting status is published as.
 EVENT_OF = {REQUESTED: "declaration.requested", ISSUED: "declaration.issued",
             REJECTED: "declaration.rejected", REVOKED: "declaration.revoked",
@@ -26,15 +35,45 @@ EVENT_OF = {REQUESTED: "declaration.requested", ISSUED: "declaration.issued",
 
 
 def next_status(current, action):
-    try:
-        return TRANSITIONS[(current, action)]
-    except KeyError:
+    transition = LIFECYCLE.step(current, action)
+    if transition is None:
         raise Conflict(f"a {current.lower() if current else 'new'} declaration cannot be "
-                       f"{_PAST.get(action, action)}") from None
+                       f"{LIFECYCLE[action].after.lower()}")
+    return transition.after
 
 
-_PAST = {"request": "requested", "issue": "issued", "reject": "rejected", "revoke": "revoked",
-         "expire": "expired"}
+def required_reason(action, reason):
+    """The reason given, tidied (None when empty); BAD_USER_INPUT when the step needs one."""
+    reason = (reason or "").strip() or None
+    needs = LIFECYCLE[action].needs_reason
+    if needs and not reason:
+        raise BadUserInput(f"reason: {needs} needs a reason", field="reason")
+    return reason
+
+
+def may_make(action, actor, declaration):
+    """Raises Forbidden unless ``actor`` may make the step ``action`` on ``declaration``
+    (for ``request``: the one about to be filed). A municipality acts only on its own."""
+    role = (actor or {}).get("role")
+    own = role != "municipality" or actor.get("municipality") == declaration["municipality_code"]
+    if role in LIFECYCLE[action].made_by and own:
+        return
+    if action == "request":
+        raise Forbidden("you may not request a declaration at this municipality")
+    raise Forbidden("only the municipality the declaration was requested at")
+
+
+def step_changes(declaration, after, action, actor, reason, now):
+    """What a step writes: the fields it sets, its audit entry, and the fields it removes
+    (the 'one active declaration' key, once the declaration is no longer active)."""
+    fields = {"status": after, "updated_at": now}
+    entry = audit_entry(declaration["status"], after, action, actor, reason, now)
+    return fields, entry, (() if after in ACTIVE else ("active_key",))
+
+
+def audit_entry(before, after, action, actor, reason, now):
+    return {"from": before, "to": after, "action": action, "at": now,
+            "by": actor_trace(actor), "reason": reason}
 
 
 # --- local choices with national defaults ------------------------------------------------
@@ -107,6 +146,10 @@ def reference(year, number):
     return f"MZV-{year}-{number:06d}"
 
 
+def normal_reference(text):
+    return str(text or "").strip().upper()
+
+
 def new_verification_code():
     """Twelve characters from an alphabet without look-alikes, in three groups (~60 bits)."""
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -118,24 +161,27 @@ def normalise_code(code):
     return "".join(ch for ch in (code or "").upper() if ch.isalnum())
 
 
+def code_hash(keys, reference, code):
+    """How a verification code is compared: its keyed hash, bound to the reference."""
+    return keys.hash("code", reference, normalise_code(code))
+
+
 def recipient_identity(care_recipient):
     """Who the care is for, as compared for 'one active declaration'."""
     return " ".join(care_recipient["name"].lower().split()), care_recipient["postcode"]
+
+
+def active_key(keys, request, municipality_code):
+    """The key that makes one active declaration per caregiver, recipient and municipality."""
+    recipient = request.care_recipient.model_dump(mode="json")
+    return keys.hash("active", request.caregiver.bsn, *recipient_identity(recipient),
+                     municipality_code)
 
 
 def actor_trace(actor):
     """Who did something, for the audit trail (a role and a pseudonymous id)."""
     return {"role": (actor or {}).get("role"), "sub": (actor or {}).get("sub"),
             "municipality": (actor or {}).get("municipality")}
-
-
-def may_request(actor, municipality_code):
-    role = actor.get("role")
-    if role == "caregiver":
-        return
-    if role == "municipality" and actor.get("municipality") == municipality_code:
-        return
-    raise Forbidden("you may not request a declaration at this municipality")
 
 
 def may_read(actor, declaration):
@@ -171,6 +217,46 @@ def may_see_secrets(actor, declaration):
         return False
 
 
+# --- documents the service keeps ---------------------------------------------------------
+
+def new_declaration(request, municipality_code, reference, criteria, actor, keys, now):
+    """A requested declaration, and its verification code (shown in the answer). The
+    personal data is encrypted, bound to the declaration's id; the BSN and the code are
+    kept as keyed hashes to be found and compared by."""
+    declaration_id = str(uuid.uuid4())
+    caregiver = request.caregiver.model_dump(mode="json")
+    recipient = request.care_recipient.model_dump(mode="json")
+    verification_code = new_verification_code()
+    document = {
+        "_id": declaration_id, "reference": reference, "status": REQUESTED,
+        "municipality_code": municipality_code, "purposes": request.purposes,
+        "hours_per_week": str(request.hours_per_week),
+        "care_since": request.care_since.isoformat(),
+        "unmet_criteria": unmet_criteria(request.care_since, request.hours_per_week, criteria,
+                                         now.date()),
+        "owner": actor.get("sub") if actor.get("role") == "caregiver" else None,
+        "caregiver_key": keys.hash("bsn", caregiver["bsn"]),
+        "active_key": active_key(keys, request, municipality_code),
+        "personal": keys.cipher.encrypt({"caregiver": caregiver, "care_recipient": recipient},
+                                        context=declaration_id),
+        "verification_hash": code_hash(keys, reference, verification_code),
+        "created_at": now, "updated_at": now,
+        "history": [audit_entry(None, next_status(None, "request"), "request", actor, None, now)],
+    }
+    return document, verification_code
+
+
+def issue_changes(criteria, today, reason):
+    """What issuing sets besides the status (the signed token is added by the service)."""
+    valid_from, valid_until = validity(criteria, today)
+    return {"valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(),
+            "decision_reason": reason}
+
+
+def municipality_projection(payload):
+    return {"_id": payload.code, "name": payload.name, "province": payload.province}
+
+
 # --- the check ---------------------------------------------------------------------------
 
 NO_ANSWER = {"valid": False, "status": None, "valid_until": None, "purpose_accepted": False,
@@ -188,21 +274,6 @@ def check_answer(declaration, purpose, today):
             "municipality_code": declaration["municipality_code"]}
 
 
-def token_claims(declaration):
-    """The signed offline token: reference, purposes, validity, municipality; nothing else."""
-    valid_until = date.fromisoformat(declaration["valid_until"])
-    end = calendar.timegm((valid_until + timedelta(days=1)).timetuple())
-    start = calendar.timegm(date.fromisoformat(declaration["valid_from"]).timetuple())
-    return {"iss": "mantelzorg-declaration", "reference": declaration["reference"],
-            "purposes": declaration["purposes"], "municipality": declaration["municipality_code"],
-            "valid_from": declaration["valid_from"], "valid_until": declaration["valid_until"],
-            "nbf": start, "exp": end}
-
-
-def municipality_projection(payload):
-    return {"_id": payload.code, "name": payload.name, "province": payload.province}
-
-
 # --- what leaves the service -------------------------------------------------------------
 
 def event_payload(declaration):
@@ -211,6 +282,15 @@ def event_payload(declaration):
             "status": declaration["status"], "municipality_code": declaration["municipality_code"],
             "purposes": declaration["purposes"], "owner": declaration.get("owner"),
             "valid_from": declaration.get("valid_from"), "valid_until": declaration.get("valid_until")}
+
+
+def printable(declaration, municipality):
+    """What the printable declaration shows (``municipality``: the stored one, or None)."""
+    return {"reference": declaration["reference"],
+            "municipality_code": declaration["municipality_code"],
+            "municipality_name": (municipality or {}).get("name"),
+            "purposes": declaration["purposes"], "valid_from": declaration["valid_from"],
+            "valid_until": declaration["valid_until"], "token": declaration["token"]}
 
 
 def view(declaration, actor, verification_code=None):

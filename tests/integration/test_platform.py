@@ -76,7 +76,7 @@ def test_registry_event_is_handled_by_the_campaign_service(rpc, platform, munici
     assert eventually(lambda: rpc.campaign.support_point_reach([seat]) == before + 1)
     correlated = [line for line in log_lines(platform, "campaign")
                   if line.get("event") == "campaign.support_point_projected"
-                  and line.get("support_point_id") == point["_id"]]
+                  and line.get("support_point_id") == point["id"]]
     assert correlated and correlated[0]["correlation_id"]
 
 

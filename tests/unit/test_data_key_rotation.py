@@ -2,11 +2,9 @@
 the new key, on the embedded store, so that the earlier key can be dropped."""
 from types import SimpleNamespace
 
-import pytest
 from nameko.testing.services import worker_factory
 
 from common.crypto import DataCipher
-from common.storage import DocumentStore
 from services.declaration.service import DeclarationService
 from services.declaration.storage import DECLARATIONS
 
@@ -17,16 +15,8 @@ def personal(number):
     return {"caregiver": {"bsn": f"11122233{number}", "name": f"Mantelzorger {number}"}}
 
 
-@pytest.fixture
-def store():
-    documents = DocumentStore("rotation_probe", "", ":memory:")
-    try:
-        yield documents
-    finally:
-        documents.close()
-
-
-def test_personal_data_moves_to_the_new_key_in_batches(store):
+def test_personal_data_moves_to_the_new_key_in_batches(declaration_store):
+    store = declaration_store
     old = DataCipher([OLD])
     for number in range(3):
         store[DECLARATIONS].insert_one({"_id": f"d{number}", "reference": f"R{number}",

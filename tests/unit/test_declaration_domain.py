@@ -8,7 +8,7 @@ from cryptography.exceptions import InvalidTag
 from common.crypto import DataCipher, Keys, KeyedHash
 from common.errors import Conflict, Forbidden
 from common.events import new_envelope
-from services.declaration import domain
+from services.declaration import domain, tokens
 
 STATUSES = (None, *domain.EVENT_OF)
 ACTIONS = ("request", "issue", "reject", "revoke", "expire")
@@ -99,7 +99,7 @@ def test_ownership_rules():
 
 
 def test_token_claims_are_limited_to_reference_purposes_validity_municipality():
-    claims = domain.token_claims(_declaration())
+    claims = tokens.claims(_declaration())
     assert set(claims) == {"iss", "reference", "purposes", "municipality", "valid_from",
                            "valid_until", "nbf", "exp"}
     assert claims["exp"] == int(datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp())

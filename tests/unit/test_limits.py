@@ -2,8 +2,10 @@
 import pytest
 from graphql import parse
 
+from common.errors import BadUserInput
+from common.limits import page_size
 from gateway.errors import BadRequest
-from gateway.limits import MAX_DEPTH, MAX_ROOT_FIELDS, check_page_size, check_query_limits
+from gateway.limits import MAX_DEPTH, MAX_ROOT_FIELDS, check_query_limits
 
 
 def test_a_normal_query_passes():
@@ -40,8 +42,11 @@ def test_list_sizes_multiply_into_the_cost():
 
 
 def test_page_size_is_between_one_and_a_hundred():
-    assert check_page_size(100) == 100
-    for wrong in (0, 101):
-        with pytest.raises(BadRequest) as raised:
-            check_page_size(wrong)
+    assert page_size(100) == 100
+    for wrong in (0, 101, None, True):
+        with pytest.raises(BadUserInput) as raised:
+            page_size(wrong)
         assert raised.value.field == "first"
+    with pytest.raises(BadUserInput) as raised:
+        page_size(0, "limit")
+    assert raised.value.field == "limit"
