@@ -74,6 +74,10 @@ class DocumentStore:
     def ensure_indexes(self):
         """Create the service's indexes; called once when the service starts."""
 
+    def migrate(self):
+        """Bring what an earlier release stored to the current shape; called when the
+        service starts, after ``ensure_indexes``. Must be idempotent: every replica runs it."""
+
     def __getitem__(self, collection):
         return self.db[collection]
 
@@ -124,6 +128,7 @@ class DocumentStore:
 def open_store(config, database, store_class=DocumentStore):
     store = store_class(database, settings.mongo_uri(config), settings.data_dir(config))
     store.ensure_indexes()
+    store.migrate()
     return store
 
 

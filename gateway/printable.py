@@ -1,5 +1,6 @@
-"""The printable declaration: an A4 PDF with the reference, the validity, the purposes and a
-QR code of the signed token, which a desk scans and verifies with the published keys."""
+"""The printable declaration: an A4 PDF with the reference, the validity, the purposes, a QR
+code of the signed token, which a desk scans and verifies with the published keys, and beside
+it the verification code, with which a desk checks the declaration online."""
 import io
 from datetime import date
 
@@ -59,7 +60,13 @@ def render(declaration):
     drawing = Drawing(QR_SIZE, QR_SIZE,
                       transform=[QR_SIZE / (x1 - x0), 0, 0, QR_SIZE / (y1 - y0), 0, 0])
     drawing.add(widget)
-    renderPDF.draw(drawing, page, left, y - 15 * mm - QR_SIZE)
+    qr_bottom = y - 15 * mm - QR_SIZE
+    renderPDF.draw(drawing, page, left, qr_bottom)
+    if declaration.get("verification_code"):
+        beside = left + QR_SIZE + 10 * mm
+        page.drawString(beside, qr_bottom + QR_SIZE / 2 + 4 * mm, "Verificatiecode:")
+        page.setFont("Courier-Bold", 14)
+        page.drawString(beside, qr_bottom + QR_SIZE / 2 - 3 * mm, declaration["verification_code"])
     page.setFont("Helvetica", 9)
     page.drawString(left, y - 20 * mm - QR_SIZE,
                     "De QR-code bevat een ondertekende verklaring; controleer die met de sleutels "

@@ -1,4 +1,5 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
+import io
 import json
 import random
 import re
@@ -6,6 +7,7 @@ import time
 import uuid
 
 import requests
+from pypdf import PdfReader
 
 from gateway.auth import issue_development_token
 
@@ -50,6 +52,11 @@ def support_point_count(gql):
     """How many active support points the public overview counts."""
     answer = gql("{ supportPoints(first: 1) { total } }")
     return answer["data"]["supportPoints"]["total"]
+
+
+def pdf_text(document):
+    """The text of every page of a PDF, as a reader would copy it."""
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(document)).pages)
 
 
 def error_codes(answer):

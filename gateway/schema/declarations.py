@@ -1,5 +1,6 @@
 """Caregiver declarations: the contract's types and fields, answered by the declaration
-service over RPC. The gateway checks the caller's role; the service checks ownership.
+service over RPC. The gateway checks the caller's role; the service checks ownership (the
+caregiver whose BSN a declaration carries, by its keyed hash).
 
 Added to the contract (documented in docs/declarations.md): ``Declaration.unmetCriteria``,
 ``Declaration.history``, ``checkDeclarationToken``, ``declarationSettings`` and
@@ -8,8 +9,9 @@ from datetime import date, datetime
 
 import graphene
 
-from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
 from common.limits import page_size
+from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
+from gateway.auth import ROLES
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import enum_of, to_wire
 
@@ -115,8 +117,6 @@ def _day(text):
 
 
 def _declaration(answer):
-    if answer is None:
-        return None
     history = [DeclarationTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
                for h in answer["history"]]
     return Declaration(**{**answer, "history": history, "care_since": _day(answer["care_since"]),
@@ -136,6 +136,7 @@ def _client(principal):
 
 class DeclarationQuery(graphene.ObjectType):
     declaration = graphene.Field(Declaration, reference=graphene.String(required=True))
+    my_declarations = graphene.List(graphene.NonNull(Declaration), required=True)
     declarations = graphene.List(
         graphene.NonNull(Declaration), required=True,
         municipality_code=graphene.String(required=True), status=DeclarationStatus(),
@@ -154,8 +155,15 @@ class DeclarationQuery(graphene.ObjectType):
 
     def resolve_declaration(root, info, reference):
         context = info.context
-        context.principal.require("caregiver", "municipality", "admin")
+        # Any role: whom it is not for gets NOT_FOUND from the service, as for an unknown
+        # reference, so that no answer tells that a reference is in use.
+        context.principal.require(*ROLES)
         return _declaration(context.call(SERVICE, "declaration", reference, context.actor))
+
+    def resolve_my_declarations(root, info):
+        context = info.context
+        context.principal.require("caregiver")
+        return [_declaration(d) for d in context.call(SERVICE, "my_declarations", context.actor)]
 
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
@@ -189,6 +197,8 @@ class DeclarationMutation(graphene.ObjectType):
                                         decision=Decision(required=True), reason=graphene.String())
     revoke_declaration = graphene.Field(Declaration, required=True, id=graphene.ID(required=True),
                                         reason=graphene.String(required=True))
+    renew_verification_code = graphene.Field(Declaration, required=True,
+                                             id=graphene.ID(required=True))
     set_declaration_settings = graphene.Field(
         DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
         input=DeclarationSettingsInput(required=True),
@@ -212,6 +222,11 @@ class DeclarationMutation(graphene.ObjectType):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "revoke_declaration", id, reason, context.actor))
+
+    def resolve_renew_verification_code(root, info, id):
+        context = info.context
+        context.principal.require("caregiver", "municipality")
+        return _declaration(context.call(SERVICE, "renew_verification_code", id, context.actor))
 
     def resolve_set_declaration_settings(root, info, municipality_code, input):
         context = info.context

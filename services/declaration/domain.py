@@ -2,13 +2,14 @@
 criteria and local choices, who may see what, and the documents and views the service
 keeps and answers."""
 import calendar
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from common.errors import BadUserInput, Conflict, Forbidden
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.schemas.declaration import DECLARATION_PURPOSES
 from common.workflow import Transition, Workflow
 
@@ -53,14 +54,18 @@ def required_reason(action, reason):
 
 def may_make(action, actor, declaration):
     """Raises Forbidden unless ``actor`` may make the step ``action`` on ``declaration``
-    (for ``request``: the one about to be filed). A municipality acts only on its own."""
+    (for ``request``: the one about to be filed). A municipality acts only on its own
+    declarations, a caregiver only on those that carry its own BSN."""
     role = (actor or {}).get("role")
-    own = role != "municipality" or actor.get("municipality") == declaration["municipality_code"]
-    if role in LIFECYCLE[action].made_by and own:
-        return
-    if action == "request":
-        raise Forbidden("you may not request a declaration at this municipality")
-    raise Forbidden("only the municipality the declaration was requested at")
+    if role not in LIFECYCLE[action].made_by:
+        raise Forbidden("only the municipality the declaration was requested at"
+                        if action != "request" else "you may not request a declaration")
+    if role == "municipality" and not own_municipality(actor, declaration):
+        raise Forbidden("only the municipality the declaration was requested at"
+                        if action != "request" else
+                        "you may not request a declaration at this municipality")
+    if role == "caregiver" and not owns(actor, declaration):
+        raise Forbidden("a caregiver may request a declaration only for their own BSN")
 
 
 def step_changes(declaration, after, action, actor, reason, now):
@@ -166,6 +171,24 @@ def code_hash(keys, reference, code):
     return keys.hash("code", reference, normalise_code(code))
 
 
+# The encrypted fields of a declaration. Each ciphertext is bound to its declaration and
+# field, so that it cannot be moved to another record or read as another field.
+SEALED_FIELDS = ("personal", "verification_code")
+
+
+def sealing_context(field, declaration_id):
+    return declaration_id if field == "personal" else f"{declaration_id}:{field}"
+
+
+def new_code(keys, declaration_id, reference):
+    """A fresh verification code, and the fields that keep it: its keyed hash to compare an
+    offered code with, and the code encrypted to show it again to whom may see it."""
+    code = new_verification_code()
+    return code, {"verification_hash": code_hash(keys, reference, code),
+                  "verification_code": keys.cipher.encrypt(
+                      code, context=sealing_context("verification_code", declaration_id))}
+
+
 def recipient_identity(care_recipient):
     """Who the care is for, as compared for 'one active declaration'."""
     return " ".join(care_recipient["name"].lower().split()), care_recipient["postcode"]
@@ -178,27 +201,56 @@ def active_key(keys, request, municipality_code):
                      municipality_code)
 
 
+def caregiver_key(keys, bsn):
+    """How a declaration knows whose it is: the keyed hash of the caregiver's BSN."""
+    return keys.hash("bsn", bsn)
+
+
 def actor_trace(actor):
     """Who did something, for the audit trail (a role and a pseudonymous id)."""
     return {"role": (actor or {}).get("role"), "sub": (actor or {}).get("sub"),
             "municipality": (actor or {}).get("municipality")}
 
 
+# --- who may see and do what -------------------------------------------------------------
+# ``actor`` as the service hands it to these rules: a caregiver's BSN only as its keyed hash
+# (``caregiver_key``), compared with the one the declaration carries.
+
+def owns(actor, declaration):
+    """Whether ``actor`` is the caregiver whose BSN the declaration carries, whoever filed it."""
+    key = actor.get("caregiver_key") if actor.get("role") == "caregiver" else None
+    return key is not None and hmac.compare_digest(key, declaration.get("caregiver_key") or "")
+
+
+def own_municipality(actor, declaration):
+    return actor.get("role") == "municipality" \
+        and actor.get("municipality") == declaration["municipality_code"]
+
+
 def may_read(actor, declaration):
-    role = actor.get("role")
-    if role == "admin":
-        return
-    if role == "caregiver" and actor.get("sub") and declaration.get("owner") == actor.get("sub"):
-        return
-    if role == "municipality" and actor.get("municipality") == declaration["municipality_code"]:
-        return
-    raise Forbidden("only the caregiver it belongs to or the municipality it was requested at")
+    """The owner caregiver, the municipality it was requested at, admin."""
+    return actor.get("role") == "admin" or owns(actor, declaration) \
+        or own_municipality(actor, declaration)
 
 
-def may_print(actor, declaration):
-    if actor.get("role") == "admin":
+def may_see_code(actor, declaration):
+    """The verification code, at any time: the owner caregiver and the issuing municipality."""
+    return owns(actor, declaration) or own_municipality(actor, declaration)
+
+
+def readable(actor, declaration):
+    """The declaration when ``actor`` may read it; NOT_FOUND otherwise, exactly as for one
+    that does not exist, so that an answer never tells that a reference is in use."""
+    if declaration is None or not may_read(actor, declaration):
+        raise NotFound("no such declaration")
+    return declaration
+
+
+def require_owner_or_issuer(actor, declaration):
+    """Printing it and renewing its code: the owner caregiver and the issuing municipality
+    (admin reads it, but neither prints it nor renews its code)."""
+    if not may_see_code(actor, declaration):
         raise Forbidden("only the caregiver it belongs to or the municipality it was requested at")
-    may_read(actor, declaration)
 
 
 def may_decide(actor, municipality_code):
@@ -208,25 +260,16 @@ def may_decide(actor, municipality_code):
     raise Forbidden("only the municipality the declaration was requested at")
 
 
-def may_see_secrets(actor, declaration):
-    """The verification code and the token: the owner, the issuing municipality, admin."""
-    try:
-        may_read(actor, declaration)
-        return True
-    except Forbidden:
-        return False
-
-
 # --- documents the service keeps ---------------------------------------------------------
 
 def new_declaration(request, municipality_code, reference, criteria, actor, keys, now):
     """A requested declaration, and its verification code (shown in the answer). The
-    personal data is encrypted, bound to the declaration's id; the BSN and the code are
-    kept as keyed hashes to be found and compared by."""
+    personal data and the code are encrypted, bound to the declaration; the BSN and the code
+    are also kept as keyed hashes to be found and compared by."""
     declaration_id = str(uuid.uuid4())
     caregiver = request.caregiver.model_dump(mode="json")
     recipient = request.care_recipient.model_dump(mode="json")
-    verification_code = new_verification_code()
+    verification_code, code_fields = new_code(keys, declaration_id, reference)
     document = {
         "_id": declaration_id, "reference": reference, "status": REQUESTED,
         "municipality_code": municipality_code, "purposes": request.purposes,
@@ -234,16 +277,22 @@ def new_declaration(request, municipality_code, reference, criteria, actor, keys
         "care_since": request.care_since.isoformat(),
         "unmet_criteria": unmet_criteria(request.care_since, request.hours_per_week, criteria,
                                          now.date()),
-        "owner": actor.get("sub") if actor.get("role") == "caregiver" else None,
-        "caregiver_key": keys.hash("bsn", caregiver["bsn"]),
+        "caregiver_key": caregiver_key(keys, caregiver["bsn"]),
         "active_key": active_key(keys, request, municipality_code),
         "personal": keys.cipher.encrypt({"caregiver": caregiver, "care_recipient": recipient},
-                                        context=declaration_id),
-        "verification_hash": code_hash(keys, reference, verification_code),
+                                        context=sealing_context("personal", declaration_id)),
+        **code_fields,
         "created_at": now, "updated_at": now,
         "history": [audit_entry(None, next_status(None, "request"), "request", actor, None, now)],
     }
     return document, verification_code
+
+
+def renewal_entry(declaration, actor, now):
+    """The audit entry of a renewed verification code: the status stays, who renewed is
+    recorded."""
+    return audit_entry(declaration["status"], declaration["status"], "renew_code", actor, None,
+                       now)
 
 
 def issue_changes(criteria, today, reason):
@@ -280,24 +329,37 @@ def event_payload(declaration):
     """The DeclarationStatusChanged payload: no personal data."""
     return {"id": declaration["_id"], "reference": declaration["reference"],
             "status": declaration["status"], "municipality_code": declaration["municipality_code"],
-            "purposes": declaration["purposes"], "owner": declaration.get("owner"),
-            "valid_from": declaration.get("valid_from"), "valid_until": declaration.get("valid_until")}
+            "purposes": declaration["purposes"], "valid_from": declaration.get("valid_from"),
+            "valid_until": declaration.get("valid_until")}
 
 
-def printable(declaration, municipality):
-    """What the printable declaration shows (``municipality``: the stored one, or None)."""
+def printable(declaration, municipality, verification_code):
+    """What the printable declaration shows (``municipality``: the stored one, or None): the
+    QR token and beside it the verification code, for a desk that checks online."""
     return {"reference": declaration["reference"],
             "municipality_code": declaration["municipality_code"],
             "municipality_name": (municipality or {}).get("name"),
             "purposes": declaration["purposes"], "valid_from": declaration["valid_from"],
-            "valid_until": declaration["valid_until"], "token": declaration["token"]}
+            "valid_until": declaration["valid_until"], "token": declaration["token"],
+            "verification_code": verification_code}
+
+
+def revealed_code(keys, actor, declaration):
+    """The verification code, decrypted, for whom may see it (None for anyone else, and for
+    a declaration filed before codes were kept to be shown again: it gets one when renewed)."""
+    sealed = declaration.get("verification_code")
+    if not sealed or not may_see_code(actor, declaration):
+        return None
+    return keys.cipher.decrypt(sealed, context=sealing_context("verification_code",
+                                                                 declaration["_id"]))
 
 
 def view(declaration, actor, verification_code=None):
     """The contract's Declaration (plus the criteria and audit trail) for a caller that may
     read it. Never the BSN or any other personal data; the token only for the owner, the
-    issuing municipality and admin; the verification code only right after the request."""
-    secrets_shown = may_see_secrets(actor, declaration)
+    issuing municipality and admin; the verification code (``revealed_code``) only for the
+    owner and the issuing municipality."""
+    token_shown = may_read(actor, declaration) and declaration["status"] == ISSUED
     return {
         "id": declaration["_id"], "reference": declaration["reference"],
         "status": declaration["status"], "municipality_code": declaration["municipality_code"],
@@ -305,8 +367,8 @@ def view(declaration, actor, verification_code=None):
         "care_since": declaration["care_since"], "valid_from": declaration.get("valid_from"),
         "valid_until": declaration.get("valid_until"),
         "decision_reason": declaration.get("decision_reason"),
-        "verification_code": verification_code if secrets_shown else None,
-        "token": declaration.get("token") if secrets_shown and declaration["status"] == ISSUED else None,
+        "verification_code": verification_code if may_see_code(actor, declaration) else None,
+        "token": declaration.get("token") if token_shown else None,
         "created_at": declaration["created_at"].isoformat(),
         "unmet_criteria": declaration.get("unmet_criteria", []),
         "history": [{"from_status": h["from"], "to_status": h["to"], "action": h["action"],

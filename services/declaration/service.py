@@ -7,7 +7,7 @@ from pymongo.errors import DuplicateKeyError
 
 from common import metrics
 from common.crypto import ServiceKeys
-from common.errors import BadUserInput, Conflict, NotFound
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.messaging import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
@@ -55,11 +55,15 @@ class DeclarationService(PlatformService):
 
     @rpc
     def request_declaration(self, data, actor):
-        """A caregiver (who becomes the owner) or the municipality on their behalf files a
-        request. Answers the declaration with its verification code, shown this once."""
+        """A caregiver for their own BSN, or the municipality on the caregiver's behalf,
+        files a request; either way it is the caregiver's whose BSN it carries. Answers the
+        declaration with its verification code."""
+        actor = self._caller(actor)
         request = DeclarationRequestInput.parsed(data)
         code = self._known_municipality(request.municipality_code, "input.municipalityCode")
-        domain.may_make("request", actor, {"municipality_code": code})
+        domain.may_make("request", actor, {
+            "municipality_code": code,
+            "caregiver_key": domain.caregiver_key(self.keys, request.caregiver.bsn)})
         criteria = self._criteria(code)
         if domain.unsupported_purposes(request.purposes, criteria):
             raise BadUserInput("input.purposes: this municipality does not issue declarations "
@@ -83,11 +87,19 @@ class DeclarationService(PlatformService):
 
     @rpc
     def declaration(self, reference, actor):
-        document = self.store.find_by_reference(reference)
-        if document is None:
-            return None
-        domain.may_read(actor, document)
-        return domain.view(document, actor)
+        """NOT_FOUND alike for an unknown reference and for one the caller may not read."""
+        actor = self._caller(actor)
+        return self._view(domain.readable(actor, self.store.find_by_reference(reference)), actor)
+
+    @rpc
+    def my_declarations(self, actor):
+        """Every declaration that carries the calling caregiver's BSN, newest first, also
+        those a municipality filed on their behalf."""
+        actor = self._caller(actor)
+        if "caregiver_key" not in actor:
+            raise Forbidden("only a caregiver has declarations of their own")
+        return [self._view(document, actor)
+                for document in self.store.owned_by(actor["caregiver_key"])]
 
     @rpc
     def declarations(self, municipality_code, status, first, after, actor):
@@ -98,7 +110,7 @@ class DeclarationService(PlatformService):
         if status is not None and status not in DECLARATION_STATUSES:
             raise BadUserInput("status: unknown status", field="status")
         found = self.store.page_of_municipality(code, status, after, int(first))
-        return [domain.view(document, actor) for document in found]
+        return [self._view(document, actor) for document in found]
 
     @rpc
     def decide_declaration(self, declaration_id, decision, reason, actor):
@@ -117,14 +129,32 @@ class DeclarationService(PlatformService):
 
         changed = self._transition(declaration_id, action, actor, reason,
                                    issue if action == "issue" else reject)
-        return domain.view(changed, actor)
+        return self._view(changed, actor)
 
     @rpc
     def revoke_declaration(self, declaration_id, reason, actor):
         reason = domain.required_reason("revoke", reason)
         changed = self._transition(declaration_id, "revoke", actor, reason,
                                    lambda document: {"decision_reason": reason})
-        return domain.view(changed, actor)
+        return self._view(changed, actor)
+
+    @rpc
+    def renew_verification_code(self, declaration_id, actor):
+        """A new verification code, for the owner caregiver or the issuing municipality;
+        from now on the old one fails every check. The audit trail records who renewed it."""
+        actor = self._caller(actor)
+        document = domain.readable(actor, self.store.find_by_id(declaration_id))
+        domain.require_owner_or_issuer(actor, document)
+        now = utcnow()
+        code, code_fields = domain.new_code(self.keys, document["_id"], document["reference"])
+        changed = self.store.replace_code(document["_id"], document["verification_hash"],
+                                          {**code_fields, "updated_at": now},
+                                          domain.renewal_entry(document, actor, now))
+        if changed is None:
+            raise Conflict("the verification code was renewed meanwhile; reload it")
+        self.log.info("declaration.code_renewed", reference=changed["reference"],
+                      by_role=actor.get("role"))
+        return domain.view(changed, actor, code)
 
     # --- expiry ---------------------------------------------------------------------------
 
@@ -188,37 +218,54 @@ class DeclarationService(PlatformService):
     def printable(self, reference, actor):
         """What the printable declaration shows: for the owner or the issuing municipality,
         and only while issued."""
-        document = self.store.find_by_reference(reference)
-        if document is None:
-            raise NotFound("no such declaration")
-        domain.may_print(actor, document)
+        actor = self._caller(actor)
+        document = domain.readable(actor, self.store.find_by_reference(reference))
+        domain.require_owner_or_issuer(actor, document)
         if document["status"] != domain.ISSUED:
             raise Conflict("only an issued declaration can be printed")
-        return domain.printable(document, self.store.municipality(document["municipality_code"]))
+        return domain.printable(document, self.store.municipality(document["municipality_code"]),
+                                domain.revealed_code(self.keys, actor, document))
 
     # --- rotation of the data key ---------------------------------------------------------
 
     @rpc
     def reencrypt_personal_data(self, batch=500):
-        """Re-encrypts with the current data key up to ``batch`` declarations whose personal
-        data an earlier, still configured key encrypted. ``mantelzorg reencrypt-personal-data``
-        calls it until none remain; then the earlier keys can be dropped. Data under a key
-        that is no longer configured cannot be read: it is counted and left as it is."""
+        """Re-encrypts with the current data key, of each encrypted field (the personal data,
+        the verification code), up to ``batch`` values that an earlier, still configured key
+        encrypted. ``mantelzorg reencrypt-personal-data`` calls it until none remain; then
+        the earlier keys can be dropped. Values under a key that is no longer configured
+        cannot be read: they are counted and left as they are."""
         cipher = self.keys.cipher
         earlier_keys = [kid for kid in cipher.keys if kid != cipher.current_id]
-        reencrypted = 0
-        for declaration_id, sealed in self.store.sealed_with(earlier_keys, batch):
-            value = cipher.decrypt(sealed, context=declaration_id)
-            reencrypted += self.store.reseal(declaration_id, sealed,
-                                             cipher.encrypt(value, context=declaration_id))
-        remaining = self.store.count_sealed_with(earlier_keys)
-        unknown_keys, unreadable = self.store.unknown_key_ids(cipher.keys)
+        reencrypted = remaining = unreadable = 0
+        unknown_keys = set()
+        for field in domain.SEALED_FIELDS:
+            for declaration_id, sealed in self.store.sealed_with(field, earlier_keys, batch):
+                context = domain.sealing_context(field, declaration_id)
+                value = cipher.decrypt(sealed, context=context)
+                reencrypted += self.store.reseal(declaration_id, field, sealed,
+                                                 cipher.encrypt(value, context=context))
+            remaining += self.store.count_sealed_with(field, earlier_keys)
+            key_ids, count = self.store.unknown_key_ids(field, cipher.keys)
+            unknown_keys.update(key_ids)
+            unreadable += count
         self.log.info("declaration.personal_data_reencrypted", reencrypted=reencrypted,
                       remaining=remaining, key_id=cipher.current_id)
         return {"key_id": cipher.current_id, "reencrypted": reencrypted, "remaining": remaining,
-                "unreadable": unreadable, "unknown_keys": unknown_keys}
+                "unreadable": unreadable, "unknown_keys": sorted(unknown_keys)}
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _caller(self, actor):
+        """The actor as the rules see it: a caregiver's BSN, which the gateway passes on from
+        the token, only as its keyed hash (compared with the one a declaration carries)."""
+        caller = {key: value for key, value in (actor or {}).items() if key != "bsn"}
+        if caller.get("role") == "caregiver" and (actor or {}).get("bsn"):
+            caller["caregiver_key"] = domain.caregiver_key(self.keys, actor["bsn"])
+        return caller
+
+    def _view(self, document, actor):
+        return domain.view(document, actor, domain.revealed_code(self.keys, actor, document))
 
     def _known_municipality(self, value, field):
         code = (value or "").strip().upper()

@@ -1,6 +1,7 @@
 """The declaration service's database: its named queries and its indexes. The only module of
 the service that writes a pymongo filter or update."""
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import OperationFailure
 
 from common.storage import DocumentStore
 from services.declaration.domain import ISSUED
@@ -31,9 +32,21 @@ class DeclarationStore(DocumentStore):
         declarations.create_index([("municipality_code", ASCENDING), ("status", ASCENDING),
                                    ("reference", ASCENDING)])
         declarations.create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
-        declarations.create_index("caregiver_key")
-        declarations.create_index([("owner", ASCENDING), ("created_at", DESCENDING)])
+        # A caregiver's declarations, newest first: the BSN's keyed hash, never the BSN.
+        declarations.create_index([("caregiver_key", ASCENDING), ("created_at", DESCENDING)])
         self.db[CHECK_FAILURES].create_index("window_start")
+
+    def migrate(self):
+        """Declarations stored before they belonged to the BSN they carry named an ``owner``:
+        the caregiver's token subject. Whose a declaration is now follows from the keyed hash
+        of its BSN (``caregiver_key``, stored with every declaration from the start), so the
+        subject and its index are dropped."""
+        self.db[DECLARATIONS].update_many({"owner": {"$exists": True}}, {"$unset": {"owner": ""}})
+        for obsolete in ("owner_1_created_at_-1", "caregiver_key_1"):
+            try:
+                self.db[DECLARATIONS].drop_index(obsolete)
+            except OperationFailure:   # never made, or dropped by another replica already
+                pass
 
     # --- municipalities and their choices -------------------------------------------------
 
@@ -68,6 +81,11 @@ class DeclarationStore(DocumentStore):
 
     def find_by_reference(self, reference):
         return self.db[DECLARATIONS].find_one({"reference": reference})
+
+    def owned_by(self, caregiver_key):
+        """Every declaration of the caregiver whose BSN has this keyed hash, newest first."""
+        return list(self.db[DECLARATIONS].find({"caregiver_key": caregiver_key})
+                    .sort("created_at", DESCENDING))
 
     def find_for_check(self, reference):
         """What a partner's check needs of the declaration with this reference, or None."""
@@ -115,30 +133,39 @@ class DeclarationStore(DocumentStore):
             {"_id": declaration_id, "status": status}, update, session=session,
             return_document=ReturnDocument.AFTER)
 
-    # --- personal data under earlier keys -------------------------------------------------
+    def replace_code(self, declaration_id, verification_hash, code_fields, history_entry):
+        """A new verification code (``code_fields``) and its audit entry, only while the
+        code is still the one with ``verification_hash``: of two renewals at once, one finds
+        nothing. Returns the changed declaration or None."""
+        return self.db[DECLARATIONS].find_one_and_update(
+            {"_id": declaration_id, "verification_hash": verification_hash},
+            {"$set": code_fields, "$push": {"history": history_entry}},
+            return_document=ReturnDocument.AFTER)
 
-    def sealed_with(self, key_ids, limit):
-        """(id, sealed personal data) of up to ``limit`` declarations encrypted with one of
-        ``key_ids``."""
-        found = self.db[DECLARATIONS].find({"personal.kid": {"$in": list(key_ids)}},
-                                           {"personal": 1}).limit(limit)
-        return [(document["_id"], document["personal"]) for document in found]
+    # --- encrypted fields under earlier keys ----------------------------------------------
 
-    def reseal(self, declaration_id, sealed_before, sealed_now):
-        """Replaces the personal data only if no other replica re-encrypted it meanwhile."""
+    def sealed_with(self, field, key_ids, limit):
+        """(id, ciphertext) of ``field`` of up to ``limit`` declarations where one of
+        ``key_ids`` encrypted it."""
+        found = self.db[DECLARATIONS].find({f"{field}.kid": {"$in": list(key_ids)}},
+                                           {field: 1}).limit(limit)
+        return [(document["_id"], document[field]) for document in found]
+
+    def reseal(self, declaration_id, field, sealed_before, sealed_now):
+        """Replaces the ciphertext only if no other replica re-encrypted it meanwhile."""
         changed = self.db[DECLARATIONS].update_one(
-            {"_id": declaration_id, "personal.kid": sealed_before["kid"]},
-            {"$set": {"personal": sealed_now}})
+            {"_id": declaration_id, f"{field}.kid": sealed_before["kid"]},
+            {"$set": {field: sealed_now}})
         return changed.modified_count
 
-    def count_sealed_with(self, key_ids):
-        return self.db[DECLARATIONS].count_documents({"personal.kid": {"$in": list(key_ids)}})
+    def count_sealed_with(self, field, key_ids):
+        return self.db[DECLARATIONS].count_documents({f"{field}.kid": {"$in": list(key_ids)}})
 
-    def unknown_key_ids(self, known_key_ids):
-        """The key ids of stored personal data that none of ``known_key_ids`` is, and how
-        many declarations they hold."""
-        unknown = {"personal.kid": {"$exists": True, "$nin": list(known_key_ids)}}
-        key_ids = sorted(self.db[DECLARATIONS].distinct("personal.kid", unknown))
+    def unknown_key_ids(self, field, known_key_ids):
+        """The key ids that encrypted ``field`` and are none of ``known_key_ids``, and how
+        many declarations hold such a ``field``."""
+        unknown = {f"{field}.kid": {"$exists": True, "$nin": list(known_key_ids)}}
+        key_ids = sorted(self.db[DECLARATIONS].distinct(f"{field}.kid", unknown))
         return key_ids, (self.db[DECLARATIONS].count_documents(unknown) if key_ids else 0)
 
     # --- failed checks per client ---------------------------------------------------------

@@ -41,3 +41,21 @@ def test_personal_data_moves_to_the_new_key_in_batches(declaration_store):
         assert new_only.decrypt(sealed, context=f"d{number}") == personal(number)
     assert store[DECLARATIONS].find_one({"_id": "lost"})["personal"]["kid"] == "k0"
     assert "personal" not in store[DECLARATIONS].find_one({"_id": "none"})
+
+
+def test_verification_codes_move_to_the_new_key_too(declaration_store):
+    store = declaration_store
+    old = DataCipher([OLD])
+    store[DECLARATIONS].insert_one({
+        "_id": "d1", "reference": "R1", "personal": old.encrypt(personal(1), context="d1"),
+        "verification_code": old.encrypt("ABCD-EFGH-JKMN", context="d1:verification_code")})
+    service = worker_factory(DeclarationService, store=store,
+                             keys=SimpleNamespace(cipher=DataCipher([NEW, OLD])))
+    report = service.reencrypt_personal_data(batch=10)
+    assert (report["reencrypted"], report["remaining"]) == (2, 0)
+
+    stored = store[DECLARATIONS].find_one({"_id": "d1"})
+    new_only = DataCipher([NEW])
+    assert new_only.decrypt(stored["verification_code"], context="d1:verification_code") \
+        == "ABCD-EFGH-JKMN"
+    assert new_only.decrypt(stored["personal"], context="d1") == personal(1)
