@@ -19,7 +19,7 @@ class Process:
     name: str
     target: str          # module:Class for ``nameko run``
     config: str          # its nameko config, relative to the repository root
-    address_variable: str
+    address_variable: str   # the address of its /metrics (the gateway's public port is apart)
     default_port: int
 
 
@@ -33,14 +33,12 @@ PROCESSES = (
     Process("campaign", "services.campaign.service:CampaignService",
             "services/campaign/config.yml", "CAMPAIGN_WEB_ADDRESS", 8004),
     Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
-            "GATEWAY_PORT", 8000),
+            "GATEWAY_METRICS_ADDRESS", 8005),
 )
 SERVICE_NAMES = tuple(p.name for p in PROCESSES if p.name != "gateway")
 
 
 def metrics_address(process, environ):
-    if process.name == "gateway":
-        return f"127.0.0.1:{environ.get('GATEWAY_PORT', process.default_port)}"
     return environ.get(process.address_variable, f"127.0.0.1:{process.default_port}")
 
 

@@ -53,8 +53,7 @@ def platform(amqp_uri, tmp_path_factory):
                    MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
                    EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
     for process in PROCESSES:
-        if process.name != "gateway":
-            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+        environ[process.address_variable] = f"127.0.0.1:{free_port()}"
     declare_topology({"AMQP_URI": amqp_uri})
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
     running.start()

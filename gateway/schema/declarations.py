@@ -9,7 +9,7 @@ from datetime import date, datetime
 import graphene
 
 from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
-from gateway.limits import check_page_size
+from gateway.limits import calls_services, check_page_size
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import enum_of, to_wire
 
@@ -152,11 +152,13 @@ class DeclarationQuery(graphene.ObjectType):
         DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
         description="Added: a municipality's declaration criteria; anyone may read them.")
 
+    @calls_services()
     def resolve_declaration(root, info, reference):
         context = info.context
         context.principal.require("caregiver", "municipality", "admin")
         return _declaration(context.call(SERVICE, "declaration", reference, context.actor))
 
+    @calls_services()
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
         context.principal.require_municipality(municipality_code, "admin")
@@ -165,18 +167,21 @@ class DeclarationQuery(graphene.ObjectType):
                              after, context.actor)
         return [_declaration(d) for d in found]
 
+    @calls_services()
     def resolve_check_declaration(root, info, reference, verification_code, purpose):
         context = info.context
         context.principal.require("partner", "municipality", "admin")
         return _check(context.call(SERVICE, "check_declaration", reference, verification_code,
                                    to_wire(purpose), _client(context.principal)))
 
+    @calls_services()
     def resolve_check_declaration_token(root, info, token, purpose):
         context = info.context
         context.principal.require("partner", "municipality", "admin")
         return _check(context.call(SERVICE, "check_token", token, to_wire(purpose),
                                    _client(context.principal)))
 
+    @calls_services()
     def resolve_declaration_settings(root, info, municipality_code):
         return DeclarationSettings(**info.context.call(SERVICE, "municipality_settings",
                                                        municipality_code))
@@ -194,6 +199,7 @@ class DeclarationMutation(graphene.ObjectType):
         input=DeclarationSettingsInput(required=True),
         description="Added: a municipality's local choices (admin or the municipality itself).")
 
+    @calls_services()
     def resolve_request_declaration(root, info, input):
         context = info.context
         principal = context.principal.require("caregiver", "municipality")
@@ -202,17 +208,20 @@ class DeclarationMutation(graphene.ObjectType):
         return _declaration(context.call(SERVICE, "request_declaration", to_wire(input),
                                          context.actor))
 
+    @calls_services()
     def resolve_decide_declaration(root, info, id, decision, reason=None):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "decide_declaration", id, to_wire(decision),
                                          reason, context.actor))
 
+    @calls_services()
     def resolve_revoke_declaration(root, info, id, reason):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "revoke_declaration", id, reason, context.actor))
 
+    @calls_services()
     def resolve_set_declaration_settings(root, info, municipality_code, input):
         context = info.context
         context.principal.require_municipality(municipality_code.strip().upper(), "admin")

@@ -7,7 +7,7 @@ import graphene
 
 from common.errors import NotFound
 from common.schemas.registry import SUPPORT_AREAS, SUPPORT_POINT_KINDS
-from gateway.limits import check_page_size
+from gateway.limits import calls_services, check_page_size
 from gateway.schema.scalars import DateTime
 from gateway.schema.shared import enum_of, to_wire
 
@@ -125,22 +125,26 @@ class RegistryQuery(graphene.ObjectType):
         description="Added by the gateway: the audit trail of a support point, for those "
                     "who may edit it.")
 
+    @calls_services()
     def resolve_support_points(root, info, first=20, **criteria):
         check_page_size(first)
         return info.context.call("registry", "search_support_points", first=first,
                                  **{k: to_wire(v) for k, v in criteria.items()})
 
+    @calls_services()
     def resolve_support_point(root, info, id):
         try:
             return info.context.call("registry", "get_support_point", id)
         except NotFound:
             return None
 
+    @calls_services()
     def resolve_nearest_support_points(root, info, postcode, area=None, limit=5):
         check_page_size(limit, "limit")
         return info.context.call("registry", "nearest_support_points", postcode, to_wire(area),
                                  limit)
 
+    @calls_services()
     def resolve_support_point_history(root, info, id):
         info.context.principal.require(*EDITORS)
         return info.context.call("registry", "support_point_history", id, info.context.actor)
@@ -156,16 +160,19 @@ class RegistryMutation(graphene.ObjectType):
         SupportPoint, required=True, id=graphene.ID(required=True),
         reason=graphene.String(required=True))
 
+    @calls_services()
     def resolve_register_support_point(root, info, input):
         info.context.principal.require("admin", "municipality")
         return info.context.call("registry", "register_support_point", to_wire(input),
                                  info.context.actor)
 
+    @calls_services()
     def resolve_update_support_point(root, info, id, input, expected_version):
         info.context.principal.require(*EDITORS)
         return info.context.call("registry", "update_support_point", id, to_wire(input),
                                  expected_version, info.context.actor)
 
+    @calls_services()
     def resolve_deactivate_support_point(root, info, id, reason):
         info.context.principal.require(*EDITORS)
         return info.context.call("registry", "deactivate_support_point", id, reason,
