@@ -33,7 +33,8 @@ def error_entry(message, code, field=None, path=None):
 
 # graphql-core's own variable errors are replaced by gateway.inputs before execution; should
 # one still come, it is named by the variable alone, never by what the client sent.
-_VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)'")
+_VARIABLE_ERROR = re.compile(
+    r"^Variable '\$(?P<name>\w+)' (?:got invalid value|of required type|of non-null type)")
 _ARGUMENT_ERROR = re.compile(r"^Argument '(?P<name>\w+)'")
 
 
