@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 
 import jwt
-from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 
 from common.errors import DomainError, Forbidden, Unavailable
@@ -63,6 +62,11 @@ class Principal:
 
 
 ANONYMOUS = Principal()
+
+
+class MisconfiguredTokens(RuntimeError):
+    """Token verification is set up so that it would accept what it must refuse. (Not
+    nameko's ConfigurationError: with that, ``nameko run`` stops with exit code 0.)"""
 
 
 class IdentityProviderKeys:
@@ -133,7 +137,7 @@ class TokenVerifier:
         self.jwks = None
         if self.jwks_url:
             if not (self.issuer and self.audience):
-                raise ConfigurationError(
+                raise MisconfiguredTokens(
                     "MANTELZORG_JWT_JWKS_URL is set: MANTELZORG_JWT_ISSUER and "
                     "MANTELZORG_JWT_AUDIENCE must be set too, or any token that the identity "
                     "provider issued for another application would be accepted")
