@@ -6,10 +6,23 @@ import time
 import uuid
 
 import requests
+from stdnum import iban as stdnum_iban
 
 from gateway.auth import issue_development_token
 
 JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+class PersonalData:
+    """Every BSN, IBAN and personal e-mail address the tests make, so that the scan after
+    the run (test_personal_data_scan.py) looks for exactly these in logs, events, metrics
+    and error answers."""
+
+    def __init__(self):
+        self.bsns, self.ibans, self.emails = set(), set(), set()
+
+
+SENT = PersonalData()
 
 
 def random_bsn():
@@ -19,7 +32,26 @@ def random_bsn():
         total = sum(d * w for d, w in zip(digits, range(9, 1, -1)))
         last = total % 11
         if last < 10 and digits[0] != 0:
-            return "".join(map(str, digits)) + str(last)
+            bsn = "".join(map(str, digits)) + str(last)
+            SENT.bsns.add(bsn)
+            return bsn
+
+
+def random_iban():
+    """A Dutch IBAN with valid check digits (for a bank code no bank has), different in
+    every call."""
+    account = f"{random.randint(0, 10**10 - 1):010d}"
+    bban = f"TEST{account}"
+    iban = "NL" + stdnum_iban.calc_check_digits("NL00" + bban) + bban
+    SENT.ibans.add(iban)
+    return iban
+
+
+def personal_email():
+    """A caregiver's e-mail address, different in every call."""
+    email = f"mantelzorger.{uuid.uuid4().hex[:10]}@example.nl"
+    SENT.emails.add(email)
+    return email
 
 
 def token(role, sub=None, **claims):
