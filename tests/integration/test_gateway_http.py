@@ -3,7 +3,8 @@ import json
 
 import requests
 
-from tests.support import error_codes, token
+from tests.support import (error_codes, personal_data_in, personal_email, random_bsn,
+                           random_iban, token)
 
 
 def test_a_body_over_one_mebibyte_is_refused_with_413(gql):
@@ -115,3 +116,30 @@ def test_one_request_cannot_fan_out_into_many_service_calls(gql):
     assert error_codes(answer) == ["BAD_USER_INPUT"] and "expensive" in answer["errors"][0]["message"]
     healths = " ".join(f"h{i}: health {{ status }}" for i in range(10))
     assert error_codes(gql("{ " + healths + " }")) == ["BAD_USER_INPUT"]
+
+
+def test_input_errors_never_repeat_what_the_client_sent(gql):
+    bsn, email, iban = random_bsn(), personal_email(), random_iban()
+    spaced = f"{bsn[:3]} {bsn[3:6]} {bsn[6:]}"
+    request = """mutation($input: DeclarationRequestInput!) {
+        requestDeclaration(input: $input) { id } }"""
+    sent = {"municipalityCode": "GM0363",
+            "caregiver": {"bsn": spaced, "postcode": "1012 AB", "email": email, "iban": iban},
+            "careRecipient": {"name": "B", "postcode": "1012 AB", "relationship": "parent"},
+            "hoursPerWeek": iban, "careSince": email, "purposes": ["OTHER"]}
+    answer = gql(request, {"input": sent}, token=token("municipality", municipality="GM0363"))
+    assert [(e["message"].split(":")[0], e["extensions"]["field"]) for e in answer["errors"]] == [
+        ("input.caregiver.name", "input.caregiver.name"),
+        ("input.caregiver", "input.caregiver"),
+        ("input.hoursPerWeek", "input.hoursPerWeek"),
+        ("input.careSince", "input.careSince")]
+    literal = request.replace("$input: DeclarationRequestInput!", "").replace("()", "") \
+        .replace("input: $input", 'input: {municipalityCode: "GM0363", caregiver: {bsn: "%s", '
+                 'postcode: "1012 AB", email: "%s"}, careRecipient: {name: "B", postcode: '
+                 '"1012 AB", relationship: "p"}, hoursPerWeek: "%s", careSince: "2020-01-01", '
+                 'purposes: [OTHER]}' % (spaced, email, iban))
+    second = gql(literal, token=token("municipality", municipality="GM0363"))
+    assert {e["extensions"]["field"] for e in second["errors"]} == {
+        "input.caregiver.name", "input.hoursPerWeek"}
+    for text in (json.dumps(answer), json.dumps(second)):
+        assert personal_data_in(text) == []
