@@ -59,6 +59,18 @@ def _fits_leaf(value, type_):
         return False
 
 
+def _object_problems(given, type_, path, problems_of):
+    """The fields of an input object, ``given`` by name: each checked with ``problems_of``,
+    the required ones that are missing, and any the type does not define."""
+    for name, field in type_.fields.items():
+        if name in given:
+            yield from problems_of(given[name], field.type, [*path, name])
+        elif is_required_input_field(field):
+            yield [*path, name], REQUIRED
+    if any(name not in type_.fields for name in given):
+        yield path, _unknown_field_rule(type_)
+
+
 def value_problems(value, type_, path):
     """(path, rule) for each fault of a variable's JSON value against its input type."""
     if is_non_null_type(type_):
@@ -78,13 +90,7 @@ def value_problems(value, type_, path):
         if not isinstance(value, dict):
             yield path, _object_rule(type_)
             return
-        for name, field in type_.fields.items():
-            if name in value:
-                yield from value_problems(value[name], field.type, [*path, name])
-            elif is_required_input_field(field):
-                yield [*path, name], REQUIRED
-        if any(name not in type_.fields for name in value):
-            yield path, _unknown_field_rule(type_)
+        yield from _object_problems(value, type_, path, value_problems)
     elif not _fits_leaf(value, type_):
         yield path, _leaf_rule(type_)
 
@@ -112,13 +118,7 @@ def literal_problems(node, type_, path):
             yield path, _object_rule(type_)
             return
         given = {field.name.value: field.value for field in node.fields}
-        for name, field in type_.fields.items():
-            if name in given:
-                yield from literal_problems(given[name], field.type, [*path, name])
-            elif is_required_input_field(field):
-                yield [*path, name], REQUIRED
-        if any(name not in type_.fields for name in given):
-            yield path, _unknown_field_rule(type_)
+        yield from _object_problems(given, type_, path, literal_problems)
     elif value_from_ast(node, type_) is Undefined:
         yield path, _leaf_rule(type_)
 
