@@ -43,8 +43,7 @@ def running_platform(**extra_environ):
                                                                "bench-secret-of-thirty-two-bytes"),
                        GATEWAY_PORT=str(_free_port()), **extra_environ)
         for process in PROCESSES:
-            if process.name != "gateway":
-                environ[process.address_variable] = f"127.0.0.1:{_free_port()}"
+            environ[process.address_variable] = f"127.0.0.1:{_free_port()}"
         declare_topology({"AMQP_URI": amqp})
         platform = Platform(environ, logs=os.path.join(folder, "logs"))
         platform.start()

@@ -22,7 +22,7 @@ class Process:
     name: str
     target: str          # module:Class for ``nameko run``
     config: str          # its nameko config, relative to the repository root
-    address_variable: str
+    address_variable: str   # the address of its /metrics (the gateway's public port is apart)
     default_port: int
 
 
@@ -34,16 +34,12 @@ def _service_process(number, name):
 
 
 GATEWAY = Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
-                  "GATEWAY_PORT", 8000)
+                  "GATEWAY_METRICS_ADDRESS", 8005)
 PROCESSES = (*(_service_process(number, name) for number, name in enumerate(SERVICE_NAMES)),
              GATEWAY)
 
 
 def metrics_address(process, environ):
-    if process is GATEWAY:   # the gateway's setting is a port; the services' an address
-        port = settings.setting(None, GATEWAY.address_variable, GATEWAY.default_port,
-                                environ=environ)
-        return f"127.0.0.1:{port}"
     return settings.setting(None, process.address_variable, f"127.0.0.1:{process.default_port}",
                             environ=environ)
 
@@ -74,7 +70,8 @@ class Platform:
                 start_new_session=True)   # Ctrl-C reaches the launcher, which stops them in order
 
     def gateway_url(self):
-        return f"http://{metrics_address(GATEWAY, self.environ)}"
+        port = settings.setting(None, "GATEWAY_PORT", 8000, environ=self.environ)
+        return f"http://127.0.0.1:{port}"
 
     def rpc(self, timeout=10):
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)

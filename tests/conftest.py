@@ -14,10 +14,11 @@ import pytest  # noqa: E402
 from common.config import DEFAULT_AMQP_URI  # noqa: E402
 from common.messaging import declare_topology  # noqa: E402
 from ops.broker import create_vhost, delete_vhost  # noqa: E402
+from common.config import SERVICE_NAMES  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
 from services.declaration.storage import DeclarationStore  # noqa: E402
 
-from tests.support import JWT_SECRET, GraphQLClient  # noqa: E402
+from tests.support import ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -54,9 +55,9 @@ def platform(amqp_uri, tmp_path_factory):
                    MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
                    EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
     for process in PROCESSES:
-        if process.name != "gateway":
-            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+        environ[process.address_variable] = f"127.0.0.1:{free_port()}"
     declare_topology({"AMQP_URI": amqp_uri})
+    _capture_every_event(amqp_uri)
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
     running.start()
     try:
@@ -64,6 +65,33 @@ def platform(amqp_uri, tmp_path_factory):
         yield running
     finally:
         running.stop()
+
+
+def _capture_every_event(amqp_uri):
+    """A queue bound to every service's event exchange: the scan after the run reads what
+    was published."""
+    from kombu import Connection, Queue
+    from nameko.standalone.events import get_event_exchange
+
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        for service in SERVICE_NAMES:
+            exchange = get_event_exchange(service, {})
+            exchange(channel).declare()
+            Queue(EVENT_CAPTURE_QUEUE, exchange, routing_key="#")(channel).declare()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def recorded_answers():
+    """Every error answer of the run, for the scan after it."""
+    ANSWERS.start()
+    yield ANSWERS
+    ANSWERS.stop()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The scan for personal data (marked ``after_everything``) runs after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
 
 
 @pytest.fixture(scope="session")

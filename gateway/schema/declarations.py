@@ -12,6 +12,7 @@ import graphene
 from common.limits import page_size
 from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
 from gateway.auth import ROLES
+from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import enum_of, to_wire
 
@@ -153,6 +154,7 @@ class DeclarationQuery(graphene.ObjectType):
         DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
         description="Added: a municipality's declaration criteria; anyone may read them.")
 
+    @calls_services()
     def resolve_declaration(root, info, reference):
         context = info.context
         # Any role: whom it is not for gets NOT_FOUND from the service, as for an unknown
@@ -160,11 +162,13 @@ class DeclarationQuery(graphene.ObjectType):
         context.principal.require(*ROLES)
         return _declaration(context.call(SERVICE, "declaration", reference, context.actor))
 
+    @calls_services()
     def resolve_my_declarations(root, info):
         context = info.context
         context.principal.require("caregiver")
         return [_declaration(d) for d in context.call(SERVICE, "my_declarations", context.actor)]
 
+    @calls_services()
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
         context.principal.require_municipality(municipality_code, "admin")
@@ -173,18 +177,21 @@ class DeclarationQuery(graphene.ObjectType):
                              after, context.actor)
         return [_declaration(d) for d in found]
 
+    @calls_services()
     def resolve_check_declaration(root, info, reference, verification_code, purpose):
         context = info.context
         context.principal.require("partner", "municipality", "admin")
         return _check(context.call(SERVICE, "check_declaration", reference, verification_code,
                                    to_wire(purpose), _client(context.principal)))
 
+    @calls_services()
     def resolve_check_declaration_token(root, info, token, purpose):
         context = info.context
         context.principal.require("partner", "municipality", "admin")
         return _check(context.call(SERVICE, "check_token", token, to_wire(purpose),
                                    _client(context.principal)))
 
+    @calls_services()
     def resolve_declaration_settings(root, info, municipality_code):
         return DeclarationSettings(**info.context.call(SERVICE, "municipality_settings",
                                                        municipality_code))
@@ -204,6 +211,7 @@ class DeclarationMutation(graphene.ObjectType):
         input=DeclarationSettingsInput(required=True),
         description="Added: a municipality's local choices (admin or the municipality itself).")
 
+    @calls_services()
     def resolve_request_declaration(root, info, input):
         context = info.context
         principal = context.principal.require("caregiver", "municipality")
@@ -212,22 +220,26 @@ class DeclarationMutation(graphene.ObjectType):
         return _declaration(context.call(SERVICE, "request_declaration", to_wire(input),
                                          context.actor))
 
+    @calls_services()
     def resolve_decide_declaration(root, info, id, decision, reason=None):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "decide_declaration", id, to_wire(decision),
                                          reason, context.actor))
 
+    @calls_services()
     def resolve_revoke_declaration(root, info, id, reason):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "revoke_declaration", id, reason, context.actor))
 
+    @calls_services()
     def resolve_renew_verification_code(root, info, id):
         context = info.context
         context.principal.require("caregiver", "municipality")
         return _declaration(context.call(SERVICE, "renew_verification_code", id, context.actor))
 
+    @calls_services()
     def resolve_set_declaration_settings(root, info, municipality_code, input):
         context = info.context
         context.principal.require_municipality(municipality_code.strip().upper(), "admin")

@@ -246,6 +246,12 @@ def readable(actor, declaration):
     return declaration
 
 
+def require_found(declaration):
+    if declaration is None:
+        raise NotFound("no such declaration")
+    return declaration
+
+
 def require_owner_or_issuer(actor, declaration):
     """Printing it and renewing its code: the owner caregiver and the issuing municipality
     (admin reads it, but neither prints it nor renews its code)."""

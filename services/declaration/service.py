@@ -143,8 +143,8 @@ class DeclarationService(PlatformService):
         """A new verification code, for the owner caregiver or the issuing municipality;
         from now on the old one fails every check. The audit trail records who renewed it."""
         actor = self._caller(actor)
-        document = domain.readable(actor, self.store.find_by_id(declaration_id))
-        domain.require_owner_or_issuer(actor, document)
+        document = domain.require_found(self.store.find_by_id(declaration_id))
+        domain.require_owner_or_issuer(actor, document)   # the contract: anyone else FORBIDDEN
         now = utcnow()
         code, code_fields = domain.new_code(self.keys, document["_id"], document["reference"])
         changed = self.store.replace_code(document["_id"], document["verification_hash"],
