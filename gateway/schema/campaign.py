@@ -34,8 +34,8 @@ class BagOrderChange(graphene.ObjectType):
     """Added: one change of an order, oldest first."""
     from_status = graphene.Field(BagOrderStatus)
     to_status = graphene.Field(BagOrderStatus, required=True)
-    action = graphene.String(required=True,
-                             description="request, allocate, allocate_part, ship, deliver or cancel")
+    action = graphene.String(
+        required=True, description="request, allocate, allocate_part, ship, deliver or cancel")
     quantity = graphene.Int(description="the bags the change was about")
     at = DateTime(required=True)
     actor_role = graphene.String()

@@ -89,7 +89,8 @@ def may_order_for(actor, municipality_code, point=None):
     role = (actor or {}).get("role")
     if role in STOCK_ROLES:
         return
-    if role == "municipality" and actor.get("municipality") == municipality_code:
+    if role == "municipality" and municipality_code \
+            and actor.get("municipality") == municipality_code:
         return
     if role == "support_point" and point is not None and point["active"] \
             and point["municipality_code"] == municipality_code:
@@ -217,7 +218,7 @@ def order_change(order, step_taken, actor, now, bags=None, insert=None, reason=N
                        step_taken.moves if moved else None, moved, step_taken.event)
 
 
-def announced(document, entries):
+def announced(document, entries=1):
     """(event type, payload) for each of the order's newest ``entries`` audit entries."""
     return [(EVENT_OF[entry["action"]], order_event(document))
             for entry in document["history"][-entries:]]
@@ -269,8 +270,9 @@ class Share:
 
 def _weights(claims):
     """Population, or equal weights when no one still waiting has a known population."""
-    if any(c.population > 0 for c in claims):
-        return {c.code: max(c.population, 0) for c in claims}, sum(max(c.population, 0) for c in claims)
+    weights = {c.code: max(c.population, 0) for c in claims}
+    if any(weights.values()):
+        return weights, sum(weights.values())
     return {c.code: 1 for c in claims}, 0
 
 
@@ -331,30 +333,36 @@ def _bags(number):
     return f"{number:,} bag" + ("" if number == 1 else "s")
 
 
-def _share_words(share):
+def _share_words(share, available):
     claim = share.claim
     place = f"{claim.name} ({claim.code})" if claim.name else claim.code
     if share.pool == 0:
         return f"{place}: no bags were left to share in this round."
+    pool = _bags(share.pool)
+    if share.pool < available:
+        pool = (f"the {pool} left once {_bags(available - share.pool)} went to municipalities "
+                f"whose share covered all they needed")
     if share.pool_population:
         basis = (f"its population of {claim.population:,} out of {share.pool_population:,} "
-                 f"in the {share.pool_size} municipalities sharing {_bags(share.pool)}")
+                 f"in the {share.pool_size} municipalities sharing {pool}")
     else:
         basis = (f"no population known for the {share.pool_size} municipalities sharing "
-                 f"{_bags(share.pool)}: an equal part")
+                 f"{pool}: an equal part")
     quota = f"{float(share.quota):,.2f}"
     if share.capped:
         return (f"{place} still needed {_bags(claim.demand)}, no more than its exact share "
                 f"of {quota} ({basis}): it gets all {claim.demand:,}.")
     whole = share.bags - share.remainder_bag
     fraction = f"{float(share.quota - math.floor(share.quota)):.2f}"
+    one = share.remainders == 1
     words = f"{place} gets {_bags(share.bags)}: {basis} gives an exact share of {quota}; "
     if share.remainder_bag:
-        words += (f"{whole:,} whole plus 1 for one of the {share.remainders} largest "
-                  f"remainders ({fraction}).")
+        largest = "the largest remainder" if one else \
+            f"one of the {share.remainders} largest remainders"
+        words += f"{whole:,} whole plus 1 for {largest} ({fraction})."
     elif share.remainders:
-        words += (f"{whole:,} whole; its remainder ({fraction}) was not among the "
-                  f"{share.remainders} largest.")
+        largest = "the largest" if one else f"among the {share.remainders} largest"
+        words += f"{whole:,} whole; its remainder ({fraction}) was not {largest}."
     else:
         words += f"{whole:,} whole, nothing left over to round."
     if share.tied_with:
@@ -394,7 +402,7 @@ def allocation_round(available, waiting, municipalities):
         split = split_over_orders(share.bags, [(o["_id"], still_needed(o)) for o in orders])
         for position, (order, (_, now)) in enumerate(zip(orders, split), start=1):
             given[order["_id"]] = now
-            words[order["_id"]] = _share_words(share) + _order_words(
+            words[order["_id"]] = _share_words(share, available) + _order_words(
                 position, len(orders), now, still_needed(order))
     return [(order, given[order["_id"]], words[order["_id"]]) for order in waiting]
 
@@ -448,7 +456,8 @@ def may_run_campaigns(actor):
 
 def may_opt_out(actor, municipality_code):
     role = (actor or {}).get("role")
-    if role == "admin" or (role == "municipality" and actor.get("municipality") == municipality_code):
+    if role == "admin" or (role == "municipality" and municipality_code
+                           and actor.get("municipality") == municipality_code):
         return
     raise Forbidden("only your own municipality")
 

@@ -46,8 +46,8 @@ class CampaignService(PlatformService):
             current = self.store.support_point(point["_id"], session)
             for campaign in self.store.running_campaigns(_today(), session):
                 if domain.reaches(campaign, current):
-                    self.store.record_distribution(
-                        domain.distribution(campaign, current["_id"], utcnow(), event.type), session)
+                    self.store.record_distribution(domain.distribution(
+                        campaign, current["_id"], utcnow(), event.type), session)
 
         handled = self.store.apply_once(event.event_id, work)
         self.log.info("campaign.support_point_projected", support_point_id=point["_id"],
@@ -144,8 +144,7 @@ class CampaignService(PlatformService):
         return changed
 
     def _announce(self, session, order, entries=1):
-        for event_type, payload in domain.announced(order, entries):
-            self.outbox.record(session, event_type, payload)
+        self.outbox.record_many(session, domain.announced(order, entries))
 
     @rpc
     def run_bag_allocation(self, actor):
@@ -166,7 +165,9 @@ class CampaignService(PlatformService):
             return (domain.round_document(available, given, actor, now),
                     domain.round_changes(given, actor, now, insert_for))
 
-        document, orders = self.store.allocation_round(plan, self._announce)
+        document, orders = self.store.allocation_round(
+            plan, lambda session, changed: self.outbox.record_many(
+                session, [event for order in changed for event in domain.announced(order)]))
         self.log.info("campaign.allocation_round", round_id=document["_id"],
                       available_before=document["available_before"],
                       allocated=document["allocated"], orders=len(document["allocations"]))

@@ -167,9 +167,10 @@ class CampaignStore(DocumentStore):
     def allocation_round(self, plan, announce):
         """One allocation round in one transaction over what it read: the available stock,
         the waiting orders (oldest first) and their municipalities. ``plan(available,
-        waiting, municipalities)`` answers the round's document and the order changes. The
-        stock is taken only if it is still what the plan shared, so an order placed or
-        cancelled meanwhile makes the round start over instead of sharing bags twice."""
+        waiting, municipalities)`` answers the round's document and the order changes;
+        ``announce(session, orders)`` gets every changed order at once. The stock is taken
+        only if it is still what the plan shared, so an order placed or cancelled meanwhile
+        makes the round start over instead of sharing bags twice."""
 
         def work(session):
             available = (self.db[STOCK].find_one({"_id": BAGS}, session=session)
@@ -194,8 +195,7 @@ class CampaignStore(DocumentStore):
             ids = [c.order_id for c in changes]
             after = {o["_id"]: o for o in self.db[BAG_ORDERS].find({"_id": {"$in": ids}},
                                                                    session=session)}
-            for order_id in ids:
-                announce(session, after[order_id])
+            announce(session, [after[order_id] for order_id in ids])
             return document, {**{o["_id"]: o for o in waiting}, **after}
 
         return self.in_transaction(work)

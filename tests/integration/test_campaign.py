@@ -324,9 +324,13 @@ def test_a_round_shares_the_stock_by_population_with_largest_remainders(gql, rea
         [emmen_first["id"], emmen_second["id"], assen["id"], urk["id"]]
     assert given[urk["id"]]["explanation"].startswith(
         "Urk (GM0184) still needed 10 bags, no more than its exact share of 65.48")
-    assert "1 for one of the 1 largest remainders (0.85)" in given[assen["id"]]["explanation"]
-    assert "its remainder (0.15) was not among the 1 largest" in \
-        given[emmen_first["id"]]["explanation"]
+    assert given[assen["id"]]["explanation"] == (
+        "Assen (GM0106) gets 230 bags: its population of 69,414 out of 178,179 in the 2 "
+        "municipalities sharing the 590 bags left once 10 bags went to municipalities whose "
+        "share covered all they needed gives an exact share of 229.85; 229 whole plus 1 for "
+        "the largest remainder (0.85). This order, its only waiting order, gets 230; it waits "
+        "for 70 more.")
+    assert "its remainder (0.15) was not the largest" in given[emmen_first["id"]]["explanation"]
     assert "it waits for 140 more" in given[emmen_second["id"]]["explanation"]
     second = given[emmen_second["id"]]["order"]
     assert (second["status"], second["quantityAllocated"]) == ("REQUESTED", 60)
@@ -490,7 +494,8 @@ def test_who_may_do_what_follows_the_contract_table(gql, rpc, ready):
     placed = order(gql, EMMEN, 1, ADMIN)
     regional = ok(gql(CREATE, {"input": campaign_input("REGIONAL", [EMMEN])}, token=TEAM),
                   "createCampaign")
-    claims = {"municipality": {"municipality": EMMEN}, "support_point": {"support_point": point["id"]}}
+    claims = {"municipality": {"municipality": EMMEN},
+              "support_point": {"support_point": point["id"]}}
 
     def as_role(role):
         return token(role, **claims.get(role, {}))

@@ -16,7 +16,8 @@ TEAM = {"role": "campaign", "sub": "c"}
 
 
 def claim(code, population, demand, waited_days=0):
-    return domain.Claim(code, f"Gemeente {code}", population, demand, NOW - timedelta(days=waited_days))
+    return domain.Claim(code, f"Gemeente {code}", population, demand,
+                        NOW - timedelta(days=waited_days))
 
 
 def bags(shares):
@@ -51,7 +52,7 @@ def test_a_tie_on_the_remainder_goes_to_the_larger_population_then_the_longest_w
     shares = domain.largest_remainder(10, waiting)
     assert bags(shares) == {"A": 3, "B": 4, "C": 3}
     assert all(share.tied_with == 2 for share in shares)
-    words = domain._share_words(next(s for s in shares if s.claim.code == "B"))
+    words = domain._share_words(next(s for s in shares if s.claim.code == "B"), 10)
     assert "tied on that remainder with 2 others and got the extra bag" in words
     # quotas 0.5 and 1.5, equal remainders: the larger population gets the bag left
     assert bags(domain.largest_remainder(2, [claim("A", 50, 9, waited_days=9),
@@ -191,6 +192,8 @@ def test_ownership_of_orders():
     assert domain.orders_scope(ADMIN, None) is None
     with pytest.raises(Forbidden):
         domain.orders_scope(staff, "GM0344")
+    with pytest.raises(Forbidden):      # a municipality token that names no municipality
+        domain.orders_scope({"role": "municipality"}, None)
 
 
 def test_a_support_point_orders_for_itself_and_others_name_one_that_serves():
