@@ -180,7 +180,7 @@ def run():
 
 def _cost(label, measured):
     seconds, peak, before = measured
-    return (f"  {label:<44} {seconds:>8.2f} s   peak memory {peak:>6.0f} MB "
+    return (f"  {label:<50} {seconds:>8.2f} s   peak memory {peak:>6.0f} MB "
             f"(+{peak - before:.0f} MB over the {before:.0f} MB before)")
 
 
