@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.schemas import declaration, registry
+from common.schemas import campaign, declaration, registry
 
 
 class Envelope(BaseModel):
@@ -24,7 +24,9 @@ class Envelope(BaseModel):
     payload: dict
 
     def parsed_payload(self):
-        return event_type(self.type).schema.model_validate(self.payload)
+        """The payload as its schema reads it. Fields the schema does not know (at any depth)
+        are left out: a publisher may add optional fields before every consumer knows them."""
+        return event_type(self.type).schema.model_validate(self.payload, extra="ignore")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ CATALOGUE = {
         EventType("support_point.deactivated", "registry", 1, registry.SupportPointChanged),
         *(EventType(f"declaration.{status}", "declaration", 1, declaration.DeclarationStatusChanged)
           for status in ("requested", "issued", "rejected", "revoked", "expired")),
+        *(EventType(f"bag_order.{change}", "campaign", 1, campaign.BagOrderChanged)
+          for change in ("requested", "allocated", "partly_allocated", "shipped", "delivered",
+                         "cancelled")),
+        *(EventType(f"campaign.{change}", "campaign", 1, campaign.CampaignChanged)
+          for change in ("created", "launched", "opted_out")),
     )
 }
 

@@ -96,13 +96,20 @@ class Outbox:
         self.exchange = get_event_exchange(service, config)
 
     def add(self, session, type_name, payload, correlation_id):
-        envelope = new_envelope(type_name, payload, correlation_id, self.service)
+        return self.add_many(session, [(type_name, payload)], correlation_id)[0]
+
+    def add_many(self, session, events, correlation_id):
+        """Writes ``events`` ((type, payload) pairs) in one insert: a change of many
+        documents (an allocation round) announces each without a round trip apiece."""
         now = utcnow()
-        self.collection.insert_one({
-            "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
-            "envelope": envelope.model_dump(mode="json"),
-        }, session=session)
-        return envelope
+        envelopes = [new_envelope(type_name, payload, correlation_id, self.service)
+                     for type_name, payload in events]
+        if envelopes:
+            self.collection.insert_many([{
+                "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
+                "envelope": envelope.model_dump(mode="json"),
+            } for envelope in envelopes], session=session)
+        return envelopes
 
     def _claim(self, entry_id, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
@@ -195,12 +202,16 @@ class WorkerOutbox:
         self._recorded = recorded
 
     def record(self, session, type_name, payload):
-        envelope = self._outbox.add(session, type_name, payload,
-                                    self._worker_ctx.data.get(CORRELATION_KEY) or "none")
-        # A retried transaction records again under a new id; the id of the attempt that
-        # did not commit is simply not found by the relay.
-        self._recorded.append(str(envelope.event_id))
-        return envelope
+        return self.record_many(session, [(type_name, payload)])[0]
+
+    def record_many(self, session, events):
+        """``events``: (type, payload) pairs, written to the outbox in one insert."""
+        envelopes = self._outbox.add_many(session, events,
+                                          self._worker_ctx.data.get(CORRELATION_KEY) or "none")
+        # A retried transaction records again under new ids; the ids of the attempt that
+        # did not commit are simply not found by the relay.
+        self._recorded.extend(str(envelope.event_id) for envelope in envelopes)
+        return envelopes
 
     def relay(self):
         return self._outbox.relay()

@@ -1,15 +1,18 @@
-"""The printable declaration: an A4 PDF with the reference, the validity, the purposes, a QR
-code of the signed token, which a desk scans and verifies with the published keys, and beside
-it the verification code, with which a desk checks the declaration online."""
+"""Printable documents, as A4 PDFs: the declaration (the reference, the validity, the purposes
+a QR code of the signed token, which a desk scans and verifies with the published keys, and
+beside it the verification code, with which a desk checks it online) and the local insert of an order of information bags."""
 import io
 from datetime import date
+from xml.sax.saxutils import escape
 
 from reportlab.graphics import renderPDF
 from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.graphics.shapes import Drawing
 from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
+from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer
 
 PURPOSE_NAMES = {
     "PARKING_PERMIT": "Parkeervergunning",
@@ -73,4 +76,37 @@ def render(declaration):
                     "op /.well-known/jwks.json.")
     page.showPage()
     page.save()
+    return buffer.getvalue()
+
+
+def render_insert(insert):
+    """PDF bytes of a local insert as the campaign service's ``bag_order_insert`` answered
+    it: the support points that serve the municipality, then its own lines. It flows over as
+    many pages as the points need."""
+    buffer = io.BytesIO()
+    styles = getSampleStyleSheet()
+    title = f"Mantelzorg in {insert['municipality_name']}"
+    document = SimpleDocTemplate(buffer, pagesize=A4, title=title, invariant=1,
+                                 leftMargin=25 * mm, rightMargin=25 * mm,
+                                 topMargin=25 * mm, bottomMargin=20 * mm)
+    story = [Paragraph(escape(title), styles["Title"]),
+             Paragraph("Zorgt u voor iemand? U staat er niet alleen voor. Hier vindt u steun "
+                       "bij u in de buurt. #deeljezorg", styles["BodyText"]),
+             Spacer(1, 6 * mm)]
+    if insert["support_points"]:
+        story.append(Paragraph("Steunpunten mantelzorg", styles["Heading2"]))
+    for point in insert["support_points"]:
+        lines = [f"<b>{escape(point['name'])}</b>"]
+        lines += [escape(value) for value in (point.get("address_line"), point.get("phone"),
+                                              point.get("website")) if value]
+        story.append(KeepTogether([Paragraph("<br/>".join(lines), styles["BodyText"]),
+                                   Spacer(1, 3 * mm)]))
+    if insert["own_lines"]:
+        story.append(Paragraph(f"Gemeente {escape(insert['municipality_name'])}",
+                               styles["Heading2"]))
+        story += [Paragraph(escape(line), styles["BodyText"]) for line in insert["own_lines"]]
+    story += [Spacer(1, 6 * mm),
+              Paragraph(f"Bijlage bij bestelling {escape(insert['order_id'])} "
+                        f"({insert['municipality_code']})", styles["Italic"])]
+    document.build(story)
     return buffer.getvalue()

@@ -73,16 +73,29 @@ class GatewayService(InstrumentedService):
     @http("GET", "/declarations/<reference>.pdf")
     def declaration_pdf(self, request, reference):
         """The printable declaration: its owner caregiver or the issuing municipality."""
+        return self._pdf(request, ("caregiver", "municipality"),
+                         lambda context: printable.render(context.call(
+                             "declaration", "printable", reference, context.actor)),
+                         f"{reference}.pdf")
+
+    @http("GET", "/bag-orders/<order_id>/insert.pdf")
+    def bag_order_insert_pdf(self, request, order_id):
+        """The printable local insert of an allocated order, for those who may see the order."""
+        return self._pdf(request, ("municipality", "support_point", "campaign", "admin"),
+                         lambda context: printable.render_insert(context.call(
+                             "campaign", "bag_order_insert", order_id, context.actor)),
+                         f"insert-{order_id}.pdf")
+
+    def _pdf(self, request, roles, render, filename):
+        """A PDF for a caller with one of ``roles``, or the error as JSON."""
         try:
             principal = self.tokens.principal(request.headers.get("Authorization"))
-            principal.require("caregiver", "municipality")
-            context = self._context(principal)
-            document = printable.render(context.call("declaration", "printable", reference,
-                                                     context.actor))
+            principal.require(*roles)
+            document = render(self._context(principal))
         except Exception as error:
             return self._error(error)
         return Response(document, mimetype="application/pdf", headers={
-            "Content-Disposition": f'inline; filename="{reference}.pdf"',
+            "Content-Disposition": f'inline; filename="{filename}"',
             "Cache-Control": "private, no-store"})
 
     def _context(self, principal):

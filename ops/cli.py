@@ -17,6 +17,10 @@ from ops.platform import PROCESSES, Platform, metrics_address
 
 # A BSN from the range the Dutch government keeps for tests: no person has it.
 DEMO_BSN = "999990019"
+# The first print of the approach's 100,000 information bags; its id makes the seed add it
+# once however often the platform restarts.
+FIRST_PRINT_RUN = 50_000
+FIRST_PRINT_RUN_ID = "first-print-run"
 
 
 def main(argv=None):
@@ -77,8 +81,9 @@ def run(_args):
 
 
 def seed(rpc):
-    """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), then the demo
-    support points; every step is idempotent, so a restart adds nothing twice."""
+    """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), the demo
+    support points, then the first print run of information bags; every step is idempotent,
+    so a restart adds nothing twice."""
     folder = settings.setting(None, "MANTELZORG_REFERENCE_DIR")
     source = Path(folder) if folder else reference.DEMO_DIR
     for name, report in reference.import_reference(rpc, source).items():
@@ -86,6 +91,9 @@ def seed(rpc):
     report = reference.import_support_points(rpc, reference.DEMO_DIR / "support_points.csv",
                                              {"sub": "demo-seed", "role": "admin"})
     print(reference.summary("demo support points", report))
+    stock = rpc.campaign.add_print_run(FIRST_PRINT_RUN, {"sub": "demo-seed", "role": "admin"},
+                                       run_id=FIRST_PRINT_RUN_ID)
+    print(f"information bags: {stock['printed']:,} printed, {stock['available']:,} available")
 
 
 def print_welcome(platform):

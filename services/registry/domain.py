@@ -68,7 +68,8 @@ def event_payload(document):
         "municipality_code": document["municipality_code"],
         "serves_municipality_codes": document["serves_municipality_codes"],
         "areas": document["areas"], "active": document["active"],
-        "version": document["version"],
+        "version": document["version"], "address": document.get("address"),
+        "phone": document.get("phone"), "website": document.get("website"),
     }
 
 

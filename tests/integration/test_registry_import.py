@@ -109,10 +109,15 @@ def test_a_municipality_may_import_only_its_own_points(rpc, municipalities, tmp_
 def test_demo_seed_imports_the_sample_and_adds_nothing_when_run_again(
         rpc, gql, municipalities, monkeypatch, capsys):
     monkeypatch.delenv("MANTELZORG_REFERENCE_DIR", raising=False)
+    admin = {"sub": "test", "role": "admin"}
+    stock = rpc.campaign.bag_stock(admin)
     cli.seed(rpc)
     count = support_point_count(gql)
+    seeded = rpc.campaign.bag_stock(admin)
+    assert seeded["printed"] == stock["printed"] + cli.FIRST_PRINT_RUN == stock["printed"] + 50_000
     cli.seed(rpc)
     assert support_point_count(gql) == count
+    assert rpc.campaign.bag_stock(admin) == seeded     # the first print run is added once
     output = capsys.readouterr().out
     assert "demo support points: 0 registered, 0 updated, 8 unchanged, 0 rejected" in output
     seats = {row["municipality_code"] for row in
