@@ -32,6 +32,7 @@ FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
 CLAIM_SECONDS = 30
+EVENT_OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
 
 log = get_logger()
 
@@ -207,6 +208,10 @@ class ReliableEventHandler(EventHandler):
         self.retry_delay_ms = settings.int_setting(self.container.config, "EVENT_RETRY_DELAY_MS", 1000)
         self.connection = broker(self.container.config)
         declare_topology(self.container.config, [self.subscription])
+        # Every outcome's series exists from the start at 0: an alert on
+        # increase(...dead_lettered...) also sees the first event a process parks.
+        for outcome in EVENT_OUTCOMES:
+            metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type, outcome)
         super().setup()
 
     def stop(self):
