@@ -4,9 +4,13 @@ import json
 import os
 import secrets
 import sys
+from datetime import date
 from pathlib import Path
 
+import requests
+
 from common import config as settings
+from common import crypto
 from common.logging import quiet_libraries
 from common.messaging import declare_topology, list_dead_letters, replay_dead_letters
 from gateway.auth import issue_development_token
@@ -34,6 +38,12 @@ def main(argv=None):
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
+    keys = commands.add_parser("new-keys", help="print new keys for personal data and declaration "
+                               "tokens as lines of an .env file")
+    keys.add_argument("--data-key-id", help="id of the new data key (default: k<today>)")
+    probe = commands.add_parser("probe", help="exit 0 when a process of this host answers on "
+                                "its metrics address (a container's health check)")
+    probe.add_argument("process", choices=[process.name for process in PROCESSES])
     token = commands.add_parser("token", help="print a development token (HS256)")
     token.add_argument("role")
     token.add_argument("--sub", default="dev-user")
@@ -154,6 +164,33 @@ def reencrypt_personal_data(_args):
     return 2 if report["remaining"] or report["unreadable"] else 0
 
 
+def new_keys(args):
+    """Lines for .env (docker-compose) or a Secret; rotation takes only the keys it rotates
+    (docs/operations.md). The PEM's line breaks are written as \\n inside double quotes."""
+    key_id = args.data_key_id or f"k{date.today():%Y%m%d}"
+    pem = crypto.new_signing_key()
+    signing_id, public = crypto.signing_public_key(pem)
+    escaped = pem.strip().replace("\n", "\\n")
+    print(f"MANTELZORG_DATA_KEY={crypto.new_data_key(key_id)}")
+    print(f"MANTELZORG_LOOKUP_KEY={crypto.new_lookup_key()}")
+    print(f'MANTELZORG_SIGNING_KEY="{escaped}\\n"')
+    print(f"MANTELZORG_SIGNING_KEY_ID={signing_id}")
+    print(f"# after this signing key is replaced, keep it verifiable with "
+          f"MANTELZORG_SIGNING_PUBLIC_KEYS={signing_id}:{public}")
+    return 0
+
+
+def probe(args):
+    process = next(p for p in PROCESSES if p.name == args.process)
+    host, _, port = metrics_address(process, os.environ).rpartition(":")
+    if host in ("0.0.0.0", ""):   # listening everywhere: ask on loopback
+        host = "127.0.0.1"
+    try:
+        return 0 if requests.get(f"http://{host}:{port}/metrics", timeout=3).ok else 1
+    except requests.RequestException:
+        return 1
+
+
 def token(args):
     secret = os.environ.get("MANTELZORG_JWT_SECRET")
     if not secret:
@@ -168,7 +205,7 @@ def token(args):
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
-            "token": token}
+            "new-keys": new_keys, "probe": probe, "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from ops.platform import PROCESSES, metrics_address
+from tests.support import exported_metric_names, promql_metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -66,3 +67,17 @@ def test_every_process_is_scraped_with_its_name():
     # on one host each process is reached by its name, at the port it serves metrics on
     ports = {p.name: metrics_address(p, {}).rsplit(":", 1)[1] for p in PROCESSES}
     assert labelled == {name: [f"{name}:{port}"] for name, port in ports.items()}
+
+
+def test_the_rules_name_metrics_that_exist():
+    """Platform metrics, series recorded before, whether a target answered (up), and the
+    queue metrics of RabbitMQ's exporter."""
+    known = exported_metric_names() | {"up"}
+    for path in sorted(RULE_FILES, key=lambda p: p.name != "recording.yml"):
+        for group in load(path)["groups"]:
+            for rule in group["rules"]:
+                names = set(promql_metric_names(rule["expr"]))
+                unknown = {n for n in names - known if not n.startswith("rabbitmq_detailed_queue_")}
+                assert names and not unknown, (rule.get("alert") or rule["record"], unknown)
+                if "record" in rule:
+                    known.add(rule["record"])
