@@ -11,6 +11,7 @@ Topology (declared by ``declare_topology`` at platform start and again by each s
 from datetime import timedelta
 
 from kombu import Connection, Exchange, Queue
+from kombu.exceptions import ChannelError
 from kombu.pools import producers
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -68,6 +69,23 @@ def declare_topology(config=None, entries=SUBSCRIPTIONS):
             for queue in subscription_queues(entry, config):
                 queue(channel).declare()
     return [entry.queue for entry in entries]
+
+
+def missing_queues(config=None, entries=SUBSCRIPTIONS):
+    """The queues of ``declare_topology`` that do not exist (yet). Asks passively, which
+    needs no permission: a service's restricted user can wait for the topology with it."""
+    names = [DEAD_LETTER_QUEUE] + [queue.name for entry in entries
+                                   for queue in subscription_queues(entry, config)]
+    missing = []
+    with broker(config) as connection:
+        for name in names:
+            channel = connection.channel()   # a failed passive declare closes its channel
+            try:
+                channel.queue_declare(name, passive=True)
+                channel.close()
+            except ChannelError:
+                missing.append(name)
+    return missing
 
 
 def publish(connection, body, exchange, routing_key, headers, expiration=None):
@@ -132,6 +150,16 @@ class Outbox:
         self._measure()
         return sent
 
+    def send_to_queue(self, type_name, payloads, queue, correlation_id):
+        """Events straight into one consumer's queue (through the default exchange), each
+        confirmed by the broker, bypassing the outbox: a new consumer catches up on the
+        current state without every other consumer receiving it again."""
+        for payload in payloads:
+            envelope = new_envelope(type_name, payload, correlation_id, self.service)
+            publish(self.connection, envelope.model_dump(mode="json"), "", queue,
+                    {CORRELATION_HEADER: correlation_id})
+        return len(payloads)
+
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
         oldest = self.collection.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
@@ -187,6 +215,9 @@ class WorkerOutbox:
 
     def relay(self):
         return self._outbox.relay()
+
+    def send_to_queue(self, type_name, payloads, queue, correlation_id):
+        return self._outbox.send_to_queue(type_name, payloads, queue, correlation_id)
 
     def pending(self):
         return self._outbox.pending()

@@ -11,8 +11,11 @@ import requests
 
 from common import config as settings
 from common import crypto
+from common.errors import BadUserInput
+from common.events import event_type
 from common.logging import quiet_libraries
-from common.messaging import declare_topology, list_dead_letters, replay_dead_letters
+from common.messaging import (declare_topology, list_dead_letters, missing_queues,
+                              replay_dead_letters)
 from gateway.auth import issue_development_token
 from ops import reference
 from ops.broker import BrokerMissing, ensure_broker
@@ -26,7 +29,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="mantelzorg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start every service and the gateway with demo data")
-    commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
+    declare = commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
+    declare.add_argument("--check", action="store_true",
+                         help="declare nothing; exit 1 while a queue is missing (an init container)")
     importer = commands.add_parser("import-reference",
                                    help="import municipalities.csv and pc4.csv from a folder")
     importer.add_argument("folder", type=Path)
@@ -36,6 +41,11 @@ def main(argv=None):
     dead = commands.add_parser("dead-letters", help="list or replay parked events")
     dead.add_argument("action", choices=("list", "replay"))
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
+    again = commands.add_parser("republish", help="send the current state as events to one "
+                                "consumer's queue (a new consumer catching up)")
+    again.add_argument("event", help="the event type, e.g. declaration.issued")
+    again.add_argument("--to", required=True, metavar="QUEUE",
+                       help="the consumer's queue, evt-<source>-<event>--<consumer>.<handler>")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
     keys = commands.add_parser("new-keys", help="print new keys for personal data and declaration "
@@ -109,8 +119,13 @@ def print_welcome(platform):
     print("Stop with Ctrl-C.")
 
 
-def declare_queues(_args):
+def declare_queues(args):
     ensure_broker(os.environ["AMQP_URI"])
+    if args.check:
+        missing = missing_queues()
+        for queue in missing:
+            print(f"missing: {queue}", file=sys.stderr)
+        return 1 if missing else 0
     for queue in declare_topology():
         print(queue)
     return 0
@@ -141,6 +156,30 @@ def dead_letters(args):
     print(f"replayed {len(replayed)} event(s)")
     for entry in replayed:
         print(json.dumps(entry))
+    return 0
+
+
+def republish(args):
+    """Batch after batch from the event's source service, until its state is sent."""
+    ensure_broker(os.environ["AMQP_URI"])
+    try:
+        source = event_type(args.event).source
+    except ValueError as problem:
+        print(problem, file=sys.stderr)
+        return 2
+    total, after = 0, None
+    with Platform().rpc(timeout=120) as rpc:
+        while True:
+            try:
+                batch = getattr(rpc, source).republish(args.event, args.to, after)
+            except BadUserInput as problem:
+                print(problem, file=sys.stderr)
+                return 2
+            total += batch["sent"]
+            after = batch["next"]
+            if after is None:
+                break
+    print(f"sent {total} {args.event} event(s) to {args.to}")
     return 0
 
 
@@ -205,7 +244,7 @@ def token(args):
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
-            "new-keys": new_keys, "probe": probe, "token": token}
+            "republish": republish, "new-keys": new_keys, "probe": probe, "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

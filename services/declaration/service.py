@@ -39,6 +39,8 @@ class DeclarationService(PlatformService):
     keys = ServiceKeys()
     failed_checks = FailedCheckLimit()
     config = Config()
+    republishable = {event: (DECLARATIONS, domain.event_payload, {"status": status})
+                     for status, event in domain.EVENT_OF.items()}
 
     # --- reference data -------------------------------------------------------------------
 

@@ -66,6 +66,11 @@ def public_view(document):
     return {name: document.get(name) for name in PUBLIC_FIELDS}
 
 
+def municipality_event_payload(document):
+    return {"code": document["_id"], "name": document["name"],
+            "province": document["province"], "population": document["population"]}
+
+
 def event_payload(document):
     return {
         "id": document["_id"], "name": document["name"], "kind": document["kind"],

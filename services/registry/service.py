@@ -25,6 +25,11 @@ class RegistryService(PlatformService):
     name = "registry"
     store = Storage(RegistryStore)
     search_index = SearchIndexHolder()
+    republishable = {
+        "municipality.imported": (MUNICIPALITIES, domain.municipality_event_payload, {}),
+        # every point as it is now, active or not
+        "support_point.updated": (SUPPORT_POINTS, domain.event_payload, {}),
+    }
 
     # --- reference data ------------------------------------------------------------------
 
@@ -46,9 +51,8 @@ class RegistryService(PlatformService):
             def upsert(session, document=document):
                 self.store[MUNICIPALITIES].replace_one(
                     {"_id": document["_id"]}, document, upsert=True, session=session)
-                self.outbox.record(session, "municipality.imported", {
-                    "code": document["_id"], "name": document["name"],
-                    "province": document["province"], "population": document["population"]})
+                self.outbox.record(session, "municipality.imported",
+                                   domain.municipality_event_payload(document))
 
             self.store.in_transaction(upsert)
             report["imported"] += 1

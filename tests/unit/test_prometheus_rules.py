@@ -1,6 +1,7 @@
 """deploy/prometheus: the configuration and rules pass promtool's checks, and the unit tests of
 the rules show every alert firing on a series that should fire it and silent on one that
 should not."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,3 +82,10 @@ def test_the_rules_name_metrics_that_exist():
                 assert names and not unknown, (rule.get("alert") or rule["record"], unknown)
                 if "record" in rule:
                     known.add(rule["record"])
+
+
+def test_every_alert_says_in_the_operations_doc_what_it_means_and_what_to_do():
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    sections = dict(re.findall(r"^### (\w+)\n\n(.+?)(?=^#)", doc, re.MULTILINE | re.DOTALL))
+    for name in alert_names():
+        assert len(sections.get(name, "").split()) >= 25, f"{name} is not explained"
