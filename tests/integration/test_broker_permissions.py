@@ -2,7 +2,6 @@
 process's own user and the permissions its Permission resource grants, the queue topology is
 declared with the operator's user, calls and events still cross between every process, and
 a process cannot touch another's queues."""
-import os
 import uuid
 
 import pytest
@@ -12,10 +11,10 @@ from kombu import Connection
 from common.messaging import declare_topology, list_dead_letters
 from ops import reference
 from ops.broker import create_user, create_vhost, delete_user, delete_vhost
-from ops.platform import PROCESSES, Platform
-from tests.conftest import free_port
+from ops.platform import PROCESSES
+from tests.conftest import running_platform
 from tests.integration.test_declaration import decide, request, request_input
-from tests.support import JWT_SECRET, GraphQLClient, eventually, log_lines, token
+from tests.support import GraphQLClient, eventually, log_lines, token
 from tests.unit.test_k8s import k8s_name, objects
 
 AMSTERDAM = "GM0363"
@@ -43,21 +42,12 @@ def users(amqp_uri):
 
 @pytest.fixture(scope="module")
 def restricted_platform(users, tmp_path_factory):
-    declare_topology({"AMQP_URI": users["operator"]})      # as the declare-queues Job does
-    environ = dict(os.environ, AMQP_URI=users["operator"], MANTELZORG_JWT_SECRET=JWT_SECRET,
-                   MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
-                   EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
-    for process in PROCESSES:
-        if process.name != "gateway":
-            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
-    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"), process_environ={
-        process.name: {"AMQP_URI": users[k8s_name(process)]} for process in PROCESSES})
-    running.start()
-    try:
-        running.wait_until_healthy()
+    """The operator's user declares the queues (as the declare-queues Job does) and makes
+    the calls of the tests; each process runs with its own user."""
+    declare_topology({"AMQP_URI": users["operator"]})
+    own_users = {process.name: {"AMQP_URI": users[k8s_name(process)]} for process in PROCESSES}
+    with running_platform(users["operator"], tmp_path_factory, own_users) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_calls_and_events_cross_every_process_with_its_own_user(restricted_platform, users):
