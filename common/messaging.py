@@ -12,6 +12,7 @@ from datetime import timedelta
 from weakref import WeakKeyDictionary
 
 from kombu import Connection, Exchange, Queue
+from kombu.exceptions import ChannelError
 from kombu.pools import producers
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -33,6 +34,7 @@ FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
 CLAIM_SECONDS = 30
+EVENT_OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
 
 log = get_logger()
 
@@ -68,6 +70,23 @@ def declare_topology(config=None, entries=SUBSCRIPTIONS):
             for queue in subscription_queues(entry, config):
                 queue(channel).declare()
     return [entry.queue for entry in entries]
+
+
+def missing_queues(config=None, entries=SUBSCRIPTIONS):
+    """The queues of ``declare_topology`` that do not exist (yet). Asks passively, which
+    needs no permission: a service's restricted user can wait for the topology with it."""
+    names = [DEAD_LETTER_QUEUE] + [queue.name for entry in entries
+                                   for queue in subscription_queues(entry, config)]
+    missing = []
+    with broker(config) as connection:
+        for name in names:
+            channel = connection.channel()   # a failed passive declare closes its channel
+            try:
+                channel.queue_declare(name, passive=True)
+                channel.close()
+            except ChannelError:
+                missing.append(name)
+    return missing
 
 
 def publish(connection, body, exchange, routing_key, headers, expiration=None):
@@ -148,6 +167,15 @@ class Outbox:
         self.collection.delete_one({"_id": entry["_id"]})
         metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
         return 1
+    def send_to_queue(self, type_name, payloads, queue, correlation_id):
+        """Events straight into one consumer's queue (through the default exchange), each
+        confirmed by the broker, bypassing the outbox: a new consumer catches up on the
+        current state without every other consumer receiving it again."""
+        for payload in payloads:
+            envelope = new_envelope(type_name, payload, correlation_id, self.service)
+            publish(self.connection, envelope.model_dump(mode="json"), "", queue,
+                    {CORRELATION_HEADER: correlation_id})
+        return len(payloads)
 
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
@@ -216,6 +244,9 @@ class WorkerOutbox:
     def relay(self):
         return self._outbox.relay()
 
+    def send_to_queue(self, type_name, payloads, queue, correlation_id):
+        return self._outbox.send_to_queue(type_name, payloads, queue, correlation_id)
+
     def pending(self):
         return self._outbox.pending()
 
@@ -236,6 +267,10 @@ class ReliableEventHandler(EventHandler):
         self.retry_delay_ms = settings.int_setting(self.container.config, "EVENT_RETRY_DELAY_MS", 1000)
         self.connection = broker(self.container.config)
         declare_topology(self.container.config, [self.subscription])
+        # Every outcome's series exists from the start at 0: an alert on
+        # increase(...dead_lettered...) also sees the first event a process parks.
+        for outcome in EVENT_OUTCOMES:
+            metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type, outcome)
         super().setup()
 
     def stop(self):

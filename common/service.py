@@ -2,6 +2,7 @@
 ``GET /metrics``, a heap the garbage collector need not walk, a ``health`` RPC, and, for
 services with data, the outbox relay."""
 import gc
+import uuid
 
 import nameko.rpc
 from nameko.amqp.publish import Publisher
@@ -10,6 +11,7 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
+from common.errors import BadUserInput
 from common.logging import CorrelatedLogging
 from common.messaging import EventOutbox
 from common.metrics import FROZEN_OBJECTS, EntrypointMetrics, metrics_response
@@ -46,13 +48,17 @@ class InstrumentedService:
 
 
 class PlatformService(InstrumentedService):
-    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``."""
+    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``, and
+    ``republishable`` when they publish events."""
 
     @http("GET", "/metrics")
     def prometheus_metrics(self, request):
         return metrics_response()
 
     outbox = EventOutbox()
+    # The events the service can send again from what it stores, for a new consumer:
+    # {event type: (collection, payload of a stored document, field values to select)}.
+    republishable = {}
 
     @rpc
     def health(self):
@@ -61,6 +67,23 @@ class PlatformService(InstrumentedService):
             "status": "ok" if self.store.ping() else "degraded",
             "outbox_pending": self.outbox.pending(),
         }
+
+    @rpc
+    def republish(self, event_type, queue, after=None, limit=500):
+        """One batch of the current state as ``event_type`` events, sent only to ``queue``:
+        a consumer's queue of that event (``mantelzorg republish`` walks every batch). The
+        events are new (new ids); a consumer that had the state already changes nothing."""
+        if event_type not in self.republishable:
+            raise BadUserInput(f"event_type: {self.name} does not republish {event_type!r}",
+                               field="event_type")
+        if not str(queue).startswith(f"evt-{self.name}-{event_type}--"):
+            raise BadUserInput(f"queue: not a queue of {event_type} events", field="queue")
+        collection, payload, equal = self.republishable[event_type]
+        documents = self.store.page(collection, after, limit, **equal)
+        sent = self.outbox.send_to_queue(event_type, [payload(d) for d in documents], queue,
+                                         f"republish-{uuid.uuid4()}")
+        self.log.info("events.republished", event_type=event_type, queue=queue, sent=sent)
+        return {"sent": sent, "next": documents[-1]["_id"] if len(documents) == limit else None}
 
     @timer(interval=1.0)
     def relay_outbox(self):

@@ -46,12 +46,14 @@ def metrics_address(process, environ):
 
 class Platform:
     """The running processes; ``logs`` names a folder to write each one's output to,
-    otherwise they share this terminal."""
+    otherwise they share this terminal. ``process_environ`` adds settings for one process
+    (by name), such as its own broker user."""
 
-    def __init__(self, environ=None, logs=None):
+    def __init__(self, environ=None, logs=None, process_environ=None):
         self.environ = dict(os.environ if environ is None else environ)
         self.environ.setdefault("PYTHONWARNINGS", "ignore")
         self.logs = Path(logs) if logs else None
+        self.process_environ = process_environ or {}
         self.children = {}
 
     def log_file(self, name):
@@ -66,7 +68,8 @@ class Platform:
             self.children[process.name] = subprocess.Popen(
                 [sys.executable, "-m", "nameko", "run", "--config", process.config,
                  process.target],
-                cwd=ROOT, env=self.environ, stdout=output, stderr=subprocess.STDOUT if output else None,
+                cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
+                stdout=output, stderr=subprocess.STDOUT if output else None,
                 start_new_session=True)   # Ctrl-C reaches the launcher, which stops them in order
 
     def gateway_url(self):

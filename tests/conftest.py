@@ -7,6 +7,7 @@ eventlet.monkey_patch()
 import os  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -47,18 +48,17 @@ def amqp_uri():
     delete_vhost(base, name)
 
 
-@pytest.fixture(scope="session")
-def platform(amqp_uri, tmp_path_factory):
-    """Every service and the gateway as real processes on the real broker, with the embedded
-    document store in a fresh folder."""
+@contextmanager
+def running_platform(amqp_uri, tmp_path_factory, process_environ=None):
+    """Every service and the gateway as real processes on the real broker (the queues
+    declared already), with the embedded document store in a fresh folder and free ports."""
     environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
                    MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
                    EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
     for process in PROCESSES:
         environ[process.address_variable] = f"127.0.0.1:{free_port()}"
-    declare_topology({"AMQP_URI": amqp_uri})
-    _capture_every_event(amqp_uri)
-    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
+    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"),
+                       process_environ=process_environ)
     running.start()
     try:
         running.wait_until_healthy()
@@ -92,6 +92,14 @@ def recorded_answers():
 def pytest_collection_modifyitems(session, config, items):
     """The scan for personal data (marked ``after_everything``) runs after every other test."""
     items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
+
+
+@pytest.fixture(scope="session")
+def platform(amqp_uri, tmp_path_factory):
+    declare_topology({"AMQP_URI": amqp_uri})
+    _capture_every_event(amqp_uri)
+    with running_platform(amqp_uri, tmp_path_factory) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
