@@ -9,6 +9,7 @@ from reportlab.graphics.shapes import Drawing
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
+from werkzeug.wrappers import Response
 
 PURPOSE_NAMES = {
     "PARKING_PERMIT": "Parkeervergunning",
@@ -67,3 +68,13 @@ def render(declaration):
     page.showPage()
     page.save()
     return buffer.getvalue()
+
+
+def pdf_response(context, reference):
+    """The printable declaration for its owner caregiver or the issuing municipality: the
+    same answer for the API (bearer token) and the caregiver's pages (session)."""
+    context.principal.require("caregiver", "municipality")
+    document = render(context.call("declaration", "printable", reference, context.actor))
+    return Response(document, mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{reference}.pdf"',
+        "Cache-Control": "private, no-store"})
