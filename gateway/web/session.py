@@ -60,7 +60,7 @@ class Session(dict):
         token too), so that a session planted before sign-in is worth nothing after it."""
         language = self.get("lang")
         self.clear()
-        self.update(role="caregiver", bsn=bsn, sub=sub, since=int(time.time()))
+        self.update(role="caregiver", bsn=bsn, sub=sub)
         if language:
             self["lang"] = language
         self.changed = True
@@ -112,7 +112,12 @@ class SessionCodec:
         return session
 
     def dump(self, session):
-        sealed = self._cipher().encrypt({**session, "seen": int(self.clock())}, SEAL_CONTEXT)
+        now = int(self.clock())
+        data = {**session, "seen": now}
+        if session.signed_in:
+            data.setdefault("since", now)   # the sign-in's time, kept for the absolute limit
+            session.setdefault("since", now)
+        sealed = self._cipher().encrypt(data, SEAL_CONTEXT)
         return f"{sealed['kid']}.{sealed['nonce']}.{sealed['ct']}"
 
 
