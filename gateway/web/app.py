@@ -124,7 +124,9 @@ def serve(service, request, view, *args):
         else:
             response = view(page, *args)
     except SignInNeeded:
-        response = page.redirect("/inloggen?volgende=" + quote(request.full_path.rstrip("?")))
+        # Back to the same page after signing in; a form's page again, not its POST.
+        back = request.full_path.rstrip("?") if request.method == "GET" else request.path
+        response = page.redirect("/inloggen?volgende=" + quote(back))
     except RequestEntityTooLarge:
         response = page.render("refused.html", status=413)
     except ServiceDown:

@@ -37,7 +37,7 @@ class CaregiverPages:
     def page_declarations(self, request):
         return serve(self, request, views.declarations)
 
-    @http("POST", "/verklaringen/nieuwe-code")
+    @http("GET,POST", "/verklaringen/nieuwe-code")
     def page_renew_code(self, request):
         return serve(self, request, views.renew_code)
 

@@ -143,6 +143,8 @@ def declaration_pdf(page, reference):
 
 def renew_code(page):
     page.require_sign_in()
+    if page.request.method == "GET":   # e.g. back here after signing in again
+        return page.redirect("/verklaringen")
     try:
         renewed = page.graphql(operations.RENEW_VERIFICATION_CODE,
                                {"id": page.form.get("verklaring", "")})["renewVerificationCode"]

@@ -258,3 +258,19 @@ def test_sign_out(caregiver, checked):
     assert page.get_by_role("status").inner_text().strip() == "U bent uitgelogd."
     page.goto("/reiskosten")
     assert "/inloggen" in page.url
+
+
+def test_graphiql_runs_on_scripts_from_the_gateway(browser, platform, checked):
+    context = browser.new_context(base_url=platform.gateway_url())
+    page = context.new_page()
+    refused = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    foreign = []
+    page.on("request", lambda request: foreign.append(request.url)
+            if not request.url.startswith(platform.gateway_url()) else None)
+    page.goto("/graphql")
+    page.wait_for_selector(".graphiql-container", timeout=20_000)
+    page.screenshot(path=str(checked.artifacts / "graphiql.png"))
+    context.close()
+    assert foreign == [] and refused == []
