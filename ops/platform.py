@@ -61,16 +61,20 @@ class Platform:
 
     def start(self):
         for process in PROCESSES:
-            output = None
-            if self.logs:
-                self.logs.mkdir(parents=True, exist_ok=True)
-                output = open(self.log_file(process.name), "ab")
-            self.children[process.name] = subprocess.Popen(
-                [sys.executable, "-m", "nameko", "run", "--config", process.config,
-                 process.target],
-                cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
-                stdout=output, stderr=subprocess.STDOUT if output else None,
-                start_new_session=True)   # Ctrl-C reaches the launcher, which stops them in order
+            self.start_process(process)
+
+    def start_process(self, process):
+        """Starts one process, also again after it stopped."""
+        output = None
+        if self.logs:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            output = open(self.log_file(process.name), "ab")
+        self.children[process.name] = subprocess.Popen(
+            [sys.executable, "-m", "nameko", "run", "--config", process.config,
+             process.target],
+            cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
+            stdout=output, stderr=subprocess.STDOUT if output else None,
+            start_new_session=True)   # Ctrl-C reaches the launcher, which stops them in order
 
     def gateway_url(self):
         port = settings.setting(None, "GATEWAY_PORT", 8000, environ=self.environ)
