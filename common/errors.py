@@ -11,7 +11,8 @@ class DomainError(Exception):
     code = "INTERNAL"
 
     def __init__(self, message, field=None):
-        super().__init__(message, field)
+        # nameko sends the arguments as text: a field left out must not arrive as "None".
+        super().__init__(*((message, field) if field else (message,)))
         self.message = message
         self.field = field
 

@@ -95,13 +95,19 @@ class Outbox:
         self.exchange = get_event_exchange(service, config)
 
     def add(self, session, type_name, payload, correlation_id):
-        envelope = new_envelope(type_name, payload, correlation_id, self.service)
+        return self.add_many(session, [(type_name, payload)], correlation_id)[0]
+
+    def add_many(self, session, events, correlation_id):
+        """(type, payload) pairs in one write: a payout batch announces every claim paid."""
+        envelopes = [new_envelope(type_name, payload, correlation_id, self.service)
+                     for type_name, payload in events]
         now = utcnow()
-        self.collection.insert_one({
-            "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
-            "envelope": envelope.model_dump(mode="json"),
-        }, session=session)
-        return envelope
+        if envelopes:
+            self.collection.insert_many([{
+                "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
+                "envelope": envelope.model_dump(mode="json"),
+            } for envelope in envelopes], session=session)
+        return envelopes
 
     def _claim(self, entry_id, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
@@ -180,9 +186,13 @@ class WorkerOutbox:
         self._worker_ctx = worker_ctx
 
     def record(self, session, type_name, payload):
+        return self.record_many(session, [(type_name, payload)])[0]
+
+    def record_many(self, session, events):
+        """(type, payload) pairs, written together."""
         self._worker_ctx.data["_outbox_recorded"] = True
-        return self._outbox.add(session, type_name, payload,
-                                self._worker_ctx.data.get(CORRELATION_KEY) or "none")
+        return self._outbox.add_many(session, events,
+                                     self._worker_ctx.data.get(CORRELATION_KEY) or "none")
 
     def relay(self):
         return self._outbox.relay()

@@ -22,6 +22,11 @@ class GraphQLContext:
     def actor(self):
         return self.principal.as_actor()
 
+    @property
+    def payout_timeout(self):
+        """Seconds to wait for a payout batch, which may take minutes for many claims."""
+        return max(self.timeout, float(self.service.config.get("PAYOUT_TIMEOUT_SECONDS", 600)))
+
     def call(self, service_name, method, *args, timeout=None, **kwargs):
         """An RPC call that answers UNAVAILABLE instead of waiting for ever."""
         proxy = getattr(getattr(self.service, service_name), method)

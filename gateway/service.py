@@ -1,4 +1,5 @@
 """The gateway: GraphQL over HTTP in front of the services, which it reaches over RPC."""
+import base64
 import json
 from pathlib import Path
 
@@ -72,16 +73,45 @@ class GatewayService(InstrumentedService):
     @http("GET", "/declarations/<reference>.pdf")
     def declaration_pdf(self, request, reference):
         """The printable declaration: its owner caregiver or the issuing municipality."""
+        return self._document(
+            request, ("caregiver", "municipality"), "application/pdf", f"{reference}.pdf",
+            lambda context: printable.render(
+                context.call("declaration", "printable", reference, context.actor)))
+
+    @http("GET", "/payout-batches/<batch_id>/sepa.xml")
+    def payout_file(self, request, batch_id):
+        """The SEPA credit transfer file of a payout batch: fund staff and admin."""
+        def fetch(context):
+            content = bytearray()
+            while True:   # in pieces: one RPC message stays small however large the file
+                piece = context.call("travel_costs", "payout_file", batch_id, len(content),
+                                     context.actor)
+                content += base64.b64decode(piece["data"])
+                if not piece["data"] or len(content) >= piece["size"]:
+                    return bytes(content)
+
+        return self._document(request, ("fund", "admin"), "application/xml",
+                              f"sepa-{batch_id}.xml", fetch, disposition="attachment")
+
+    @http("GET", "/travel-statements/<int:year>.pdf")
+    def travel_statement_pdf(self, request, year):
+        """The caller's printable statement of what the fund paid them in a year."""
+        return self._document(
+            request, ("caregiver",), "application/pdf", f"reiskosten-{year}.pdf",
+            lambda context: printable.render_travel_statement(
+                context.call("travel_costs", "travel_statement", year, context.actor)))
+
+    def _document(self, request, roles, mimetype, filename, produce, disposition="inline"):
+        """A document for the bearer of a token of one of ``roles``: ``produce(context)``
+        makes its bytes. Errors answer as JSON with the HTTP status of their code."""
         try:
             principal = VERIFIER.principal(request.headers.get("Authorization"))
-            principal.require("caregiver", "municipality")
-            context = GraphQLContext(self, principal, self._timeout())
-            document = printable.render(context.call("declaration", "printable", reference,
-                                                     context.actor))
+            principal.require(*roles)
+            content = produce(GraphQLContext(self, principal, self._timeout()))
         except Exception as error:
             return self._error(error)
-        return Response(document, mimetype="application/pdf", headers={
-            "Content-Disposition": f'inline; filename="{reference}.pdf"',
+        return Response(content, mimetype=mimetype, headers={
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
             "Cache-Control": "private, no-store"})
 
     def _timeout(self):

@@ -6,9 +6,10 @@ import graphene
 from gateway.schema.declarations import DeclarationMutation, DeclarationQuery
 from gateway.schema.platform import PlatformQuery
 from gateway.schema.registry import RegistryMutation, RegistryQuery
+from gateway.schema.travel_costs import TravelCostsMutation, TravelCostsQuery
 
-QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery)
-MUTATIONS = (RegistryMutation, DeclarationMutation)
+QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery, TravelCostsQuery)
+MUTATIONS = (RegistryMutation, DeclarationMutation, TravelCostsMutation)
 
 
 class Query(*QUERIES, graphene.ObjectType):

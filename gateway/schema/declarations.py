@@ -11,7 +11,7 @@ import graphene
 from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
 from gateway.limits import check_page_size
 from gateway.schema.scalars import Date, DateTime, Decimal
-from gateway.schema.shared import enum_of, to_wire
+from gateway.schema.shared import audit_step, enum_of, to_wire
 
 SERVICE = "declaration"
 
@@ -51,14 +51,8 @@ class DeclarationRequestInput(graphene.InputObjectType):
     purposes = graphene.List(graphene.NonNull(DeclarationPurpose), required=True)
 
 
-class DeclarationTransition(graphene.ObjectType):
-    """Added: one step of the audit trail."""
-    from_status = graphene.Field(DeclarationStatus)
-    to_status = graphene.Field(DeclarationStatus, required=True)
-    action = graphene.String(required=True)
-    at = DateTime(required=True)
-    actor_role = graphene.String()
-    reason = graphene.String()
+DeclarationTransition = audit_step("DeclarationTransition", DeclarationStatus,
+                                   "Added: one step of the audit trail.")
 
 
 class Declaration(graphene.ObjectType):

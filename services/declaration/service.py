@@ -310,6 +310,20 @@ class DeclarationService(PlatformService):
         self.failed_checks.count_failure(str(client), self.store[CHECK_FAILURES])
         self.log.info("declaration.check_failed", client=str(client))
 
+    # --- the travel-cost fund -------------------------------------------------------------
+
+    @rpc
+    def claim_eligibility(self, reference, trip_dates, actor):
+        """Asked by the travel-cost fund before it accepts a claim: the declaration must be
+        the caller's (its BSN is the caller's), issued, for the travel-cost fund and valid on
+        every trip date (ISO dates). Refuses with FORBIDDEN or BAD_USER_INPUT naming the
+        claim's field; answers the reference, municipality and end of validity."""
+        document = self.store.declaration_by_reference(str(reference or "").strip().upper())
+        caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
+        return domain.claim_eligibility(document, caller_key,
+                                        [date.fromisoformat(day) for day in trip_dates],
+                                        self.keys.hash.same)
+
     # --- signed documents -----------------------------------------------------------------
 
     def _sign(self, declaration):

@@ -13,6 +13,9 @@ CHECK_FAILURES = "check_failures"        # failed checks per client, shared by r
 class DeclarationStore(DocumentStore):
     """The declaration service's database: its named queries and indexes."""
 
+    def declaration_by_reference(self, reference):
+        return self.db[DECLARATIONS].find_one({"reference": reference})
+
     def ensure_indexes(self):
         self.db[MUNICIPALITIES].create_index("name")
         self.db[DECLARATIONS].create_index("reference", unique=True)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound, bad_input_from_validation
+from common.geo import EARTH_RADIUS_KM, haversine_km
 from common.schemas.registry import SUPPORT_AREAS, SupportPointInput
 from common.validators import MUNICIPALITY_CODE, pc4_of
 
@@ -224,6 +225,12 @@ def pc4_row(row, known_municipalities):
     }
 
 
+def pc4_areas_event(documents):
+    """The pc4_areas.imported payload of PC4 area documents."""
+    return {"areas": [{"pc4": d["_id"], "municipality_code": d["municipality_code"],
+                       "lat": d["lat"], "lon": d["lon"]} for d in documents]}
+
+
 # --- bulk import of support points -------------------------------------------------------
 
 def _list(value):
@@ -280,16 +287,6 @@ def decode_cursor(cursor, field="after"):
     except (ValueError, TypeError, binascii.Error):
         pass
     raise BadUserInput(f"{field}: not a cursor this search returned", field=field)
-
-
-EARTH_RADIUS_KM = 6371.0088
-
-
-def haversine_km(a, b):
-    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
 # Grid cells for the nearest search. A point two rings of cells away is at least one cell's

@@ -59,12 +59,13 @@ class RegistryService(PlatformService):
     @rpc
     def import_pc4_areas(self, rows, first_row=2):
         """Upsert rows of pc4.csv (postcode area, municipality, centroid); idempotent.
-        A row whose municipality is not imported is rejected. Returns a report."""
+        A row whose municipality is not imported is rejected. The new and changed areas of
+        one call are published as one pc4_areas.imported event. Returns a report."""
         report = {"imported": 0, "unchanged": 0, "rejected": []}
         known = set(self.store[MUNICIPALITIES].distinct("_id"))
         wanted = [(row.get("pc4") or "").strip() for row in rows]
         stored = {d["_id"]: d for d in self.store[PC4_AREAS].find({"_id": {"$in": wanted}})}
-        writes = []
+        changed = []
         for number, row in enumerate(rows, start=first_row):
             try:
                 document = domain.pc4_row(row, known)
@@ -75,10 +76,16 @@ class RegistryService(PlatformService):
                 report["unchanged"] += 1
                 continue
             stored[document["_id"]] = document
-            writes.append(ReplaceOne({"_id": document["_id"]}, document, upsert=True))
+            changed.append(document)
             report["imported"] += 1
-        if writes:
-            self.store[PC4_AREAS].bulk_write(writes, ordered=True)
+        if changed:
+            writes = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in changed]
+
+            def save(session):
+                self.store[PC4_AREAS].bulk_write(writes, ordered=True, session=session)
+                self.outbox.record(session, "pc4_areas.imported", domain.pc4_areas_event(changed))
+
+            self.store.in_transaction(save)
             self._changed("pc4_areas")
         self.log.info("registry.pc4_areas_imported", imported=report["imported"],
                       rejected=len(report["rejected"]))
