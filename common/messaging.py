@@ -8,6 +8,8 @@ Topology (declared by ``declare_topology`` at platform start and again by each s
   so far (the message's own expiration), then hands it back to the queue;
 - ``mantelzorg.dead-letters``: events that failed EVENT_MAX_ATTEMPTS times.
 """
+import threading
+import uuid
 from datetime import timedelta
 
 from kombu import Connection, Exchange, Queue
@@ -16,7 +18,7 @@ from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from pydantic import ValidationError
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 
 from common import config as settings
 from common import metrics
@@ -32,6 +34,7 @@ FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
 CLAIM_SECONDS = 30
+MAX_PASSES = 10
 
 log = get_logger()
 
@@ -93,6 +96,8 @@ class Outbox:
         self.config = config
         self.connection = broker(config)
         self.exchange = get_event_exchange(service, config)
+        self._relaying = threading.Lock()
+        self._again = False
 
     def add(self, session, type_name, payload, correlation_id):
         return self.add_many(session, [(type_name, payload)], correlation_id)[0]
@@ -109,35 +114,57 @@ class Outbox:
             } for envelope in envelopes], session=session)
         return envelopes
 
-    def _claim(self, entry_id, now):
+    def _claim(self, entry_ids, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
-        that dies lets go when its claim runs out."""
-        return self.collection.find_one_and_update(
-            {"_id": entry_id, "claimed_until": {"$lte": now}},
-            {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS)}},
-            return_document=ReturnDocument.AFTER)
+        that dies lets go when its claim runs out. One update for all, then a read of what
+        this relay got (the embedded store answers find_one_and_update by scanning the
+        collection). Returns the claimed entries, oldest first."""
+        token = uuid.uuid4().hex
+        self.collection.update_many(
+            {"_id": {"$in": entry_ids}, "claimed_until": {"$lte": now}},
+            {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS), "claim": token}})
+        return list(self.collection.find({"_id": {"$in": entry_ids}, "claim": token},
+                                         {"envelope": 1}).sort("created_at", ASCENDING))
 
     def relay(self, limit=500):
         """Publish pending events, oldest first, with publisher confirms, then remove them.
-        A crash in between publishes an event again later; consumers drop the duplicate."""
+        A crash in between publishes an event again later; consumers drop the duplicate.
+
+        One relay at a time per process: workers that finish together would otherwise all
+        walk the same pending entries. A worker that finds the relay busy asks it for one
+        more pass, which picks up its events."""
+        if not self._relaying.acquire(blocking=False):
+            self._again = True
+            return 0
+        try:
+            sent, self._again = 0, True
+            for _pass in range(MAX_PASSES):    # the timer takes over after that
+                if not self._again:
+                    break
+                self._again = False
+                sent += self._relay_pass(limit)
+        finally:
+            self._relaying.release()
+        return sent
+
+    def _relay_pass(self, limit):
         now = utcnow()
-        waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
-            .sort("created_at", ASCENDING).limit(limit)
-        sent = 0
-        for candidate in list(waiting):
-            entry = self._claim(candidate["_id"], now)
-            if entry is None:
-                continue
+        waiting = [entry["_id"] for entry in self.collection.find(
+            {"claimed_until": {"$lte": now}}, {"_id": 1}).sort("created_at", ASCENDING).limit(limit)]
+        sent = []
+        for entry in self._claim(waiting, now) if waiting else ():
             envelope = entry["envelope"]
             publish(self.connection, envelope, self.exchange, envelope["type"],
                     {CORRELATION_HEADER: envelope["correlation_id"]})
-            self.collection.delete_one({"_id": entry["_id"]})
             metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
-            sent += 1
-        self._measure()
-        return sent
+            sent.append(entry["_id"])
+        if sent:
+            self.collection.delete_many({"_id": {"$in": sent}})
+        return len(sent)
 
-    def _measure(self):
+    def measure(self):
+        """The outbox gauges; from the relay timer, not after every worker: the oldest
+        entry's age costs a sorted read."""
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
         oldest = self.collection.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
         age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0
@@ -196,6 +223,9 @@ class WorkerOutbox:
 
     def relay(self):
         return self._outbox.relay()
+
+    def measure(self):
+        self._outbox.measure()
 
     def pending(self):
         return self._outbox.pending()

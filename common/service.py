@@ -64,3 +64,4 @@ class PlatformService(InstrumentedService):
     def relay_outbox(self):
         # Picks up what a worker could not publish right after its transaction.
         self.outbox.relay()
+        self.outbox.measure()

@@ -281,14 +281,14 @@ class TravelCostsService(PlatformService):
         run again for a batch whose run stopped halfway."""
         paid = 0
         while True:
-            claim_ids = self.store.reserved_claim_ids(batch_id, PAY_CHUNK)
-            if not claim_ids:
+            chunk = self.store.reserved_chunk(batch_id, PAY_CHUNK)
+            if not chunk:
                 break
 
-            def work(session, claim_ids=claim_ids):
+            def work(session, chunk=chunk):
                 entry = domain.history_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
                                              None, utcnow_millis())
-                claims = self.store.pay_claims(claim_ids, batch_id, entry, session)
+                claims = self.store.pay_claims(chunk, batch_id, entry, session)
                 self.outbox.record_many(session, [(domain.EVENT_OF[domain.PAID],
                                                    domain.event_payload(c)) for c in claims])
                 return claims

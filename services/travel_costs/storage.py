@@ -1,6 +1,6 @@
 """The travel-cost fund's collections, their indexes and its named queries."""
 import gridfs
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from common.storage import DocumentStore
 from services.travel_costs.domain import APPROVED, OPEN, PAID
@@ -41,9 +41,9 @@ class TravelCostsStore(DocumentStore):
         """The fund's copy of a declaration, written to: a claim submitted while its
         declaration's end is being recorded conflicts with that write, and one of the two
         transactions retries and sees the other."""
-        return self.db[DECLARATIONS].find_one_and_update(
-            {"_id": reference}, {"$set": {"claimed_at": now}}, upsert=True,
-            return_document=ReturnDocument.AFTER, session=session)
+        self.db[DECLARATIONS].update_one({"_id": reference}, {"$set": {"claimed_at": now}},
+                                         upsert=True, session=session)
+        return self.db[DECLARATIONS].find_one({"_id": reference}, session=session)
 
     def save_pc4_areas(self, areas, session):
         for area in areas:
@@ -128,9 +128,11 @@ class TravelCostsStore(DocumentStore):
                   "$push": {"history": entry}}
         if unset:
             update["$unset"] = {name: "" for name in unset}
-        return self.db[CLAIMS].find_one_and_update(
-            {"_id": claim_id, "status": before}, update, session=session,
-            return_document=ReturnDocument.AFTER)
+        # update_one, then a read: the embedded store answers find_one_and_update by
+        # scanning the collection, update_one from the _id index.
+        changed = self.db[CLAIMS].update_one({"_id": claim_id, "status": before}, update,
+                                             session=session)
+        return self.claim(claim_id, session) if changed.modified_count else None
 
     def open_claims_on(self, reference, session):
         """Claims on a declaration that are not decided for good and not being paid."""
@@ -162,9 +164,11 @@ class TravelCostsStore(DocumentStore):
         return self.db[CLAIMS].find({"batch_id": batch_id, "status": APPROVED},
                                     {"amount_cents": 1, "account": 1}).sort("_id", ASCENDING)
 
-    def reserved_claim_ids(self, batch_id, limit):
-        return [c["_id"] for c in self.db[CLAIMS].find(
-            {"batch_id": batch_id, "status": APPROVED}, {"_id": 1}).limit(limit)]
+    def reserved_chunk(self, batch_id, limit):
+        """Up to ``limit`` of the batch's claims still to be marked paid."""
+        return list(self.db[CLAIMS].find({"batch_id": batch_id, "status": APPROVED},
+                                         {"declaration_reference": 1, "amount_cents": 1})
+                    .limit(limit))
 
     def release_claims(self, batch_id):
         """The batch's approved claims are free for another batch again; their references."""
@@ -174,13 +178,18 @@ class TravelCostsStore(DocumentStore):
                                     {"$unset": {"batch_id": ""}})
         return references
 
-    def pay_claims(self, claim_ids, batch_id, entry, session):
-        self.db[CLAIMS].update_many(
+    def pay_claims(self, claims, batch_id, entry, session):
+        """Marks these claims of the batch paid, with the audit entry; the claims this call
+        changed (all of them, unless another run of the same batch came first)."""
+        claim_ids = [c["_id"] for c in claims]
+        changed = self.db[CLAIMS].update_many(
             {"_id": {"$in": claim_ids}, "batch_id": batch_id, "status": APPROVED},
             {"$set": {"status": PAID, "paid_at": entry["at"], "updated_at": entry["at"]},
-             "$push": {"history": entry}}, session=session)
+             "$push": {"history": entry}}, session=session).modified_count
+        if changed == len(claims):
+            return [{**c, "status": PAID, "batch_id": batch_id} for c in claims]
         return list(self.db[CLAIMS].find(
-            {"_id": {"$in": claim_ids}, "batch_id": batch_id, "status": PAID},
+            {"_id": {"$in": claim_ids}, "batch_id": batch_id, "paid_at": entry["at"]},
             {"declaration_reference": 1, "amount_cents": 1, "status": 1, "batch_id": 1},
             session=session))
 
@@ -193,10 +202,10 @@ class TravelCostsStore(DocumentStore):
                       "total_cents": total_cents}}).modified_count == 1
 
     def finish_batch(self, batch_id, now):
-        return self.db[PAYOUT_BATCHES].find_one_and_update(
+        self.db[PAYOUT_BATCHES].update_one(
             {"_id": batch_id}, {"$set": {"status": "PAID", "paid_at": now},
-                                "$unset": {"lease_until": ""}},
-            return_document=ReturnDocument.AFTER)
+                                "$unset": {"lease_until": ""}})
+        return self.batch(batch_id)
 
     def stalled_batches(self, now):
         return list(self.db[PAYOUT_BATCHES].find(
