@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from bench.harness import (CpuClock, GraphQLOverHttp, capacity, graphql_load, measure,
-                           print_capacity, print_table, rpc_load, running_platform, verdict)
+                           print_capacity, print_table, rpc_load, running_platform, verdict,
+                           wait_for_outbox)
 from ops import reference
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -60,15 +61,9 @@ def load(rpc, pc4_rows):
         totals["registered"] += part["registered"]
         totals["rejected"] += len(part["rejected"])
     # The searches are measured with every event published, not while the relay still works.
-    wait_for_outbox(rpc)
+    wait_for_outbox(rpc, "registry")
     print(f"  support points: {totals['registered']} registered, {totals['rejected']} rejected "
           f"in {time.perf_counter() - started:.1f} s, events published")
-
-
-def wait_for_outbox(rpc, timeout=300):
-    deadline = time.monotonic() + timeout
-    while rpc.registry.health()["outbox_pending"] and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def search_calls(postcodes):

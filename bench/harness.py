@@ -257,6 +257,14 @@ def print_capacity(label, best, steps, p99_limit_ms=50):
     print(f"  {label}: p99 under {p99_limit_ms} ms up to {best} req/s  ({tried})")
 
 
+def wait_for_outbox(rpc, service, timeout=600):
+    """Until the service has published every event it recorded: a run is measured without
+    its relay still at work."""
+    deadline = time.monotonic() + timeout
+    while getattr(rpc, service).health()["outbox_pending"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def verdict(label, ok):
     print(f"  target {label}: {'met' if ok else 'NOT met'}")
     return ok

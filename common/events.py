@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.schemas import campaign, declaration, registry
+from common.schemas import campaign, declaration, registry, travel_costs
 
 
 class Envelope(BaseModel):
@@ -44,6 +44,7 @@ CATALOGUE = {
         EventType("support_point.registered", "registry", 1, registry.SupportPointChanged),
         EventType("support_point.updated", "registry", 1, registry.SupportPointChanged),
         EventType("support_point.deactivated", "registry", 1, registry.SupportPointChanged),
+        EventType("pc4_areas.imported", "registry", 1, registry.Pc4AreasImported),
         *(EventType(f"declaration.{status}", "declaration", 1, declaration.DeclarationStatusChanged)
           for status in ("requested", "issued", "rejected", "revoked", "expired")),
         *(EventType(f"bag_order.{change}", "campaign", 1, campaign.BagOrderChanged)
@@ -51,6 +52,8 @@ CATALOGUE = {
                          "cancelled")),
         *(EventType(f"campaign.{change}", "campaign", 1, campaign.CampaignChanged)
           for change in ("created", "launched", "opted_out")),
+        *(EventType(f"travel_claim.{status}", "travel_costs", 1, travel_costs.TravelClaimChanged)
+          for status in ("submitted", "on_hold", "approved", "rejected", "paid")),
     )
 }
 
@@ -91,6 +94,7 @@ SUBSCRIPTIONS = (
     Subscription("declaration.issued", "travel_costs", "on_declaration_changed"),
     Subscription("declaration.revoked", "travel_costs", "on_declaration_changed"),
     Subscription("declaration.expired", "travel_costs", "on_declaration_changed"),
+    Subscription("pc4_areas.imported", "travel_costs", "on_pc4_areas_imported"),
 )
 
 

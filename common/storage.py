@@ -22,6 +22,12 @@ def utcnow():
     return datetime.now(timezone.utc)
 
 
+def utcnow_millis():
+    """The time as the store keeps it (milliseconds), so an answer equals a later read."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 class EmbeddedServer:
     """The embedded document store, started in this process."""
 

@@ -1,5 +1,6 @@
-"""Validation of Dutch identifiers, shared by the services and the gateway."""
+"""Validation of Dutch identifiers and other input, shared by the services and the gateway."""
 import re
+from datetime import date
 
 from stdnum.nl import bsn as stdnum_bsn
 from stdnum.nl import postcode as stdnum_postcode
@@ -63,3 +64,18 @@ def chosen_from(values, allowed, what):
     if any(value not in allowed for value in values):
         raise ValueError(f"unknown {what}")
     return list(dict.fromkeys(values))
+
+
+def one_of(allowed):
+    """A check that a value is one of ``allowed`` (for ``AfterValidator``)."""
+    def check(value):
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+    return check
+
+
+def not_in_future(day):
+    if day > date.today():
+        raise ValueError("must not be in the future")
+    return day

@@ -5,6 +5,7 @@ import time
 import eventlet
 from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 
+from common import config as settings
 from common.errors import Unavailable
 
 DEFAULT_DEADLINE_SECONDS = 15
@@ -28,6 +29,14 @@ class GraphQLContext:
     @property
     def actor(self):
         return self.principal.as_actor()
+
+    def long_call(self, service_name, method, *args, setting, default):
+        """A call that may take longer than an ordinary one (a payout batch of many claims):
+        its own timeout from the configuration ``setting``, which the request's deadline
+        is extended to as well."""
+        seconds = max(self.timeout, settings.float_setting(self.service.config, setting, default))
+        self.deadline = max(self.deadline, time.monotonic() + seconds)
+        return self.call(service_name, method, *args, timeout=seconds)
 
     def call(self, service_name, method, *args, timeout=None, **kwargs):
         """An RPC call that answers UNAVAILABLE instead of waiting for ever."""

@@ -1,8 +1,11 @@
-"""Printable documents, as A4 PDFs: the declaration (the reference, the validity, the purposes
+"""Printable documents, as A4 PDFs: the declaration (the reference, the validity, the purposes,
 a QR code of the signed token, which a desk scans and verifies with the published keys, and
-beside it the verification code, with which a desk checks it online) and the local insert of an order of information bags."""
+beside it the verification code, with which a desk checks it online), the local insert of an
+order of information bags, and the travel-cost fund's yearly statement of what it paid a
+caregiver, for the tax return."""
 import io
 from datetime import date
+from decimal import Decimal
 from xml.sax.saxutils import escape
 
 from reportlab.graphics import renderPDF
@@ -31,16 +34,22 @@ def _day(text):
     return date.fromisoformat(text).strftime("%d-%m-%Y")
 
 
+def _page(buffer, title, heading):
+    """A new A4 canvas with its heading; (canvas, left margin, y below the heading)."""
+    page = canvas.Canvas(buffer, pagesize=A4, invariant=1)
+    page.setTitle(title)
+    left, y = 25 * mm, A4[1] - 30 * mm
+    page.setFont("Helvetica-Bold", 20)
+    page.drawString(left, y, heading)
+    page.setFont("Helvetica", 11)
+    return page, left, y
+
+
 def render(declaration):
     """PDF bytes for what the declaration service's ``printable`` answered."""
     buffer = io.BytesIO()
-    page = canvas.Canvas(buffer, pagesize=A4, invariant=1)
-    page.setTitle(f"Mantelzorgverklaring {declaration['reference']}")
-    width, height = A4
-    left, y = 25 * mm, height - 30 * mm
-    page.setFont("Helvetica-Bold", 20)
-    page.drawString(left, y, "Mantelzorgverklaring")
-    page.setFont("Helvetica", 11)
+    page, left, y = _page(buffer, f"Mantelzorgverklaring {declaration['reference']}",
+                          "Mantelzorgverklaring")
     lines = [
         ("Kenmerk", declaration["reference"]),
         ("Afgegeven door", f"{declaration.get('municipality_name') or ''} "
@@ -122,3 +131,47 @@ def pdf_response(document, filename):
     return Response(document, mimetype="application/pdf", headers={
         "Content-Disposition": f'inline; filename="{filename}"',
         "Cache-Control": "private, no-store"})
+def _euros(text):
+    """'1234.50' as Dutch money: 'EUR 1.234,50'."""
+    whole, _, cents = f"{Decimal(text):,.2f}".partition(".")
+    return f"EUR {whole.replace(',', '.')},{cents}"
+
+
+def render_travel_statement(statement):
+    """PDF bytes for what the travel-cost fund's ``travel_statement`` answered: the year's
+    total and every claim paid in it, continued on further pages when long."""
+    buffer = io.BytesIO()
+    year = statement["year"]
+    page, left, y = _page(buffer, f"Jaaroverzicht reiskostenfonds {year}",
+                          f"Jaaroverzicht reiskostenfonds {year}")
+    y -= 15 * mm
+    for label, value in (("Uitbetaalde declaraties", str(statement["claim_count"])),
+                         ("Totaal uitbetaald", _euros(statement["paid_euros"]))):
+        page.drawString(left, y, f"{label}:")
+        page.drawString(left + 55 * mm, y, value)
+        y -= 7 * mm
+    y -= 6 * mm
+    columns = (("Betaald op", 0), ("Mantelzorgverklaring", 30 * mm), ("Declaratie", 80 * mm),
+               ("Bedrag", 140 * mm))
+    for claim in [None, *statement["claims"]]:    # None: the column headings
+        if y < 25 * mm:
+            page.showPage()
+            page.setFont("Helvetica", 11)
+            y = A4[1] - 25 * mm
+        if claim is None:
+            page.setFont("Helvetica-Bold", 11)
+            for label, x in columns:
+                page.drawString(left + x, y, label)
+            page.setFont("Helvetica", 11)
+        else:
+            values = (_day(claim["paid_on"]), claim["declaration_reference"], claim["id"],
+                      _euros(claim["amount_euros"]))
+            for (_, x), value in zip(columns, values):
+                page.drawString(left + x, y, value)
+        y -= 6 * mm
+    page.setFont("Helvetica", 9)
+    page.drawString(left, max(y - 6 * mm, 15 * mm),
+                    "Vergoedingen uit het reiskostenfonds mantelzorg, per kalenderjaar van betaling.")
+    page.showPage()
+    page.save()
+    return buffer.getvalue()

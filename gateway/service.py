@@ -1,4 +1,5 @@
 """The gateway: GraphQL over HTTP in front of the services, which it reaches over RPC."""
+import base64
 import json
 from pathlib import Path
 
@@ -80,27 +81,53 @@ class GatewayService(CaregiverPages, InstrumentedService):
     @http("GET", "/declarations/<reference>.pdf")
     def declaration_pdf(self, request, reference):
         """The printable declaration: its owner caregiver or the issuing municipality."""
-        return self._pdf(request, ("caregiver", "municipality"),
-                         lambda context: printable.declaration_document(context, reference),
-                         f"{reference}.pdf")
+        return self._document(
+            request, ("caregiver", "municipality"), "application/pdf", f"{reference}.pdf",
+            lambda context: printable.declaration_document(context, reference))
 
     @http("GET", "/bag-orders/<order_id>/insert.pdf")
     def bag_order_insert_pdf(self, request, order_id):
         """The printable local insert of an allocated order, for those who may see the order."""
-        return self._pdf(request, ("municipality", "support_point", "campaign", "admin"),
-                         lambda context: printable.render_insert(context.call(
-                             "campaign", "bag_order_insert", order_id, context.actor)),
-                         f"insert-{order_id}.pdf")
+        return self._document(
+            request, ("municipality", "support_point", "campaign", "admin"), "application/pdf",
+            f"insert-{order_id}.pdf", lambda context: printable.render_insert(context.call(
+                "campaign", "bag_order_insert", order_id, context.actor)))
 
-    def _pdf(self, request, roles, render, filename):
-        """A PDF for a caller with one of ``roles``, or the error as JSON."""
+    @http("GET", "/payout-batches/<batch_id>/sepa.xml")
+    def payout_file(self, request, batch_id):
+        """The SEPA credit transfer file of a payout batch: fund staff and admin."""
+        def fetch(context):
+            content = bytearray()
+            while True:   # in pieces: one RPC message stays small however large the file
+                piece = context.call("travel_costs", "payout_file", batch_id, len(content),
+                                     context.actor)
+                content += base64.b64decode(piece["data"])
+                if not piece["data"] or len(content) >= piece["size"]:
+                    return bytes(content)
+
+        return self._document(request, ("fund", "admin"), "application/xml",
+                              f"sepa-{batch_id}.xml", fetch, disposition="attachment")
+
+    @http("GET", "/travel-statements/<int:year>.pdf")
+    def travel_statement_pdf(self, request, year):
+        """The caller's printable statement of what the fund paid them in a year."""
+        return self._document(
+            request, ("caregiver",), "application/pdf", f"reiskosten-{year}.pdf",
+            lambda context: printable.render_travel_statement(
+                context.call("travel_costs", "travel_statement", year, context.actor)))
+
+    def _document(self, request, roles, mimetype, filename, produce, disposition="inline"):
+        """A document for the bearer of a token of one of ``roles``: ``produce(context)``
+        makes its bytes. Errors answer as JSON with the HTTP status of their code."""
         try:
             principal = self.tokens.principal(request.headers.get("Authorization"))
             principal.require(*roles)
-            document = render(self.graphql_context(principal))
+            content = produce(self.graphql_context(principal))
         except Exception as error:
             return self._error(error)
-        return printable.pdf_response(document, filename)
+        return Response(content, mimetype=mimetype, headers={
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
+            "Cache-Control": "private, no-store"})
 
     def graphql_context(self, principal):
         """The GraphQL context of a request by ``principal``, with the RPC timeout and the

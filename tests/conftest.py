@@ -19,7 +19,8 @@ from common.config import SERVICE_NAMES  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
 from services.declaration.storage import DeclarationStore  # noqa: E402
 
-from tests.support import ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClient  # noqa: E402
+from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClient,  # noqa: E402
+                           eventually)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -121,6 +122,18 @@ def municipalities(rpc, shared_data):
     report = import_municipalities(rpc, shared_data / "municipalities.csv")
     assert not report["rejected"]
     return report
+
+
+@pytest.fixture(scope="session")
+def pc4_areas(rpc, municipalities, shared_data):
+    """The PC4 areas imported into the registry, and the travel-cost fund's copy of their
+    centroids complete (it learns them from the registry's events)."""
+    from ops.reference import import_pc4_areas
+
+    import_pc4_areas(rpc, shared_data / "pc4.csv")
+    areas = sum(1 for _ in open(shared_data / "pc4.csv", encoding="utf-8")) - 1
+    assert eventually(lambda: rpc.travel_costs.health()["pc4_areas"] == areas, timeout=90)
+    return areas
 
 
 @pytest.fixture

@@ -2,18 +2,21 @@
 
 Both sides validate with them: the publisher before an event enters its outbox, the
 consumer before its handler runs; a service before it acts on an RPC call."""
+from datetime import date
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from common.errors import bad_input_from_validation
-from common.validators import normalise_postcode, required_text, validate_municipality_code
+from common.validators import (normalise_postcode, not_in_future, required_text,
+                               validate_municipality_code)
 
 # Field types the input payloads of every domain share.
 MunicipalityCode = Annotated[str, AfterValidator(validate_municipality_code)]
 Postcode = Annotated[str, AfterValidator(normalise_postcode)]
 RequiredText = Annotated[str, AfterValidator(required_text)]
+PastDate = Annotated[date, AfterValidator(not_in_future)]      # today or earlier
 
 
 class Payload(BaseModel):

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 from pydantic import EmailStr, Field, field_validator, model_validator
 
-from common.schemas import InputPayload, MunicipalityCode, Payload, Postcode, RequiredText
+from common.schemas import (InputPayload, MunicipalityCode, PastDate, Payload, Postcode,
+                            RequiredText)
 from common.validators import chosen_from, validate_bsn
 
 DECLARATION_PURPOSES = ("PARKING_PERMIT", "CARE_HOUSING", "CO_TENANCY", "HOUSING_URGENCY",
@@ -64,7 +65,7 @@ class DeclarationRequestInput(InputPayload):
     caregiver: CaregiverInput
     care_recipient: CareRecipientInput
     hours_per_week: Decimal = Field(max_digits=5, decimal_places=2)
-    care_since: date
+    care_since: PastDate
     purposes: list[str]
 
     _purposes = field_validator("purposes")(lambda v: _purposes(v))
@@ -76,13 +77,6 @@ class DeclarationRequestInput(InputPayload):
             raise ValueError("must be zero or more")
         if value > 168:
             raise ValueError("a week has 168 hours")
-        return value
-
-    @field_validator("care_since")
-    @classmethod
-    def _since(cls, value):
-        if value > date.today():
-            raise ValueError("must not be in the future")
         return value
 
 

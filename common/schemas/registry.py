@@ -1,8 +1,10 @@
 """Event and RPC payloads of the registry service: support points and reference data."""
-from pydantic import EmailStr, Field, HttpUrl, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, Field, HttpUrl, field_validator
 
 from common.schemas import InputPayload, MunicipalityCode, Payload, Postcode, RequiredText
-from common.validators import chosen_from, normalise_phone
+from common.validators import chosen_from, normalise_phone, one_of
 
 SUPPORT_AREAS = ("INFORMATION", "ADVICE_AND_GUIDANCE", "EMOTIONAL_SUPPORT", "EDUCATION",
                  "PRACTICAL_HELP", "RESPITE_CARE", "FINANCIAL_SUPPORT", "MATERIAL_SUPPORT")
@@ -42,6 +44,19 @@ class SupportPointChanged(Payload):
     website: str | None = None
 
 
+class Pc4Area(Payload):
+    """A PC4 postcode area with its WGS84 centroid."""
+    pc4: str
+    municipality_code: str
+    lat: float
+    lon: float
+
+
+class Pc4AreasImported(Payload):
+    """The PC4 areas one import call added or changed (areas it left unchanged are not in it)."""
+    areas: list[Pc4Area]
+
+
 # --- RPC payloads -------------------------------------------------------------------------
 
 def _blank_is_none(value):
@@ -57,7 +72,7 @@ class AddressInput(InputPayload):
 
 class SupportPointInput(InputPayload):
     name: RequiredText = Field(max_length=200)
-    kind: str
+    kind: Annotated[str, AfterValidator(one_of(SUPPORT_POINT_KINDS))]
     municipality_code: MunicipalityCode
     serves_municipality_codes: list[MunicipalityCode] | None = None
     address: AddressInput
@@ -72,13 +87,6 @@ class SupportPointInput(InputPayload):
     @classmethod
     def _phone(cls, value):
         return None if value is None else normalise_phone(value)
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, value):
-        if value not in SUPPORT_POINT_KINDS:
-            raise ValueError(f"must be one of {', '.join(SUPPORT_POINT_KINDS)}")
-        return value
 
     @field_validator("areas")
     @classmethod

@@ -7,9 +7,10 @@ from gateway.schema.campaign import CampaignMutation, CampaignQuery
 from gateway.schema.declarations import DeclarationMutation, DeclarationQuery
 from gateway.schema.platform import PlatformQuery
 from gateway.schema.registry import RegistryMutation, RegistryQuery
+from gateway.schema.travel_costs import TravelCostsMutation, TravelCostsQuery
 
-QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery, CampaignQuery)
-MUTATIONS = (RegistryMutation, DeclarationMutation, CampaignMutation)
+QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery, TravelCostsQuery, CampaignQuery)
+MUTATIONS = (RegistryMutation, DeclarationMutation, TravelCostsMutation, CampaignMutation)
 
 
 class Query(*QUERIES, graphene.ObjectType):

@@ -14,7 +14,7 @@ from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSE
 from gateway.auth import ROLES
 from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime, Decimal
-from gateway.schema.shared import enum_of, to_wire
+from gateway.schema.shared import audit_step, enum_of, to_wire
 
 SERVICE = "declaration"
 
@@ -54,14 +54,8 @@ class DeclarationRequestInput(graphene.InputObjectType):
     purposes = graphene.List(graphene.NonNull(DeclarationPurpose), required=True)
 
 
-class DeclarationTransition(graphene.ObjectType):
-    """Added: one step of the audit trail."""
-    from_status = graphene.Field(DeclarationStatus)
-    to_status = graphene.Field(DeclarationStatus, required=True)
-    action = graphene.String(required=True)
-    at = DateTime(required=True)
-    actor_role = graphene.String()
-    reason = graphene.String()
+DeclarationTransition = audit_step("DeclarationTransition", DeclarationStatus,
+                                   "Added: one step of the audit trail.")
 
 
 class Declaration(graphene.ObjectType):

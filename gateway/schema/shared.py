@@ -1,6 +1,7 @@
 """What the domain modules of the schema share: enums built from the value lists in
-common/schemas (one list serves the gateway and the services), and the conversion of
-GraphQL input into the plain JSON the services' input schemas read."""
+common/schemas (one list serves the gateway and the services), the type of an audit trail's
+step, and the conversion of GraphQL input into the plain JSON the services' input schemas
+read."""
 import enum
 from datetime import date, datetime
 from decimal import Decimal
@@ -8,10 +9,21 @@ from decimal import Decimal
 import graphene
 from pydantic.alias_generators import to_camel
 
+from gateway.schema.scalars import DateTime
+
 
 def enum_of(name, values, description):
     """A GraphQL enum whose names and values are the given strings."""
     return graphene.Enum(name, [(value, value) for value in values], description=description)
+
+
+def audit_step(name, status, description):
+    """The object type of one step of an audit trail whose statuses are the enum ``status``."""
+    return type(name, (graphene.ObjectType,), {
+        "__doc__": description,
+        "from_status": graphene.Field(status), "to_status": graphene.Field(status, required=True),
+        "action": graphene.String(required=True), "at": DateTime(required=True),
+        "actor_role": graphene.String(), "reason": graphene.String()})
 
 
 def to_wire(value):

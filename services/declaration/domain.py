@@ -329,6 +329,32 @@ def check_answer(declaration, purpose, today):
             "municipality_code": declaration["municipality_code"]}
 
 
+def claim_eligibility(declaration, caller_key, trip_dates, same):
+    """Whether the travel-cost fund may accept a claim of trips on ``trip_dates`` on this
+    declaration, for the caller whose BSN hashes to ``caller_key`` (``same`` compares hashes
+    in constant time). A declaration that is not there and one of someone else are refused
+    alike, so a claimant learns nothing of references that are not theirs."""
+    field = "input.declarationReference"
+    if declaration is None or not caller_key or not same(declaration.get("caregiver_key"), caller_key):
+        raise Forbidden(f"{field}: you have no declaration with this reference", field=field)
+    if declaration["status"] != ISSUED:
+        raise BadUserInput(f"{field}: the declaration is {declaration['status'].lower()}, not issued",
+                           field=field)
+    if "TRAVEL_COST_FUND" not in declaration["purposes"]:
+        raise BadUserInput(f"{field}: the declaration is not issued for the travel-cost fund",
+                           field=field)
+    valid_from = date.fromisoformat(declaration["valid_from"])
+    valid_until = date.fromisoformat(declaration["valid_until"])
+    for number, day in enumerate(trip_dates):
+        if not valid_from <= day <= valid_until:
+            trip = f"input.trips.{number}.date"
+            raise BadUserInput(f"{trip}: the declaration is valid from {valid_from.isoformat()} "
+                               f"until {valid_until.isoformat()}", field=trip)
+    return {"reference": declaration["reference"],
+            "municipality_code": declaration["municipality_code"],
+            "valid_until": declaration["valid_until"]}
+
+
 # --- what leaves the service -------------------------------------------------------------
 
 def event_payload(declaration):

@@ -209,6 +209,20 @@ class DeclarationService(PlatformService):
             return self._failed_check(client)
         return domain.check_answer(document, purpose, date.today())
 
+    # --- the travel-cost fund -------------------------------------------------------------
+
+    @rpc
+    def claim_eligibility(self, reference, trip_dates, actor):
+        """Asked by the travel-cost fund before it accepts a claim: the declaration must be
+        the caller's (its BSN is the caller's), issued, for the travel-cost fund and valid on
+        every trip date (ISO dates). Refuses with FORBIDDEN or BAD_USER_INPUT naming the
+        claim's field; answers the reference, municipality and end of validity."""
+        document = self.store.find_by_reference(domain.normal_reference(reference))
+        caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
+        return domain.claim_eligibility(document, caller_key,
+                                        [date.fromisoformat(day) for day in trip_dates],
+                                        self.keys.hash.same)
+
     # --- signed documents -----------------------------------------------------------------
 
     @rpc

@@ -239,6 +239,12 @@ def pc4_row(row, known_municipalities):
     }
 
 
+def pc4_areas_event(documents):
+    """The pc4_areas.imported payload of PC4 area documents."""
+    return {"areas": [{"pc4": d["_id"], "municipality_code": d["municipality_code"],
+                       "lat": d["lat"], "lon": d["lon"]} for d in documents]}
+
+
 # --- bulk import of support points -------------------------------------------------------
 
 def _list(value):

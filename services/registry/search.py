@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from common.errors import BadUserInput
+from common.geo import EARTH_RADIUS_KM, haversine_km
 from common.validators import pc4_of
 from services.registry.domain import public_view
 
@@ -28,16 +29,6 @@ def decode_cursor(cursor, field="after"):
     except (ValueError, TypeError, binascii.Error):
         pass
     raise BadUserInput(f"{field}: not a cursor this search returned", field=field)
-
-
-EARTH_RADIUS_KM = 6371.0088
-
-
-def haversine_km(a, b):
-    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
 # Grid cells for the nearest search. A point two rings of cells away is at least one cell's

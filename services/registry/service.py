@@ -55,7 +55,8 @@ class RegistryService(PlatformService):
     @rpc
     def import_pc4_areas(self, rows, first_row=2):
         """Upsert rows of pc4.csv (postcode area, municipality, centroid); idempotent.
-        A row whose municipality is not imported is rejected. Returns a report."""
+        A row whose municipality is not imported is rejected. The new and changed areas of
+        one call are published as one pc4_areas.imported event. Returns a report."""
         report = {"imported": 0, "unchanged": 0, "rejected": []}
         known = self.store.municipality_codes()
         stored = self.store.pc4_areas((row.get("pc4") or "").strip() for row in rows)
@@ -73,7 +74,9 @@ class RegistryService(PlatformService):
             changed.append(document)
             report["imported"] += 1
         if changed:
-            self.store.save_pc4_areas(changed)
+            event = domain.pc4_areas_event(changed)
+            self.store.save_pc4_areas(changed, lambda session: self.outbox.record(
+                session, "pc4_areas.imported", event))
             self.search_index.changed(self.store, "pc4_areas")
         self.log.info("registry.pc4_areas_imported", imported=report["imported"],
                       rejected=len(report["rejected"]))

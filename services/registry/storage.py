@@ -55,9 +55,16 @@ class RegistryStore(DocumentStore):
         found = self.db[PC4_AREAS].find({"_id": {"$in": list(pc4s)}})
         return {area["_id"]: area for area in found}
 
-    def save_pc4_areas(self, areas):
-        self.db[PC4_AREAS].bulk_write(
-            [ReplaceOne({"_id": area["_id"]}, area, upsert=True) for area in areas], ordered=True)
+    def save_pc4_areas(self, areas, record_event):
+        """The areas and their event (``record_event(session)``), in one transaction."""
+
+        def work(session):
+            self.db[PC4_AREAS].bulk_write(
+                [ReplaceOne({"_id": area["_id"]}, area, upsert=True) for area in areas],
+                ordered=True, session=session)
+            record_event(session)
+
+        self.in_transaction(work)
 
     def all_pc4_areas(self):
         return self.db[PC4_AREAS].find({})

@@ -6,6 +6,7 @@ each. The operations the gateway adds (documented in the README) are in the tabl
 Operations whose issue is not built yet stay in the table: PENDING names them, a test checks
 that each is really absent from the gateway's schema, and their rows run as soon as they
 land."""
+import itertools
 import uuid
 from datetime import date, timedelta
 
@@ -66,13 +67,14 @@ EXPECTED = {line.split()[0]: dict(zip(ROLES, line.split()[1:]))
 
 # Not built yet: issue 10 (the caregiver's own declarations), issue 11 (travel costs),
 # issue 12 (information bags and the campaign).
-PENDING = {"submitTravelClaim", "myTravelClaims", "travelStatement", "travelClaim",
-           "travelClaims", "reviewTravelClaim", "createPayoutBatch"}
+PENDING = set()
 # Issue 10 also makes `declaration` answer NOT_FOUND (not FORBIDDEN) to whoever may not see
 # it; until it lands (with myDeclarations), either refusal passes.
 NOT_FOUND_LANDS_WITH = "myDeclarations"
 
 TODAY = date.today()
+TRIP_NUMBERS = itertools.count(1)
+POSTCODE_LETTERS = "ABCDEFGHJK"
 DECLARATION = "id reference status"
 POINT = "id version"
 BAG_ORDER = "id status"
@@ -156,16 +158,27 @@ class World:
         return self.fresh_issued_declaration(self.caregiver, self.bsn)["reference"]
 
     def claim_input(self):
+        # the declaration is valid from today; every claim a trip of its own (the same trip
+        # twice is a CONFLICT)
+        number = next(TRIP_NUMBERS)
+        destination = "7311 " + POSTCODE_LETTERS[number // 10 % 10] + POSTCODE_LETTERS[number % 10]
         return {"declarationReference": self.caregivers_issued_reference(),
                 "iban": random_iban(), "accountHolder": "A. de Vries",
-                "trips": [{"date": (TODAY - timedelta(days=3)).isoformat(),
-                           "fromPostcode": "7311 AA", "toPostcode": "7311 AB",
+                "trips": [{"date": TODAY.isoformat(),
+                           "fromPostcode": "7311 AA", "toPostcode": destination,
                            "distanceKm": "12.5", "returnTrip": True, "mode": "CAR"}]}
 
     def fresh_claim(self):
         return self.call("mutation($input: TravelClaimInput!) { submitTravelClaim(input: $input) "
                          f"{{ {CLAIM} }} }}", {"input": self.claim_input()}, self.caregiver)[
             "submitTravelClaim"]
+
+    def approved_claim(self):
+        """A claim approved by fund staff: a payout batch has something to pay."""
+        claim = self.fresh_claim()
+        self.call("mutation($id: ID!) { reviewTravelClaim(id: $id, approve: true, "
+                  'reason: "route checked") { id } }', {"id": claim["id"]}, token("fund"))
+        return claim
 
     def fresh_bag_order(self, status="REQUESTED"):
         admin = token("admin")
@@ -263,9 +276,10 @@ OPERATIONS = {
                     lambda w, role: {"id": w.fresh_claim()["id"]}),
     "travelClaims": (f"query {{ travelClaims {{ {CLAIM} }} }}", lambda w, role: {}),
     "reviewTravelClaim": (
-        f"mutation($id: ID!) {{ reviewTravelClaim(id: $id, approve: true) {{ {CLAIM} }} }}",
+        f"mutation($id: ID!) {{ reviewTravelClaim(id: $id, approve: true, reason: \"route checked\") {{ {CLAIM} }} }}",
         lambda w, role: {"id": w.fresh_claim()["id"]}),
-    "createPayoutBatch": ("mutation { createPayoutBatch { id } }", lambda w, role: {}),
+    "createPayoutBatch": ("mutation { createPayoutBatch { id } }",
+                          lambda w, role: w.approved_claim() and {}),
     "orderInformationBags": (
         f"""mutation($m: String!, $sp: ID) {{ orderInformationBags(municipalityCode: $m,
             supportPointId: $sp, quantity: 5) {{ {BAG_ORDER} }} }}""",
@@ -313,10 +327,8 @@ def bearer(world, role):
 
 
 @pytest.fixture(scope="module")
-def world(gql, rpc, municipalities, shared_data):
-    from ops.reference import import_pc4_areas
-
-    import_pc4_areas(rpc, shared_data / "pc4.csv")   # nearestSupportPoints needs the areas
+def world(gql, pc4_areas):
+    # nearestSupportPoints and travel claims need the PC4 areas
     return World(gql)
 
 

@@ -1,0 +1,392 @@
+"""The travel-cost fund end to end: caregivers claim through the gateway on their issued
+declaration, the fund reviews and pays by SEPA file, on the real broker with the embedded
+store."""
+import csv
+import json
+import threading
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from importlib.resources import files
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+import requests
+import xmlschema
+from kombu import Connection, Exchange, Queue
+
+from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
+from tests.support import error_codes, eventually, log_lines, random_bsn, scrape, token
+
+TODAY = date.today()
+AMSTERDAM = "GM0363"
+PC4_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pc4.csv"
+UNKNOWN_PC4 = next(str(n) for n in range(1000, 10000)
+                   if str(n) not in {row["pc4"] for row in csv.DictReader(open(PC4_FILE, encoding="utf-8"))})
+CLAIM_FIELDS = """id status declarationReference amountEuros ibanMasked reason submittedAt
+  trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }
+  history { fromStatus toStatus action actorRole reason }"""
+SUBMIT = f"""mutation($input: TravelClaimInput!) {{
+  submitTravelClaim(input: $input) {{ {CLAIM_FIELDS} }} }}"""
+REVIEW = f"""mutation($id: ID!, $approve: Boolean!, $reason: String) {{
+  reviewTravelClaim(id: $id, approve: $approve, reason: $reason) {{ {CLAIM_FIELDS} }} }}"""
+CLAIM = f"""query($id: ID!) {{ travelClaim(id: $id) {{ {CLAIM_FIELDS} }} }}"""
+MINE = f"""{{ myTravelClaims {{ {CLAIM_FIELDS} }} }}"""
+LIST = """query($status: ClaimStatus, $first: Int, $after: String) {
+  travelClaims(status: $status, first: $first, after: $after) { id status } }"""
+BATCH = """mutation { createPayoutBatch { id claimCount totalEuros createdAt sepaXmlUrl } }"""
+STATEMENT = """query($year: Int!) { travelStatement(year: $year) {
+  year claimCount paidEuros pdfUrl } }"""
+REQUEST = """mutation($input: DeclarationRequestInput!) {
+  requestDeclaration(input: $input) { id reference } }"""
+ISSUE = """mutation($id: ID!) { decideDeclaration(id: $id, decision: ISSUE) { status } }"""
+REVOKE = """mutation($id: ID!) { revokeDeclaration(id: $id, reason: "no longer caring") { status } }"""
+IBAN = "NL91ABNA0417164300"
+FUND, ADMIN = token("fund", "fund-staff"), token("admin", "admin")
+STAFF = token("municipality", "staff-amsterdam", municipality=AMSTERDAM)
+
+
+@pytest.fixture(scope="module")
+def fund_ready(pc4_areas, known, shared_data):
+    """The registry has imported the PC4 areas and the fund has its copy of the centroids
+    from the registry's events; the declaration service knows Amsterdam."""
+    return shared_data
+
+
+class Caregiver:
+    """A caregiver with a token carrying their BSN and an issued declaration for that BSN."""
+
+    def __init__(self, gql, purposes=("TRAVEL_COST_FUND",), bsn=None):
+        self.gql = gql
+        self.bsn = bsn or random_bsn()
+        self.token = token("caregiver", f"cg-{uuid.uuid4().hex[:8]}", bsn=self.bsn)
+        data = {"municipalityCode": AMSTERDAM,
+                "caregiver": {"bsn": self.bsn, "name": "Anna de Vries", "postcode": "1012 AB"},
+                "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "3511 AA",
+                                  "relationship": "parent"},
+                "hoursPerWeek": "12", "careSince": (TODAY - timedelta(days=400)).isoformat(),
+                "purposes": list(purposes)}
+        answer = gql(REQUEST, {"input": data}, token=self.token)
+        assert "errors" not in answer, answer
+        self.declaration = answer["data"]["requestDeclaration"]
+        assert gql(ISSUE, {"id": self.declaration["id"]}, token=STAFF)["data"]["decideDeclaration"]
+
+    @property
+    def reference(self):
+        return self.declaration["reference"]
+
+    def claim(self, *trips, reference=None, iban=IBAN):
+        return self.gql(SUBMIT, {"input": {
+            "declarationReference": reference or self.reference, "iban": iban,
+            "accountHolder": "A. de Vries", "trips": list(trips) or [trip()]}}, token=self.token)
+
+    def submitted(self, *trips):
+        answer = self.claim(*trips)
+        assert "errors" not in answer, answer
+        return answer["data"]["submitTravelClaim"]
+
+    def mine(self):
+        return self.gql(MINE, token=self.token)["data"]["myTravelClaims"]
+
+
+def trip(**changes):
+    """Amsterdam (1012) to Utrecht (3511), about 36 km in a straight line."""
+    return {"date": TODAY.isoformat(), "fromPostcode": "1012 AB", "toPostcode": "3511 AA",
+            "distanceKm": "40.5", "returnTrip": True, "mode": "CAR", **changes}
+
+
+def review(gql, claim, approve=True, reason=None, who=FUND):
+    answer = gql(REVIEW, {"id": claim["id"], "approve": approve, "reason": reason}, token=who)
+    assert "errors" not in answer, answer
+    return answer["data"]["reviewTravelClaim"]
+
+
+def only_error(answer):
+    assert answer.get("data") in (None, {}) or not any((answer.get("data") or {}).values()), answer
+    [error] = answer["errors"]
+    return error["extensions"]
+
+
+def test_a_claim_is_paid_per_km_at_the_rate_of_its_date(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    claim = caregiver.submitted(trip(), trip(mode="PUBLIC_TRANSPORT", costEuros="12.40",
+                                             toPostcode="3511 AB", returnTrip=False),
+                                trip(distanceKm="8", toPostcode="1013 AA", mode="BICYCLE"))
+    assert claim["status"] == "SUBMITTED"
+    assert [t["amountEuros"] for t in claim["trips"]] == ["18.63", "12.40", "0.00"]
+    assert claim["amountEuros"] == "31.03"
+    assert claim["ibanMasked"] == "NL** **** **** **43 00"
+    assert "trip 3: 10 km one way or less is not paid" in claim["reason"]
+    assert claim["declarationReference"] == caregiver.reference
+    assert [(h["toStatus"], h["actorRole"]) for h in claim["history"]] == [("SUBMITTED", "caregiver")]
+    assert [c["id"] for c in caregiver.mine()] == [claim["id"]]
+    assert gql(CLAIM, {"id": claim["id"]}, token=caregiver.token)["data"]["travelClaim"] == claim
+    assert gql(CLAIM, {"id": claim["id"]}, token=FUND)["data"]["travelClaim"] == claim
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"iban": "NL91ABNA0417164301"}, "input.iban"),
+    ({"trips": [trip(date=(TODAY + timedelta(days=1)).isoformat())]}, "input.trips.0.date"),
+    ({"trips": [trip(distanceKm="-12")]}, "input.trips.0.distanceKm"),
+    ({"trips": [trip(mode="PUBLIC_TRANSPORT")]}, "input.trips.0.costEuros"),
+    ({"trips": [trip(mode="CAR", costEuros="20")]}, "input.trips.0.costEuros"),
+    ({"trips": [trip(), trip(toPostcode="1011 AA", fromPostcode=f"{UNKNOWN_PC4} XX")]}, "input.trips.1.fromPostcode"),
+    ({"trips": [trip(date=(TODAY - timedelta(days=1)).isoformat())]}, "input.trips.0.date"),
+    ({"trips": [trip(distanceKm="6")]}, "input.trips"),
+])
+def test_bad_input_is_refused_naming_the_field_and_stores_nothing(gql, fund_ready, changes, field):
+    caregiver = Caregiver(gql)
+    data = {"declarationReference": caregiver.reference, "iban": IBAN, "accountHolder": "A. de Vries",
+            "trips": [trip()], **changes}
+    answer = gql(SUBMIT, {"input": data}, token=caregiver.token)
+    extensions = only_error(answer)
+    assert extensions == {"code": "BAD_USER_INPUT", "field": field}, answer
+    assert "NL91ABNA0417164301" not in json.dumps(answer)
+    assert caregiver.mine() == []
+
+
+def test_only_ones_own_issued_travel_declaration_carries_a_claim(gql, fund_ready):
+    caregiver, other = Caregiver(gql), Caregiver(gql)
+    theirs = only_error(caregiver.claim(reference=other.reference))
+    unknown = only_error(caregiver.claim(reference="MZV-1999-999999"))
+    assert theirs == unknown == {"code": "FORBIDDEN", "field": "input.declarationReference"}
+    parking = Caregiver(gql, purposes=("PARKING_PERMIT",))
+    assert only_error(parking.claim()) == {"code": "BAD_USER_INPUT",
+                                           "field": "input.declarationReference"}
+    assert gql(REVOKE, {"id": other.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+    assert only_error(other.claim())["field"] == "input.declarationReference"
+    assert caregiver.mine() == other.mine() == parking.mine() == []
+
+
+def test_the_same_trip_twice_is_a_conflict_naming_it(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    twice = caregiver.claim(trip(), trip(mode="TAXI", costEuros="30"), trip())
+    assert only_error(twice) == {"code": "CONFLICT", "field": "input.trips.2"}
+    caregiver.submitted(trip())
+    again = caregiver.claim(trip(toPostcode="3511 AB"), trip(toPostcode="3511 aa"))
+    assert only_error(again) == {"code": "CONFLICT", "field": "input.trips.1"}
+    assert "already claimed" in again["errors"][0]["message"]
+    assert len(caregiver.mine()) == 1
+    # Another caregiver may make the same trip.
+    Caregiver(gql).submitted(trip())
+
+
+def test_an_implausible_distance_puts_the_claim_on_hold_for_staff(gql, fund_ready):
+    claim = Caregiver(gql).submitted(trip(distanceKm="150"))
+    assert claim["status"] == "ON_HOLD" and claim["amountEuros"] == "69.00"
+    assert claim["reason"].startswith("implausible distance: trip 1: 150 km stated")
+    assert [(h["toStatus"], h["actorRole"]) for h in claim["history"]] == [
+        ("SUBMITTED", "caregiver"), ("ON_HOLD", "system")]
+    answer = gql(REVIEW, {"id": claim["id"], "approve": True}, token=FUND)
+    assert only_error(answer) == {"code": "BAD_USER_INPUT", "field": "reason"}
+    approved = review(gql, claim, reason="route via the ring road checked")
+    assert approved["status"] == "APPROVED" and approved["reason"] == "route via the ring road checked"
+
+
+def _cap_trips(count, cost="120.00"):
+    return [trip(mode="PUBLIC_TRANSPORT", costEuros=cost, returnTrip=False,
+                 toPostcode=f"3511 {chr(65 + n // 26)}{chr(65 + n % 26)}") for n in range(count)]
+
+
+def test_the_annual_cap_pays_up_to_1500_and_a_rejection_frees_it(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    first = caregiver.submitted(*_cap_trips(16))
+    assert all(t["amountEuros"] == "100.00" for t in first["trips"])
+    assert first["amountEuros"] == "1500.00"
+    assert "100.00 over the annual cap of 1500.00" in first["reason"]
+    refused = caregiver.claim(trip())
+    assert only_error(refused) == {"code": "BAD_USER_INPUT", "field": "input.trips"}
+    rejected = review(gql, first, approve=False, reason="tickets missing")
+    assert rejected["status"] == "REJECTED" and rejected["reason"].startswith("tickets missing")
+    assert caregiver.submitted(trip())["amountEuros"] == "18.63"
+
+
+def test_the_annual_cap_holds_when_claims_come_in_at_once(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    answers = []
+
+    def submit(n):
+        trips = [trip(mode="TAXI", costEuros="100", returnTrip=False,
+                      toPostcode=f"3511 {chr(65 + n)}{chr(65 + k)}") for k in range(5)]
+        answers.append(caregiver.claim(*trips))
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted = [a["data"]["submitTravelClaim"] for a in answers if "errors" not in a]
+    assert sum(Decimal(c["amountEuros"]) for c in accepted) == Decimal("1500.00")
+    assert len(accepted) == 3
+    assert sorted(e["extensions"]["code"] for a in answers for e in a.get("errors", [])) == \
+        ["BAD_USER_INPUT", "BAD_USER_INPUT"]
+
+
+def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready, rpc):
+    caregiver = Caregiver(gql)
+    submitted = caregiver.submitted(trip())
+    approved = review(gql, caregiver.submitted(trip(mode="BICYCLE")))
+    rejected = review(gql, caregiver.submitted(trip(mode="TAXI", costEuros="40")), approve=False,
+                      reason="no receipt")
+    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+
+    def held():
+        claims = {c["id"]: c for c in caregiver.mine()}
+        on_hold = all(claims[c["id"]]["status"] == "ON_HOLD" for c in (submitted, approved))
+        return claims if on_hold else None
+
+    held = eventually(held)
+    assert held, caregiver.mine()
+    assert held[rejected["id"]]["status"] == "REJECTED"
+    hold = held[approved["id"]]["history"][-1]
+    assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
+        "APPROVED", "ON_HOLD", "system", "the declaration was revoked")
+    assert held[submitted["id"]]["reason"] == "the declaration was revoked"
+    # A hold is lifted only by a new review.
+    again = review(gql, held[approved["id"]], reason="trips were made while it was valid")
+    assert again["status"] == "APPROVED"
+
+
+def _sepa_file(gql, batch, who=FUND):
+    response = requests.get(gql.url.replace("/graphql", batch["sepaXmlUrl"]),
+                            headers={"Authorization": f"Bearer {who}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/xml")
+    return response.content
+
+
+def _end_to_end_ids(xml):
+    return [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}EndToEndId")]
+
+
+def test_payout_batches_racing_never_pay_a_claim_twice(gql, fund_ready, platform):
+    caregivers = [Caregiver(gql) for _ in range(3)]
+    claims = [review(gql, c.submitted(trip(), trip(mode="BICYCLE", toPostcode="3511 BB")))
+              for c in caregivers]
+    claims += [review(gql, caregivers[0].submitted(trip(mode="TAXI", costEuros="55.55")))]
+    metrics_url = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
+    paid_before = scrape(metrics_url, "mantelzorg_travel_claims_paid_total")
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(gql(BATCH, token=FUND)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batches = [a["data"]["createPayoutBatch"] for a in answers if "errors" not in a]
+    assert batches and all(error_codes(a) == ["BAD_USER_INPUT"] for a in answers if "errors" in a)
+    in_files = []
+    schema = xmlschema.XMLSchema(str(files("sepaxml") / "schemas" / "pain.001.001.09.xsd"))
+    for batch in batches:
+        xml = _sepa_file(gql, batch)
+        schema.validate(xml.decode())
+        ids = _end_to_end_ids(xml)
+        assert len(ids) == batch["claimCount"]
+        total = [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}CtrlSum")]
+        assert total[0] == batch["totalEuros"]
+        in_files += ids
+    ours = [c["id"] for c in claims]
+    assert sorted(i for i in in_files if i in ours) == sorted(ours)      # each exactly once
+    assert len(in_files) == len(set(in_files))
+    for claim in claims:
+        paid = gql(CLAIM, {"id": claim["id"]}, token=FUND)["data"]["travelClaim"]
+        assert paid["status"] == "PAID" and paid["history"][-1]["actorRole"] == "system"
+    assert scrape(metrics_url, "mantelzorg_travel_claims_paid_total") >= paid_before + len(claims)
+    assert only_error(gql(BATCH, token=FUND)) == {"code": "BAD_USER_INPUT"}
+
+    statement = gql(STATEMENT, {"year": TODAY.year}, token=caregivers[0].token)["data"]["travelStatement"]
+    assert statement == {"year": TODAY.year, "claimCount": 2, "paidEuros": "92.81",
+                         "pdfUrl": f"/travel-statements/{TODAY.year}.pdf"}
+    pdf = requests.get(gql.url.replace("/graphql", statement["pdfUrl"]),
+                       headers={"Authorization": f"Bearer {caregivers[0].token}"}, timeout=30)
+    assert pdf.status_code == 200 and pdf.headers["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF") and f"reiskostenfonds {TODAY.year}".encode() in pdf.content
+    last_year = gql(STATEMENT, {"year": TODAY.year - 1}, token=caregivers[0].token)
+    assert last_year["data"]["travelStatement"]["claimCount"] == 0
+
+
+def test_the_sepa_file_and_the_statement_are_for_their_roles_only(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    review(gql, caregiver.submitted(trip()))
+    batch = gql(BATCH, token=ADMIN)["data"]["createPayoutBatch"]
+    assert _sepa_file(gql, batch, who=ADMIN) == _sepa_file(gql, batch, who=FUND)
+    url = gql.url.replace("/graphql", batch["sepaXmlUrl"])
+    for who, status in ((caregiver.token, 403), (STAFF, 403), (None, 401), ("not-a-jwt", 401)):
+        headers = {"Authorization": f"Bearer {who}"} if who else {}
+        response = requests.get(url, headers=headers, timeout=10)
+        assert response.status_code == status and response.json()["errors"]
+    missing = requests.get(url.replace(batch["id"], str(uuid.uuid4())),
+                           headers={"Authorization": f"Bearer {FUND}"}, timeout=10)
+    assert missing.status_code == 404
+    pdf_url = gql.url.replace("/graphql", f"/travel-statements/{TODAY.year}.pdf")
+    for who, status in ((FUND, 403), (None, 401)):
+        headers = {"Authorization": f"Bearer {who}"} if who else {}
+        assert requests.get(pdf_url, headers=headers, timeout=10).status_code == status
+
+
+def test_authorisation_follows_the_contract_table(gql, fund_ready):
+    caregiver, other = Caregiver(gql), Caregiver(gql)
+    claim = caregiver.submitted(trip())
+    municipality, partner = STAFF, token("partner", "partner")
+    forbidden = [
+        (SUBMIT, {"input": {"declarationReference": caregiver.reference, "iban": IBAN,
+                            "accountHolder": "x", "trips": [trip()]}}, (municipality, FUND, ADMIN)),
+        (MINE, None, (FUND, ADMIN, municipality)),
+        (CLAIM, {"id": claim["id"]}, (other.token, municipality, partner)),
+        (LIST, {}, (caregiver.token, municipality, partner)),
+        (REVIEW, {"id": claim["id"], "approve": True}, (caregiver.token, municipality)),
+        (BATCH, None, (caregiver.token, municipality, partner)),
+        (STATEMENT, {"year": TODAY.year}, (FUND, ADMIN, municipality)),
+    ]
+    for query, variables, tokens in forbidden:
+        for who in tokens:
+            assert error_codes(gql(query, variables, token=who)) == ["FORBIDDEN"], (query, who)
+        assert error_codes(gql(query, variables)) == ["UNAUTHENTICATED"], query
+    assert gql(CLAIM, {"id": str(uuid.uuid4())}, token=FUND)["data"]["travelClaim"] is None
+    listed = gql(LIST, {"status": "SUBMITTED", "first": 100}, token=ADMIN)["data"]["travelClaims"]
+    assert all(c["status"] == "SUBMITTED" for c in listed)
+    assert error_codes(gql(LIST, {"first": 101}, token=FUND)) == ["BAD_USER_INPUT"]
+    assert only_error(gql(LIST, {"after": "nonsense"}, token=FUND)) == {
+        "code": "BAD_USER_INPUT", "field": "after"}
+    assert only_error(gql(STATEMENT, {"year": 1899}, token=caregiver.token)) == {
+        "code": "BAD_USER_INPUT", "field": "year"}
+
+
+def test_the_fund_lists_claims_in_the_order_they_came_in(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    mine = [caregiver.submitted(trip(toPostcode=f"3511 C{chr(65 + n)}"))["id"] for n in range(3)]
+    seen, after = [], None
+    while True:
+        page = gql(LIST, {"status": "SUBMITTED", "first": 2, "after": after}, token=FUND)
+        items = page["data"]["travelClaims"]
+        if not items:
+            break
+        seen += [c["id"] for c in items]
+        after = items[-1]["id"]
+    assert [i for i in seen if i in mine] == mine and len(seen) == len(set(seen))
+
+
+def test_events_logs_and_answers_carry_no_iban_and_no_bsn(gql, fund_ready, platform, amqp_uri):
+    exchange = Exchange("travel_costs.events", type="topic", durable=True)
+    queue = Queue(f"test-travel-claims-{uuid.uuid4().hex[:6]}", exchange=exchange,
+                  routing_key="travel_claim.#", auto_delete=True)
+    with Connection(amqp_uri) as connection:
+        bound = queue(connection.channel())
+        bound.declare()
+        caregiver = Caregiver(gql)
+        claim = review(gql, caregiver.submitted(trip()))
+        bodies = []
+
+        def arrived():
+            while (message := bound.get(no_ack=True)) is not None:
+                bodies.append(message.payload)
+            return len([b for b in bodies if b["payload"]["id"] == claim["id"]]) >= 2
+
+        assert eventually(arrived)
+    types = [b["type"] for b in bodies if b["payload"]["id"] == claim["id"]]
+    assert types == ["travel_claim.submitted", "travel_claim.approved"]
+    text = json.dumps(bodies) + json.dumps(claim)
+    assert IBAN not in text and caregiver.bsn not in text and "A. de Vries" not in text
+    logged = json.dumps(log_lines(platform, "travel_costs") + log_lines(platform, "gateway"))
+    assert IBAN not in logged and caregiver.bsn not in logged
