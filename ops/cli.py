@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -59,18 +60,35 @@ def run(_args):
               f"{os.environ['MANTELZORG_JWT_SECRET']}")
     declare_topology()
     platform = Platform()
-    platform.start()
+    stop_on_signals(signal.SIGTERM, signal.SIGHUP)
     try:
+        platform.start()
         platform.wait_until_healthy()
         with platform.rpc(timeout=60) as rpc:
             seed(rpc)
         print_welcome(platform)
         platform.wait_while_running()
-    except KeyboardInterrupt:
-        print("\nstopping …")
+    except (KeyboardInterrupt, StopRequested) as reason:
+        print(f"\n{reason or 'interrupted'}: stopping …", flush=True)
     finally:
+        # Nothing interrupts the stop itself: it ends every process, by SIGKILL if need be.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         platform.stop()
+    print("stopped", flush=True)
     return 0
+
+
+class StopRequested(BaseException):
+    """A supervisor, a container runtime or ``kill`` asked the launcher to stop."""
+
+
+def stop_on_signals(*signums):
+    """These signals stop the platform as Ctrl-C does."""
+    def request_stop(signum, _frame):
+        raise StopRequested(signal.Signals(signum).name)
+    for signum in signums:
+        signal.signal(signum, request_stop)
 
 
 def seed(rpc):

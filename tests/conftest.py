@@ -45,16 +45,22 @@ def amqp_uri():
     delete_vhost(base, name)
 
 
+def platform_environ(amqp_uri, data_dir, **extra):
+    """The environment of a test platform: its broker, its own data folder and free ports."""
+    environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
+                   MANTELZORG_DATA_DIR=str(data_dir), GATEWAY_PORT=str(free_port()), **extra)
+    for process in PROCESSES:
+        if process.name != "gateway":
+            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+    return environ
+
+
 @pytest.fixture(scope="session")
 def platform(amqp_uri, tmp_path_factory):
     """Every service and the gateway as real processes on the real broker, with the embedded
     document store in a fresh folder."""
-    environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
-                   MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
-                   EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
-    for process in PROCESSES:
-        if process.name != "gateway":
-            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+    environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
+                               EVENT_RETRY_DELAY_MS="200")
     declare_topology({"AMQP_URI": amqp_uri})
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
     running.start()
