@@ -1,16 +1,24 @@
 """Reliable events over RabbitMQ: the transactional outbox and its relay, idempotent
 consumers with retries, and the dead-letter queue an operator can list and replay.
 
-Topology (declared by ``declare_topology`` at platform start and again by each service):
+Topology (declared by ``declare_topology`` at platform start, by every publisher for the
+subscriptions to its events, and by every consumer for its own):
 - ``<source>.events``: nameko's topic exchange per publishing service;
 - ``evt-<source>-<type>--<consumer>.<handler>``: one durable queue per subscription;
-- ``<that queue>.retry``: holds a failed event for EVENT_RETRY_DELAY_MS times the attempts
-  so far (the message's own expiration), then hands it back to the queue;
+- ``mantelzorg.retry``: a headers exchange in front of one queue per retry delay,
+  ``mantelzorg.retry.<ms>ms``. Each holds a failed event for its delay (the queue's TTL, so
+  the oldest is always the first due) and then hands it back, by its routing key, to the
+  queue it came from;
 - ``mantelzorg.dead-letters``: events that failed EVENT_MAX_ATTEMPTS times.
+
+Retry delays start at EVENT_RETRY_DELAY_MS and double with every attempt up to
+EVENT_RETRY_MAX_DELAY_MS. The defaults (14 attempts, 1 s, 2 min) keep retrying for about
+14 minutes, so that a failing event outlives a 10-minute store outage before it is parked.
 """
+import threading
 from datetime import timedelta
 
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Producer, Queue
 from kombu.pools import producers
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -20,11 +28,16 @@ from pymongo import ASCENDING, ReturnDocument
 
 from common import config as settings
 from common import metrics
-from common.events import SUBSCRIPTIONS, Envelope, event_type, new_envelope, subscription
+from common import events
+from common.events import (Envelope, event_type, is_consumed, new_envelope, subscription,
+                           subscriptions_from)
 from common.logging import CORRELATION_KEY, get_logger, redact_text
 from common.storage import Storage, utcnow
 
 DEAD_LETTER_QUEUE = "mantelzorg.dead-letters"
+RETRY_EXCHANGE = "mantelzorg.retry"
+# A headers exchange ignores headers that start with "x-" when it matches.
+RETRY_DELAY_HEADER = "mantelzorg-retry-delay-ms"
 ATTEMPTS_HEADER = "x-mantelzorg-attempts"
 ORIGIN_HEADER = "x-mantelzorg-queue"
 ERROR_HEADER = "x-mantelzorg-error"
@@ -32,6 +45,15 @@ FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
 CLAIM_SECONDS = 30
+# An event no queue took stays in the outbox and is tried again after this long.
+UNROUTABLE_RETRY_SECONDS = 5
+# A publish that cannot reach the broker gives up after a few tries; the relay's timer
+# tries again, so no worker waits for the broker's return.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+
+DEFAULT_MAX_ATTEMPTS = 14
+DEFAULT_RETRY_DELAY_MS = 1000
+DEFAULT_RETRY_MAX_DELAY_MS = 120_000
 
 log = get_logger()
 
@@ -41,39 +63,60 @@ def broker(config=None):
     return Connection(settings.amqp_uri(config), transport_options={"confirm_publish": True})
 
 
+def retry_delays_ms(config=None):
+    """The wait before each retry of a failing event, in milliseconds: one entry per attempt
+    that may follow a failure."""
+    attempts = settings.int_setting(config, "EVENT_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
+    first = settings.int_setting(config, "EVENT_RETRY_DELAY_MS", DEFAULT_RETRY_DELAY_MS)
+    longest = settings.int_setting(config, "EVENT_RETRY_MAX_DELAY_MS", DEFAULT_RETRY_MAX_DELAY_MS)
+    return [min(first * 2 ** number, longest) for number in range(max(attempts - 1, 0))]
+
+
 def _dead_letter_queue():
     return Queue(DEAD_LETTER_QUEUE, durable=True, auto_delete=False)
 
 
-def subscription_queues(entry, config=None):
-    exchange = get_event_exchange(entry.source, config or {})
-    return (
-        Queue(entry.queue, exchange=exchange, routing_key=entry.event,
-              durable=True, auto_delete=False, exclusive=False),
-        Queue(entry.retry_queue, durable=True, auto_delete=False, queue_arguments={
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": entry.queue,
-        }),
-    )
+def _retry_exchange():
+    return Exchange(RETRY_EXCHANGE, type="headers", durable=True)
 
 
-def declare_topology(config=None, entries=SUBSCRIPTIONS):
-    """Declare every consumer's queue, so that no event published before its consumer
-    first started is dropped by the exchange."""
+def retry_queue(delay_ms):
+    """Holds what enters it for ``delay_ms``, then hands it to the default exchange, which
+    delivers it by its routing key: the name of the queue it failed in."""
+    return Queue(f"{RETRY_EXCHANGE}.{delay_ms}ms", exchange=_retry_exchange(), durable=True,
+                 auto_delete=False,
+                 binding_arguments={"x-match": "all", RETRY_DELAY_HEADER: str(delay_ms)},
+                 queue_arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": ""})
+
+
+def subscription_queue(entry, config=None):
+    return Queue(entry.queue, exchange=get_event_exchange(entry.source, config or {}),
+                 routing_key=entry.event, durable=True, auto_delete=False, exclusive=False)
+
+
+def declare_topology(config=None, entries=None):
+    """Declare the consumers' queues (every subscription, or ``entries``), the retry
+    queues and the dead-letter queue, so that no event published before its consumer first
+    started is dropped by the exchange."""
+    entries = events.SUBSCRIPTIONS if entries is None else entries
     with broker(config) as connection:
         channel = connection.channel()
         _dead_letter_queue()(channel).declare()
+        for delay in sorted(set(retry_delays_ms(config))):
+            retry_queue(delay)(channel).declare()
         for entry in entries:
-            for queue in subscription_queues(entry, config):
-                queue(channel).declare()
+            subscription_queue(entry, config)(channel).declare()
     return [entry.queue for entry in entries]
 
 
-def publish(connection, body, exchange, routing_key, headers, expiration=None):
+def publish(connection, body, exchange, routing_key, headers, declare=()):
+    """One persistent message, confirmed by the broker; ``declare`` lists what must exist
+    first (kombu declares each once per channel)."""
+    needed = [exchange] if isinstance(exchange, Exchange) and exchange.name else []
     with producers[connection].acquire(block=True, timeout=10) as producer:
         producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers,
-                         serializer="json", delivery_mode=2, retry=True, expiration=expiration,
-                         declare=[exchange] if isinstance(exchange, Exchange) and exchange.name else [])
+                         serializer="json", delivery_mode=2, retry=True,
+                         declare=[*needed, *declare])
 
 
 # --- the outbox -------------------------------------------------------------------------
@@ -82,26 +125,68 @@ def ensure_outbox_indexes(db):
     db[OUTBOX].create_index([("created_at", ASCENDING)])
 
 
+class EventPublisher:
+    """Publishes a service's events with publisher confirms. An event of a type that has
+    consumers goes out ``mandatory``: if no queue takes it, the broker returns it
+    (basic.return, before its confirm) instead of dropping it, and ``publish`` says so."""
+
+    def __init__(self, service, config):
+        self.connection = broker(config)
+        self.exchange = get_event_exchange(service, config)
+        self.returned = set()
+        self.lock = threading.Lock()   # one producer: one publish and its confirm at a time
+        self.producer = None
+
+    def _on_return(self, _error, _exchange, _routing_key, message):
+        self.returned.add(message.properties.get("message_id"))
+
+    def publish(self, envelope):
+        """Returns whether the broker routed the event (an event nobody consumes counts as
+        routed)."""
+        event_id = envelope["event_id"]
+        with self.lock:
+            if self.producer is None:
+                self.producer = Producer(self.connection, exchange=self.exchange,
+                                         on_return=self._on_return)
+            self.returned.discard(event_id)
+            self.producer.publish(
+                envelope, routing_key=envelope["type"], serializer="json", delivery_mode=2,
+                headers={CORRELATION_HEADER: envelope["correlation_id"]}, message_id=event_id,
+                mandatory=is_consumed(envelope["type"]), declare=[self.exchange],
+                retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+            routed = event_id not in self.returned
+            self.returned.discard(event_id)
+            return routed
+
+    def release(self):
+        self.connection.release()
+
+
 class Outbox:
     """Events written in the same transaction as the change they announce. An entry stays
-    in the collection until the broker has confirmed it, then it is removed: the outbox only
-    ever holds what is still to be published, so relaying stays cheap."""
+    in the collection until the broker has confirmed that a queue took it, then it is
+    removed: the outbox only ever holds what is still to be published, so relaying stays
+    cheap."""
 
     def __init__(self, store, service, config):
         self.collection = store[OUTBOX]
         self.service = service
         self.config = config
-        self.connection = broker(config)
-        self.exchange = get_event_exchange(service, config)
+        self.publisher = EventPublisher(service, config)
 
-    def add(self, session, type_name, payload, correlation_id):
-        envelope = new_envelope(type_name, payload, correlation_id, self.service)
+    def add(self, session, type_name, payload, correlation_id, occurred_at=None):
+        envelope = new_envelope(type_name, payload, correlation_id, self.service, occurred_at)
         now = utcnow()
         self.collection.insert_one({
             "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
             "envelope": envelope.model_dump(mode="json"),
         }, session=session)
         return envelope
+
+    def declare_consumer_queues(self):
+        """The queues of every subscription to this service's events, from the catalogue:
+        the publisher does not rely on anyone else having declared them."""
+        declare_topology(self.config, subscriptions_from(self.service))
 
     def _claim(self, entry_id, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
@@ -113,7 +198,8 @@ class Outbox:
 
     def relay(self, limit=500):
         """Publish pending events, oldest first, with publisher confirms, then remove them.
-        A crash in between publishes an event again later; consumers drop the duplicate."""
+        A crash in between publishes an event again later; consumers drop the duplicate.
+        An event that no queue took is kept and tried again later."""
         now = utcnow()
         waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
             .sort("created_at", ASCENDING).limit(limit)
@@ -123,13 +209,25 @@ class Outbox:
             if entry is None:
                 continue
             envelope = entry["envelope"]
-            publish(self.connection, envelope, self.exchange, envelope["type"],
-                    {CORRELATION_HEADER: envelope["correlation_id"]})
+            if not self._publish(envelope):
+                self.collection.update_one({"_id": entry["_id"]}, {"$set": {
+                    "claimed_until": utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
+                metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
+                log.warning("outbox.event_unroutable", event_type=envelope["type"],
+                            event_id=envelope["event_id"], retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
+                continue
             self.collection.delete_one({"_id": entry["_id"]})
             metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
             sent += 1
         self._measure()
         return sent
+
+    def _publish(self, envelope):
+        """Publish; when no queue took it, declare the consumers' queues and try once more."""
+        if self.publisher.publish(envelope):
+            return True
+        self.declare_consumer_queues()
+        return self.publisher.publish(envelope)
 
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
@@ -156,11 +254,11 @@ class EventOutbox(DependencyProvider):
         return self.outbox
 
     def start(self):
-        self._outbox()
+        self._outbox().declare_consumer_queues()
 
     def stop(self):
         if self.outbox:
-            self.outbox.connection.release()
+            self.outbox.publisher.release()
         self.outbox = None
 
     def get_dependency(self, worker_ctx):
@@ -195,7 +293,8 @@ class WorkerOutbox:
 
 class ReliableEventHandler(EventHandler):
     """A nameko event handler that receives a validated Envelope, retries a failing event
-    and finally parks it in the dead-letter queue instead of dropping it."""
+    with growing delays and finally parks it in the dead-letter queue instead of dropping
+    it. Fields it does not know are ignored (see common/events.py)."""
 
     def __init__(self, event, **kwargs):
         super().__init__(event_type(event).source, event, **kwargs)
@@ -203,8 +302,7 @@ class ReliableEventHandler(EventHandler):
     def setup(self):
         self.subscription = subscription(self.event_type, self.container.service_name,
                                          self.method_name)
-        self.max_attempts = settings.int_setting(self.container.config, "EVENT_MAX_ATTEMPTS", 3)
-        self.retry_delay_ms = settings.int_setting(self.container.config, "EVENT_RETRY_DELAY_MS", 1000)
+        self.retry_delays = retry_delays_ms(self.container.config)
         self.connection = broker(self.container.config)
         declare_topology(self.container.config, [self.subscription])
         super().setup()
@@ -215,10 +313,10 @@ class ReliableEventHandler(EventHandler):
 
     def handle_message(self, body, message):
         try:
-            envelope = Envelope.model_validate(body)
+            envelope = Envelope.received(body)
             envelope.parsed_payload()
         except (ValidationError, ValueError) as exc:
-            self._park(message, body, f"invalid envelope: {type(exc).__name__}", attempts=1)
+            self._park(message, body, f"invalid envelope: {_reason(exc)}", attempts=1)
             self.queue_consumer.ack_message(message)
             return
         super().handle_message(envelope, message)
@@ -237,12 +335,17 @@ class ReliableEventHandler(EventHandler):
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 1))
         error = redact_text(f"{exc_info[0].__name__}: {exc_info[1]}")[:500]
         service = self.container.service_name
-        if attempts < self.max_attempts:
-            headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts + 1}
-            publish(self.connection, message.payload, "", self.subscription.retry_queue, headers,
-                    expiration=self.retry_delay_ms * attempts / 1000)
+        if attempts <= len(self.retry_delays):
+            delay = self.retry_delays[attempts - 1]
+            headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts + 1,
+                       RETRY_DELAY_HEADER: str(delay)}
+            # Routed by the delay header to the queue that waits that long, which then
+            # hands it back to this subscription's queue by the routing key.
+            publish(self.connection, message.payload, _retry_exchange(), self.subscription.queue,
+                    headers, declare=[retry_queue(delay)])
             metrics.EVENTS_HANDLED.labels(service, self.event_type, "retried").inc()
-            log.warning("event.retry", event_type=self.event_type, attempts=attempts, error=error)
+            log.warning("event.retry", event_type=self.event_type, attempts=attempts,
+                        retry_in_ms=delay, error=error)
         else:
             self._park(message, message.payload, error, attempts)
 
@@ -250,10 +353,19 @@ class ReliableEventHandler(EventHandler):
         headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts,
                    ORIGIN_HEADER: self.subscription.queue, ERROR_HEADER: error,
                    FAILED_AT_HEADER: utcnow().isoformat()}
+        headers.pop(RETRY_DELAY_HEADER, None)
         publish(self.connection, body, "", DEAD_LETTER_QUEUE, headers)
         metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type,
                                       "dead_lettered").inc()
         log.error("event.dead_lettered", event_type=self.event_type, attempts=attempts, error=error)
+
+
+def _reason(error):
+    """Why a body was refused, without the values it carried."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                         for e in error.errors(include_input=False))[:300]
+    return redact_text(str(error))[:300]
 
 
 handles_event = ReliableEventHandler.decorator

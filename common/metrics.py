@@ -29,6 +29,10 @@ DURATION = Histogram(
 )
 EVENTS_PUBLISHED = Counter(
     "mantelzorg_events_published_total", "Events published from the outbox.", ["service", "type"])
+EVENTS_UNROUTABLE = Counter(
+    "mantelzorg_events_unroutable_total",
+    "Events the broker returned because no queue took them; they stay in the outbox.",
+    ["service", "type"])
 EVENTS_HANDLED = Counter(
     "mantelzorg_events_handled_total",
     "Events consumed, by outcome (handled, duplicate, retried, dead_lettered).",

@@ -4,6 +4,7 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
@@ -35,14 +36,29 @@ def shared_data():
     return SHARED_DATA
 
 
+@contextlib.contextmanager
+def throwaway_vhost(kind="test"):
+    """A RabbitMQ virtual host of its own on the shared broker; yields its AMQP URI."""
+    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    name = f"mantelzorg-{kind}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield create_vhost(base, name)
+    finally:
+        delete_vhost(base, name)
+
+
 @pytest.fixture(scope="session")
 def amqp_uri():
     """A throwaway RabbitMQ virtual host for this test run."""
-    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
-    name = f"mantelzorg-test-{uuid.uuid4().hex[:8]}"
-    uri = create_vhost(base, name)
-    yield uri
-    delete_vhost(base, name)
+    with throwaway_vhost() as uri:
+        yield uri
+
+
+@pytest.fixture
+def empty_amqp_uri():
+    """A virtual host of this test's own, in which nothing is declared yet."""
+    with throwaway_vhost("empty") as uri:
+        yield uri
 
 
 def platform_environ(amqp_uri, data_dir, **extra):
@@ -60,7 +76,7 @@ def platform(amqp_uri, tmp_path_factory):
     """Every service and the gateway as real processes on the real broker, with the embedded
     document store in a fresh folder."""
     environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
-                               EVENT_RETRY_DELAY_MS="200")
+                               EVENT_RETRY_DELAY_MS="200", EVENT_RETRY_MAX_DELAY_MS="2000")
     declare_topology({"AMQP_URI": amqp_uri})
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
     running.start()
@@ -90,3 +106,15 @@ def municipalities(rpc, shared_data):
     report = import_municipalities(rpc, shared_data / "municipalities.csv")
     assert not report["rejected"]
     return report
+
+
+@pytest.fixture
+def outbox_store():
+    """An embedded store in memory with the outbox's indexes, for an Outbox of a test's own."""
+    from common.messaging import ensure_outbox_indexes
+    from common.storage import DocumentStore
+
+    opened = DocumentStore("outbox_probe", "", ":memory:")
+    ensure_outbox_indexes(opened.db)
+    yield opened
+    opened.close()

@@ -75,3 +75,11 @@ def scrape(url, sample):
     text = requests.get(url, timeout=5).text
     match = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def drain(queue):
+    """The bodies waiting in a bound kombu queue, taken out."""
+    bodies = []
+    while (message := queue.get(no_ack=True)) is not None:
+        bodies.append(message.decode())
+    return bodies

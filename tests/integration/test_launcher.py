@@ -6,13 +6,10 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from common.config import DEFAULT_AMQP_URI
-from ops.broker import create_vhost, delete_vhost
 from ops.platform import PROCESSES, ROOT
 from tests.conftest import platform_environ
 from tests.support import eventually
@@ -41,13 +38,10 @@ def port_free(address):
 
 
 class Launcher:
-    """``python -m ops.cli run`` in a virtual host and data folder of its own."""
+    """``python -m ops.cli run`` in the given virtual host and a data folder of its own."""
 
-    def __init__(self, folder):
-        base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
-        self.vhost = f"mantelzorg-launcher-{uuid.uuid4().hex[:8]}"
-        self.environ = platform_environ(create_vhost(base, self.vhost), folder / "data",
-                                        PYTHONUNBUFFERED="1")
+    def __init__(self, folder, amqp_uri):
+        self.environ = platform_environ(amqp_uri, folder / "data", PYTHONUNBUFFERED="1")
         self.addresses = [f"127.0.0.1:{self.environ['GATEWAY_PORT']}"] + [
             self.environ[p.address_variable] for p in PROCESSES if p.name != "gateway"]
         self.log = folder / "launcher.log"
@@ -76,7 +70,6 @@ class Launcher:
         for pid in self.pids():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        delete_vhost(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI), self.vhost)
 
 
 def _healthy(service):
@@ -87,8 +80,8 @@ def _healthy(service):
 
 
 @pytest.fixture
-def run(tmp_path):
-    launched = Launcher(tmp_path)
+def run(tmp_path, empty_amqp_uri):
+    launched = Launcher(tmp_path, empty_amqp_uri)
     yield launched
     launched.close()
 
