@@ -15,9 +15,10 @@ Settings (environment; never in a config file or the repository):
   earlier public keys (``<key id>:<base64url of 32 bytes>``, comma separated) that are still
   published so that documents signed before a rotation keep verifying.
 
-When a setting is unset, a development key is generated once and kept in the data folder
+When a setting is unset in development, a key is generated once and kept in the data folder
 (``<data dir>/keys/<name>.json``, readable by the owner only), so that ``make run`` and the
-tests work without configuration; production sets all of them.
+tests work without configuration. With ``MANTELZORG_ENV=production`` (or a ``MONGO_URI``) a
+missing key stops the service at start instead.
 """
 import base64
 import hashlib
@@ -110,12 +111,14 @@ class Signer:
 
 # --- loading from the environment, with development keys per data folder ----------------
 
-def _dev_secret(config, name, make, variable):
-    """A development secret kept in the data folder; made on first use. Refused with a real
-    database (MONGO_URI): every replica would make its own key and could not read the
-    others' data."""
+def _dev_secret(config, environ, name, make, variable):
+    """A development secret kept in the data folder; made on first use. Refused in
+    production and with a real database (MONGO_URI): every replica would make its own key
+    and could not read the others' data."""
+    if settings.is_production(environ):
+        raise settings.missing_in_production(variable, "keys are generated in development only")
     if settings.mongo_uri(config):
-        raise RuntimeError(f"{variable} must be set when MONGO_URI is set")
+        raise settings.SettingsError(f"{variable} must be set when MONGO_URI is set")
     folder = settings.data_dir(config)
     if folder == ":memory:":
         return _MEMORY.setdefault(name, make())
@@ -151,13 +154,13 @@ def _parse_pairs(text):
 
 def data_cipher(config=None, environ=os.environ):
     text = environ.get("MANTELZORG_DATA_KEY") or _dev_secret(
-        config, "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}", "MANTELZORG_DATA_KEY")
+        config, environ, "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}", "MANTELZORG_DATA_KEY")
     return DataCipher(_parse_pairs(text))
 
 
 def keyed_hash(config=None, environ=os.environ):
     text = environ.get("MANTELZORG_LOOKUP_KEY") or _dev_secret(
-        config, "lookup-key", lambda: _b64(secrets.token_bytes(32)), "MANTELZORG_LOOKUP_KEY")
+        config, environ, "lookup-key", lambda: _b64(secrets.token_bytes(32)), "MANTELZORG_LOOKUP_KEY")
     return KeyedHash(_unb64(text))
 
 
@@ -169,7 +172,7 @@ def signer(config=None, environ=os.environ):
             key = Ed25519PrivateKey.generate()
             return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption()).decode()
-        pem = _dev_secret(config, "signing-key", make, "MANTELZORG_SIGNING_KEY")
+        pem = _dev_secret(config, environ, "signing-key", make, "MANTELZORG_SIGNING_KEY")
     private_key = serialization.load_pem_private_key(pem.encode(), password=None)
     if not isinstance(private_key, Ed25519PrivateKey):
         raise ValueError("the signing key must be an Ed25519 key")
@@ -182,10 +185,15 @@ def signer(config=None, environ=os.environ):
     return Signer(private_key, key_id, earlier)
 
 
+KEY_SETTINGS = ("MANTELZORG_DATA_KEY", "MANTELZORG_LOOKUP_KEY", "MANTELZORG_SIGNING_KEY")
+
+
 class Keys:
     """The three kinds of key of a service, loaded once per process."""
 
     def __init__(self, config=None, environ=os.environ):
+        settings.require_in_production(KEY_SETTINGS, "keys are generated in development only",
+                                       environ)
         self.cipher = data_cipher(config, environ)
         self.hash = keyed_hash(config, environ)
         self.signer = signer(config, environ)
@@ -195,7 +203,8 @@ class ServiceKeys(DependencyProvider):
     """Injects the service's Keys (see the module's description for the settings)."""
 
     def setup(self):
-        self.keys = Keys(self.container.config)
+        with settings.stop_if_misconfigured():
+            self.keys = Keys(self.container.config)
 
     def get_dependency(self, worker_ctx):
         return self.keys

@@ -52,6 +52,9 @@ class DocumentStore:
         self.database_name = database
         self.embedded = None
         if not mongo_uri:
+            if settings.is_production():
+                raise settings.missing_in_production(
+                    "MONGO_URI", "the embedded store is for development only")
             path = data_dir if data_dir == ":memory:" else os.path.join(data_dir, database)
             self.embedded = EmbeddedServer(path)
             mongo_uri = self.embedded.uri
@@ -138,7 +141,8 @@ class Storage(DependencyProvider):
     def setup(self):
         config = self.container.config
         database = config.get("DATABASE") or f"mantelzorg_{self.container.service_name}"
-        self.store = open_store(config, database, self.store_class)
+        with settings.stop_if_misconfigured():
+            self.store = open_store(config, database, self.store_class)
 
     def stop(self):
         if self.store:

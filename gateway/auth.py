@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import jwt
 
+from common import config as settings
 from common.errors import DomainError, Forbidden
 from common.validators import validate_bsn
 
@@ -57,15 +58,23 @@ class Principal:
 ANONYMOUS = Principal()
 
 
+IDENTITY_PROVIDER_SETTINGS = ("MANTELZORG_JWT_JWKS_URL", "MANTELZORG_JWT_ISSUER",
+                              "MANTELZORG_JWT_AUDIENCE")
+
+
 class TokenVerifier:
     """HS256 with MANTELZORG_JWT_SECRET in development and tests; with
     MANTELZORG_JWT_JWKS_URL set, RS256/ES256 from the identity provider, with issuer and
-    audience checked. A caregiver's BSN is in the claim ``bsn``, or in the claim that
+    audience checked. In production only the identity provider's tokens count, and its three
+    settings are required. A caregiver's BSN is in the claim ``bsn``, or in the claim that
     MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it differently)."""
 
     def __init__(self, environ=os.environ):
+        settings.require_in_production(IDENTITY_PROVIDER_SETTINGS,
+                                       "tokens come from the identity provider", environ)
         self.bsn_claim = environ.get("MANTELZORG_JWT_BSN_CLAIM") or "bsn"
-        self.secret = environ.get("MANTELZORG_JWT_SECRET")
+        # Development sign-in (HS256 with a shared secret) exists only in development.
+        self.secret = None if settings.is_production(environ) else environ.get("MANTELZORG_JWT_SECRET")
         self.jwks_url = environ.get("MANTELZORG_JWT_JWKS_URL")
         self.issuer = environ.get("MANTELZORG_JWT_ISSUER")
         self.audience = environ.get("MANTELZORG_JWT_AUDIENCE")

@@ -45,8 +45,12 @@ def main(argv=None):
     quiet_libraries()
     os.environ.setdefault("AMQP_URI", settings.DEFAULT_AMQP_URI)
     try:
+        if args.command in DEVELOPMENT_ONLY and settings.is_production():
+            raise settings.SettingsError(
+                f"MANTELZORG_ENV={settings.PRODUCTION}: 'mantelzorg {args.command}' is for "
+                "development only (demo data, development tokens)")
         return COMMANDS[args.command](args)
-    except BrokerMissing as problem:
+    except (BrokerMissing, settings.SettingsError) as problem:
         print(problem, file=sys.stderr)
         return 1
 
@@ -183,6 +187,7 @@ def token(args):
     return 0
 
 
+DEVELOPMENT_ONLY = ("run", "token")
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
