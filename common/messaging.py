@@ -22,6 +22,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from kombu.pools import producers
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 from nameko.standalone.events import get_event_exchange
 from pydantic import ValidationError
 from pymongo import ASCENDING, ReturnDocument
@@ -44,7 +45,7 @@ ERROR_HEADER = "x-mantelzorg-error"
 FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
-CLAIM_SECONDS = 30
+CLAIM_SECONDS = 15
 # An event no queue took stays in the outbox and is tried again after this long.
 UNROUTABLE_RETRY_SECONDS = 5
 # A publish that cannot reach the broker gives up after a few tries; the relay's timer
@@ -291,10 +292,31 @@ class WorkerOutbox:
 
 # --- consumers ----------------------------------------------------------------------------
 
+class BrokerTolerantQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that acknowledging on a connection the broker has
+    just reset does not stop the service (nameko only expects amqp's own ConnectionError
+    there). The message was not acknowledged: the broker hands it out again after the
+    consumer reconnects."""
+
+    def ack_message(self, message):
+        try:
+            super().ack_message(message)
+        except OSError:
+            log.warning("amqp.ack_lost")
+
+    def requeue_message(self, message):
+        try:
+            super().requeue_message(message)
+        except OSError:
+            log.warning("amqp.requeue_lost")
+
+
 class ReliableEventHandler(EventHandler):
     """A nameko event handler that receives a validated Envelope, retries a failing event
     with growing delays and finally parks it in the dead-letter queue instead of dropping
     it. Fields it does not know are ignored (see common/events.py)."""
+
+    queue_consumer = BrokerTolerantQueueConsumer()
 
     def __init__(self, event, **kwargs):
         super().__init__(event_type(event).source, event, **kwargs)

@@ -38,6 +38,10 @@ EVENTS_HANDLED = Counter(
     "Events consumed, by outcome (handled, duplicate, retried, dead_lettered).",
     ["service", "type", "outcome"],
 )
+RPC_REDELIVERIES_REFUSED = Counter(
+    "mantelzorg_rpc_redeliveries_refused_total",
+    "Calls handed out again after their process died or lost the broker; answered "
+    "UNAVAILABLE, not run twice.", ["service", "method"])
 OUTBOX_PENDING = Gauge(
     "mantelzorg_outbox_pending_events", "Events written but not yet published.", ["service"])
 OUTBOX_LAG = Gauge(

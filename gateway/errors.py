@@ -3,6 +3,7 @@ stack trace, a database detail or personal data."""
 import re
 
 from graphql import GraphQLError
+from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 
 from common.errors import DomainError
@@ -53,7 +54,8 @@ def format_error(error):
         return error_entry(redact_text(error.message), "BAD_USER_INPUT", path=path)
     if isinstance(original, DomainError):
         return error_entry(redact_text(original.message), original.code, original.field, path)
-    if isinstance(original, (RpcTimeout, UnknownService, TimeoutError)):
+    # OperationalError: the broker could not take the call (down, restarting).
+    if isinstance(original, (RpcTimeout, UnknownService, TimeoutError, OperationalError)):
         log.warning("gateway.service_unavailable", error=type(original).__name__)
         return error_entry("a service is temporarily unavailable; try again later",
                            "UNAVAILABLE", path=path)
