@@ -71,20 +71,28 @@ def platform_environ(amqp_uri, data_dir, **extra):
     return environ
 
 
-@pytest.fixture(scope="session")
-def platform(amqp_uri, tmp_path_factory):
-    """Every service and the gateway as real processes on the real broker, with the embedded
-    document store in a fresh folder."""
+@contextlib.contextmanager
+def started_platform(amqp_uri, tmp_path_factory, **extra):
+    """Every service and the gateway as real processes on the broker at ``amqp_uri``, with
+    the embedded document store in a fresh folder; failing events are retried quickly."""
     environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
-                               EVENT_RETRY_DELAY_MS="200", EVENT_RETRY_MAX_DELAY_MS="2000")
+                               **{"EVENT_RETRY_DELAY_MS": "200",
+                                  "EVENT_RETRY_MAX_DELAY_MS": "2000", **extra})
     declare_topology({"AMQP_URI": amqp_uri})
-    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"))
+    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"), say=lambda line: None)
     running.start()
     try:
         running.wait_until_healthy()
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(amqp_uri, tmp_path_factory):
+    """The platform the integration tests share, on the real broker."""
+    with started_platform(amqp_uri, tmp_path_factory) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -43,11 +43,25 @@ class RabbitNode:
             RABBITMQ_PID_FILE=str(self.pid_file))
         self.pid = None
 
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop()
+
     def start(self, timeout=90):
         subprocess.run([SERVER, "-detached"], env=self.environ, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.control("wait", str(self.pid_file), "--timeout", str(timeout))
-        self.pid = int(self.pid_file.read_text().strip())
+        try:
+            self.control("wait", str(self.pid_file), "--timeout", str(timeout))
+        finally:   # known as soon as it is written, so that a failed start is stopped too
+            if self.pid_file.exists():
+                self.pid = int(self.pid_file.read_text().strip())
         self._wait_until_reachable(timeout)
 
     def control(self, *arguments):

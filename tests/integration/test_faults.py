@@ -14,8 +14,7 @@ from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
 from ops import reference
-from ops.platform import Platform
-from tests.conftest import free_port, platform_environ
+from tests.conftest import free_port, started_platform
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.rabbit_node import RabbitNode, installed
 from tests.support import GraphQLClient, drain, error_codes, eventually, token
@@ -31,42 +30,27 @@ HEALTH = "{ health { status services { name status } } }"
 
 @pytest.fixture(scope="module")
 def rabbit(tmp_path_factory):
-    node = RabbitNode(tmp_path_factory.mktemp("rabbit"), free_port(), free_port())
-    try:
-        node.start()
+    with RabbitNode(tmp_path_factory.mktemp("rabbit"), free_port(), free_port()) as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")
 def faulty(rabbit, tmp_path_factory):
     """Every service and the gateway on the tests' own broker; the gateway gives up on a
     call after 3 s, so that failed calls answer quickly."""
-    environ = platform_environ(rabbit.amqp_uri, tmp_path_factory.mktemp("data"),
-                               GATEWAY_RPC_TIMEOUT_SECONDS="3", EVENT_RETRY_DELAY_MS="200",
-                               EVENT_RETRY_MAX_DELAY_MS="2000")
-    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"), say=lambda line: None)
-    running.start()
-    try:
-        running.wait_until_healthy()
+    with started_platform(rabbit.amqp_uri, tmp_path_factory,
+                          GATEWAY_RPC_TIMEOUT_SECONDS="3") as running:
         with running.rpc(timeout=60) as rpc:
             reference.import_reference(rpc, reference.DEMO_DIR)
             assert eventually(lambda: rpc.declaration.municipality(AMSTERDAM), timeout=30)
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
-def rpc(faulty):
-    with faulty.rpc(timeout=30) as proxy:
-        yield proxy
-
-
-@pytest.fixture(scope="module")
-def gateway(faulty):
-    return GraphQLClient(f"{faulty.gateway_url()}/graphql")
+def clients(faulty):
+    """An RPC proxy into the tests' own platform and a GraphQL client of its gateway."""
+    with faulty.rpc(timeout=30) as rpc:
+        yield rpc, GraphQLClient(f"{faulty.gateway_url()}/graphql")
 
 
 @contextlib.contextmanager
@@ -89,7 +73,8 @@ def outcome(answer, field):
     return "ok", answer["data"][field]
 
 
-def test_a_decision_killed_with_sigkill_is_done_exactly_once(faulty, rpc, gateway, rabbit):
+def test_a_decision_killed_with_sigkill_is_done_exactly_once(faulty, clients, rabbit):
+    rpc, gateway = clients
     declarations = [rpc.declaration.request_declaration(request_input(AMSTERDAM), STAFF)
                     for _ in range(60)]
     staff = token("municipality", STAFF["sub"], municipality=AMSTERDAM)
@@ -159,7 +144,8 @@ def registered_names(rpc, prefix):
             return names
 
 
-def test_a_broker_restart_under_load_loses_nothing_that_was_accepted(faulty, rpc, gateway, rabbit):
+def test_a_broker_restart_under_load_loses_nothing_that_was_accepted(clients, rabbit):
+    rpc, gateway = clients
     prefix = f"Herstart {uuid.uuid4().hex[:6]}"
     admin = token("admin")
     answered = []
