@@ -16,7 +16,9 @@ EVENT_RETRY_MAX_DELAY_MS. The defaults (14 attempts, 1 s, 2 min) keep retrying f
 14 minutes, so that a failing event outlives a 10-minute store outage before it is parked.
 """
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.pools import producers
@@ -240,6 +242,49 @@ class Outbox:
         return self.collection.estimated_document_count()
 
 
+# --- publishing the current state again --------------------------------------------------
+
+@dataclass(frozen=True)
+class StateSource:
+    """One part of a service's current state that it can publish again as events (for a
+    consumer added later, or one whose read model was lost). ``event_of(document)`` gives
+    the (type, payload, occurred_at) that announces the document as it is now; occurred_at
+    is the time of its last change, so that a consumer ordering by event time never lets
+    this older news overwrite a newer change."""
+    name: str
+    collection: str
+    event_of: Callable
+
+
+def record_current_state(store, outbox, sources, cursor=None, limit=500):
+    """Records the events of up to ``limit`` documents of one source in the outbox, in one
+    transaction, from where ``cursor`` ({"source", "after"}: the last id done) left off.
+    Returns how many it recorded and the cursor of the next batch (None when all is done)."""
+    names = [source.name for source in sources]
+    if not sources or (cursor and cursor.get("source") not in names):
+        return {"recorded": 0, "next": None}
+    index = names.index(cursor["source"]) if cursor else 0
+    source, after = sources[index], (cursor or {}).get("after")
+
+    def work(session):
+        documents = list(store[source.collection]
+                         .find({"_id": {"$gt": after}} if after is not None else {}, session=session)
+                         .sort("_id", ASCENDING).limit(limit))
+        for document in documents:
+            type_name, payload, occurred_at = source.event_of(document)
+            outbox.record(session, type_name, payload, occurred_at=occurred_at)
+        return [document["_id"] for document in documents]
+
+    done = store.in_transaction(work)
+    if len(done) == limit:
+        following = {"source": source.name, "after": done[-1]}
+    elif index + 1 < len(sources):
+        following = {"source": sources[index + 1].name, "after": None}
+    else:
+        following = None
+    return {"recorded": len(done), "source": source.name, "next": following}
+
+
 class EventOutbox(DependencyProvider):
     """Injects ``record(session, type, payload)``-capable outbox bound to the worker's
     correlation id; after the worker, publishes what it recorded."""
@@ -278,10 +323,10 @@ class WorkerOutbox:
         self._outbox = outbox
         self._worker_ctx = worker_ctx
 
-    def record(self, session, type_name, payload):
+    def record(self, session, type_name, payload, occurred_at=None):
         self._worker_ctx.data["_outbox_recorded"] = True
         return self._outbox.add(session, type_name, payload,
-                                self._worker_ctx.data.get(CORRELATION_KEY) or "none")
+                                self._worker_ctx.data.get(CORRELATION_KEY) or "none", occurred_at)
 
     def relay(self):
         return self._outbox.relay()

@@ -14,7 +14,7 @@ from nameko.web.handlers import http
 
 from common.errors import Unavailable
 from common.logging import CorrelatedLogging, get_logger
-from common.messaging import BrokerTolerantQueueConsumer, EventOutbox
+from common.messaging import BrokerTolerantQueueConsumer, EventOutbox, record_current_state
 from common.metrics import (FROZEN_OBJECTS, RPC_REDELIVERIES_REFUSED, EntrypointMetrics,
                             metrics_response)
 
@@ -93,9 +93,12 @@ class InstrumentedService:
 
 
 class PlatformService(InstrumentedService):
-    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``."""
+    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``; one that
+    publishes events lists in ``current_state`` the StateSources (common/messaging.py) its
+    events describe, for ``republish_current_state``."""
 
     outbox = EventOutbox()
+    current_state = ()
 
     @rpc
     def health(self):
@@ -104,6 +107,16 @@ class PlatformService(InstrumentedService):
             "status": "ok" if self.store.ping() else "degraded",
             "outbox_pending": self.outbox.pending(),
         }
+
+    @rpc
+    def republish_current_state(self, cursor=None, limit=500):
+        """Records the next batch of this service's current state as events in its outbox
+        (``mantelzorg republish``). Returns {recorded, source, next}; call again with
+        ``next`` until it is None."""
+        batch = record_current_state(self.store, self.outbox, self.current_state, cursor, limit)
+        self.log.info("outbox.state_republished", source=batch.get("source"),
+                      recorded=batch["recorded"])
+        return batch
 
     @timer(interval=1.0)
     def relay_outbox(self):

@@ -13,7 +13,7 @@ from common.messaging import declare_topology, list_dead_letters, replay_dead_le
 from gateway.auth import issue_development_token
 from ops import reference
 from ops.broker import BrokerMissing, ensure_broker
-from ops.platform import PROCESSES, Platform, metrics_address
+from ops.platform import PROCESSES, SERVICE_NAMES, Platform, metrics_address
 
 # A BSN from the range the Dutch government keeps for tests: no person has it.
 DEMO_BSN = "999990019"
@@ -33,6 +33,11 @@ def main(argv=None):
     dead = commands.add_parser("dead-letters", help="list or replay parked events")
     dead.add_argument("action", choices=("list", "replay"))
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
+    republish = commands.add_parser(
+        "republish", help="publish a service's current state again as events, for a consumer "
+                          "added later or one whose read model was lost")
+    republish.add_argument("service", choices=SERVICE_NAMES)
+    republish.add_argument("--batch", type=int, default=500, help="documents per transaction")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
     token = commands.add_parser("token", help="print a development token (HS256)")
@@ -156,6 +161,25 @@ def dead_letters(args):
     return 0
 
 
+def republish(args):
+    """Batch after batch until the service's whole current state is in its outbox; the outbox
+    relay publishes it. Consumers drop what they already know (same version, not newer)."""
+    ensure_broker(os.environ["AMQP_URI"])
+    total, cursor = 0, None
+    with Platform().rpc(timeout=300) as rpc:
+        service = getattr(rpc, args.service)
+        while True:
+            batch = service.republish_current_state(cursor, args.batch)
+            total += batch["recorded"]
+            if batch["recorded"]:
+                print(f"{args.service}: {total} event(s) recorded ({batch['source']})", flush=True)
+            cursor = batch["next"]
+            if cursor is None:
+                break
+    print(f"{args.service}: {total} event(s) of its current state are being published")
+    return 0
+
+
 def reencrypt_personal_data(_args):
     """Batches until no declaration is left on an earlier configured data key. Exit 2 when
     some are under a key that is no longer configured: put it back behind the new one and
@@ -190,7 +214,8 @@ def token(args):
 DEVELOPMENT_ONLY = ("run", "token")
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
-            "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
+            "dead-letters": dead_letters, "republish": republish,
+            "reencrypt-personal-data": reencrypt_personal_data,
             "token": token}
 
 if __name__ == "__main__":
