@@ -18,6 +18,8 @@ def main(names):
     found = sorted(m.name for m in pkgutil.iter_modules([str(folder)])
                    if m.name.startswith("bench_"))
     for name in names or found:
+        # "declaration_check" and "bench_declaration_check" both name bench_declaration_check.py
+        name = name if name.startswith("bench_") else f"bench_{name}"
         module = importlib.import_module(f"bench.{name}")
         # The load generator freezes its heap as the services do, so that its own full
         # collections do not show up as the platform's latency.

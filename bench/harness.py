@@ -43,8 +43,7 @@ def running_platform(**extra_environ):
                                                                "bench-secret-of-thirty-two-bytes"),
                        GATEWAY_PORT=str(_free_port()), **extra_environ)
         for process in PROCESSES:
-            if process.name != "gateway":
-                environ[process.address_variable] = f"127.0.0.1:{_free_port()}"
+            environ[process.address_variable] = f"127.0.0.1:{_free_port()}"
         declare_topology({"AMQP_URI": amqp})
         platform = Platform(environ, logs=os.path.join(folder, "logs"))
         platform.start()
@@ -68,10 +67,10 @@ class GraphQLOverHttp:
     """A keep-alive HTTP client as light as the RPC client it is compared with, so that the
     benchmark's own client work is not counted as the gateway's."""
 
-    def __init__(self, gateway_url, headers=None):
+    def __init__(self, gateway_url, headers=None, timeout=30):
         address = gateway_url.split("://", 1)[1]
         host, port = address.rsplit(":", 1)
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
         self.connection.connect()   # before the timed requests, as the RPC client does
         self.headers = {"Content-Type": "application/json", **(headers or {})}
 
@@ -134,6 +133,27 @@ class CpuClock:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         seconds["client"] = usage.ru_utime + usage.ru_stime
         return seconds
+
+
+class PeakMemory:
+    """The peak resident memory of one platform process over a stretch of work: ``start()``
+    resets the kernel's high-water mark (VmHWM), ``peak_mb()`` reads it."""
+
+    def __init__(self, platform, name):
+        self.pid = platform.children[name].pid
+
+    def _status(self, field):
+        with open(f"/proc/{self.pid}/status") as status:
+            line = next(line for line in status if line.startswith(field + ":"))
+        return int(line.split()[1]) / 1024
+
+    def start(self):
+        with open(f"/proc/{self.pid}/clear_refs", "w") as refs:
+            refs.write("5")
+        self.before_mb = self._status("VmRSS")
+
+    def peak_mb(self):
+        return self._status("VmHWM")
 
 
 def measure(make_client, requests_total, concurrency, rate=None, cpu=None):

@@ -141,6 +141,11 @@ def _dev_secret(config, environ, name, make, variable):
 _MEMORY = {}
 
 
+def _secret(variable, environ):
+    """Keys come from the environment only, never from a config file."""
+    return settings.setting(None, variable, environ=environ)
+
+
 def _parse_pairs(text):
     pairs = []
     for item in (text or "").split(","):
@@ -152,21 +157,21 @@ def _parse_pairs(text):
     return pairs
 
 
-def data_cipher(config=None, environ=os.environ):
-    text = environ.get("MANTELZORG_DATA_KEY") or _dev_secret(
+def data_cipher(config=None, environ=None):
+    text = _secret("MANTELZORG_DATA_KEY", environ) or _dev_secret(
         config, environ, "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}", "MANTELZORG_DATA_KEY")
     return DataCipher(_parse_pairs(text))
 
 
-def keyed_hash(config=None, environ=os.environ):
-    text = environ.get("MANTELZORG_LOOKUP_KEY") or _dev_secret(
+def keyed_hash(config=None, environ=None):
+    text = _secret("MANTELZORG_LOOKUP_KEY", environ) or _dev_secret(
         config, environ, "lookup-key", lambda: _b64(secrets.token_bytes(32)), "MANTELZORG_LOOKUP_KEY")
     return KeyedHash(_unb64(text))
 
 
-def signer(config=None, environ=os.environ):
-    pem = environ.get("MANTELZORG_SIGNING_KEY")
-    key_id = environ.get("MANTELZORG_SIGNING_KEY_ID")
+def signer(config=None, environ=None):
+    pem = _secret("MANTELZORG_SIGNING_KEY", environ)
+    key_id = _secret("MANTELZORG_SIGNING_KEY_ID", environ)
     if not pem:
         def make():
             key = Ed25519PrivateKey.generate()
@@ -181,7 +186,7 @@ def signer(config=None, environ=os.environ):
                                                     serialization.PublicFormat.Raw)
         key_id = "ed-" + hashlib.sha256(raw).hexdigest()[:16]
     earlier = [(kid, Ed25519PublicKey.from_public_bytes(raw))
-               for kid, raw in _parse_pairs(environ.get("MANTELZORG_SIGNING_PUBLIC_KEYS"))]
+               for kid, raw in _parse_pairs(_secret("MANTELZORG_SIGNING_PUBLIC_KEYS", environ))]
     return Signer(private_key, key_id, earlier)
 
 
@@ -191,7 +196,7 @@ KEY_SETTINGS = ("MANTELZORG_DATA_KEY", "MANTELZORG_LOOKUP_KEY", "MANTELZORG_SIGN
 class Keys:
     """The three kinds of key of a service, loaded once per process."""
 
-    def __init__(self, config=None, environ=os.environ):
+    def __init__(self, config=None, environ=None):
         settings.require_in_production(KEY_SETTINGS, "keys are generated in development only",
                                        environ)
         self.cipher = data_cipher(config, environ)

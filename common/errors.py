@@ -11,7 +11,9 @@ class DomainError(Exception):
     code = "INTERNAL"
 
     def __init__(self, message, field=None):
-        super().__init__(message, field)
+        # The arguments are what nameko sends to the caller; a None among them would arrive
+        # as the string "None".
+        super().__init__(*((message,) if field is None else (message, field)))
         self.message = message
         self.field = field
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.schemas import declaration, registry
+from common.schemas import campaign, declaration, registry
 
 
 class Envelope(BaseModel):
@@ -30,18 +30,15 @@ class Envelope(BaseModel):
 
     @classmethod
     def received(cls, body):
-        """A consumer's reading of a body: fields it does not know are left out."""
-        return cls.model_validate(_known_fields(cls, body))
+        """A consumer's reading of a body: envelope fields it does not know are left out."""
+        return cls.model_validate(body, extra="ignore")
 
     def parsed_payload(self):
-        schema = payload_schema(self.type, self.version)
-        return schema.model_validate(_known_fields(schema, self.payload))
-
-
-def _known_fields(model, data):
-    if not isinstance(data, dict):
-        return data
-    return {name: value for name, value in data.items() if name in model.model_fields}
+        """The payload as the schema of its type and version reads it. Fields the schema
+        does not know (at any depth) are left out: a publisher may add optional fields before
+        every consumer knows them."""
+        return payload_schema(self.type, self.version).model_validate(self.payload,
+                                                                      extra="ignore")
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,11 @@ CATALOGUE = {
         EventType("support_point.deactivated", "registry", 1, registry.SupportPointChanged),
         *(EventType(f"declaration.{status}", "declaration", 1, declaration.DeclarationStatusChanged)
           for status in ("requested", "issued", "rejected", "revoked", "expired")),
+        *(EventType(f"bag_order.{change}", "campaign", 1, campaign.BagOrderChanged)
+          for change in ("requested", "allocated", "partly_allocated", "shipped", "delivered",
+                         "cancelled")),
+        *(EventType(f"campaign.{change}", "campaign", 1, campaign.CampaignChanged)
+          for change in ("created", "launched", "opted_out")),
     )
 }
 

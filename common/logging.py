@@ -135,7 +135,11 @@ class CorrelatedLogging(DependencyProvider):
 
 def _correlation_from_request(worker_ctx):
     request = worker_ctx.args[0] if worker_ctx.args else None
-    headers = getattr(request, "headers", None)
+    return correlation_from_headers(getattr(request, "headers", None))
+
+
+def correlation_from_headers(headers):
+    """The caller's X-Correlation-ID when it has a sane shape, else a new one."""
     incoming = headers.get(CORRELATION_HEADER) if headers is not None else None
     if incoming and re.fullmatch(r"[A-Za-z0-9._-]{8,64}", incoming):
         return incoming

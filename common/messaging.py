@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
+from weakref import WeakKeyDictionary
 
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.pools import producers
@@ -177,14 +178,23 @@ class Outbox:
         self.config = config
         self.publisher = EventPublisher(service, config)
 
-    def add(self, session, type_name, payload, correlation_id, occurred_at=None):
-        envelope = new_envelope(type_name, payload, correlation_id, self.service, occurred_at)
+    def add(self, session, type_name, payload, correlation_id):
+        return self.add_many(session, [(type_name, payload)], correlation_id)[0]
+
+    def add_many(self, session, events, correlation_id):
+        """Writes ``events`` in one insert: a change of many documents (an allocation round)
+        announces each without a round trip apiece. Each is a (type, payload) pair, or
+        (type, payload, occurred_at) for a state published again with the time it last
+        changed."""
         now = utcnow()
-        self.collection.insert_one({
-            "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
-            "envelope": envelope.model_dump(mode="json"),
-        }, session=session)
-        return envelope
+        envelopes = [new_envelope(type_name, payload, correlation_id, self.service, *when)
+                     for type_name, payload, *when in events]
+        if envelopes:
+            self.collection.insert_many([{
+                "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
+                "envelope": envelope.model_dump(mode="json"),
+            } for envelope in envelopes], session=session)
+        return envelopes
 
     def declare_consumer_queues(self):
         """The queues of every subscription to this service's events, from the catalogue:
@@ -206,26 +216,37 @@ class Outbox:
         now = utcnow()
         waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
             .sort("created_at", ASCENDING).limit(limit)
-        sent = 0
-        for candidate in list(waiting):
-            entry = self._claim(candidate["_id"], now)
-            if entry is None:
-                continue
-            envelope = entry["envelope"]
-            if not self._publish(envelope):
-                self.collection.update_one({"_id": entry["_id"]}, {"$set": {
-                    "claimed_until": utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
-                metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
-                log.warning("outbox.event_unroutable", event_type=envelope["type"],
-                            event_id=envelope["event_id"], retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
-                continue
-            self.collection.delete_one({"_id": entry["_id"]})
-            metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
-            sent += 1
+        sent = sum(self._publish(candidate["_id"], now) for candidate in list(waiting))
         self._measure()
         return sent
 
-    def _publish(self, envelope):
+    def relay_own(self, entry_ids):
+        """Publish the events one worker just recorded. Only its own: when many workers end
+        at once, each publishing every pending event would have them all compete for the
+        same entries. What one cannot publish, the timer's ``relay`` does (and measures the
+        outbox, every second)."""
+        now = utcnow()
+        return sum(self._publish(entry_id, now) for entry_id in entry_ids)
+
+    def _publish(self, entry_id, now):
+        """1 when this relay claimed, published and removed the entry, 0 when another had it
+        or no queue took it (it stays, and is tried again UNROUTABLE_RETRY_SECONDS later)."""
+        entry = self._claim(entry_id, now)
+        if entry is None:
+            return 0
+        envelope = entry["envelope"]
+        if not self._routed(envelope):
+            self.collection.update_one({"_id": entry["_id"]}, {"$set": {
+                "claimed_until": utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
+            metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
+            log.warning("outbox.event_unroutable", event_type=envelope["type"],
+                        event_id=envelope["event_id"], retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
+            return 0
+        self.collection.delete_one({"_id": entry["_id"]})
+        metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
+        return 1
+
+    def _routed(self, envelope):
         """Publish; when no queue took it, declare the consumers' queues and try once more."""
         if self.publisher.publish(envelope):
             return True
@@ -270,9 +291,7 @@ def record_current_state(store, outbox, sources, cursor=None, limit=500):
         documents = list(store[source.collection]
                          .find({"_id": {"$gt": after}} if after is not None else {}, session=session)
                          .sort("_id", ASCENDING).limit(limit))
-        for document in documents:
-            type_name, payload, occurred_at = source.event_of(document)
-            outbox.record(session, type_name, payload, occurred_at=occurred_at)
+        outbox.record_many(session, [source.event_of(document) for document in documents])
         return [document["_id"] for document in documents]
 
     done = store.in_transaction(work)
@@ -291,6 +310,7 @@ class EventOutbox(DependencyProvider):
 
     def __init__(self):
         self.outbox = None
+        self.recorded = WeakKeyDictionary()   # worker context -> ids of what it recorded
 
     def _outbox(self):
         if self.outbox is None:
@@ -308,25 +328,36 @@ class EventOutbox(DependencyProvider):
         self.outbox = None
 
     def get_dependency(self, worker_ctx):
-        return WorkerOutbox(self._outbox(), worker_ctx)
+        self.recorded[worker_ctx] = recorded = []
+        return WorkerOutbox(self._outbox(), worker_ctx, recorded)
 
     def worker_teardown(self, worker_ctx):
-        if worker_ctx.data.get("_outbox_recorded"):
+        recorded = self.recorded.pop(worker_ctx, None)
+        if recorded:
             try:
-                self._outbox().relay()
+                self._outbox().relay_own(recorded)
             except Exception:  # the timer relays it later
                 log.warning("outbox.relay_deferred", exc_info=True)
 
 
 class WorkerOutbox:
-    def __init__(self, outbox, worker_ctx):
+    def __init__(self, outbox, worker_ctx, recorded):
         self._outbox = outbox
         self._worker_ctx = worker_ctx
+        self._recorded = recorded
 
-    def record(self, session, type_name, payload, occurred_at=None):
-        self._worker_ctx.data["_outbox_recorded"] = True
-        return self._outbox.add(session, type_name, payload,
-                                self._worker_ctx.data.get(CORRELATION_KEY) or "none", occurred_at)
+    def record(self, session, type_name, payload):
+        return self.record_many(session, [(type_name, payload)])[0]
+
+    def record_many(self, session, events):
+        """``events``: (type, payload) pairs, or (type, payload, occurred_at), written to
+        the outbox in one insert."""
+        envelopes = self._outbox.add_many(session, events,
+                                          self._worker_ctx.data.get(CORRELATION_KEY) or "none")
+        # A retried transaction records again under new ids; the ids of the attempt that
+        # did not commit are simply not found by the relay.
+        self._recorded.extend(str(envelope.event_id) for envelope in envelopes)
+        return envelopes
 
     def relay(self):
         return self._outbox.relay()

@@ -2,12 +2,16 @@
 
 prometheus-client keeps one registry per process; every service runs in its own process.
 """
+import logging
 import time
 from weakref import WeakKeyDictionary
 
+import eventlet
+from eventlet import wsgi
 from nameko.extensions import DependencyProvider
+from nameko.web.server import parse_address
 from prometheus_client import (CONTENT_TYPE_LATEST, Counter, Gauge, Histogram,
-                               disable_created_metrics, generate_latest)
+                               disable_created_metrics, generate_latest, make_wsgi_app)
 
 disable_created_metrics()   # the *_created series only double what Prometheus scrapes
 
@@ -70,9 +74,10 @@ _KIND_NAMES = {"Rpc": "rpc", "HttpRequestHandler": "http", "Timer": "timer"}
 
 
 def entrypoint_kind(entrypoint):
+    for cls in type(entrypoint).__mro__:   # subclasses (the gateway's JSON handler) count as theirs
+        if cls.__name__ in _KIND_NAMES:
+            return _KIND_NAMES[cls.__name__]
     name = type(entrypoint).__name__
-    if name in _KIND_NAMES:
-        return _KIND_NAMES[name]
     return "event" if "Event" in name else name.lower()
 
 
@@ -105,3 +110,26 @@ class EntrypointMetrics(DependencyProvider):
 def metrics_response():
     """(status, headers, body) for a nameko @http handler."""
     return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode()
+
+
+class MetricsServer(DependencyProvider):
+    """``/metrics`` on an address of its own (config key ``METRICS_ADDRESS``), for a process
+    whose web server is public: the gateway's metrics are for Prometheus, not for clients."""
+
+    def setup(self):
+        self.address = parse_address(self.container.config["METRICS_ADDRESS"])
+        self.socket = None
+
+    def start(self):
+        self.socket = eventlet.listen((self.address.address, self.address.port))
+        self.thread = self.container.spawn_managed_thread(self._serve)
+
+    def _serve(self):
+        wsgi.server(self.socket, make_wsgi_app(), log=logging.getLogger("nameko.web.server"),
+                    log_output=False)
+
+    def stop(self):
+        if self.socket is not None:
+            self.thread.kill()
+            self.socket.close()
+            self.socket = None

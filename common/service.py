@@ -83,19 +83,21 @@ class StartupHeapFreeze(DependencyProvider):
 
 
 class InstrumentedService:
+    """Logging, metrics and the frozen heap; the subclass chooses where ``/metrics`` is
+    served (PlatformService on its web address, the gateway on an address of its own)."""
     log = CorrelatedLogging()
     metrics = EntrypointMetrics()
     startup_heap = StartupHeapFreeze()
-
-    @http("GET", "/metrics")
-    def prometheus_metrics(self, request):
-        return metrics_response()
 
 
 class PlatformService(InstrumentedService):
     """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``; one that
     publishes events lists in ``current_state`` the StateSources (common/messaging.py) its
     events describe, for ``republish_current_state``."""
+
+    @http("GET", "/metrics")
+    def prometheus_metrics(self, request):
+        return metrics_response()
 
     outbox = EventOutbox()
     current_state = ()

@@ -82,6 +82,10 @@ class DocumentStore:
     def ensure_indexes(self):
         """Create the service's indexes; called once when the service starts."""
 
+    def migrate(self):
+        """Bring what an earlier release stored to the current shape; called when the
+        service starts, after ``ensure_indexes``. Must be idempotent: every replica runs it."""
+
     def __getitem__(self, collection):
         return self.db[collection]
 
@@ -132,6 +136,7 @@ class DocumentStore:
 def open_store(config, database, store_class=DocumentStore):
     store = store_class(database, settings.mongo_uri(config), settings.data_dir(config))
     store.ensure_indexes()
+    store.migrate()
     return store
 
 
@@ -145,7 +150,7 @@ class Storage(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        database = config.get("DATABASE") or f"mantelzorg_{self.container.service_name}"
+        database = settings.setting(config, "DATABASE", f"mantelzorg_{self.container.service_name}")
         with settings.stop_if_misconfigured():
             self.store = open_store(config, database, self.store_class)
 

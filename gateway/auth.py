@@ -1,13 +1,21 @@
 """Who is asking: the JWT of the contract (shared/contract/README.md), and what each role
 may do."""
-import os
+import threading
+import time
 from dataclasses import dataclass, field
 
 import jwt
+from nameko.extensions import DependencyProvider
 
 from common import config as settings
-from common.errors import DomainError, Forbidden
-from common.validators import validate_bsn
+from common.errors import DomainError, Forbidden, Unavailable
+from common.logging import get_logger
+from common.validators import MUNICIPALITY_CODE, validate_bsn
+
+log = get_logger()
+IDENTITY_PROVIDER_ALGORITHMS = ("RS256", "ES256")
+IDENTITY_PROVIDER_SETTINGS = ("MANTELZORG_JWT_JWKS_URL", "MANTELZORG_JWT_ISSUER",
+                              "MANTELZORG_JWT_AUDIENCE")
 
 ROLES = ("caregiver", "municipality", "partner", "support_point", "fund", "campaign", "admin")
 
@@ -58,27 +66,91 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-IDENTITY_PROVIDER_SETTINGS = ("MANTELZORG_JWT_JWKS_URL", "MANTELZORG_JWT_ISSUER",
-                              "MANTELZORG_JWT_AUDIENCE")
+class MisconfiguredTokens(RuntimeError):
+    """Token verification is set up so that it would accept what it must refuse. (Not
+    nameko's ConfigurationError: with that, ``nameko run`` stops with exit code 0.)"""
+
+
+class IdentityProviderKeys:
+    """The identity provider's signing keys (its JWKS). Fetched when first needed and again
+    when older than MAX_AGE_SECONDS; a token naming a key id that is not in the set refetches
+    it, at most once per UNKNOWN_KID_REFETCH_SECONDS, so that tokens with made-up key ids
+    cannot make the gateway hammer the identity provider. An identity provider that cannot
+    be reached is UNAVAILABLE (the token may well be good), never UNAUTHENTICATED; while it
+    is down, keys fetched before keep working."""
+
+    MAX_AGE_SECONDS = 300
+    UNKNOWN_KID_REFETCH_SECONDS = 60
+    FETCH_TIMEOUT_SECONDS = 5
+
+    def __init__(self, url, clock=time.monotonic):
+        self.client = jwt.PyJWKClient(url, cache_jwk_set=False, cache_keys=False,
+                                      timeout=self.FETCH_TIMEOUT_SECONDS)
+        self.clock = clock
+        self.keys = None            # key id -> PyJWK
+        self.fetched_at = None      # when the set was last fetched
+        self.attempted_at = None    # when a fetch was last tried, whatever came of it
+        self.lock = threading.Lock()
+
+    def signing_key(self, kid):
+        with self.lock:   # one fetch at a time; the others then find its keys
+            if self.keys is None or self._older_than(self.fetched_at, self.MAX_AGE_SECONDS):
+                self._fetch()
+            if kid not in self.keys and \
+                    self._older_than(self.attempted_at, self.UNKNOWN_KID_REFETCH_SECONDS):
+                self._fetch()
+            key = self.keys.get(kid)
+        if key is None:
+            raise Unauthenticated("the token is signed with a key the identity provider "
+                                  "does not publish")
+        return key
+
+    def _older_than(self, moment, seconds):
+        return moment is None or self.clock() - moment >= seconds
+
+    def _fetch(self):
+        self.attempted_at = self.clock()
+        try:
+            keys = jwt.PyJWKSet.from_dict(self.client.fetch_data()).keys
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError, AttributeError) as error:
+            log.warning("gateway.identity_provider_unreachable", error=type(error).__name__)
+            if self.keys is None:
+                raise Unavailable("the identity provider cannot be reached; try again later") \
+                    from None
+            return   # keep the keys fetched before
+        self.keys = {key.key_id: key for key in keys if key.key_id}
+        self.fetched_at = self.attempted_at
 
 
 class TokenVerifier:
     """HS256 with MANTELZORG_JWT_SECRET in development and tests; with
-    MANTELZORG_JWT_JWKS_URL set, RS256/ES256 from the identity provider, with issuer and
-    audience checked. In production only the identity provider's tokens count, and its three
-    settings are required. A caregiver's BSN is in the claim ``bsn``, or in the claim that
-    MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it differently)."""
+    MANTELZORG_JWT_JWKS_URL set, RS256/ES256 from the identity provider, whose issuer and
+    audience (MANTELZORG_JWT_ISSUER, MANTELZORG_JWT_AUDIENCE) must then be configured too:
+    without them the gateway refuses to start. In production only the identity provider's
+    tokens count, and its three settings are required. A caregiver's BSN is in the claim
+    ``bsn``, or in the claim that MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it
+    differently)."""
 
-    def __init__(self, environ=os.environ):
+    def __init__(self, environ=None):
+        def read(variable, default=None):   # secrets and identity settings: environment only
+            return settings.setting(None, variable, default, environ=environ)
+
         settings.require_in_production(IDENTITY_PROVIDER_SETTINGS,
                                        "tokens come from the identity provider", environ)
-        self.bsn_claim = environ.get("MANTELZORG_JWT_BSN_CLAIM") or "bsn"
+        self.bsn_claim = read("MANTELZORG_JWT_BSN_CLAIM", "bsn")
         # Development sign-in (HS256 with a shared secret) exists only in development.
-        self.secret = None if settings.is_production(environ) else environ.get("MANTELZORG_JWT_SECRET")
-        self.jwks_url = environ.get("MANTELZORG_JWT_JWKS_URL")
-        self.issuer = environ.get("MANTELZORG_JWT_ISSUER")
-        self.audience = environ.get("MANTELZORG_JWT_AUDIENCE")
-        self.jwks = jwt.PyJWKClient(self.jwks_url, cache_keys=True) if self.jwks_url else None
+        self.secret = None if settings.is_production(environ) else read("MANTELZORG_JWT_SECRET")
+        self.jwks_url = read("MANTELZORG_JWT_JWKS_URL")
+        self.issuer = read("MANTELZORG_JWT_ISSUER")
+        self.audience = read("MANTELZORG_JWT_AUDIENCE")
+        self.jwks = None
+        if self.jwks_url:
+            if not (self.issuer and self.audience):
+                raise MisconfiguredTokens(
+                    "MANTELZORG_JWT_JWKS_URL is set: MANTELZORG_JWT_ISSUER and "
+                    "MANTELZORG_JWT_AUDIENCE must be set too, or any token that the identity "
+                    "provider issued for another application would be accepted")
+            self.jwks = IdentityProviderKeys(self.jwks_url)
 
     def principal(self, authorization):
         if not authorization:
@@ -88,11 +160,20 @@ class TokenVerifier:
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
         claims = self._decode(token.strip())
         role = claims.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise Unauthenticated("the token has no known role")
-        if role == "municipality" and not claims.get("municipality"):
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub.strip():
+            raise Unauthenticated("the token's subject (sub) is empty")
+        municipality = claims.get("municipality")
+        if role == "municipality" and not municipality:
             raise Unauthenticated("a municipality token must name its municipality")
-        if role == "support_point" and not claims.get("support_point"):
+        if municipality is not None and not (isinstance(municipality, str)
+                                             and MUNICIPALITY_CODE.fullmatch(municipality)):
+            raise Unauthenticated("the token's municipality is not a CBS code (GM0363)")
+        support_point = claims.get("support_point")
+        if role == "support_point" and not (isinstance(support_point, str)
+                                            and support_point.strip()):
             raise Unauthenticated("a support point token must name its support point")
         bsn = None
         if role == "caregiver":
@@ -100,30 +181,49 @@ class TokenVerifier:
                 bsn = validate_bsn(str(claims.get(self.bsn_claim) or ""))
             except ValueError:
                 raise Unauthenticated("a caregiver token must carry a valid BSN") from None
-        return Principal(sub=str(claims["sub"]), role=role,
-                         municipality=claims.get("municipality"),
-                         support_point=claims.get("support_point"), bsn=bsn)
+        return Principal(sub=sub, role=role, municipality=municipality,
+                         support_point=support_point if isinstance(support_point, str) else None,
+                         bsn=bsn)
 
     def _decode(self, token):
         options = {"require": ["exp", "sub"]}
+        checks = {"issuer": self.issuer, "audience": self.audience}
         try:
             if self.jwks:
-                key = self.jwks.get_signing_key_from_jwt(token).key
-                return jwt.decode(token, key, algorithms=["RS256", "ES256"], options=options,
-                                  issuer=self.issuer, audience=self.audience)
+                key = self.jwks.signing_key(jwt.get_unverified_header(token).get("kid"))
+                if key.algorithm_name not in IDENTITY_PROVIDER_ALGORITHMS:
+                    raise Unauthenticated("the token's signing key has an algorithm that is not "
+                                          "accepted")
+                # Only the key's own algorithm: a token cannot choose HS256 with the public
+                # key as its secret, nor another key type.
+                return jwt.decode(token, key.key, algorithms=[key.algorithm_name],
+                                  options=options, **checks)
             if not self.secret:
                 raise Unauthenticated("token verification is not configured")
-            return jwt.decode(token, self.secret, algorithms=["HS256"], options=options)
+            return jwt.decode(token, self.secret, algorithms=["HS256"], options=options,
+                              **checks)
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
-        except jwt.PyJWTError:
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise Unauthenticated("the token was issued by another issuer or for another "
+                                  "audience") from None
+        except (jwt.PyJWTError, ValueError, TypeError):   # a token is untrusted input
             raise Unauthenticated("the token is not valid") from None
+
+
+class Authentication(DependencyProvider):
+    """The TokenVerifier of the process, built from the environment when the service starts:
+    a wrong setting stops the start."""
+
+    def setup(self):
+        self.verifier = TokenVerifier()
+
+    def get_dependency(self, worker_ctx):
+        return self.verifier
 
 
 def issue_development_token(secret, role, sub, lifetime_seconds=8 * 3600, **claims):
     """A token for local development and tests (HS256)."""
-    import time
-
     now = int(time.time())
     body = {"sub": sub, "role": role, "iat": now, "exp": now + lifetime_seconds}
     body.update({k: v for k, v in claims.items() if v is not None})

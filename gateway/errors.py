@@ -2,7 +2,7 @@
 stack trace, a database detail or personal data."""
 import re
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 
@@ -32,35 +32,44 @@ def error_entry(message, code, field=None, path=None):
     return entry
 
 
-_VARIABLE_ERROR = re.compile(r"^Variable '\$(?P<name>\w+)' got invalid value .*?(?: at '(?P<path>[^']+)')?;")
+# graphql-core's own variable errors are replaced by gateway.inputs before execution; should
+# one still come, it is named by the variable alone, never by what the client sent.
+_VARIABLE_ERROR = re.compile(
+    r"^Variable '\$(?P<name>\w+)' (?:got invalid value|of required type|of non-null type)")
+_ARGUMENT_ERROR = re.compile(r"^Argument '(?P<name>\w+)'")
 
 
-def variable_field(message):
-    """The input a variable error is about, as a field path: 'input.purposes.0'."""
-    match = _VARIABLE_ERROR.match(message or "")
-    if not match:
-        return None
-    return re.sub(r"\[(\d+)\]", r".\1", match.group("path") or match.group("name"))
+def _syntax_message(message):
+    """"Syntax Error: Expected Name, found String 'x'." without the part that quotes the
+    query."""
+    return re.split(r"""["'“]""", message, maxsplit=1)[0].rstrip(" :,.") + "."
 
 
 def format_error(error):
-    """A GraphQLError from validation or from a resolver, as the contract's JSON."""
+    """A GraphQLError from parsing, validation or a resolver, as the contract's JSON."""
     original = error.original_error if isinstance(error, GraphQLError) else error
     path = list(error.path) if getattr(error, "path", None) else None
-    field = variable_field(error.message) if isinstance(error, GraphQLError) else None
-    if field:   # a variable that does not fit its type (bad enum value, date, decimal)
+    if isinstance(error, GraphQLSyntaxError):
+        return error_entry(_syntax_message(error.message), "BAD_USER_INPUT")
+    if original is None:   # validation: the query or its input is wrong
+        field = (error.extensions or {}).get("field")
+        variable = _VARIABLE_ERROR.match(error.message or "")
+        if variable and not field:
+            field = variable.group("name")
+            return error_entry(f"{field}: is not valid", "BAD_USER_INPUT", field, path)
         return error_entry(redact_text(error.message), "BAD_USER_INPUT", field, path)
-    if original is None:   # parse or validation error: the query itself is wrong
-        return error_entry(redact_text(error.message), "BAD_USER_INPUT", path=path)
     if isinstance(original, DomainError):
         return error_entry(redact_text(original.message), original.code, original.field, path)
+    argument = _ARGUMENT_ERROR.match(original.message) if isinstance(original, GraphQLError) \
+        else None
+    if argument:   # e.g. null sent for a variable that a non-null argument takes
+        field = argument.group("name")
+        return error_entry(f"{field}: is not valid", "BAD_USER_INPUT", field, path)
     # OperationalError: the broker could not take the call (down, restarting).
     if isinstance(original, (RpcTimeout, UnknownService, TimeoutError, OperationalError)):
         log.warning("gateway.service_unavailable", error=type(original).__name__)
         return error_entry("a service is temporarily unavailable; try again later",
                            "UNAVAILABLE", path=path)
-    if isinstance(original, GraphQLError):   # e.g. a variable of the wrong type
-        return error_entry(redact_text(original.message), "BAD_USER_INPUT", path=path)
     detail = original.exc_type if isinstance(original, RemoteError) else type(original).__name__
     log.error("gateway.internal_error", error=detail, path=path,
               exc_info=not isinstance(original, RemoteError))

@@ -1,14 +1,18 @@
-"""The printable declaration: an A4 PDF with the reference, the validity, the purposes and a
-QR code of the signed token, which a desk scans and verifies with the published keys."""
+"""Printable documents, as A4 PDFs: the declaration (the reference, the validity, the purposes
+a QR code of the signed token, which a desk scans and verifies with the published keys, and
+beside it the verification code, with which a desk checks it online) and the local insert of an order of information bags."""
 import io
 from datetime import date
+from xml.sax.saxutils import escape
 
 from reportlab.graphics import renderPDF
 from reportlab.graphics.barcode.qr import QrCodeWidget
 from reportlab.graphics.shapes import Drawing
 from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
+from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer
 
 PURPOSE_NAMES = {
     "PARKING_PERMIT": "Parkeervergunning",
@@ -59,11 +63,50 @@ def render(declaration):
     drawing = Drawing(QR_SIZE, QR_SIZE,
                       transform=[QR_SIZE / (x1 - x0), 0, 0, QR_SIZE / (y1 - y0), 0, 0])
     drawing.add(widget)
-    renderPDF.draw(drawing, page, left, y - 15 * mm - QR_SIZE)
+    qr_bottom = y - 15 * mm - QR_SIZE
+    renderPDF.draw(drawing, page, left, qr_bottom)
+    if declaration.get("verification_code"):
+        beside = left + QR_SIZE + 10 * mm
+        page.drawString(beside, qr_bottom + QR_SIZE / 2 + 4 * mm, "Verificatiecode:")
+        page.setFont("Courier-Bold", 14)
+        page.drawString(beside, qr_bottom + QR_SIZE / 2 - 3 * mm, declaration["verification_code"])
     page.setFont("Helvetica", 9)
     page.drawString(left, y - 20 * mm - QR_SIZE,
                     "De QR-code bevat een ondertekende verklaring; controleer die met de sleutels "
                     "op /.well-known/jwks.json.")
     page.showPage()
     page.save()
+    return buffer.getvalue()
+
+
+def render_insert(insert):
+    """PDF bytes of a local insert as the campaign service's ``bag_order_insert`` answered
+    it: the support points that serve the municipality, then its own lines. It flows over as
+    many pages as the points need."""
+    buffer = io.BytesIO()
+    styles = getSampleStyleSheet()
+    title = f"Mantelzorg in {insert['municipality_name']}"
+    document = SimpleDocTemplate(buffer, pagesize=A4, title=title, invariant=1,
+                                 leftMargin=25 * mm, rightMargin=25 * mm,
+                                 topMargin=25 * mm, bottomMargin=20 * mm)
+    story = [Paragraph(escape(title), styles["Title"]),
+             Paragraph("Zorgt u voor iemand? U staat er niet alleen voor. Hier vindt u steun "
+                       "bij u in de buurt. #deeljezorg", styles["BodyText"]),
+             Spacer(1, 6 * mm)]
+    if insert["support_points"]:
+        story.append(Paragraph("Steunpunten mantelzorg", styles["Heading2"]))
+    for point in insert["support_points"]:
+        lines = [f"<b>{escape(point['name'])}</b>"]
+        lines += [escape(value) for value in (point.get("address_line"), point.get("phone"),
+                                              point.get("website")) if value]
+        story.append(KeepTogether([Paragraph("<br/>".join(lines), styles["BodyText"]),
+                                   Spacer(1, 3 * mm)]))
+    if insert["own_lines"]:
+        story.append(Paragraph(f"Gemeente {escape(insert['municipality_name'])}",
+                               styles["Heading2"]))
+        story += [Paragraph(escape(line), styles["BodyText"]) for line in insert["own_lines"]]
+    story += [Spacer(1, 6 * mm),
+              Paragraph(f"Bijlage bij bestelling {escape(insert['order_id'])} "
+                        f"({insert['municipality_code']})", styles["Italic"])]
+    document.build(story)
     return buffer.getvalue()

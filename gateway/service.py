@@ -3,36 +3,37 @@ import json
 from pathlib import Path
 
 import structlog
+from graphql import print_schema
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from common.errors import NotFound
+from common import config as settings
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
+from common.metrics import MetricsServer
 from common.service import InstrumentedService
 from gateway import printable
-from gateway.auth import TokenVerifier
+from gateway.auth import Authentication
+from gateway.context import DEFAULT_DEADLINE_SECONDS, GraphQLContext
 from gateway.errors import HTTP_STATUS, BadRequest, format_error
-from gateway.executor import GraphQLContext, run_query
+from gateway.executor import run_query
 from gateway.jwks import PublicKeys
+from gateway.schema import schema
+from gateway.web import http
 
 MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
-VERIFIER = TokenVerifier()
+SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
 PUBLIC_KEYS = PublicKeys()
 
 
 class GatewayService(InstrumentedService):
     name = "gateway"
     config = Config()
+    tokens = Authentication()
+    metrics_server = MetricsServer()
 
-    # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
-    # answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
-    registry = RpcProxy("registry", use_confirms=False)
-    declaration = RpcProxy("declaration", use_confirms=False)
-    travel_costs = RpcProxy("travel_costs", use_confirms=False)
-    campaign = RpcProxy("campaign", use_confirms=False)
+    # One RPC proxy per service (attribute = service name) is added below the class.
 
     @http("POST", "/graphql")
     def graphql(self, request):
@@ -52,16 +53,16 @@ class GatewayService(InstrumentedService):
         if not isinstance(body, dict):
             return self._error(BadRequest("the body must be a JSON object"))
         try:
-            principal = VERIFIER.principal(request.headers.get("Authorization"))
+            principal = self.tokens.principal(request.headers.get("Authorization"))
         except Exception as error:
             return self._error(error)
-        return self._json(run_query(body, GraphQLContext(self, principal, self._timeout())))
+        return self._json(run_query(body, self._context(principal)))
 
     @http("GET", "/.well-known/jwks.json")
     def jwks(self, request):
         """The public keys of the declarations' signed tokens, for offline verification."""
         try:
-            context = GraphQLContext(self, None, self._timeout())
+            context = self._context(None)
             document = PUBLIC_KEYS.get(lambda: context.call("declaration", "signing_keys"))
         except Exception as error:
             return self._error(error)
@@ -72,20 +73,36 @@ class GatewayService(InstrumentedService):
     @http("GET", "/declarations/<reference>.pdf")
     def declaration_pdf(self, request, reference):
         """The printable declaration: its owner caregiver or the issuing municipality."""
+        return self._pdf(request, ("caregiver", "municipality"),
+                         lambda context: printable.render(context.call(
+                             "declaration", "printable", reference, context.actor)),
+                         f"{reference}.pdf")
+
+    @http("GET", "/bag-orders/<order_id>/insert.pdf")
+    def bag_order_insert_pdf(self, request, order_id):
+        """The printable local insert of an allocated order, for those who may see the order."""
+        return self._pdf(request, ("municipality", "support_point", "campaign", "admin"),
+                         lambda context: printable.render_insert(context.call(
+                             "campaign", "bag_order_insert", order_id, context.actor)),
+                         f"insert-{order_id}.pdf")
+
+    def _pdf(self, request, roles, render, filename):
+        """A PDF for a caller with one of ``roles``, or the error as JSON."""
         try:
-            principal = VERIFIER.principal(request.headers.get("Authorization"))
-            principal.require("caregiver", "municipality")
-            context = GraphQLContext(self, principal, self._timeout())
-            document = printable.render(context.call("declaration", "printable", reference,
-                                                     context.actor))
+            principal = self.tokens.principal(request.headers.get("Authorization"))
+            principal.require(*roles)
+            document = render(self._context(principal))
         except Exception as error:
             return self._error(error)
         return Response(document, mimetype="application/pdf", headers={
-            "Content-Disposition": f'inline; filename="{reference}.pdf"',
+            "Content-Disposition": f'inline; filename="{filename}"',
             "Cache-Control": "private, no-store"})
 
-    def _timeout(self):
-        return float(self.config.get("RPC_TIMEOUT_SECONDS", 10))
+    def _context(self, principal):
+        return GraphQLContext(
+            self, principal, timeout=settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 10),
+            deadline_seconds=settings.float_setting(self.config, "REQUEST_DEADLINE_SECONDS",
+                                                    DEFAULT_DEADLINE_SECONDS))
 
     def _error(self, error, status=None):
         """An error answered as JSON, with the HTTP status of its code."""
@@ -97,14 +114,15 @@ class GatewayService(InstrumentedService):
     def graphiql(self, request):
         return Response(GRAPHIQL_PAGE, mimetype="text/html")
 
+    @http("GET", "/graphql/schema.graphql")
+    def schema_sdl(self, request):
+        """The schema as SDL, for code generators and API test tools."""
+        return Response(SCHEMA_SDL, mimetype="text/plain", headers={
+            "Cache-Control": "public, max-age=300"})
+
     @http("GET", "/health")
     def liveness(self, request):
         return self._json({"status": "ok"})
-
-    @http("GET,POST,PUT,PATCH,DELETE", "/<path:path>")
-    def not_found(self, request, path):
-        # Instead of the framework's HTML page: every answer is JSON.
-        return self._error(NotFound("no such resource"))
 
     def _json(self, payload, status=200):
         response = Response(json.dumps(payload, default=str), status=status,
@@ -112,3 +130,9 @@ class GatewayService(InstrumentedService):
         response.headers[CORRELATION_HEADER] = structlog.contextvars.get_contextvars().get(
             CORRELATION_KEY, "")
         return response
+
+
+# No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
+# answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
+for _service in settings.SERVICE_NAMES:
+    setattr(GatewayService, _service, RpcProxy(_service, use_confirms=False))

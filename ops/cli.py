@@ -5,6 +5,7 @@ import os
 import secrets
 import signal
 import sys
+from datetime import date
 from pathlib import Path
 
 from common import config as settings
@@ -17,6 +18,10 @@ from ops.platform import PROCESSES, SERVICE_NAMES, Platform, metrics_address
 
 # A BSN from the range the Dutch government keeps for tests: no person has it.
 DEMO_BSN = "999990019"
+# The first print of the approach's 100,000 information bags; its id makes the seed add it
+# once however often the platform restarts.
+FIRST_PRINT_RUN = 50_000
+FIRST_PRINT_RUN_ID = "first-print-run"
 
 
 def main(argv=None):
@@ -40,6 +45,10 @@ def main(argv=None):
     republish.add_argument("--batch", type=int, default=500, help="documents per transaction")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
+    expiry = commands.add_parser("expire-declarations",
+                                 help="expire issued declarations whose validity has ended")
+    expiry.add_argument("--today", type=date.fromisoformat, default=None,
+                        help="the day to expire for, YYYY-MM-DD (default: today)")
     token = commands.add_parser("token", help="print a development token (HS256)")
     token.add_argument("role")
     token.add_argument("--sub", default="dev-user")
@@ -61,12 +70,10 @@ def main(argv=None):
 
 
 def run(_args):
-    amqp = os.environ["AMQP_URI"]
-    ensure_broker(amqp)
-    if not os.environ.get("MANTELZORG_JWT_SECRET"):
-        os.environ["MANTELZORG_JWT_SECRET"] = secrets.token_urlsafe(32)
-        print(f"MANTELZORG_JWT_SECRET was unset; this run signs with: "
-              f"{os.environ['MANTELZORG_JWT_SECRET']}")
+    ensure_broker(settings.amqp_uri())
+    if not settings.setting(None, "MANTELZORG_JWT_SECRET"):
+        os.environ["MANTELZORG_JWT_SECRET"] = secret = secrets.token_urlsafe(32)
+        print(f"MANTELZORG_JWT_SECRET was unset; this run signs with: {secret}")
     declare_topology()
     platform = Platform()
     stop_on_signals(signal.SIGTERM, signal.SIGHUP)
@@ -101,19 +108,23 @@ def stop_on_signals(*signums):
 
 
 def seed(rpc):
-    """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), then the demo
-    support points; every step is idempotent, so a restart adds nothing twice."""
-    folder = os.environ.get("MANTELZORG_REFERENCE_DIR")
+    """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), the demo
+    support points, then the first print run of information bags; every step is idempotent,
+    so a restart adds nothing twice."""
+    folder = settings.setting(None, "MANTELZORG_REFERENCE_DIR")
     source = Path(folder) if folder else reference.DEMO_DIR
     for name, report in reference.import_reference(rpc, source).items():
         print(f"{reference.summary(name, report)} (from {source})")
     report = reference.import_support_points(rpc, reference.DEMO_DIR / "support_points.csv",
                                              {"sub": "demo-seed", "role": "admin"})
     print(reference.summary("demo support points", report))
+    stock = rpc.campaign.add_print_run(FIRST_PRINT_RUN, {"sub": "demo-seed", "role": "admin"},
+                                       run_id=FIRST_PRINT_RUN_ID)
+    print(f"information bags: {stock['printed']:,} printed, {stock['available']:,} available")
 
 
 def print_welcome(platform):
-    secret = os.environ["MANTELZORG_JWT_SECRET"]
+    secret = settings.setting(None, "MANTELZORG_JWT_SECRET")
     url = platform.gateway_url()
     print(f"\nThe platform runs. GraphQL: {url}/graphql (GraphiQL in a browser)")
     for process in PROCESSES:
@@ -127,14 +138,14 @@ def print_welcome(platform):
 
 
 def declare_queues(_args):
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     for queue in declare_topology():
         print(queue)
     return 0
 
 
 def import_reference(args):
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     with Platform().rpc(timeout=120) as rpc:
         reports = reference.import_reference(rpc, args.folder)
     print(json.dumps(reports, indent=2))
@@ -142,7 +153,7 @@ def import_reference(args):
 
 
 def import_support_points(args):
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     with Platform().rpc(timeout=120) as rpc:
         report = reference.import_support_points(rpc, args.file)
     print(json.dumps(report, indent=2))
@@ -184,7 +195,7 @@ def reencrypt_personal_data(_args):
     """Batches until no declaration is left on an earlier configured data key. Exit 2 when
     some are under a key that is no longer configured: put it back behind the new one and
     run again."""
-    ensure_broker(os.environ["AMQP_URI"])
+    ensure_broker(settings.amqp_uri())
     total = 0
     with Platform().rpc(timeout=300) as rpc:
         while True:
@@ -200,8 +211,18 @@ def reencrypt_personal_data(_args):
     return 2 if report["remaining"] or report["unreadable"] else 0
 
 
+def expire_declarations(args):
+    """What the declaration service's timer does every minute, now, or for another day."""
+    ensure_broker(settings.amqp_uri())
+    today = args.today.isoformat() if args.today else None
+    with Platform().rpc(timeout=300) as rpc:
+        expired = rpc.declaration.expire_due(today)
+    print(f"expired {expired} declaration(s)")
+    return 0
+
+
 def token(args):
-    secret = os.environ.get("MANTELZORG_JWT_SECRET")
+    secret = settings.setting(None, "MANTELZORG_JWT_SECRET")
     if not secret:
         print("set MANTELZORG_JWT_SECRET to the secret the gateway runs with", file=sys.stderr)
         return 1
@@ -216,7 +237,7 @@ COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": im
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "republish": republish,
             "reencrypt-personal-data": reencrypt_personal_data,
-            "token": token}
+            "expire-declarations": expire_declarations, "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

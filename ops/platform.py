@@ -17,6 +17,9 @@ from pathlib import Path
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from common import config as settings
+from common.config import SERVICE_NAMES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,23 +28,21 @@ class Process:
     name: str
     target: str          # module:Class for ``nameko run``
     config: str          # its nameko config, relative to the repository root
-    address_variable: str
+    address_variable: str   # the address of its /metrics (the gateway's public port is apart)
     default_port: int
 
 
-PROCESSES = (
-    Process("registry", "services.registry.service:RegistryService",
-            "services/registry/config.yml", "REGISTRY_WEB_ADDRESS", 8001),
-    Process("declaration", "services.declaration.service:DeclarationService",
-            "services/declaration/config.yml", "DECLARATION_WEB_ADDRESS", 8002),
-    Process("travel_costs", "services.travel_costs.service:TravelCostsService",
-            "services/travel_costs/config.yml", "TRAVEL_COSTS_WEB_ADDRESS", 8003),
-    Process("campaign", "services.campaign.service:CampaignService",
-            "services/campaign/config.yml", "CAMPAIGN_WEB_ADDRESS", 8004),
-    Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
-            "GATEWAY_PORT", 8000),
-)
-SERVICE_NAMES = tuple(p.name for p in PROCESSES if p.name != "gateway")
+def _service_process(number, name):
+    """services/<name>/service.py holds <Name>Service; its metrics port is 8001, 8002, ..."""
+    class_name = "".join(part.capitalize() for part in name.split("_")) + "Service"
+    return Process(name, f"services.{name}.service:{class_name}", f"services/{name}/config.yml",
+                   f"{name.upper()}_WEB_ADDRESS", 8001 + number)
+
+
+GATEWAY = Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
+                  "GATEWAY_METRICS_ADDRESS", 8005)
+PROCESSES = (*(_service_process(number, name) for number, name in enumerate(SERVICE_NAMES)),
+             GATEWAY)
 
 
 # Restarts of a process that keeps dying: 1 s, 2 s, 4 s ... at most 30 s; a process that
@@ -78,9 +79,8 @@ def exit_description(code):
 
 
 def metrics_address(process, environ):
-    if process.name == "gateway":
-        return f"127.0.0.1:{environ.get('GATEWAY_PORT', process.default_port)}"
-    return environ.get(process.address_variable, f"127.0.0.1:{process.default_port}")
+    return settings.setting(None, process.address_variable, f"127.0.0.1:{process.default_port}",
+                            environ=environ)
 
 
 class Platform:
@@ -135,10 +135,12 @@ class Platform:
             self._terminate([child], grace)
 
     def gateway_url(self):
-        return f"http://127.0.0.1:{self.environ.get('GATEWAY_PORT', 8000)}"
+        port = settings.setting(None, "GATEWAY_PORT", 8000, environ=self.environ)
+        return f"http://127.0.0.1:{port}"
 
     def rpc(self, timeout=10):
-        return ClusterRpcProxy({"AMQP_URI": self.environ["AMQP_URI"]}, timeout=timeout)
+        amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
+        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout)
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the

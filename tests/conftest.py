@@ -15,9 +15,11 @@ import pytest  # noqa: E402
 from common.config import DEFAULT_AMQP_URI  # noqa: E402
 from common.messaging import declare_topology  # noqa: E402
 from ops.broker import create_vhost, delete_vhost  # noqa: E402
+from common.config import SERVICE_NAMES  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
+from services.declaration.storage import DeclarationStore  # noqa: E402
 
-from tests.support import JWT_SECRET, GraphQLClient  # noqa: E402
+from tests.support import ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -66,8 +68,7 @@ def platform_environ(amqp_uri, data_dir, **extra):
     environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
                    MANTELZORG_DATA_DIR=str(data_dir), GATEWAY_PORT=str(free_port()), **extra)
     for process in PROCESSES:
-        if process.name != "gateway":
-            environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+        environ[process.address_variable] = f"127.0.0.1:{free_port()}"
     return environ
 
 
@@ -79,6 +80,7 @@ def started_platform(amqp_uri, tmp_path_factory, **extra):
                                **{"EVENT_RETRY_DELAY_MS": "200",
                                   "EVENT_RETRY_MAX_DELAY_MS": "2000", **extra})
     declare_topology({"AMQP_URI": amqp_uri})
+    _capture_every_event(amqp_uri)
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"), say=lambda line: None)
     running.start()
     try:
@@ -86,6 +88,33 @@ def started_platform(amqp_uri, tmp_path_factory, **extra):
         yield running
     finally:
         running.stop()
+
+
+def _capture_every_event(amqp_uri):
+    """A queue bound to every service's event exchange: the scan after the run reads what
+    was published."""
+    from kombu import Connection, Queue
+    from nameko.standalone.events import get_event_exchange
+
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        for service in SERVICE_NAMES:
+            exchange = get_event_exchange(service, {})
+            exchange(channel).declare()
+            Queue(EVENT_CAPTURE_QUEUE, exchange, routing_key="#")(channel).declare()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def recorded_answers():
+    """Every error answer of the run, for the scan after it."""
+    ANSWERS.start()
+    yield ANSWERS
+    ANSWERS.stop()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The scan for personal data (marked ``after_everything``) runs after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -114,6 +143,14 @@ def municipalities(rpc, shared_data):
     report = import_municipalities(rpc, shared_data / "municipalities.csv")
     assert not report["rejected"]
     return report
+
+
+@pytest.fixture
+def declaration_store():
+    """The declaration service's store on an embedded server of its own, in memory."""
+    store = DeclarationStore("declaration_probe", "", ":memory:")
+    yield store
+    store.close()
 
 
 @pytest.fixture

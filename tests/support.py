@@ -1,4 +1,5 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
+import io
 import json
 import random
 import re
@@ -6,10 +7,24 @@ import time
 import uuid
 
 import requests
+from pypdf import PdfReader
+from stdnum import iban as stdnum_iban
 
 from gateway.auth import issue_development_token
 
 JWT_SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+class PersonalData:
+    """Every BSN, IBAN and personal e-mail address the tests make, so that the scan after
+    the run (test_personal_data_scan.py) looks for exactly these in logs, events, metrics
+    and error answers."""
+
+    def __init__(self):
+        self.bsns, self.ibans, self.emails = set(), set(), set()
+
+
+SENT = PersonalData()
 
 
 def random_bsn():
@@ -19,7 +34,26 @@ def random_bsn():
         total = sum(d * w for d, w in zip(digits, range(9, 1, -1)))
         last = total % 11
         if last < 10 and digits[0] != 0:
-            return "".join(map(str, digits)) + str(last)
+            bsn = "".join(map(str, digits)) + str(last)
+            SENT.bsns.add(bsn)
+            return bsn
+
+
+def random_iban():
+    """A Dutch IBAN with valid check digits (for a bank code no bank has), different in
+    every call."""
+    account = f"{random.randint(0, 10**10 - 1):010d}"
+    bban = f"TEST{account}"
+    iban = "NL" + stdnum_iban.calc_check_digits("NL00" + bban) + bban
+    SENT.ibans.add(iban)
+    return iban
+
+
+def personal_email():
+    """A caregiver's e-mail address, different in every call."""
+    email = f"mantelzorger.{uuid.uuid4().hex[:10]}@example.nl"
+    SENT.emails.add(email)
+    return email
 
 
 def token(role, sub=None, **claims):
@@ -44,6 +78,17 @@ class GraphQLClient:
         response = self.post(query, variables, token)
         assert response.headers["Content-Type"].startswith("application/json")
         return response.json()
+
+
+def support_point_count(gql):
+    """How many active support points the public overview counts."""
+    answer = gql("{ supportPoints(first: 1) { total } }")
+    return answer["data"]["supportPoints"]["total"]
+
+
+def pdf_text(document):
+    """The text of every page of a PDF, as a reader would copy it."""
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(document)).pages)
 
 
 def error_codes(answer):
@@ -75,6 +120,70 @@ def scrape(url, sample):
     text = requests.get(url, timeout=5).text
     match = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+# --- the scan for personal data after the run ------------------------------------------
+
+_NINE_DIGITS = re.compile(r"(?<!\d)\d(?:[\s.\-]?\d){8}(?!\d)")   # in any spacing
+_EMAIL_SHAPE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def _masked(value):
+    return value[:2] + "…"
+
+
+def personal_data_in(text, sent=SENT):
+    """The kinds of personal data the tests made that ``text`` contains, each with a masked
+    sample: ["a BSN (12…)", ...]. Separators (spaces, dots, hyphens) do not hide a BSN or an
+    IBAN."""
+    found = []
+    for match in _NINE_DIGITS.finditer(text):
+        digits = re.sub(r"\D", "", match.group())
+        if digits in sent.bsns:
+            found.append(f"a BSN ({_masked(digits)})")
+    compact = re.sub(r"[\s.\-]", "", text).upper()
+    found.extend(f"an IBAN ({_masked(iban)})" for iban in sent.ibans if iban in compact)
+    found.extend(f"an e-mail address ({_masked(email)})"
+                 for email in {m.group().lower() for m in _EMAIL_SHAPE.finditer(text)}
+                 if email in sent.emails)
+    return found
+
+
+class AnswerRecorder:
+    """Every error answer the tests' HTTP clients get (requests underneath: the GraphQL
+    client, plain requests, schemathesis), for the scan after the run."""
+
+    MAX_BODY = 100_000
+
+    def __init__(self):
+        self.answers = []
+        self._original = None
+
+    def start(self):
+        import requests.sessions
+
+        self._original = original = requests.sessions.Session.send
+        recorder = self
+
+        def send(session, request, **kwargs):
+            response = original(session, request, **kwargs)
+            body = response.content or b""
+            if response.status_code >= 400 or b'"errors"' in body:
+                recorder.answers.append((f"{request.method} {request.path_url.split('?')[0]} "
+                                         f"({response.status_code})",
+                                         body[:self.MAX_BODY].decode("utf-8", "replace")))
+            return response
+
+        requests.sessions.Session.send = send
+
+    def stop(self):
+        import requests.sessions
+
+        requests.sessions.Session.send = self._original
+
+
+ANSWERS = AnswerRecorder()
+EVENT_CAPTURE_QUEUE = "test.personal-data-scan"
 
 
 def drain(queue):

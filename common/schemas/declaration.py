@@ -2,7 +2,7 @@
 from datetime import date
 from decimal import Decimal
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import EmailStr, Field, field_validator, model_validator
 
 from common.schemas import InputPayload, MunicipalityCode, Payload, Postcode, RequiredText
 from common.validators import chosen_from, validate_bsn
@@ -17,17 +17,25 @@ DECLARATION_STATUSES = ("REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED")
 class DeclarationStatusChanged(Payload):
     """declaration.requested / .issued / .rejected / .revoked / .expired.
 
-    No personal data: no BSN, no names, no care relationship. ``owner`` is the caregiver's
-    pseudonymous subject id from the identity provider, needed by the travel-cost fund to
-    check that a claim's declaration belongs to the claimant."""
+    No personal data: no BSN, no names, no care relationship, and not whose it is (that is
+    the caregiver whose BSN it carries; a service that needs to know asks the declaration
+    service)."""
     id: str
     reference: str
     status: str
     municipality_code: str
     purposes: list[str]
-    owner: str | None = None
     valid_from: date | None = None
     valid_until: date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_owner(cls, data):
+        # Events published before declarations belonged to their BSN named an ``owner`` (a
+        # token subject); one still queued at the upgrade is read without it.
+        if isinstance(data, dict) and "owner" in data:
+            data = {key: value for key, value in data.items() if key != "owner"}
+        return data
 
 
 # --- RPC payloads -------------------------------------------------------------------------

@@ -19,8 +19,16 @@ class MunicipalityImported(Payload):
     population: int | None = None
 
 
+class SupportPointAddress(Payload):
+    street: str
+    house_number: str
+    postcode: str
+    city: str
+
+
 class SupportPointChanged(Payload):
-    """support_point.registered / .updated / .deactivated: the point as it now is."""
+    """support_point.registered / .updated / .deactivated: the point as it now is. The contact
+    details came later and are optional, so an event without them still reads."""
     id: str
     name: str
     kind: str
@@ -29,6 +37,9 @@ class SupportPointChanged(Payload):
     areas: list[str]
     active: bool
     version: int
+    address: SupportPointAddress | None = None
+    phone: str | None = None
+    website: str | None = None
 
 
 # --- RPC payloads -------------------------------------------------------------------------

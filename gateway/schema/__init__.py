@@ -3,12 +3,13 @@ combined here. ``schema.graphql`` beside this file is the printed result, commit
 checked by the tests against the contract."""
 import graphene
 
+from gateway.schema.campaign import CampaignMutation, CampaignQuery
 from gateway.schema.declarations import DeclarationMutation, DeclarationQuery
 from gateway.schema.platform import PlatformQuery
 from gateway.schema.registry import RegistryMutation, RegistryQuery
 
-QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery)
-MUTATIONS = (RegistryMutation, DeclarationMutation)
+QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery, CampaignQuery)
+MUTATIONS = (RegistryMutation, DeclarationMutation, CampaignMutation)
 
 
 class Query(*QUERIES, graphene.ObjectType):

@@ -1,5 +1,6 @@
 """Caregiver declarations: the contract's types and fields, answered by the declaration
-service over RPC. The gateway checks the caller's role; the service checks ownership.
+service over RPC. The gateway checks the caller's role; the service checks ownership (the
+caregiver whose BSN a declaration carries, by its keyed hash).
 
 Added to the contract (documented in docs/declarations.md): ``Declaration.unmetCriteria``,
 ``Declaration.history``, ``checkDeclarationToken``, ``declarationSettings`` and
@@ -8,8 +9,10 @@ from datetime import date, datetime
 
 import graphene
 
+from common.limits import page_size
 from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSES
-from gateway.limits import check_page_size
+from gateway.auth import ROLES
+from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import enum_of, to_wire
 
@@ -115,8 +118,6 @@ def _day(text):
 
 
 def _declaration(answer):
-    if answer is None:
-        return None
     history = [DeclarationTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
                for h in answer["history"]]
     return Declaration(**{**answer, "history": history, "care_since": _day(answer["care_since"]),
@@ -136,6 +137,7 @@ def _client(principal):
 
 class DeclarationQuery(graphene.ObjectType):
     declaration = graphene.Field(Declaration, reference=graphene.String(required=True))
+    my_declarations = graphene.List(graphene.NonNull(Declaration), required=True)
     declarations = graphene.List(
         graphene.NonNull(Declaration), required=True,
         municipality_code=graphene.String(required=True), status=DeclarationStatus(),
@@ -152,31 +154,44 @@ class DeclarationQuery(graphene.ObjectType):
         DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
         description="Added: a municipality's declaration criteria; anyone may read them.")
 
+    @calls_services()
     def resolve_declaration(root, info, reference):
         context = info.context
-        context.principal.require("caregiver", "municipality", "admin")
+        # Any role: whom it is not for gets NOT_FOUND from the service, as for an unknown
+        # reference, so that no answer tells that a reference is in use.
+        context.principal.require(*ROLES)
         return _declaration(context.call(SERVICE, "declaration", reference, context.actor))
 
+    @calls_services()
+    def resolve_my_declarations(root, info):
+        context = info.context
+        context.principal.require("caregiver")
+        return [_declaration(d) for d in context.call(SERVICE, "my_declarations", context.actor)]
+
+    @calls_services()
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
         context.principal.require_municipality(municipality_code, "admin")
-        first = check_page_size(20 if first is None else first)
+        first = page_size(20 if first is None else first)
         found = context.call(SERVICE, "declarations", municipality_code, to_wire(status), first,
                              after, context.actor)
         return [_declaration(d) for d in found]
 
+    @calls_services()
     def resolve_check_declaration(root, info, reference, verification_code, purpose):
         context = info.context
         context.principal.require("partner", "municipality", "admin")
         return _check(context.call(SERVICE, "check_declaration", reference, verification_code,
                                    to_wire(purpose), _client(context.principal)))
 
+    @calls_services()
     def resolve_check_declaration_token(root, info, token, purpose):
         context = info.context
         context.principal.require("partner", "municipality", "admin")
         return _check(context.call(SERVICE, "check_token", token, to_wire(purpose),
                                    _client(context.principal)))
 
+    @calls_services()
     def resolve_declaration_settings(root, info, municipality_code):
         return DeclarationSettings(**info.context.call(SERVICE, "municipality_settings",
                                                        municipality_code))
@@ -189,11 +204,14 @@ class DeclarationMutation(graphene.ObjectType):
                                         decision=Decision(required=True), reason=graphene.String())
     revoke_declaration = graphene.Field(Declaration, required=True, id=graphene.ID(required=True),
                                         reason=graphene.String(required=True))
+    renew_verification_code = graphene.Field(Declaration, required=True,
+                                             id=graphene.ID(required=True))
     set_declaration_settings = graphene.Field(
         DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
         input=DeclarationSettingsInput(required=True),
         description="Added: a municipality's local choices (admin or the municipality itself).")
 
+    @calls_services()
     def resolve_request_declaration(root, info, input):
         context = info.context
         principal = context.principal.require("caregiver", "municipality")
@@ -202,17 +220,26 @@ class DeclarationMutation(graphene.ObjectType):
         return _declaration(context.call(SERVICE, "request_declaration", to_wire(input),
                                          context.actor))
 
+    @calls_services()
     def resolve_decide_declaration(root, info, id, decision, reason=None):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "decide_declaration", id, to_wire(decision),
                                          reason, context.actor))
 
+    @calls_services()
     def resolve_revoke_declaration(root, info, id, reason):
         context = info.context
         context.principal.require("municipality", "admin")
         return _declaration(context.call(SERVICE, "revoke_declaration", id, reason, context.actor))
 
+    @calls_services()
+    def resolve_renew_verification_code(root, info, id):
+        context = info.context
+        context.principal.require("caregiver", "municipality")
+        return _declaration(context.call(SERVICE, "renew_verification_code", id, context.actor))
+
+    @calls_services()
     def resolve_set_declaration_settings(root, info, municipality_code, input):
         context = info.context
         context.principal.require_municipality(municipality_code.strip().upper(), "admin")

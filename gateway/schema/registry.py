@@ -7,10 +7,12 @@ import graphene
 
 from common.errors import NotFound
 from common.schemas.registry import SUPPORT_AREAS, SUPPORT_POINT_KINDS
-from gateway.limits import check_page_size
+from common.limits import page_size
+from gateway.limits import calls_services
 from gateway.schema.scalars import DateTime
 from gateway.schema.shared import enum_of, to_wire
 
+SERVICE = "registry"
 EDITORS = ("admin", "municipality", "support_point")
 
 
@@ -54,9 +56,6 @@ class SupportPoint(graphene.ObjectType):
     active = graphene.Boolean(required=True)
     version = graphene.Int(required=True)
     updated_at = DateTime(required=True)
-
-    def resolve_id(root, info):
-        return root["_id"]
 
     def resolve_updated_at(root, info):
         return _when(root["updated_at"])
@@ -125,25 +124,29 @@ class RegistryQuery(graphene.ObjectType):
         description="Added by the gateway: the audit trail of a support point, for those "
                     "who may edit it.")
 
+    @calls_services()
     def resolve_support_points(root, info, first=20, **criteria):
-        check_page_size(first)
-        return info.context.call("registry", "search_support_points", first=first,
+        page_size(first)
+        return info.context.call(SERVICE, "search_support_points", first=first,
                                  **{k: to_wire(v) for k, v in criteria.items()})
 
+    @calls_services()
     def resolve_support_point(root, info, id):
         try:
-            return info.context.call("registry", "get_support_point", id)
+            return info.context.call(SERVICE, "get_support_point", id)
         except NotFound:
             return None
 
+    @calls_services()
     def resolve_nearest_support_points(root, info, postcode, area=None, limit=5):
-        check_page_size(limit, "limit")
-        return info.context.call("registry", "nearest_support_points", postcode, to_wire(area),
+        page_size(limit, "limit")
+        return info.context.call(SERVICE, "nearest_support_points", postcode, to_wire(area),
                                  limit)
 
+    @calls_services()
     def resolve_support_point_history(root, info, id):
         info.context.principal.require(*EDITORS)
-        return info.context.call("registry", "support_point_history", id, info.context.actor)
+        return info.context.call(SERVICE, "support_point_history", id, info.context.actor)
 
 
 class RegistryMutation(graphene.ObjectType):
@@ -156,17 +159,20 @@ class RegistryMutation(graphene.ObjectType):
         SupportPoint, required=True, id=graphene.ID(required=True),
         reason=graphene.String(required=True))
 
+    @calls_services()
     def resolve_register_support_point(root, info, input):
         info.context.principal.require("admin", "municipality")
-        return info.context.call("registry", "register_support_point", to_wire(input),
+        return info.context.call(SERVICE, "register_support_point", to_wire(input),
                                  info.context.actor)
 
+    @calls_services()
     def resolve_update_support_point(root, info, id, input, expected_version):
         info.context.principal.require(*EDITORS)
-        return info.context.call("registry", "update_support_point", id, to_wire(input),
+        return info.context.call(SERVICE, "update_support_point", id, to_wire(input),
                                  expected_version, info.context.actor)
 
+    @calls_services()
     def resolve_deactivate_support_point(root, info, id, reason):
         info.context.principal.require(*EDITORS)
-        return info.context.call("registry", "deactivate_support_point", id, reason,
+        return info.context.call(SERVICE, "deactivate_support_point", id, reason,
                                  info.context.actor)

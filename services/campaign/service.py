@@ -1,36 +1,254 @@
-"""The campaign service's entrypoints."""
-from nameko.rpc import rpc
+"""The campaign service's entrypoints: information bags (stock, orders, allocation rounds,
+local inserts) and the #deeljezorg campaign, with the read models of the registry's events
+they need."""
+import uuid
+from datetime import date
 
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from common import metrics
+from common.errors import BadUserInput, Forbidden
 from common.messaging import handles_event
+from common.schemas.campaign import BagOrderInput, CampaignInput, PrintRunInput
 from common.service import PlatformService
-from common.storage import Storage
-from services.campaign import domain
-from services.campaign.storage import MUNICIPALITIES, SUPPORT_POINTS, CampaignStore
+from common.storage import Storage, utcnow
+from services.campaign import domain, inserts
+from services.campaign.storage import CampaignStore
+
+
+def _today():
+    return date.today().isoformat()
 
 
 class CampaignService(PlatformService):
     name = "campaign"
     store = Storage(CampaignStore)
 
+    # --- read models of the registry's events --------------------------------------------
+
     @handles_event("municipality.imported")
     def on_municipality_imported(self, event):
-        payload = event.parsed_payload()
-        return self.store.apply_once(event.event_id, lambda session: self.store[MUNICIPALITIES].replace_one(
-            {"_id": payload.code}, {"_id": payload.code, "name": payload.name}, upsert=True,
-            session=session))
+        municipality = domain.municipality_projection(event.parsed_payload())
+        return self.store.apply_once(event.event_id, lambda session: self.store.put_municipality(
+            municipality, session))
 
     @handles_event("support_point.registered")
     @handles_event("support_point.updated")
     @handles_event("support_point.deactivated")
     def on_support_point_changed(self, event):
+        """Keeps the point's newest version; a point that running campaigns reach and that
+        has not had their material yet gets it now, without anyone asking."""
         point = domain.support_point_projection(event.parsed_payload())
-        handled = self.store.apply_once(event.event_id, lambda session: self.store.replace_if_newer(
-            SUPPORT_POINTS, point, "version", session=session))
+
+        def work(session):
+            self.store.project_support_point(point, session)
+            current = self.store.support_point(point["_id"], session)
+            for campaign in self.store.running_campaigns(_today(), session):
+                if domain.reaches(campaign, current):
+                    self.store.record_distribution(domain.distribution(
+                        campaign, current["_id"], utcnow(), event.type), session)
+
+        handled = self.store.apply_once(event.event_id, work)
         self.log.info("campaign.support_point_projected", support_point_id=point["_id"],
                       duplicate=not handled)
         return handled
 
     @rpc
     def support_point_reach(self, municipality_codes=None):
-        """How many active support points a campaign in these municipalities reaches."""
-        return self.store[SUPPORT_POINTS].count_documents(domain.reach_filter(municipality_codes))
+        """How many active support points serve these municipalities (None: all)."""
+        return self.store.count_points_serving(municipality_codes)
+
+    # --- the stock -------------------------------------------------------------------------
+
+    @rpc
+    def bag_stock(self, actor):
+        domain.may_run_campaigns(actor)
+        return domain.stock_view(self.store.stock())
+
+    @rpc
+    def add_print_run(self, quantity, actor, run_id=None):
+        """A print run adds to ``printed`` and ``available``. ``run_id`` makes it happen
+        once however often it is sent (the demo seed uses it)."""
+        domain.may_run_campaigns(actor)
+        run = domain.parse(PrintRunInput, {"quantity": quantity})
+        added = self.store.add_print_run({"_id": run_id or str(uuid.uuid4()),
+                                          "quantity": run.quantity, "at": utcnow(),
+                                          "by": domain.actor_trace(actor)})
+        self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
+        return domain.stock_view(self.store.stock())
+
+    # --- bag orders ------------------------------------------------------------------------
+
+    @rpc
+    def order_bags(self, data, actor):
+        """A municipality's order (or a support point's, for its own municipality); allocated
+        in full at once when the available stock covers it, otherwise it waits."""
+        order_input = domain.parse(BagOrderInput, data)
+        code = order_input.municipality_code
+        municipality = self.store.municipality(code)
+        if municipality is None:
+            raise BadUserInput("municipalityCode: unknown municipality", field="municipalityCode")
+        own_point = self.store.support_point((actor or {}).get("support_point")) \
+            if (actor or {}).get("role") == "support_point" else None
+        domain.may_order_for(actor, code, own_point)
+        point_id = domain.ordering_point(actor, own_point, order_input.support_point_id,
+                                         self.store.support_point(order_input.support_point_id),
+                                         code)
+        now = utcnow()
+        waiting = domain.new_order(order_input, actor, point_id, now)
+        insert = inserts.compose(code, municipality, self.store.points_serving_each([code])[code],
+                                 waiting["own_lines"], now)
+        stored = self.store.place_order(
+            waiting, domain.allocated_in_full(waiting, insert, now),
+            lambda session, document: self._announce(session, document,
+                                                     len(document["history"])))
+        self.log.info("campaign.bags_ordered", order_id=stored["_id"], municipality_code=code,
+                      quantity=stored["quantity_requested"], status=stored["status"])
+        return domain.order_view(stored)
+
+    @rpc
+    def bag_orders(self, municipality_code, actor):
+        """Orders oldest first: every order, or one municipality's."""
+        if municipality_code is not None:
+            municipality_code = domain.municipality_code(municipality_code)
+        own_point = self.store.support_point((actor or {}).get("support_point"))
+        code = domain.orders_scope(actor, municipality_code, own_point)
+        return [domain.order_view(order) for order in self.store.orders(code)]
+
+    @rpc
+    def mark_bag_order_shipped(self, order_id, actor):
+        shipped = self._order_step(order_id, "ship", actor)
+        metrics.BAGS_SHIPPED.labels(shipped["municipality_code"]).inc(
+            shipped["history"][-1]["quantity"])
+        return domain.order_view(shipped)
+
+    @rpc
+    def mark_bag_order_delivered(self, order_id, actor):
+        return domain.order_view(self._order_step(order_id, "deliver", actor))
+
+    @rpc
+    def cancel_bag_order(self, order_id, reason, actor):
+        """From REQUESTED or ALLOCATED; the allocated bags go back to the available stock."""
+        return domain.order_view(self._order_step(order_id, "cancel", actor, reason))
+
+    def _order_step(self, order_id, action, actor, reason=None):
+        order = domain.require_found(self.store.order(order_id))
+        domain.may_order_for(actor, order["municipality_code"],
+                             self.store.support_point((actor or {}).get("support_point")))
+        step = domain.step(order["status"], action, actor, reason)
+        changed = self.store.change_order(
+            domain.order_change(order, step, actor, utcnow(), reason=reason), self._announce)
+        self.log.info(f"campaign.bag_order_{action}", order_id=changed["_id"],
+                      municipality_code=changed["municipality_code"], status=changed["status"])
+        return changed
+
+    def _announce(self, session, order, entries=1):
+        self.outbox.record_many(session, domain.announced(order, entries))
+
+    @rpc
+    def run_bag_allocation(self, actor):
+        """Shares the available bags over the waiting orders in proportion to population
+        (largest remainder); the answer explains every share."""
+        domain.may_run_campaigns(actor)
+        now = utcnow()
+
+        def plan(available, waiting, municipalities):
+            given = domain.allocation_round(available, waiting, municipalities)
+            serving = self.store.points_serving_each(domain.completed_municipalities(given))
+
+            def insert_for(order):
+                code = order["municipality_code"]
+                return inserts.compose(code, municipalities.get(code), serving[code],
+                                       order["own_lines"], now)
+
+            return (domain.round_document(available, given, actor, now),
+                    domain.round_changes(given, actor, now, insert_for))
+
+        document, orders = self.store.allocation_round(
+            plan, lambda session, changed: self.outbox.record_many(
+                session, [event for order in changed for event in domain.announced(order)]))
+        self.log.info("campaign.allocation_round", round_id=document["_id"],
+                      available_before=document["available_before"],
+                      allocated=document["allocated"], orders=len(document["allocations"]))
+        return domain.round_view(document, orders)
+
+    @rpc
+    def bag_order_insert(self, order_id, actor):
+        """The local insert of an allocated order, to print, for those who may see the order."""
+        order = domain.require_found(self.store.order(order_id))
+        if (actor or {}).get("role") not in domain.ORDERING_ROLES:
+            raise Forbidden("this operation is not allowed for your role")
+        domain.may_order_for(actor, order["municipality_code"],
+                             self.store.support_point((actor or {}).get("support_point")))
+        return inserts.printable(order, domain.require_insert(order))
+
+    # --- the campaign ----------------------------------------------------------------------
+
+    @rpc
+    def create_campaign(self, data, actor):
+        domain.may_run_campaigns(actor)
+        campaign_input = domain.parse(CampaignInput, data, "input")
+        codes = campaign_input.municipality_codes
+        domain.require_known_municipalities(codes, self.store.municipalities(codes))
+        campaign = self.store.insert_campaign(
+            domain.new_campaign(campaign_input, actor, utcnow()),
+            lambda session, document: self.outbox.record(
+                session, "campaign.created", domain.campaign_event(document, 0)))
+        self.log.info("campaign.created", campaign_id=campaign["_id"], scope=campaign["scope"])
+        return domain.campaign_view(campaign, 0)
+
+    @rpc
+    def launch_campaign(self, campaign_id, actor):
+        """Distributes the material to every active support point in scope that has not had
+        it; launching again distributes only to points that were missed (none, normally)."""
+        domain.may_run_campaigns(actor)
+        campaign = domain.require_found(self.store.campaign(campaign_id), "campaign")
+        domain.require_launchable(campaign, date.today())
+        # Running first: a point registered from here on gets the material from its event.
+        campaign = self.store.mark_launched(campaign["_id"], utcnow()) or campaign
+        added = self._distribute(campaign, "launch")
+        reached = self.store.reached([campaign["_id"]]).get(campaign["_id"], 0)
+        self.store.announce_launch(campaign["_id"], lambda session, document: self.outbox.record(
+            session, "campaign.launched", domain.campaign_event(document, reached)))
+        self.log.info("campaign.launched", campaign_id=campaign["_id"], distributed=added,
+                      reached=reached)
+        return domain.campaign_view({**campaign, "launched": True}, reached)
+
+    @timer(interval=60)
+    def distribute_running_campaigns(self):
+        """Catches up on any point a launch and its registration event both missed (they
+        ran at the same moment) or that a launch did not reach before it was interrupted."""
+        for campaign in self.store.running_campaigns(_today()):
+            self._distribute(campaign, "catch-up")
+
+    def _distribute(self, campaign, via):
+        done = self.store.distributed_point_ids(campaign["_id"])
+        now = utcnow()
+        return self.store.record_distributions([
+            domain.distribution(campaign, point_id, now, via)
+            for point_id in self.store.point_ids_serving(domain.participating(campaign))
+            if point_id not in done])
+
+    @rpc
+    def opt_out_of_campaign(self, campaign_id, municipality_code, actor):
+        """A municipality declines a regional campaign: from now on its support points get
+        nothing from it."""
+        code = domain.municipality_code(municipality_code)
+        domain.may_opt_out(actor, code)
+        campaign = domain.require_found(self.store.campaign(campaign_id), "campaign")
+        domain.require_opt_out_allowed(campaign, code)
+        reached = self.store.reached([campaign["_id"]]).get(campaign["_id"], 0)
+        changed = self.store.add_opt_out(campaign["_id"], code, lambda session, document: (
+            self.outbox.record(session, "campaign.opted_out",
+                               domain.campaign_event(document, reached))))
+        self.log.info("campaign.opted_out", campaign_id=campaign["_id"], municipality_code=code,
+                      already=changed is None)
+        return domain.campaign_view(changed or campaign, reached)
+
+    @rpc
+    def campaigns(self, actor):
+        domain.may_run_campaigns(actor)
+        found = self.store.campaigns()
+        reached = self.store.reached([c["_id"] for c in found])
+        return [domain.campaign_view(c, reached.get(c["_id"], 0)) for c in found]

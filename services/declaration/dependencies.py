@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
-from pymongo import ReturnDocument
 
 from common import config as settings
 from common.storage import utcnow
@@ -36,43 +35,36 @@ class FailedChecks:
         self._read_at = None
         self._reading = False
 
-    def blocked(self, client, failures):
+    def blocked(self, client, store):
         """Whether a check by ``client`` is to be refused unseen; each refusal is counted.
-        ``failures``: the collection the counts are kept in."""
+        ``store``: the service's DeclarationStore, where the counts are kept."""
         now = time.monotonic()
         due = self._read_at is None or now - self._read_at >= self.refresh_seconds
         if due and not self._reading:   # one re-read at a time; the others use what is known
-            self._reread(failures)
+            self._reread(store)
         until = self._blocked_until.get(client)
         if until is not None and until > utcnow():
             REFUSED_CHECKS.inc()
             return True
         return False
 
-    def count_failure(self, client, failures):
+    def count_failure(self, client, store):
         FAILED_CHECKS.inc()
         now = utcnow()
-        entry = failures.find_one_and_update(
-            {"_id": client, "window_start": {"$gt": now - self.window}},
-            {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
-        if entry is None:   # no window open for this client: this failure opens one
-            entry = {"_id": client, "window_start": now, "failures": 1}
-            failures.replace_one({"_id": client}, entry, upsert=True)
-        if entry["failures"] >= self.max_failures:
-            self._blocked_until[client] = entry["window_start"] + self.window
+        window = store.count_check_failure(client, now - self.window, now)
+        if window["failures"] >= self.max_failures:
+            self._blocked_until[client] = window["window_start"] + self.window
 
-    def _reread(self, failures):
+    def _reread(self, store):
         self._reading = True
         try:
             now = utcnow()
-            found = list(failures.find({"window_start": {"$gt": now - self.window},
-                                        "failures": {"$gte": self.max_failures}},
-                                       {"window_start": 1}))
+            found = store.windows_at_limit(now - self.window, self.max_failures)
             # A block lasts until its window ends, whoever learnt of it first: merge with
             # what is known now (this process may have blocked a client while the store
             # answered), and forget only the ended ones.
             known = {client: until for client, until in self._blocked_until.items() if until > now}
-            known.update((entry["_id"], entry["window_start"] + self.window) for entry in found)
+            known.update((client, start + self.window) for client, start in found.items())
             self._blocked_until = known
             self._read_at = time.monotonic()
         finally:

@@ -1,24 +1,34 @@
-"""Declaration rules, free of I/O: the lifecycle, the criteria, local choices, references."""
+"""Declaration rules, free of I/O: the lifecycle table and who may make each step, the
+criteria and local choices, who may see what, and the documents and views the service
+keeps and answers."""
 import calendar
+import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from common.errors import Conflict, Forbidden
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.schemas.declaration import DECLARATION_PURPOSES
+from common.workflow import Transition, Workflow
 
 REQUESTED, ISSUED, REJECTED, REVOKED, EXPIRED = "REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED"
 ACTIVE = (REQUESTED, ISSUED)
 
-# The lifecycle, complete: (status now, action) -> status after. Anything else is a CONFLICT.
-TRANSITIONS = {
-    (None, "request"): REQUESTED,
-    (REQUESTED, "issue"): ISSUED,
-    (REQUESTED, "reject"): REJECTED,
-    (ISSUED, "revoke"): REVOKED,
-    (ISSUED, "expire"): EXPIRED,
-}
+# The service itself, when its timer expires declarations.
+SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
+DECIDERS = ("municipality", "admin")   # a municipality only for its own declarations
+
+
+# The lifecycle, complete. Anything else is a CONFLICT.
+LIFECYCLE = Workflow(
+    Transition(None, "request", REQUESTED, made_by=("caregiver", "municipality")),
+    Transition(REQUESTED, "issue", ISSUED, made_by=DECIDERS),
+    Transition(REQUESTED, "reject", REJECTED, made_by=DECIDERS, needs_reason="a rejection"),
+    Transition(ISSUED, "revoke", REVOKED, made_by=DECIDERS, needs_reason="a revocation"),
+    Transition(ISSUED, "expire", EXPIRED, made_by=(SYSTEM["role"],)),
+)
 # The event each resulting status is published as.
 EVENT_OF = {REQUESTED: "declaration.requested", ISSUED: "declaration.issued",
             REJECTED: "declaration.rejected", REVOKED: "declaration.revoked",
@@ -26,15 +36,49 @@ EVENT_OF = {REQUESTED: "declaration.requested", ISSUED: "declaration.issued",
 
 
 def next_status(current, action):
-    try:
-        return TRANSITIONS[(current, action)]
-    except KeyError:
+    transition = LIFECYCLE.step(current, action)
+    if transition is None:
         raise Conflict(f"a {current.lower() if current else 'new'} declaration cannot be "
-                       f"{_PAST.get(action, action)}") from None
+                       f"{LIFECYCLE[action].after.lower()}")
+    return transition.after
 
 
-_PAST = {"request": "requested", "issue": "issued", "reject": "rejected", "revoke": "revoked",
-         "expire": "expired"}
+def required_reason(action, reason):
+    """The reason given, tidied (None when empty); BAD_USER_INPUT when the step needs one."""
+    reason = (reason or "").strip() or None
+    needs = LIFECYCLE[action].needs_reason
+    if needs and not reason:
+        raise BadUserInput(f"reason: {needs} needs a reason", field="reason")
+    return reason
+
+
+def may_make(action, actor, declaration):
+    """Raises Forbidden unless ``actor`` may make the step ``action`` on ``declaration``
+    (for ``request``: the one about to be filed). A municipality acts only on its own
+    declarations, a caregiver only on those that carry its own BSN."""
+    role = (actor or {}).get("role")
+    if role not in LIFECYCLE[action].made_by:
+        raise Forbidden("only the municipality the declaration was requested at"
+                        if action != "request" else "you may not request a declaration")
+    if role == "municipality" and not own_municipality(actor, declaration):
+        raise Forbidden("only the municipality the declaration was requested at"
+                        if action != "request" else
+                        "you may not request a declaration at this municipality")
+    if role == "caregiver" and not owns(actor, declaration):
+        raise Forbidden("a caregiver may request a declaration only for their own BSN")
+
+
+def step_changes(declaration, after, action, actor, reason, now):
+    """What a step writes: the fields it sets, its audit entry, and the fields it removes
+    (the 'one active declaration' key, once the declaration is no longer active)."""
+    fields = {"status": after, "updated_at": now}
+    entry = audit_entry(declaration["status"], after, action, actor, reason, now)
+    return fields, entry, (() if after in ACTIVE else ("active_key",))
+
+
+def audit_entry(before, after, action, actor, reason, now):
+    return {"from": before, "to": after, "action": action, "at": now,
+            "by": actor_trace(actor), "reason": reason}
 
 
 # --- local choices with national defaults ------------------------------------------------
@@ -107,6 +151,10 @@ def reference(year, number):
     return f"MZV-{year}-{number:06d}"
 
 
+def normal_reference(text):
+    return str(text or "").strip().upper()
+
+
 def new_verification_code():
     """Twelve characters from an alphabet without look-alikes, in three groups (~60 bits)."""
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -118,9 +166,44 @@ def normalise_code(code):
     return "".join(ch for ch in (code or "").upper() if ch.isalnum())
 
 
+def code_hash(keys, reference, code):
+    """How a verification code is compared: its keyed hash, bound to the reference."""
+    return keys.hash("code", reference, normalise_code(code))
+
+
+# The encrypted fields of a declaration. Each ciphertext is bound to its declaration and
+# field, so that it cannot be moved to another record or read as another field.
+SEALED_FIELDS = ("personal", "verification_code")
+
+
+def sealing_context(field, declaration_id):
+    return declaration_id if field == "personal" else f"{declaration_id}:{field}"
+
+
+def new_code(keys, declaration_id, reference):
+    """A fresh verification code, and the fields that keep it: its keyed hash to compare an
+    offered code with, and the code encrypted to show it again to whom may see it."""
+    code = new_verification_code()
+    return code, {"verification_hash": code_hash(keys, reference, code),
+                  "verification_code": keys.cipher.encrypt(
+                      code, context=sealing_context("verification_code", declaration_id))}
+
+
 def recipient_identity(care_recipient):
     """Who the care is for, as compared for 'one active declaration'."""
     return " ".join(care_recipient["name"].lower().split()), care_recipient["postcode"]
+
+
+def active_key(keys, request, municipality_code):
+    """The key that makes one active declaration per caregiver, recipient and municipality."""
+    recipient = request.care_recipient.model_dump(mode="json")
+    return keys.hash("active", request.caregiver.bsn, *recipient_identity(recipient),
+                     municipality_code)
+
+
+def caregiver_key(keys, bsn):
+    """How a declaration knows whose it is: the keyed hash of the caregiver's BSN."""
+    return keys.hash("bsn", bsn)
 
 
 def actor_trace(actor):
@@ -129,30 +212,51 @@ def actor_trace(actor):
             "municipality": (actor or {}).get("municipality")}
 
 
-def may_request(actor, municipality_code):
-    role = actor.get("role")
-    if role == "caregiver":
-        return
-    if role == "municipality" and actor.get("municipality") == municipality_code:
-        return
-    raise Forbidden("you may not request a declaration at this municipality")
+# --- who may see and do what -------------------------------------------------------------
+# ``actor`` as the service hands it to these rules: a caregiver's BSN only as its keyed hash
+# (``caregiver_key``), compared with the one the declaration carries.
+
+def owns(actor, declaration):
+    """Whether ``actor`` is the caregiver whose BSN the declaration carries, whoever filed it."""
+    key = actor.get("caregiver_key") if actor.get("role") == "caregiver" else None
+    return key is not None and hmac.compare_digest(key, declaration.get("caregiver_key") or "")
+
+
+def own_municipality(actor, declaration):
+    return actor.get("role") == "municipality" \
+        and actor.get("municipality") == declaration["municipality_code"]
 
 
 def may_read(actor, declaration):
-    role = actor.get("role")
-    if role == "admin":
-        return
-    if role == "caregiver" and actor.get("sub") and declaration.get("owner") == actor.get("sub"):
-        return
-    if role == "municipality" and actor.get("municipality") == declaration["municipality_code"]:
-        return
-    raise Forbidden("only the caregiver it belongs to or the municipality it was requested at")
+    """The owner caregiver, the municipality it was requested at, admin."""
+    return actor.get("role") == "admin" or owns(actor, declaration) \
+        or own_municipality(actor, declaration)
 
 
-def may_print(actor, declaration):
-    if actor.get("role") == "admin":
+def may_see_code(actor, declaration):
+    """The verification code, at any time: the owner caregiver and the issuing municipality."""
+    return owns(actor, declaration) or own_municipality(actor, declaration)
+
+
+def readable(actor, declaration):
+    """The declaration when ``actor`` may read it; NOT_FOUND otherwise, exactly as for one
+    that does not exist, so that an answer never tells that a reference is in use."""
+    if declaration is None or not may_read(actor, declaration):
+        raise NotFound("no such declaration")
+    return declaration
+
+
+def require_found(declaration):
+    if declaration is None:
+        raise NotFound("no such declaration")
+    return declaration
+
+
+def require_owner_or_issuer(actor, declaration):
+    """Printing it and renewing its code: the owner caregiver and the issuing municipality
+    (admin reads it, but neither prints it nor renews its code)."""
+    if not may_see_code(actor, declaration):
         raise Forbidden("only the caregiver it belongs to or the municipality it was requested at")
-    may_read(actor, declaration)
 
 
 def may_decide(actor, municipality_code):
@@ -162,13 +266,50 @@ def may_decide(actor, municipality_code):
     raise Forbidden("only the municipality the declaration was requested at")
 
 
-def may_see_secrets(actor, declaration):
-    """The verification code and the token: the owner, the issuing municipality, admin."""
-    try:
-        may_read(actor, declaration)
-        return True
-    except Forbidden:
-        return False
+# --- documents the service keeps ---------------------------------------------------------
+
+def new_declaration(request, municipality_code, reference, criteria, actor, keys, now):
+    """A requested declaration, and its verification code (shown in the answer). The
+    personal data and the code are encrypted, bound to the declaration; the BSN and the code
+    are also kept as keyed hashes to be found and compared by."""
+    declaration_id = str(uuid.uuid4())
+    caregiver = request.caregiver.model_dump(mode="json")
+    recipient = request.care_recipient.model_dump(mode="json")
+    verification_code, code_fields = new_code(keys, declaration_id, reference)
+    document = {
+        "_id": declaration_id, "reference": reference, "status": REQUESTED,
+        "municipality_code": municipality_code, "purposes": request.purposes,
+        "hours_per_week": str(request.hours_per_week),
+        "care_since": request.care_since.isoformat(),
+        "unmet_criteria": unmet_criteria(request.care_since, request.hours_per_week, criteria,
+                                         now.date()),
+        "caregiver_key": caregiver_key(keys, caregiver["bsn"]),
+        "active_key": active_key(keys, request, municipality_code),
+        "personal": keys.cipher.encrypt({"caregiver": caregiver, "care_recipient": recipient},
+                                        context=sealing_context("personal", declaration_id)),
+        **code_fields,
+        "created_at": now, "updated_at": now,
+        "history": [audit_entry(None, next_status(None, "request"), "request", actor, None, now)],
+    }
+    return document, verification_code
+
+
+def renewal_entry(declaration, actor, now):
+    """The audit entry of a renewed verification code: the status stays, who renewed is
+    recorded."""
+    return audit_entry(declaration["status"], declaration["status"], "renew_code", actor, None,
+                       now)
+
+
+def issue_changes(criteria, today, reason):
+    """What issuing sets besides the status (the signed token is added by the service)."""
+    valid_from, valid_until = validity(criteria, today)
+    return {"valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(),
+            "decision_reason": reason}
+
+
+def municipality_projection(payload):
+    return {"_id": payload.code, "name": payload.name, "province": payload.province}
 
 
 # --- the check ---------------------------------------------------------------------------
@@ -188,36 +329,43 @@ def check_answer(declaration, purpose, today):
             "municipality_code": declaration["municipality_code"]}
 
 
-def token_claims(declaration):
-    """The signed offline token: reference, purposes, validity, municipality; nothing else."""
-    valid_until = date.fromisoformat(declaration["valid_until"])
-    end = calendar.timegm((valid_until + timedelta(days=1)).timetuple())
-    start = calendar.timegm(date.fromisoformat(declaration["valid_from"]).timetuple())
-    return {"iss": "mantelzorg-declaration", "reference": declaration["reference"],
-            "purposes": declaration["purposes"], "municipality": declaration["municipality_code"],
-            "valid_from": declaration["valid_from"], "valid_until": declaration["valid_until"],
-            "nbf": start, "exp": end}
-
-
-def municipality_projection(payload):
-    return {"_id": payload.code, "name": payload.name, "province": payload.province}
-
-
 # --- what leaves the service -------------------------------------------------------------
 
 def event_payload(declaration):
     """The DeclarationStatusChanged payload: no personal data."""
     return {"id": declaration["_id"], "reference": declaration["reference"],
             "status": declaration["status"], "municipality_code": declaration["municipality_code"],
-            "purposes": declaration["purposes"], "owner": declaration.get("owner"),
-            "valid_from": declaration.get("valid_from"), "valid_until": declaration.get("valid_until")}
+            "purposes": declaration["purposes"], "valid_from": declaration.get("valid_from"),
+            "valid_until": declaration.get("valid_until")}
+
+
+def printable(declaration, municipality, verification_code):
+    """What the printable declaration shows (``municipality``: the stored one, or None): the
+    QR token and beside it the verification code, for a desk that checks online."""
+    return {"reference": declaration["reference"],
+            "municipality_code": declaration["municipality_code"],
+            "municipality_name": (municipality or {}).get("name"),
+            "purposes": declaration["purposes"], "valid_from": declaration["valid_from"],
+            "valid_until": declaration["valid_until"], "token": declaration["token"],
+            "verification_code": verification_code}
+
+
+def revealed_code(keys, actor, declaration):
+    """The verification code, decrypted, for whom may see it (None for anyone else, and for
+    a declaration filed before codes were kept to be shown again: it gets one when renewed)."""
+    sealed = declaration.get("verification_code")
+    if not sealed or not may_see_code(actor, declaration):
+        return None
+    return keys.cipher.decrypt(sealed, context=sealing_context("verification_code",
+                                                                 declaration["_id"]))
 
 
 def view(declaration, actor, verification_code=None):
     """The contract's Declaration (plus the criteria and audit trail) for a caller that may
     read it. Never the BSN or any other personal data; the token only for the owner, the
-    issuing municipality and admin; the verification code only right after the request."""
-    secrets_shown = may_see_secrets(actor, declaration)
+    issuing municipality and admin; the verification code (``revealed_code``) only for the
+    owner and the issuing municipality."""
+    token_shown = may_read(actor, declaration) and declaration["status"] == ISSUED
     return {
         "id": declaration["_id"], "reference": declaration["reference"],
         "status": declaration["status"], "municipality_code": declaration["municipality_code"],
@@ -225,8 +373,8 @@ def view(declaration, actor, verification_code=None):
         "care_since": declaration["care_since"], "valid_from": declaration.get("valid_from"),
         "valid_until": declaration.get("valid_until"),
         "decision_reason": declaration.get("decision_reason"),
-        "verification_code": verification_code if secrets_shown else None,
-        "token": declaration.get("token") if secrets_shown and declaration["status"] == ISSUED else None,
+        "verification_code": verification_code if may_see_code(actor, declaration) else None,
+        "token": declaration.get("token") if token_shown else None,
         "created_at": declaration["created_at"].isoformat(),
         "unmet_criteria": declaration.get("unmet_criteria", []),
         "history": [{"from_status": h["from"], "to_status": h["to"], "action": h["action"],

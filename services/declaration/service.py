@@ -1,36 +1,21 @@
 """The declaration service's entrypoints."""
-import uuid
 from datetime import date
 
-import jwt
-from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 from nameko.timer import timer
-from pydantic import ValidationError
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from common import metrics
 from common.crypto import ServiceKeys
-from common.errors import BadUserInput, Conflict, Forbidden, NotFound, bad_input_from_validation
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.messaging import handles_event
-from common.schemas.declaration import (DECLARATION_PURPOSES, DECLARATION_STATUSES,
-                                        DeclarationRequestInput, DeclarationSettingsInput)
+from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
+                                        DeclarationSettingsInput)
 from common.service import PlatformService
 from common.storage import Storage, utcnow
-from services.declaration import domain
+from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
-from services.declaration.storage import (CHECK_FAILURES, COUNTERS, DECLARATIONS, MUNICIPALITIES,
-                                          SETTINGS, DeclarationStore)
-
-SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
-
-
-def _validated(model, data, prefix):
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        raise bad_input_from_validation(exc, prefix) from None
+from services.declaration.storage import DeclarationStore
 
 
 class DeclarationService(PlatformService):
@@ -38,20 +23,14 @@ class DeclarationService(PlatformService):
     store = Storage(DeclarationStore)
     keys = ServiceKeys()
     failed_checks = FailedCheckLimit()
-    config = Config()
 
     # --- reference data -------------------------------------------------------------------
 
     @handles_event("municipality.imported")
     def on_municipality_imported(self, event):
         municipality = domain.municipality_projection(event.parsed_payload())
-        return self.store.apply_once(event.event_id, lambda session: self.store[MUNICIPALITIES].replace_one(
-            {"_id": municipality["_id"]}, municipality, upsert=True, session=session))
-
-    @rpc
-    def municipality(self, code):
-        """A municipality this service knows (decisions are made per municipality)."""
-        return self.store[MUNICIPALITIES].find_one({"_id": code})
+        return self.store.apply_once(event.event_id, lambda session: self.store.save_municipality(
+            municipality, session))
 
     # --- local choices --------------------------------------------------------------------
 
@@ -66,65 +45,39 @@ class DeclarationService(PlatformService):
         """Admin or the municipality itself; a value left out keeps the national default."""
         code = self._known_municipality(municipality_code, "municipalityCode")
         domain.may_decide(actor, code)
-        chosen = _validated(DeclarationSettingsInput, data, "input")
-        document = domain.settings_document(code, chosen.model_dump(), actor, utcnow())
-        self.store[SETTINGS].replace_one({"_id": code}, document, upsert=True)
+        chosen = DeclarationSettingsInput.parsed(data)
+        self.store.save_settings(domain.settings_document(code, chosen.model_dump(), actor,
+                                                          utcnow()))
         self.log.info("declaration.settings_changed", municipality_code=code)
         return {"municipality_code": code, **self._criteria(code).as_dict()}
-
-    def _criteria(self, code):
-        return domain.Criteria.of(self.store[SETTINGS].find_one({"_id": code}))
-
-    def _known_municipality(self, value, field):
-        code = (value or "").strip().upper()
-        if not self.store[MUNICIPALITIES].find_one({"_id": code}, {"_id": 1}):
-            raise BadUserInput(f"{field}: unknown municipality", field=field)
-        return code
 
     # --- the lifecycle --------------------------------------------------------------------
 
     @rpc
     def request_declaration(self, data, actor):
-        """A caregiver (who becomes the owner) or the municipality on their behalf files a
-        request. Answers the declaration with its verification code, shown this once."""
-        request = _validated(DeclarationRequestInput, data, "input")
+        """A caregiver for their own BSN, or the municipality on the caregiver's behalf,
+        files a request; either way it is the caregiver's whose BSN it carries. Answers the
+        declaration with its verification code."""
+        actor = self._caller(actor)
+        request = DeclarationRequestInput.parsed(data)
         code = self._known_municipality(request.municipality_code, "input.municipalityCode")
-        domain.may_request(actor, code)
+        domain.may_make("request", actor, {
+            "municipality_code": code,
+            "caregiver_key": domain.caregiver_key(self.keys, request.caregiver.bsn)})
         criteria = self._criteria(code)
         if domain.unsupported_purposes(request.purposes, criteria):
             raise BadUserInput("input.purposes: this municipality does not issue declarations "
                                "for one of these purposes", field="input.purposes")
-        caregiver = request.caregiver.model_dump(mode="json")
-        recipient = request.care_recipient.model_dump(mode="json")
-        active_key = self.keys.hash("active", caregiver["bsn"], *domain.recipient_identity(recipient), code)
+        active_key = domain.active_key(self.keys, request, code)
         self._refuse_duplicate(active_key)
 
         now = utcnow()
-        declaration_id = str(uuid.uuid4())
-        reference = self._next_reference(now.year)
-        verification_code = domain.new_verification_code()
-        document = {
-            "_id": declaration_id, "reference": reference, "status": domain.REQUESTED,
-            "municipality_code": code, "purposes": request.purposes,
-            "hours_per_week": str(request.hours_per_week), "care_since": request.care_since.isoformat(),
-            "unmet_criteria": domain.unmet_criteria(request.care_since, request.hours_per_week,
-                                                    criteria, now.date()),
-            "owner": actor.get("sub") if actor.get("role") == "caregiver" else None,
-            "caregiver_key": self.keys.hash("bsn", caregiver["bsn"]),
-            "active_key": active_key,
-            "personal": self.keys.cipher.encrypt({"caregiver": caregiver, "care_recipient": recipient},
-                                                 context=declaration_id),
-            "verification_hash": self.keys.hash("code", reference, domain.normalise_code(verification_code)),
-            "created_at": now, "updated_at": now,
-            "history": [self._audit(None, domain.next_status(None, "request"), "request", actor, None, now)],
-        }
-
-        def work(session):
-            self.store[DECLARATIONS].insert_one(document, session=session)
-            self.outbox.record(session, domain.EVENT_OF[domain.REQUESTED], domain.event_payload(document))
-
+        reference = domain.reference(now.year, self.store.next_reference_number(now.year))
+        document, verification_code = domain.new_declaration(request, code, reference, criteria,
+                                                             actor, self.keys, now)
         try:
-            self.store.in_transaction(work)
+            self.store.insert_with_event(document, lambda session: self.outbox.record(
+                session, domain.EVENT_OF[domain.REQUESTED], domain.event_payload(document)))
         except DuplicateKeyError:   # a concurrent duplicate won the race
             self._refuse_duplicate(active_key)
             raise
@@ -132,30 +85,21 @@ class DeclarationService(PlatformService):
                       unmet_criteria=document["unmet_criteria"])
         return domain.view(document, actor, verification_code)
 
-    def _refuse_duplicate(self, active_key):
-        existing = self.store[DECLARATIONS].find_one({"active_key": active_key}, {"reference": 1})
-        if existing:
-            raise Conflict(f"an active declaration for this caregiver and care recipient exists "
-                           f"at this municipality: {existing['reference']}")
-
-    def _next_reference(self, year):
-        counter = self.store[COUNTERS].find_one_and_update(
-            {"_id": f"reference-{year}"}, {"$inc": {"value": 1}}, upsert=True,
-            return_document=ReturnDocument.AFTER)
-        return domain.reference(year, counter["value"])
-
-    @staticmethod
-    def _audit(before, after, action, actor, reason, now):
-        return {"from": before, "to": after, "action": action, "at": now,
-                "by": domain.actor_trace(actor), "reason": reason}
-
     @rpc
     def declaration(self, reference, actor):
-        document = self.store[DECLARATIONS].find_one({"reference": reference})
-        if document is None:
-            return None
-        domain.may_read(actor, document)
-        return domain.view(document, actor)
+        """NOT_FOUND alike for an unknown reference and for one the caller may not read."""
+        actor = self._caller(actor)
+        return self._view(domain.readable(actor, self.store.find_by_reference(reference)), actor)
+
+    @rpc
+    def my_declarations(self, actor):
+        """Every declaration that carries the calling caregiver's BSN, newest first, also
+        those a municipality filed on their behalf."""
+        actor = self._caller(actor)
+        if "caregiver_key" not in actor:
+            raise Forbidden("only a caregiver has declarations of their own")
+        return [self._view(document, actor)
+                for document in self.store.owned_by(actor["caregiver_key"])]
 
     @rpc
     def declarations(self, municipality_code, status, first, after, actor):
@@ -165,79 +109,52 @@ class DeclarationService(PlatformService):
         domain.may_decide(actor, code)
         if status is not None and status not in DECLARATION_STATUSES:
             raise BadUserInput("status: unknown status", field="status")
-        query = {"municipality_code": code}
-        if status:
-            query["status"] = status
-        if after:
-            query["reference"] = {"$gt": after}
-        found = self.store[DECLARATIONS].find(query).sort("reference", 1).limit(int(first))
-        return [domain.view(d, actor) for d in found]
+        found = self.store.page_of_municipality(code, status, after, int(first))
+        return [self._view(document, actor) for document in found]
 
     @rpc
     def decide_declaration(self, declaration_id, decision, reason, actor):
         action = {"ISSUE": "issue", "REJECT": "reject"}.get(decision)
         if action is None:
             raise BadUserInput("decision: must be ISSUE or REJECT", field="decision")
-        reason = (reason or "").strip() or None
-        if action == "reject" and not reason:
-            raise BadUserInput("reason: a rejection needs a reason", field="reason")
+        reason = domain.required_reason(action, reason)
 
         def issue(document):
-            valid_from, valid_until = domain.validity(self._criteria(document["municipality_code"]),
-                                                      date.today())
-            issued = {**document, "valid_from": valid_from.isoformat(),
-                      "valid_until": valid_until.isoformat()}
-            return {"valid_from": issued["valid_from"], "valid_until": issued["valid_until"],
-                    "token": self._sign(issued), "decision_reason": reason}
+            changes = domain.issue_changes(self._criteria(document["municipality_code"]),
+                                           date.today(), reason)
+            return {**changes, "token": tokens.sign({**document, **changes}, self.keys.signer)}
 
         def reject(document):
             return {"decision_reason": reason}
 
-        return domain.view(self._transition(declaration_id, action, actor, reason,
-                                            issue if action == "issue" else reject), actor)
+        changed = self._transition(declaration_id, action, actor, reason,
+                                   issue if action == "issue" else reject)
+        return self._view(changed, actor)
 
     @rpc
     def revoke_declaration(self, declaration_id, reason, actor):
-        reason = (reason or "").strip()
-        if not reason:
-            raise BadUserInput("reason: a revocation needs a reason", field="reason")
-        return domain.view(self._transition(declaration_id, "revoke", actor, reason,
-                                            lambda document: {"decision_reason": reason}), actor)
+        reason = domain.required_reason("revoke", reason)
+        changed = self._transition(declaration_id, "revoke", actor, reason,
+                                   lambda document: {"decision_reason": reason})
+        return self._view(changed, actor)
 
-    def _transition(self, declaration_id, action, actor, reason, changes=None):
-        """One step of the lifecycle table, its audit entry and its event, in one
-        transaction. The update only applies to the status read, so two workers (or two
-        replicas) never both make the same step."""
-
-        def work(session):
-            collection = self.store[DECLARATIONS]
-            document = collection.find_one({"_id": str(declaration_id)}, session=session)
-            if document is None:
-                raise NotFound("no such declaration")
-            if actor is not SYSTEM:
-                domain.may_decide(actor, document["municipality_code"])
-            before = document["status"]
-            after = domain.next_status(before, action)
-            now = utcnow()
-            update = {"$set": {"status": after, "updated_at": now,
-                               **(changes(document) if changes else {})},
-                      "$push": {"history": self._audit(before, after, action, actor, reason, now)}}
-            if after not in domain.ACTIVE:
-                update["$unset"] = {"active_key": ""}
-            changed = collection.find_one_and_update(
-                {"_id": document["_id"], "status": before}, update, session=session,
-                return_document=ReturnDocument.AFTER)
-            if changed is None:
-                raise Conflict("the declaration was changed meanwhile; reload it")
-            self.outbox.record(session, domain.EVENT_OF[after], domain.event_payload(changed))
-            return changed
-
-        changed = self.store.in_transaction(work)
-        if changed["status"] == domain.ISSUED:
-            metrics.DECLARATIONS_ISSUED.labels(changed["municipality_code"]).inc()
-        self.log.info(f"declaration.{changed['status'].lower()}", reference=changed["reference"],
-                      municipality_code=changed["municipality_code"])
-        return changed
+    @rpc
+    def renew_verification_code(self, declaration_id, actor):
+        """A new verification code, for the owner caregiver or the issuing municipality;
+        from now on the old one fails every check. The audit trail records who renewed it."""
+        actor = self._caller(actor)
+        document = domain.require_found(self.store.find_by_id(declaration_id))
+        domain.require_owner_or_issuer(actor, document)   # the contract: anyone else FORBIDDEN
+        now = utcnow()
+        code, code_fields = domain.new_code(self.keys, document["_id"], document["reference"])
+        changed = self.store.replace_code(document["_id"], document["verification_hash"],
+                                          {**code_fields, "updated_at": now},
+                                          domain.renewal_entry(document, actor, now))
+        if changed is None:
+            raise Conflict("the verification code was renewed meanwhile; reload it")
+        self.log.info("declaration.code_renewed", reference=changed["reference"],
+                      by_role=actor.get("role"))
+        return domain.view(changed, actor, code)
 
     # --- expiry ---------------------------------------------------------------------------
 
@@ -247,16 +164,15 @@ class DeclarationService(PlatformService):
 
     @rpc
     def expire_due(self, today=None, limit=1000):
-        """Moves issued declarations whose validity ended before ``today`` to EXPIRED.
-        Safe to run in every replica at once: each declaration is claimed by a conditional
-        update in the transaction that writes its event. Returns how many this call moved."""
+        """Moves issued declarations whose validity ended before ``today`` to EXPIRED
+        (``mantelzorg expire-declarations``). Safe to run in every replica at once: each
+        declaration is claimed by a conditional update in the transaction that writes its
+        event. Returns how many this call moved."""
         today = date.fromisoformat(today) if today else date.today()
-        due = self.store[DECLARATIONS].find(
-            {"status": domain.ISSUED, "valid_until": {"$lt": today.isoformat()}}, {"_id": 1}).limit(limit)
         expired = 0
-        for document in list(due):
+        for declaration_id in self.store.due_for_expiry(today.isoformat(), limit):
             try:
-                self._transition(document["_id"], "expire", SYSTEM, "validity ended")
+                self._transition(declaration_id, "expire", domain.SYSTEM, "validity ended")
                 expired += 1
             except Conflict:   # another worker or replica expired it first
                 continue
@@ -269,53 +185,29 @@ class DeclarationService(PlatformService):
         """valid/status/validUntil/purposeAccepted/municipality, and nothing else. Unknown
         reference and wrong code answer alike; a client with too many failures recently
         gets 'not valid' without any lookup until its window has passed."""
-        if self._blocked(client):
+        if self.failed_checks.blocked(str(client), self.store):
             return dict(domain.NO_ANSWER)
-        document = self.store[DECLARATIONS].find_one(
-            {"reference": str(reference or "").strip().upper()},
-            {"verification_hash": 1, "reference": 1, "status": 1, "valid_from": 1,
-             "valid_until": 1, "purposes": 1, "municipality_code": 1})
-        offered = self.keys.hash("code", document["reference"] if document else reference,
-                                 domain.normalise_code(verification_code))
+        reference = domain.normal_reference(reference)
+        document = self.store.find_for_check(reference)
+        # Hashed also for an unknown reference, so that both take the same time.
+        offered = domain.code_hash(self.keys, reference, verification_code)
         if document is None or not self.keys.hash.same(offered, document["verification_hash"]):
-            self._count_failure(client)
-            return dict(domain.NO_ANSWER)
+            return self._failed_check(client)
         return domain.check_answer(document, purpose, date.today())
 
     @rpc
     def check_token(self, token, purpose, client):
         """The online check of an offline token: its signature, then the declaration's
         current status (a revoked or expired declaration's token is not valid)."""
-        if self._blocked(client):
+        if self.failed_checks.blocked(str(client), self.store):
             return dict(domain.NO_ANSWER)
-        try:
-            header = jwt.get_unverified_header(token)
-            key = self.keys.signer.public_keys[header.get("kid")]
-            claims = jwt.decode(token, key, algorithms=["EdDSA"], issuer="mantelzorg-declaration",
-                                options={"require": ["exp", "iss"], "verify_exp": False,
-                                         "verify_nbf": False})
-        except (jwt.PyJWTError, KeyError, TypeError):
-            self._count_failure(client)
-            return dict(domain.NO_ANSWER)
-        document = self.store[DECLARATIONS].find_one({"reference": claims.get("reference")})
+        reference = tokens.signed_reference(token, self.keys.signer)
+        document = self.store.find_for_check(reference) if reference else None
         if document is None or document.get("token") != token:
-            self._count_failure(client)
-            return dict(domain.NO_ANSWER)
+            return self._failed_check(client)
         return domain.check_answer(document, purpose, date.today())
 
-    def _blocked(self, client):
-        return self.failed_checks.blocked(str(client), self.store[CHECK_FAILURES])
-
-    def _count_failure(self, client):
-        self.failed_checks.count_failure(str(client), self.store[CHECK_FAILURES])
-        self.log.info("declaration.check_failed", client=str(client))
-
     # --- signed documents -----------------------------------------------------------------
-
-    def _sign(self, declaration):
-        signer = self.keys.signer
-        return jwt.encode(domain.token_claims(declaration), signer.private_key, algorithm="EdDSA",
-                          headers={"kid": signer.key_id})
 
     @rpc
     def signing_keys(self):
@@ -326,69 +218,99 @@ class DeclarationService(PlatformService):
     def printable(self, reference, actor):
         """What the printable declaration shows: for the owner or the issuing municipality,
         and only while issued."""
-        document = self.store[DECLARATIONS].find_one({"reference": reference})
-        if document is None:
-            raise NotFound("no such declaration")
-        domain.may_print(actor, document)
+        actor = self._caller(actor)
+        document = domain.readable(actor, self.store.find_by_reference(reference))
+        domain.require_owner_or_issuer(actor, document)
         if document["status"] != domain.ISSUED:
             raise Conflict("only an issued declaration can be printed")
-        municipality = self.store[MUNICIPALITIES].find_one({"_id": document["municipality_code"]}) or {}
-        return {"reference": document["reference"], "municipality_code": document["municipality_code"],
-                "municipality_name": municipality.get("name"), "purposes": document["purposes"],
-                "valid_from": document["valid_from"], "valid_until": document["valid_until"],
-                "token": document["token"]}
+        return domain.printable(document, self.store.municipality(document["municipality_code"]),
+                                domain.revealed_code(self.keys, actor, document))
 
     # --- rotation of the data key ---------------------------------------------------------
 
     @rpc
     def reencrypt_personal_data(self, batch=500):
-        """Re-encrypts with the current data key up to ``batch`` declarations whose personal
-        data an earlier, still configured key encrypted. ``mantelzorg reencrypt-personal-data``
-        calls it until none remain; then the earlier keys can be dropped. Data under a key
-        that is no longer configured cannot be read: it is counted and left as it is."""
+        """Re-encrypts with the current data key, of each encrypted field (the personal data,
+        the verification code), up to ``batch`` values that an earlier, still configured key
+        encrypted. ``mantelzorg reencrypt-personal-data`` calls it until none remain; then
+        the earlier keys can be dropped. Values under a key that is no longer configured
+        cannot be read: they are counted and left as they are."""
         cipher = self.keys.cipher
-        declarations = self.store[DECLARATIONS]
         earlier_keys = [kid for kid in cipher.keys if kid != cipher.current_id]
-        reencrypted = 0
-        for document in declarations.find({"personal.kid": {"$in": earlier_keys}},
-                                          {"personal": 1}).limit(batch):
-            sealed = document["personal"]
-            value = cipher.decrypt(sealed, context=document["_id"])
-            # Only if no other replica re-encrypted it meanwhile.
-            changed = declarations.update_one(
-                {"_id": document["_id"], "personal.kid": sealed["kid"]},
-                {"$set": {"personal": cipher.encrypt(value, context=document["_id"])}})
-            reencrypted += changed.modified_count
-        remaining = declarations.count_documents({"personal.kid": {"$in": earlier_keys}})
-        unknown = {"personal.kid": {"$exists": True, "$nin": list(cipher.keys)}}
-        unknown_keys = sorted(declarations.distinct("personal.kid", unknown))
+        reencrypted = remaining = unreadable = 0
+        unknown_keys = set()
+        for field in domain.SEALED_FIELDS:
+            for declaration_id, sealed in self.store.sealed_with(field, earlier_keys, batch):
+                context = domain.sealing_context(field, declaration_id)
+                value = cipher.decrypt(sealed, context=context)
+                reencrypted += self.store.reseal(declaration_id, field, sealed,
+                                                 cipher.encrypt(value, context=context))
+            remaining += self.store.count_sealed_with(field, earlier_keys)
+            key_ids, count = self.store.unknown_key_ids(field, cipher.keys)
+            unknown_keys.update(key_ids)
+            unreadable += count
         self.log.info("declaration.personal_data_reencrypted", reencrypted=reencrypted,
                       remaining=remaining, key_id=cipher.current_id)
         return {"key_id": cipher.current_id, "reencrypted": reencrypted, "remaining": remaining,
-                "unreadable": declarations.count_documents(unknown) if unknown_keys else 0,
-                "unknown_keys": unknown_keys}
+                "unreadable": unreadable, "unknown_keys": sorted(unknown_keys)}
 
-    # --- bulk path for load tests ---------------------------------------------------------
+    # --- helpers ----------------------------------------------------------------------------
 
-    @rpc
-    def seed_issued_declarations(self, municipality_code, start, count, code):
-        """Stores ``count`` synthetic issued declarations (references MZV-1999-<start...>, all
-        with verification code ``code``) in one batch, without events. Only when the service
-        runs with DECLARATION_ALLOW_SEEDING=1, as the benchmark does."""
-        if str(self.config.get("ALLOW_SEEDING", "")) not in ("1", "true"):
-            raise Forbidden("seeding is switched off")
-        now = utcnow()
-        valid_from, valid_until = domain.validity(domain.Criteria(), now.date())
-        batch = []
-        for number in range(start, start + count):
-            reference = domain.reference(1999, number)
-            code_hash = self.keys.hash("code", reference, domain.normalise_code(code))
-            batch.append({
-                "_id": str(uuid.uuid4()), "reference": reference, "status": domain.ISSUED,
-                "municipality_code": municipality_code, "purposes": list(DECLARATION_PURPOSES[:3]),
-                "hours_per_week": "12", "care_since": "2020-01-01", "unmet_criteria": [],
-                "owner": f"seed-{number}", "verification_hash": code_hash,
-                "valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(),
-                "created_at": now, "updated_at": now, "history": []})
-        self.store[DECLARATIONS].insert_many(batch, ordered=False)
-        return len(batch)
+    def _caller(self, actor):
+        """The actor as the rules see it: a caregiver's BSN, which the gateway passes on from
+        the token, only as its keyed hash (compared with the one a declaration carries)."""
+        caller = {key: value for key, value in (actor or {}).items() if key != "bsn"}
+        if caller.get("role") == "caregiver" and (actor or {}).get("bsn"):
+            caller["caregiver_key"] = domain.caregiver_key(self.keys, actor["bsn"])
+        return caller
+
+    def _view(self, document, actor):
+        return domain.view(document, actor, domain.revealed_code(self.keys, actor, document))
+
+    def _known_municipality(self, value, field):
+        code = (value or "").strip().upper()
+        if not self.store.knows_municipality(code):
+            raise BadUserInput(f"{field}: unknown municipality", field=field)
+        return code
+
+    def _criteria(self, code):
+        return domain.Criteria.of(self.store.settings_of(code))
+
+    def _refuse_duplicate(self, active_key):
+        existing = self.store.active_reference(active_key)
+        if existing:
+            raise Conflict(f"an active declaration for this caregiver and care recipient exists "
+                           f"at this municipality: {existing}")
+
+    def _transition(self, declaration_id, action, actor, reason, changes=None):
+        """One step of the lifecycle table, its audit entry and its event, in one
+        transaction. The update only applies to the status read, so two workers (or two
+        replicas) never both make the same step."""
+
+        def work(session):
+            document = self.store.find_by_id(declaration_id, session)
+            if document is None:
+                raise NotFound("no such declaration")
+            domain.may_make(action, actor, document)
+            after = domain.next_status(document["status"], action)
+            fields, entry, release = domain.step_changes(document, after, action, actor, reason,
+                                                         utcnow())
+            fields.update(changes(document) if changes else {})
+            changed = self.store.change_if_status(document["_id"], document["status"], fields,
+                                                  entry, release, session)
+            if changed is None:
+                raise Conflict("the declaration was changed meanwhile; reload it")
+            self.outbox.record(session, domain.EVENT_OF[after], domain.event_payload(changed))
+            return changed
+
+        changed = self.store.in_transaction(work)
+        if changed["status"] == domain.ISSUED:
+            metrics.DECLARATIONS_ISSUED.labels(changed["municipality_code"]).inc()
+        self.log.info(f"declaration.{changed['status'].lower()}", reference=changed["reference"],
+                      municipality_code=changed["municipality_code"])
+        return changed
+
+    def _failed_check(self, client):
+        self.failed_checks.count_failure(str(client), self.store)
+        self.log.info("declaration.check_failed", client=str(client))
+        return dict(domain.NO_ANSWER)

@@ -1,21 +1,14 @@
-"""Registry rules, free of I/O: support point documents, who may change them, their
-history, reference data rows, and the in-memory search index."""
-import base64
-import binascii
-import json
-import math
+"""Registry rules, free of I/O: support point documents and views, who may change them,
+their history, and reference data rows. The search engine is in search.py."""
 import re
 import uuid
-from bisect import bisect_right
-from collections import defaultdict
-from dataclasses import dataclass
 
-from pydantic import ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
-from common.errors import BadUserInput, Conflict, Forbidden, NotFound, bad_input_from_validation
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.schemas.registry import SUPPORT_AREAS, SupportPointInput
-from common.validators import MUNICIPALITY_CODE, pc4_of
+from common.validators import MUNICIPALITY_CODE
+from common.workflow import Transition, Workflow
 
 # What a client supplies; everything else in the document the registry keeps itself.
 CONTENT_FIELDS = ("name", "kind", "municipality_code", "serves_municipality_codes", "address",
@@ -27,10 +20,7 @@ def _path(prefix, name):
 
 
 def parse_support_point(data, field="input"):
-    try:
-        return SupportPointInput.model_validate(data)
-    except ValidationError as exc:
-        raise bad_input_from_validation(exc, field) from None
+    return SupportPointInput.parsed(data, field)
 
 
 def _content(point):
@@ -53,17 +43,23 @@ def updated_support_point(stored, point, now):
     return {**stored, **_content(point), "version": stored["version"] + 1, "updated_at": now}
 
 
+def deactivated_support_point(stored, reason, now):
+    """Kept, marked inactive (left out of searches), with the reason."""
+    return {**stored, "active": False, "deactivation_reason": reason,
+            "version": stored["version"] + 1, "updated_at": now}
+
+
 def same_content(stored, point):
     content = _content(point)
     return all(stored.get(name) == content[name] for name in CONTENT_FIELDS)
 
 
 # What the registry answers about a point: the contract's fields, no import bookkeeping.
-PUBLIC_FIELDS = ("_id", *CONTENT_FIELDS, "active", "version", "updated_at")
+PUBLIC_FIELDS = (*CONTENT_FIELDS, "active", "version", "updated_at")
 
 
 def public_view(document):
-    return {name: document.get(name) for name in PUBLIC_FIELDS}
+    return {"id": document["_id"], **{name: document.get(name) for name in PUBLIC_FIELDS}}
 
 
 def event_payload(document):
@@ -72,7 +68,8 @@ def event_payload(document):
         "municipality_code": document["municipality_code"],
         "serves_municipality_codes": document["serves_municipality_codes"],
         "areas": document["areas"], "active": document["active"],
-        "version": document["version"],
+        "version": document["version"], "address": document.get("address"),
+        "phone": document.get("phone"), "website": document.get("website"),
     }
 
 
@@ -91,17 +88,15 @@ def require_known_municipalities(document, known_codes, field="input"):
 
 # --- status workflow and authorisation ---------------------------------------------------
 
-# (state, action) -> the state after it. Anything not in the table is refused.
-TRANSITIONS = {
-    ("active", "update"): "active",
-    ("active", "deactivate"): "inactive",
-}
-# Who may do what to a support point; ownership is checked in ``authorise``.
-EDITORS = {
-    "register": ("admin", "municipality"),
-    "update": ("admin", "municipality", "support_point"),
-    "deactivate": ("admin", "municipality", "support_point"),
-}
+# The workflow of a support point, complete: anything else is refused. Whose point an
+# editor may change (its own municipality's, itself) is checked in ``authorise``.
+WORKFLOW = Workflow(
+    Transition(None, "register", "active", made_by=("admin", "municipality")),
+    Transition("active", "update", "active", made_by=("admin", "municipality", "support_point")),
+    Transition("active", "deactivate", "inactive",
+               made_by=("admin", "municipality", "support_point"), needs_reason="a deactivation"),
+)
+MAX_REASON = 500
 
 
 def state_of(document):
@@ -110,10 +105,20 @@ def state_of(document):
 
 def next_state(document, action):
     state = state_of(document)
-    try:
-        return TRANSITIONS[(state, action)]
-    except KeyError:
-        raise Conflict(f"an {state} support point cannot be changed by {action}") from None
+    transition = WORKFLOW.step(state, action)
+    if transition is None:
+        raise Conflict(f"an {state} support point cannot be changed by {action}")
+    return transition.after
+
+
+def required_reason(action, reason):
+    """The reason given, tidied; BAD_USER_INPUT when the step needs one and it is missing or
+    longer than MAX_REASON characters."""
+    reason = (reason or "").strip()
+    if (WORKFLOW[action].needs_reason and not reason) or len(reason) > MAX_REASON:
+        raise BadUserInput(f"reason: give a reason of at most {MAX_REASON} characters",
+                           field="reason")
+    return reason or None
 
 
 def authorise(action, actor, seat, point_id=None, new_seat=None):
@@ -121,7 +126,7 @@ def authorise(action, actor, seat, point_id=None, new_seat=None):
     (for ``register``: the point about to be registered there)."""
     actor = actor or {}
     role = actor.get("role")
-    if role not in EDITORS[action]:
+    if role not in WORKFLOW[action].made_by:
         raise Forbidden("this operation is not allowed for your role")
     if role == "municipality":
         if actor.get("municipality") != seat:
@@ -139,8 +144,12 @@ def authorise(action, actor, seat, point_id=None, new_seat=None):
 
 def require_version(document, expected_version):
     if document["version"] != expected_version:
-        raise Conflict(f"the support point was changed meanwhile: it is at version "
-                       f"{document['version']}, not {expected_version}; reload and try again")
+        raise version_conflict(document["version"], expected_version)
+
+
+def version_conflict(version, expected_version):
+    return Conflict(f"the support point was changed meanwhile: it is at version {version}, "
+                    f"not {expected_version}; reload and try again")
 
 
 # --- history -----------------------------------------------------------------------------
@@ -190,6 +199,12 @@ def municipality_row(row):
         "_id": code, "name": name, "province": (row.get("provincie") or "").strip(),
         "population": int(population) if population.isdigit() else None,
     }
+
+
+def municipality_event(document):
+    """The municipality.imported payload."""
+    return {"code": document["_id"], "name": document["name"],
+            "province": document["province"], "population": document["population"]}
 
 
 # Mainland, islands and a margin: a centroid outside this box is a mistake in the file.
@@ -264,157 +279,6 @@ def rejection(number, error):
     return {"row": number, "column": csv_column(error.field), "reason": reason}
 
 
-# --- search ------------------------------------------------------------------------------
-
-def encode_cursor(sort_key):
-    raw = json.dumps(list(sort_key), separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor, field="after"):
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        name, point_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if isinstance(name, str) and isinstance(point_id, str):
-            return name, point_id
-    except (ValueError, TypeError, binascii.Error):
-        pass
-    raise BadUserInput(f"{field}: not a cursor this search returned", field=field)
-
-
-EARTH_RADIUS_KM = 6371.0088
-
-
-def haversine_km(a, b):
-    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = (math.sin((lat2 - lat1) / 2) ** 2
-         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2)
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
-
-
-# Grid cells for the nearest search. A point two rings of cells away is at least one cell's
-# shortest side away; at latitudes below 60 degrees a cell is at least this wide:
-CELL_LAT, CELL_LON = 0.1, 0.15
-CELL_MIN_KM = min(CELL_LAT, CELL_LON * math.cos(math.radians(60))) * math.pi * EARTH_RADIUS_KM / 180
-
-
-def cell_of(lat, lon):
-    return math.floor(lat / CELL_LAT), math.floor(lon / CELL_LON)
-
-
-def _ring(centre, radius):
-    i0, j0 = centre
-    if radius == 0:
-        yield centre
-        return
-    for dj in range(-radius, radius + 1):
-        yield i0 - radius, j0 + dj
-        yield i0 + radius, j0 + dj
-    for di in range(-radius + 1, radius):
-        yield i0 + di, j0 - radius
-        yield i0 + di, j0 + radius
-
-
-@dataclass(frozen=True)
-class IndexedPoint:
-    id: str
-    sort_key: tuple
-    serves: frozenset
-    areas: frozenset
-    active: bool
-    pc4: str
-
-
-class SearchIndex:
-    """Every support point (its public view) and PC4 area, kept in memory: a search filters,
-    orders and pages here without asking the store."""
-
-    def __init__(self, pc4_areas=(), points=(), generations=None):
-        self.generations = dict(generations or {})
-        self.pc4 = {a["_id"]: (a["lat"], a["lon"], a["municipality_code"]) for a in pc4_areas}
-        self.points = {}
-        self.documents = {}
-        self.by_municipality = defaultdict(set)
-        self.cells = defaultdict(set)
-        for document in points:
-            self.put(document)
-
-    def put(self, document):
-        self.remove(document["_id"])
-        point = IndexedPoint(
-            id=document["_id"], sort_key=(document["name"].casefold(), document["_id"]),
-            serves=frozenset(document["serves_municipality_codes"]),
-            areas=frozenset(document["areas"]), active=document["active"],
-            pc4=document["address"]["postcode"][:4])
-        self.points[point.id] = point
-        self.documents[point.id] = public_view(document)
-        for code in point.serves:
-            self.by_municipality[code].add(point.id)
-        if point.pc4 in self.pc4:
-            self.cells[cell_of(*self.pc4[point.pc4][:2])].add(point.id)
-
-    def remove(self, point_id):
-        point = self.points.pop(point_id, None)
-        self.documents.pop(point_id, None)
-        if point is None:
-            return
-        for code in point.serves:
-            self.by_municipality[code].discard(point_id)
-        if point.pc4 in self.pc4:
-            self.cells[cell_of(*self.pc4[point.pc4][:2])].discard(point_id)
-
-    def area_of(self, postcode, field="postcode"):
-        """(pc4, latitude, longitude, municipality) of a postcode or PC4."""
-        try:
-            pc4 = pc4_of(postcode)
-        except ValueError as exc:
-            raise BadUserInput(f"{field}: {exc}", field=field) from None
-        if pc4 not in self.pc4:
-            raise BadUserInput(f"{field}: postcode area {pc4} is not in the PC4 table",
-                               field=field)
-        return (pc4, *self.pc4[pc4])
-
-    def _matches(self, point, area, include_inactive):
-        return (include_inactive or point.active) and (area is None or area in point.areas)
-
-    def search(self, municipality_codes=(), area=None, first=20, after=None,
-               include_inactive=False):
-        """One page of sort keys (name, id) of the points serving every one of
-        ``municipality_codes``, the total, and the key to continue after (or None)."""
-        codes = set(municipality_codes)
-        if codes:
-            ids = set.intersection(*(self.by_municipality.get(c, set()) for c in codes))
-            candidates = (self.points[i] for i in ids)
-        else:
-            candidates = self.points.values()
-        keys = sorted(p.sort_key for p in candidates if self._matches(p, area, include_inactive))
-        start = bisect_right(keys, tuple(after)) if after else 0
-        page = keys[start:start + first]
-        following = page[-1] if page and start + first < len(keys) else None
-        return page, len(keys), following
-
-    def nearest(self, postcode, area=None, limit=5):
-        """The ``limit`` active points nearest to the PC4 centroid of ``postcode``, by the
-        distance between centroids: [(km, point id)], nearest first."""
-        _, lat, lon, _ = self.area_of(postcode)
-        origin = (lat, lon)
-        centre = cell_of(lat, lon)
-        reach = max((max(abs(i - centre[0]), abs(j - centre[1])) for i, j in self.cells),
-                    default=0)
-        found = []
-        for radius in range(reach + 1):
-            for cell in _ring(centre, radius):
-                for point_id in self.cells.get(cell, ()):
-                    point = self.points[point_id]
-                    if self._matches(point, area, False):
-                        found.append((haversine_km(origin, self.pc4[point.pc4][:2]),
-                                      point.sort_key, point_id))
-            found.sort()
-            if len(found) >= limit and found[limit - 1][0] <= radius * CELL_MIN_KM:
-                break
-        return [(distance, point_id) for distance, _, point_id in found[:limit]]
-
-
 def known_area(value, field="area"):
     if value is not None and value not in SUPPORT_AREAS:
         raise BadUserInput(f"{field}: unknown support area", field=field)
@@ -426,11 +290,3 @@ def require_found(document, what="support point"):
         raise NotFound(f"{what} not found")
     return document
 
-
-MAX_PAGE = 100   # the contract's limit on ``first`` and ``limit``
-
-
-def page_size(value, field):
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PAGE:
-        raise BadUserInput(f"{field} must be between 1 and {MAX_PAGE}", field=field)
-    return value

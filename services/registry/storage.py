@@ -1,5 +1,6 @@
-"""The registry's collections and their indexes."""
-from pymongo import ASCENDING
+"""The registry's database: its named queries and its indexes. The only module of the
+service that writes a pymongo filter or update."""
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument
 
 from common.storage import DocumentStore
 
@@ -13,15 +14,97 @@ GENERATIONS = "generations"
 
 
 class RegistryStore(DocumentStore):
-    """The registry service's database: its named queries and indexes."""
+    """Municipalities, PC4 areas, support points with their history, and the generation
+    counters of the search index."""
 
     def ensure_indexes(self):
-        self.db[SUPPORT_POINTS].create_index([("serves_municipality_codes", ASCENDING),
-                                         ("active", ASCENDING), ("name", ASCENDING)])
-        self.db[SUPPORT_POINTS].create_index([("municipality_code", ASCENDING)])
+        points = self.db[SUPPORT_POINTS]
+        points.create_index([("serves_municipality_codes", ASCENDING), ("active", ASCENDING),
+                             ("name", ASCENDING)])
+        points.create_index([("municipality_code", ASCENDING)])
         # The natural key of a point delivered by a bulk import (re-import finds it again).
         # Sparse, not partial: the embedded store answers equality lookups from a sparse index
         # but scans the collection for a partial one.
-        self.db[SUPPORT_POINTS].create_index([("import_key", ASCENDING)], unique=True, sparse=True)
+        points.create_index([("import_key", ASCENDING)], unique=True, sparse=True)
         self.db[HISTORY].create_index([("support_point_id", ASCENDING), ("at", ASCENDING)])
         self.db[PC4_AREAS].create_index([("municipality_code", ASCENDING)])
+
+    # --- reference data -------------------------------------------------------------------
+
+    def stored_as(self, municipality):
+        """Whether the municipality is stored exactly like this."""
+        return self.db[MUNICIPALITIES].find_one(municipality) is not None
+
+    def save_municipality_with_event(self, municipality, record_event):
+        """The municipality and its event (``record_event(session)``), in one transaction."""
+
+        def work(session):
+            self.db[MUNICIPALITIES].replace_one({"_id": municipality["_id"]}, municipality,
+                                                upsert=True, session=session)
+            record_event(session)
+
+        self.in_transaction(work)
+
+    def municipality_codes(self, among=None):
+        """The codes of the stored municipalities (only those ``among`` when given)."""
+        query = {} if among is None else {"_id": {"$in": list(among)}}
+        return set(self.db[MUNICIPALITIES].distinct("_id", query))
+
+    def pc4_areas(self, pc4s):
+        """The stored areas of these PC4s, by PC4."""
+        found = self.db[PC4_AREAS].find({"_id": {"$in": list(pc4s)}})
+        return {area["_id"]: area for area in found}
+
+    def save_pc4_areas(self, areas):
+        self.db[PC4_AREAS].bulk_write(
+            [ReplaceOne({"_id": area["_id"]}, area, upsert=True) for area in areas], ordered=True)
+
+    def all_pc4_areas(self):
+        return self.db[PC4_AREAS].find({})
+
+    # --- support points -------------------------------------------------------------------
+
+    def support_point(self, support_point_id, session=None):
+        return self.db[SUPPORT_POINTS].find_one({"_id": str(support_point_id)}, session=session)
+
+    def support_point_by_import_key(self, import_key):
+        return self.db[SUPPORT_POINTS].find_one({"import_key": import_key})
+
+    def all_support_points(self):
+        return self.db[SUPPORT_POINTS].find({})
+
+    def save_support_point(self, point, history_entry, record_event, replaces_version=None):
+        """The point, its history entry and its event (``record_event(session)``), in one
+        transaction. A new point when ``replaces_version`` is None; otherwise it replaces the
+        stored point only while that is still at ``replaces_version``. Returns the stored
+        point's version when another change came first (then nothing is written), else
+        None."""
+
+        def work(session):
+            points = self.db[SUPPORT_POINTS]
+            if replaces_version is None:
+                points.insert_one(point, session=session)
+            elif points.replace_one({"_id": point["_id"], "version": replaces_version}, point,
+                                    session=session).matched_count != 1:
+                return self.support_point(point["_id"], session)["version"]
+            self.db[HISTORY].insert_one(history_entry, session=session)
+            record_event(session)
+            return None
+
+        return self.in_transaction(work)
+
+    def history_of(self, support_point_id):
+        """The audit trail of a point, oldest first."""
+        return list(self.db[HISTORY].find({"support_point_id": support_point_id}, {"_id": 0})
+                    .sort([("at", ASCENDING), ("version", ASCENDING)]))
+
+    # --- the search index's generations ---------------------------------------------------
+
+    def bump_generation(self, kind):
+        """The next generation of ``kind`` of data, counted in the store."""
+        return self.db[GENERATIONS].find_one_and_update(
+            {"_id": kind}, {"$inc": {"generation": 1}}, upsert=True,
+            return_document=ReturnDocument.AFTER)["generation"]
+
+    def generations(self):
+        return {entry["_id"]: entry["generation"] for entry in self.db[GENERATIONS].find({})}

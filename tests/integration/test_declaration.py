@@ -1,7 +1,6 @@
 """The caregiver declaration end to end: gateway, declaration service, travel-cost fund, on
 the real broker with the embedded store."""
 import json
-import random
 import uuid
 from datetime import date, timedelta
 
@@ -10,7 +9,8 @@ import pytest
 import requests
 
 from ops import cli
-from tests.support import error_codes, eventually, log_lines, scrape, token
+from tests.support import (error_codes, eventually, log_lines, pdf_text, personal_email,
+                           random_bsn, scrape, token)
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
 FIELDS = """id reference status municipalityCode purposes hoursPerWeek careSince validFrom
@@ -36,21 +36,11 @@ NOT_VALID = {"valid": False, "status": None, "validUntil": None, "purposeAccepte
              "municipalityCode": None}
 
 
-def new_bsn():
-    """A random number that passes the 11-proef."""
-    while True:
-        digits = [random.randint(0, 9) for _ in range(8)]
-        total = sum(d * w for d, w in zip(digits, range(9, 1, -1)))
-        last = total % 11
-        if last < 10 and digits[0] + digits[1] > 0:
-            return "".join(map(str, digits)) + str(last)
-
-
-def request_input(municipality=AMSTERDAM, **changes):
+def request_input(municipality=AMSTERDAM, bsn=None, **changes):
     data = {
         "municipalityCode": municipality,
-        "caregiver": {"bsn": new_bsn(), "name": "Anna de Vries", "postcode": "1012ab",
-                      "email": "anna@example.nl"},
+        "caregiver": {"bsn": bsn or random_bsn(), "name": "Anna de Vries", "postcode": "1012ab",
+                      "email": personal_email()},
         "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "1013 AA",
                           "relationship": "parent"},
         "hoursPerWeek": "12.5",
@@ -61,8 +51,14 @@ def request_input(municipality=AMSTERDAM, **changes):
     return data
 
 
-def caregiver(sub=None):
-    return token("caregiver", sub or f"cg-{uuid.uuid4().hex[:8]}")
+def caregiver(bsn=None, sub=None):
+    """A caregiver's token: the BSN in it is the one the identity provider proved."""
+    return token("caregiver", sub or f"cg-{uuid.uuid4().hex[:8]}", bsn=bsn or random_bsn())
+
+
+def filer(data):
+    """The caregiver whose BSN ``data`` names: who may file it."""
+    return caregiver(data["caregiver"]["bsn"])
 
 
 def staff(code=AMSTERDAM):
@@ -74,7 +70,8 @@ def partner():
 
 
 def request(gql, data=None, who=None):
-    answer = gql(REQUEST, {"input": data or request_input()}, token=who or caregiver())
+    data = data or request_input()
+    answer = gql(REQUEST, {"input": data}, token=who or filer(data))
     assert "errors" not in answer, answer
     return answer["data"]["requestDeclaration"]
 
@@ -94,10 +91,12 @@ def check(gql, reference, code, purpose="PARKING_PERMIT", who=None):
 
 
 @pytest.fixture(scope="module")
-def known(municipalities, rpc):
-    """The declaration service has learnt the municipalities the registry imported."""
+def known(municipalities, gql):
+    """The declaration service has learnt the municipalities the registry imported (until
+    then their settings are BAD_USER_INPUT: unknown municipality)."""
     for code in (AMSTERDAM, UTRECHT, "GM0014", "GM0034", "GM0153", "GM1992"):
-        assert eventually(lambda: rpc.declaration.municipality(code), timeout=60), code
+        assert eventually(lambda: "errors" not in gql(READ_SETTINGS, {"code": code}),
+                          timeout=60), code
     return municipalities
 
 
@@ -112,14 +111,15 @@ def add_months(day, months):
 
 
 def issued(gql, data=None, owner=None):
-    owner = owner or caregiver()
+    data = data or request_input()
+    owner = owner or filer(data)
     requested = request(gql, data, owner)
     return requested, decide(gql, requested), owner
 
 
 def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
-    owner = caregiver()
     data = request_input()
+    owner = filer(data)
     requested = request(gql, data, owner)
     assert requested["status"] == "REQUESTED"
     assert requested["reference"].startswith(f"MZV-{date.today().year}-")
@@ -132,7 +132,7 @@ def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
     assert decided["status"] == "ISSUED"
     assert decided["validFrom"] == date.today().isoformat()
     assert date.fromisoformat(decided["validUntil"]) > date.today() + timedelta(days=360)
-    assert decided["token"] and decided["verificationCode"] is None
+    assert decided["token"] and decided["verificationCode"] == requested["verificationCode"]
     assert [(h["fromStatus"], h["toStatus"], h["actorRole"]) for h in decided["history"]] == [
         (None, "REQUESTED", "caregiver"), ("REQUESTED", "ISSUED", "municipality")]
 
@@ -172,7 +172,8 @@ def test_personal_data_is_never_returned_logged_or_published(gql, platform, know
     bsn = data["caregiver"]["bsn"]
     answer = gql(GET, {"reference": requested["reference"]}, token=staff())
     text = json.dumps(answer)
-    for secret in (bsn, data["caregiver"]["name"], data["careRecipient"]["name"], "anna@example.nl"):
+    for secret in (bsn, data["caregiver"]["name"], data["careRecipient"]["name"],
+                   data["caregiver"]["email"]):
         assert secret not in text
     for name in ("gateway", "declaration", "travel_costs"):
         assert bsn not in platform.log_file(name).read_text()
@@ -199,10 +200,14 @@ def test_a_request_below_the_criteria_is_filed_and_shows_what_fails(gql, known):
 def test_one_active_declaration_per_caregiver_recipient_and_municipality(gql, known):
     data = request_input()
     first = request(gql, data)
-    duplicate = gql(REQUEST, {"input": data}, token=caregiver())
+    duplicate = gql(REQUEST, {"input": data}, token=filer(data))
     assert error_codes(duplicate) == ["CONFLICT"]
     assert first["reference"] in duplicate["errors"][0]["message"]
     assert data["caregiver"]["bsn"] not in duplicate["errors"][0]["message"]
+    # someone else filing for this BSN learns nothing of who cares for whom
+    probe = gql(REQUEST, {"input": data}, token=caregiver())
+    assert error_codes(probe) == ["FORBIDDEN"]
+    assert first["reference"] not in json.dumps(probe) and data["caregiver"]["bsn"] not in json.dumps(probe)
     # another recipient or another municipality is another declaration
     request(gql, {**data, "careRecipient": {**data["careRecipient"], "name": "Someone Else"}})
     request(gql, {**data, "municipalityCode": UTRECHT})
@@ -213,7 +218,8 @@ def test_one_active_declaration_per_caregiver_recipient_and_municipality(gql, kn
 
 def test_concurrent_duplicates_leave_exactly_one(rpc, known):
     data = request_input()
-    actor = {"sub": "cg-race", "role": "caregiver", "municipality": None, "support_point": None}
+    actor = {"sub": "cg-race", "role": "caregiver", "municipality": None, "support_point": None,
+             "bsn": data["caregiver"]["bsn"]}
     calls = [rpc.declaration.request_declaration.call_async(data, actor) for _ in range(4)]
     outcomes = []
     for call in calls:
@@ -242,9 +248,10 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("field,change", BAD_INPUTS, ids=[f for f, _ in BAD_INPUTS])
 def test_bad_input_names_its_field_and_stores_nothing(gql, known, field, change):
-    who = caregiver()
+    data = request_input(**change)
     before = gql(LIST, {"code": AMSTERDAM, "first": 100}, token=token("admin"))
-    answer = gql(REQUEST, {"input": request_input(**change)}, token=who)
+    # input is checked before whose BSN it is: a token of its own BSN gets the same answer
+    answer = gql(REQUEST, {"input": data}, token=caregiver())
     assert error_codes(answer) == ["BAD_USER_INPUT"], answer
     assert answer["errors"][0]["extensions"]["field"] == field
     assert "123456780" not in json.dumps(answer)
@@ -254,19 +261,23 @@ def test_bad_input_names_its_field_and_stores_nothing(gql, known, field, change)
 
 def test_who_may_do_what(gql, known):
     """The contract's table; the home municipality here is Enschede."""
-    owner = caregiver()
-    requested = request(gql, request_input(ENSCHEDE), owner)
+    data = request_input(ENSCHEDE)
+    owner = filer(data)
+    requested = request(gql, data, owner)
     reference, code = requested["reference"], requested["verificationCode"]
     read = lambda who: gql(GET, {"reference": reference}, token=who)
 
     assert read(owner)["data"]["declaration"]["reference"] == reference
     assert read(staff(ENSCHEDE))["data"]["declaration"]["reference"] == reference
     assert read(token("admin"))["data"]["declaration"]["reference"] == reference
-    assert error_codes(read(caregiver())) == ["FORBIDDEN"]
-    assert error_codes(read(staff(UTRECHT))) == ["FORBIDDEN"]
-    assert error_codes(read(partner())) == ["FORBIDDEN"]
+    # whom it is not for learns nothing: the same NOT_FOUND as for an unknown reference
+    unknown = gql(GET, {"reference": "MZV-1900-000001"}, token=token("admin"))
+    assert error_codes(unknown) == ["NOT_FOUND"] and unknown["data"]["declaration"] is None
+    for who in (caregiver(), staff(UTRECHT), partner(), token("fund")):
+        refused = read(who)
+        assert error_codes(refused) == ["NOT_FOUND"]
+        assert refused["errors"][0]["message"] == unknown["errors"][0]["message"]
     assert error_codes(read(None)) == ["UNAUTHENTICATED"]
-    assert gql(GET, {"reference": "MZV-1900-000001"}, token=token("admin"))["data"]["declaration"] is None
 
     assert error_codes(gql(REQUEST, {"input": request_input(ENSCHEDE)})) == ["UNAUTHENTICATED"]
     assert error_codes(gql(REQUEST, {"input": request_input(ENSCHEDE)}, token=partner())) == ["FORBIDDEN"]
@@ -350,7 +361,8 @@ def test_local_choices_override_the_national_defaults(gql, known):
     assert chosen == {"municipalityCode": code, "minCareMonths": 3, "minHoursPerWeek": "4",
                       "validityMonths": 6, "purposes": ["PARKING_PERMIT"]}
 
-    unsupported = gql(REQUEST, {"input": request_input(code, purposes=["CO_TENANCY"])}, token=caregiver())
+    data = request_input(code, purposes=["CO_TENANCY"])
+    unsupported = gql(REQUEST, {"input": data}, token=filer(data))
     assert error_codes(unsupported) == ["BAD_USER_INPUT"]
     assert unsupported["errors"][0]["extensions"]["field"] == "input.purposes"
     requested = request(gql, request_input(code, hoursPerWeek="5", purposes=["PARKING_PERMIT"]))
@@ -359,7 +371,8 @@ def test_local_choices_override_the_national_defaults(gql, known):
     assert decided["validUntil"] == (add_months(date.today(), 6) - timedelta(days=1)).isoformat()
 
 
-def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known):
+def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, platform,
+                                                          monkeypatch, capsys):
     requested, decided, owner = issued(gql)
     after_validity = (date.fromisoformat(decided["validUntil"]) + timedelta(days=1)).isoformat()
     rpc.declaration.expire_due(decided["validUntil"])   # its last valid day: not yet
@@ -372,7 +385,10 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known):
     assert final["status"] == "EXPIRED"
     assert [h["toStatus"] for h in final["history"]].count("EXPIRED") == 1
     assert final["history"][-1]["actorRole"] == "system"
-    assert rpc.declaration.expire_due(after_validity) == 0
+    # what is left for the operator's command: nothing
+    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    assert cli.main(["expire-declarations", "--today", after_validity]) == 0
+    assert capsys.readouterr().out.strip() == "expired 0 declaration(s)"
     assert check(gql, requested["reference"], requested["verificationCode"])["status"] == "EXPIRED"
     assert eventually(lambda: rpc.travel_costs.declaration_status(requested["reference"])["status"] == "EXPIRED")
 
@@ -419,19 +435,23 @@ def test_the_token_verifies_offline_with_the_published_key(gql, platform, known)
 
 
 def test_the_printable_declaration(gql, platform, known):
-    owner_sub = f"cg-{uuid.uuid4().hex[:8]}"
-    requested, decided, owner = issued(gql, owner=caregiver(owner_sub))
+    bsn = random_bsn()
+    requested, decided, owner = issued(gql, request_input(bsn=bsn))
     url = f"{platform.gateway_url()}/declarations/{requested['reference']}.pdf"
     get = lambda who: requests.get(url, headers={"Authorization": f"Bearer {who}"} if who else {}, timeout=20)
 
     printed = get(owner)
     assert printed.status_code == 200 and printed.headers["Content-Type"] == "application/pdf"
     assert printed.content.startswith(b"%PDF") and len(printed.content) > 1500
-    assert requested["reference"].encode() in printed.content
+    text = pdf_text(printed.content)
+    assert requested["reference"] in text
+    # beside the QR code, the verification code a desk checks online
+    assert requested["verificationCode"] in text
     assert get(staff()).status_code == 200
 
-    for who, status, code in ((None, 401, "UNAUTHENTICATED"), (caregiver(), 403, "FORBIDDEN"),
-                              (staff(UTRECHT), 403, "FORBIDDEN"), (partner(), 403, "FORBIDDEN")):
+    for who, status, code in ((None, 401, "UNAUTHENTICATED"), (caregiver(), 404, "NOT_FOUND"),
+                              (staff(UTRECHT), 404, "NOT_FOUND"), (partner(), 403, "FORBIDDEN"),
+                              (token("admin"), 403, "FORBIDDEN")):
         refused = get(who)
         assert refused.status_code == status
         assert refused.headers["Content-Type"].startswith("application/json")
@@ -439,7 +459,7 @@ def test_the_printable_declaration(gql, platform, known):
     unknown = requests.get(f"{platform.gateway_url()}/declarations/MZV-1900-000001.pdf",
                            headers={"Authorization": f"Bearer {owner}"}, timeout=20)
     assert unknown.status_code == 404 and error_codes(unknown.json()) == ["NOT_FOUND"]
-    pending = request(gql, request_input(), owner)
+    pending = request(gql, request_input(bsn=bsn), owner)
     not_issued = requests.get(f"{platform.gateway_url()}/declarations/{pending['reference']}.pdf",
                               headers={"Authorization": f"Bearer {owner}"}, timeout=20)
     assert not_issued.status_code == 409 and error_codes(not_issued.json()) == ["CONFLICT"]
@@ -447,7 +467,97 @@ def test_the_printable_declaration(gql, platform, known):
 
 def test_the_reencryption_command_finds_nothing_left_on_an_earlier_key(
         gql, platform, known, monkeypatch, capsys):
-    request(gql, request_input(), caregiver())
+    request(gql)
     monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
     assert cli.main(["reencrypt-personal-data"]) == 0
     assert capsys.readouterr().out.strip().endswith("; 0 left on earlier keys")
+
+
+MINE = f"""query {{ myDeclarations {{ {FIELDS} }} }}"""
+RENEW = f"""mutation($id: ID!) {{ renewVerificationCode(id: $id) {{ {FIELDS} }} }}"""
+
+
+def test_a_caregiver_files_only_for_their_own_bsn(gql, known):
+    data = request_input()
+    assert request(gql, data, filer(data))["status"] == "REQUESTED"
+
+    someone_else = request_input()
+    refused = gql(REQUEST, {"input": someone_else}, token=caregiver())
+    assert error_codes(refused) == ["FORBIDDEN"]
+    assert someone_else["caregiver"]["bsn"] not in json.dumps(refused)
+    assert gql(MINE, token=filer(someone_else))["data"]["myDeclarations"] == []   # nothing filed
+
+    # a caregiver token without a BSN (bsn=None leaves the claim out) is no caregiver at all
+    bare = token("caregiver", "cg-without-bsn", bsn=None)
+    assert error_codes(gql(REQUEST, {"input": data}, token=bare)) == ["UNAUTHENTICATED"]
+    assert error_codes(gql(MINE, token=bare)) == ["UNAUTHENTICATED"]
+    assert error_codes(gql(MINE, token=staff())) == ["FORBIDDEN"]
+
+
+def test_a_declaration_filed_on_behalf_belongs_to_the_caregiver_whose_bsn_it_carries(
+        gql, platform, known):
+    bsn = random_bsn()
+    data = request_input(bsn=bsn)
+    data["caregiver"]["email"] = f"mantelzorger-{bsn[-4:]}@example.nl"
+    filed = request(gql, data, staff())
+    decided = decide(gql, filed)
+    signed_in = caregiver(bsn)     # the caregiver signs in later, with a subject of its own
+
+    mine = gql(MINE, token=signed_in)["data"]["myDeclarations"]
+    assert [(d["reference"], d["verificationCode"], d["token"]) for d in mine] == [
+        (filed["reference"], filed["verificationCode"], decided["token"])]
+    read = gql(GET, {"reference": filed["reference"]}, token=signed_in)["data"]["declaration"]
+    assert read["verificationCode"] == filed["verificationCode"]
+    url = f"{platform.gateway_url()}/declarations/{filed['reference']}.pdf"
+    printed = requests.get(url, headers={"Authorization": f"Bearer {signed_in}"}, timeout=20)
+    assert printed.status_code == 200
+    assert filed["verificationCode"] in pdf_text(printed.content)
+
+    # a later one of the same caregiver comes first
+    later = request(gql, request_input(UTRECHT, bsn=bsn), signed_in)
+    mine = gql(MINE, token=signed_in)["data"]["myDeclarations"]
+    assert [d["reference"] for d in mine] == [later["reference"], filed["reference"]]
+
+    # anyone else: NOT_FOUND, exactly as for a reference nobody has
+    stranger = caregiver()
+    nobody = gql(GET, {"reference": "MZV-1900-000002"}, token=stranger)
+    refused = gql(GET, {"reference": filed["reference"]}, token=stranger)
+    assert error_codes(refused) == error_codes(nobody) == ["NOT_FOUND"]
+    assert refused["errors"][0]["message"] == nobody["errors"][0]["message"]
+    assert gql(MINE, token=stranger)["data"]["myDeclarations"] == []
+    pdf = requests.get(url, headers={"Authorization": f"Bearer {stranger}"}, timeout=20)
+    assert pdf.status_code == 404 and error_codes(pdf.json()) == ["NOT_FOUND"]
+
+    # the BSN and the e-mail address travelled in requests only: not in any log line
+    for name in ("gateway", "declaration", "travel_costs"):
+        logged = platform.log_file(name).read_text()
+        assert bsn not in logged and data["caregiver"]["email"] not in logged
+
+
+def test_a_renewed_code_replaces_the_old_one_and_the_trail_says_who(gql, known):
+    requested, _, owner = issued(gql)
+    reference, old = requested["reference"], requested["verificationCode"]
+
+    renewed = gql(RENEW, {"id": requested["id"]}, token=owner)["data"]["renewVerificationCode"]
+    new = renewed["verificationCode"]
+    assert new and new != old and renewed["status"] == "ISSUED"
+    assert check(gql, reference, old) == NOT_VALID
+    assert check(gql, reference, new)["valid"] is True
+    assert renewed["history"][-1] == {"fromStatus": "ISSUED", "toStatus": "ISSUED",
+                                      "action": "renew_code", "actorRole": "caregiver",
+                                      "reason": None}
+
+    # the issuing municipality may renew it too; the owner then reads the newest code
+    again = gql(RENEW, {"id": requested["id"]}, token=staff())["data"]["renewVerificationCode"]
+    assert again["history"][-1]["actorRole"] == "municipality"
+    read = gql(GET, {"reference": reference}, token=owner)["data"]["declaration"]
+    assert read["verificationCode"] == again["verificationCode"] != new
+    assert check(gql, reference, new) == NOT_VALID
+
+    for who, code in ((caregiver(), "FORBIDDEN"), (staff(UTRECHT), "FORBIDDEN"),
+                      (token("admin"), "FORBIDDEN"), (partner(), "FORBIDDEN"),
+                      (None, "UNAUTHENTICATED")):
+        assert error_codes(gql(RENEW, {"id": requested["id"]}, token=who)) == [code], who
+    unknown = gql(RENEW, {"id": str(uuid.uuid4())}, token=owner)
+    assert error_codes(unknown) == ["NOT_FOUND"]
+    assert check(gql, reference, again["verificationCode"])["valid"] is True

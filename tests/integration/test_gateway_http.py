@@ -3,7 +3,8 @@ import json
 
 import requests
 
-from tests.support import error_codes, token
+from tests.support import (error_codes, personal_data_in, personal_email, random_bsn,
+                           random_iban, token)
 
 
 def test_a_body_over_one_mebibyte_is_refused_with_413(gql):
@@ -49,3 +50,96 @@ def test_an_unknown_path_is_answered_without_an_html_stack_trace(gql):
     response = requests.get(gql.url.replace("/graphql", "/no-such-page"), timeout=10)
     assert response.status_code == 404
     assert error_codes(response.json()) == ["NOT_FOUND"]
+
+
+def test_options_and_unknown_methods_are_answered_with_json(gql):
+    options = requests.options(gql.url, timeout=10)
+    assert options.status_code == 200
+    assert options.headers["Content-Type"].startswith("application/json")
+    assert {"GET", "POST", "OPTIONS"} <= set(options.json()["methods"])
+    assert "Access-Control-Allow-Origin" not in options.headers
+    for method in ("PUT", "DELETE", "PATCH", "TRACE", "PURGE"):
+        response = requests.request(method, gql.url, timeout=10)
+        assert response.status_code == 405, method
+        assert error_codes(response.json()) == ["BAD_USER_INPUT"], method
+        assert "POST" in response.headers["Allow"]
+    unknown = requests.request("PURGE", gql.url.replace("/graphql", "/nothing"), timeout=10)
+    assert unknown.status_code == 404 and error_codes(unknown.json()) == ["NOT_FOUND"]
+
+
+def test_no_origin_may_call_from_a_browser_unless_configured(gql):
+    preflight = requests.options(gql.url, timeout=10, headers={
+        "Origin": "https://portal.example.nl", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 403
+    assert error_codes(preflight.json()) == ["FORBIDDEN"]
+    answer = gql.post("{ health { status } }", headers={"Origin": "https://portal.example.nl"})
+    assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_the_schema_is_served_as_sdl(gql):
+    from gateway.schema import schema
+    from graphql import build_schema, print_schema
+
+    response = requests.get(f"{gql.url}/schema.graphql", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert print_schema(build_schema(response.text)) == print_schema(
+        build_schema(print_schema(schema.graphql_schema)))
+
+
+def test_the_standard_introspection_query_is_answered(gql):
+    from graphql import build_client_schema, get_introspection_query
+
+    answer = gql(get_introspection_query(descriptions=True))
+    assert "errors" not in answer
+    assert "requestDeclaration" in build_client_schema(answer["data"]).mutation_type.fields
+
+
+def test_an_error_about_nothing_the_client_sent_names_no_field(gql):
+    answer = gql('{ supportPointHistory(id: "no-such-point") { version } }', token=token("admin"))
+    [error] = answer["errors"]
+    assert error["extensions"] == {"code": "NOT_FOUND"}
+
+
+def test_health_detail_is_for_admin_only(gql):
+    query = "{ health { services { name outboxPending } } }"
+    admin = gql(query, token=token("admin"))["data"]["health"]["services"]
+    assert all(isinstance(s["outboxPending"], int) for s in admin)
+    for anyone in (None, token("partner"), token("municipality", municipality="GM0363")):
+        services = gql(query, token=anyone)["data"]["health"]["services"]
+        assert all(s["outboxPending"] is None for s in services)
+
+
+def test_one_request_cannot_fan_out_into_many_service_calls(gql):
+    points = " ".join(f'p{i}: supportPoint(id: "{i}") {{ id }}' for i in range(50))
+    answer = gql("{ " + points + " }")
+    assert error_codes(answer) == ["BAD_USER_INPUT"] and "expensive" in answer["errors"][0]["message"]
+    healths = " ".join(f"h{i}: health {{ status }}" for i in range(10))
+    assert error_codes(gql("{ " + healths + " }")) == ["BAD_USER_INPUT"]
+
+
+def test_input_errors_never_repeat_what_the_client_sent(gql):
+    bsn, email, iban = random_bsn(), personal_email(), random_iban()
+    spaced = f"{bsn[:3]} {bsn[3:6]} {bsn[6:]}"
+    request = """mutation($input: DeclarationRequestInput!) {
+        requestDeclaration(input: $input) { id } }"""
+    sent = {"municipalityCode": "GM0363",
+            "caregiver": {"bsn": spaced, "postcode": "1012 AB", "email": email, "iban": iban},
+            "careRecipient": {"name": "B", "postcode": "1012 AB", "relationship": "parent"},
+            "hoursPerWeek": iban, "careSince": email, "purposes": ["OTHER"]}
+    answer = gql(request, {"input": sent}, token=token("municipality", municipality="GM0363"))
+    assert [(e["message"].split(":")[0], e["extensions"]["field"]) for e in answer["errors"]] == [
+        ("input.caregiver.name", "input.caregiver.name"),
+        ("input.caregiver", "input.caregiver"),
+        ("input.hoursPerWeek", "input.hoursPerWeek"),
+        ("input.careSince", "input.careSince")]
+    literal = request.replace("$input: DeclarationRequestInput!", "").replace("()", "") \
+        .replace("input: $input", 'input: {municipalityCode: "GM0363", caregiver: {bsn: "%s", '
+                 'postcode: "1012 AB", email: "%s"}, careRecipient: {name: "B", postcode: '
+                 '"1012 AB", relationship: "p"}, hoursPerWeek: "%s", careSince: "2020-01-01", '
+                 'purposes: [OTHER]}' % (spaced, email, iban))
+    second = gql(literal, token=token("municipality", municipality="GM0363"))
+    assert {e["extensions"]["field"] for e in second["errors"]} == {
+        "input.caregiver.name", "input.hoursPerWeek"}
+    for text in (json.dumps(answer), json.dumps(second)):
+        assert personal_data_in(text) == []

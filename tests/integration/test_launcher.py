@@ -43,7 +43,7 @@ class Launcher:
     def __init__(self, folder, amqp_uri):
         self.environ = platform_environ(amqp_uri, folder / "data", PYTHONUNBUFFERED="1")
         self.addresses = [f"127.0.0.1:{self.environ['GATEWAY_PORT']}"] + [
-            self.environ[p.address_variable] for p in PROCESSES if p.name != "gateway"]
+            self.environ[process.address_variable] for process in PROCESSES]
         self.log = folder / "launcher.log"
         with open(self.log, "wb") as output:
             self.process = subprocess.Popen([sys.executable, "-m", "ops.cli", "run"], cwd=ROOT,

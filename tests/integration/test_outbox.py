@@ -87,8 +87,8 @@ def test_the_current_state_is_recorded_again_in_batches_with_the_time_of_each_la
                                          "province": "Utrecht"}, document["changed"]
 
     class Recording:   # what a worker's outbox offers: record in the caller's transaction
-        def record(self, session, type_name, payload, occurred_at=None):
-            return outbox.add(session, type_name, payload, "corr-republish", occurred_at)
+        def record_many(self, session, events):
+            return outbox.add_many(session, events, "corr-republish")
 
     sources = [StateSource("municipalities", "municipalities", municipality_event),
                StateSource("nothing yet", "support_points", municipality_event)]

@@ -8,6 +8,7 @@ from kombu import Connection
 from common.events import new_envelope
 from common.messaging import CORRELATION_HEADER, publish
 from nameko.standalone.events import get_event_exchange
+from ops.platform import PROCESSES, metrics_address
 from tests.support import eventually, log_lines, scrape
 
 HEALTH = "{ health { status services { name status outboxPending } } }"
@@ -60,6 +61,15 @@ def test_one_access_line_per_http_request_with_its_status(gql, platform):
                 if line.get("logger") == "nameko.web.server" and line.get("level") == "info"]
 
 
+def test_the_gateways_metrics_are_on_a_port_of_their_own_not_the_public_one(platform):
+    public = requests.get(f"{platform.gateway_url()}/metrics", timeout=5)
+    assert public.status_code == 404 and public.json()["errors"][0]["extensions"] == {
+        "code": "NOT_FOUND"}
+    private = requests.get(f"http://{platform.environ['GATEWAY_METRICS_ADDRESS']}/metrics",
+                           timeout=5)
+    assert private.status_code == 200 and "mantelzorg_entrypoint_requests_total" in private.text
+
+
 def test_gateway_creates_a_correlation_id_when_none_is_sent(gql):
     response = gql.post(HEALTH)
     assert re.fullmatch(r"[0-9a-f-]{36}", response.headers["X-Correlation-ID"])
@@ -76,7 +86,7 @@ def test_registry_event_is_handled_by_the_campaign_service(rpc, platform, munici
     assert eventually(lambda: rpc.campaign.support_point_reach([seat]) == before + 1)
     correlated = [line for line in log_lines(platform, "campaign")
                   if line.get("event") == "campaign.support_point_projected"
-                  and line.get("support_point_id") == point["_id"]]
+                  and line.get("support_point_id") == point["id"]]
     assert correlated and correlated[0]["correlation_id"]
 
 
@@ -104,7 +114,7 @@ def test_an_event_delivered_twice_is_handled_once(rpc, platform, amqp_uri):
 
 
 def test_calls_move_the_red_metrics(gql, platform):
-    gateway = f"{platform.gateway_url()}/metrics"
+    gateway = f"http://{platform.environ['GATEWAY_METRICS_ADDRESS']}/metrics"
     registry = f"http://{platform.environ['REGISTRY_WEB_ADDRESS']}/metrics"
     graphql_ok = ('mantelzorg_entrypoint_requests_total{entrypoint="graphql",kind="http",'
                   'outcome="success",service="gateway"}')
@@ -122,10 +132,8 @@ def test_calls_move_the_red_metrics(gql, platform):
 
 def test_every_process_has_frozen_its_startup_heap(platform):
     """Full garbage collections then skip the imported libraries: no ~100 ms pauses."""
-    addresses = {"gateway": platform.gateway_url()[len("http://"):],
-                 **{name: platform.environ[f"{name.upper()}_WEB_ADDRESS"]
-                    for name in ("registry", "declaration", "travel_costs", "campaign")}}
-    for name, address in addresses.items():
+    for process in PROCESSES:
+        name, address = process.name, metrics_address(process, platform.environ)
         frozen = scrape(f"http://{address}/metrics",
                         f'mantelzorg_gc_frozen_objects{{service="{name}"}}')
         assert frozen > 10_000, f"{name} froze {frozen} objects"

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from ops import cli, reference
-from tests.support import eventually
+from tests.support import eventually, support_point_count
 
 SUPPORT_POINT_COLUMNS = ["external_id", "name", "kind", "municipality_code",
                          "serves_municipality_codes", "street", "house_number", "postcode",
@@ -55,7 +55,7 @@ def test_pc4_rows_that_cannot_be_used_are_reported(rpc, municipalities, shared_d
         (3, "pc4"), (4, "gemeentecode"), (5, "latitude"), (6, "longitude")]
 
 
-def test_bulk_import_reports_rejected_rows_and_is_idempotent(rpc, municipalities, tmp_path):
+def test_bulk_import_reports_rejected_rows_and_is_idempotent(rpc, gql, municipalities, tmp_path):
     rows = [
         support_point_row(),
         support_point_row(name="Mantelzorg Pekela", municipality_code="GM0765",
@@ -67,17 +67,17 @@ def test_bulk_import_reports_rejected_rows_and_is_idempotent(rpc, municipalities
                           serves_municipality_codes="GM0765;GM1950", external_id="REG-1"),
     ]
     path = write_csv(tmp_path / "points.csv", SUPPORT_POINT_COLUMNS, rows)
-    before = rpc.registry.count_support_points()
+    before = support_point_count(gql)
     report = reference.import_support_points(rpc, path)
     assert (report["registered"], report["updated"], report["unchanged"]) == (3, 0, 0)
     assert [(r["row"], r["column"]) for r in report["rejected"]] == [
         (4, "postcode"), (5, "municipality_code"), (6, "areas")]
     assert "GM9991" in report["rejected"][1]["reason"]
-    assert rpc.registry.count_support_points() == before + 3
+    assert support_point_count(gql) == before + 3
 
     again = reference.import_support_points(rpc, path)
     assert (again["registered"], again["updated"], again["unchanged"]) == (0, 0, 3)
-    assert rpc.registry.count_support_points() == before + 3
+    assert support_point_count(gql) == before + 3
 
     rows[1]["phone"] = "0597-61 75 55"     # the partner corrects one row, keyed by its id
     rows[1]["name"] = "Mantelzorg Pekela en omstreken"
@@ -87,7 +87,7 @@ def test_bulk_import_reports_rejected_rows_and_is_idempotent(rpc, municipalities
     page = rpc.registry.search_support_points(municipality_code="GM0765")
     pekela = next(p for p in page["items"] if p["name"] == "Mantelzorg Pekela en omstreken")
     assert (pekela["version"], pekela["phone"]) == (2, "0597-61 75 55")
-    history = rpc.registry.support_point_history(pekela["_id"], {"role": "admin", "sub": "t"})
+    history = rpc.registry.support_point_history(pekela["id"], {"role": "admin", "sub": "t"})
     assert [h["change"] for h in history] == ["registered", "updated"]
     assert history[0]["actor"] == {"role": "admin", "sub": "import"}
     regional = next(p for p in page["items"] if p["name"] == "Regionaal Oost-Groningen")
@@ -107,12 +107,17 @@ def test_a_municipality_may_import_only_its_own_points(rpc, municipalities, tmp_
 
 
 def test_demo_seed_imports_the_sample_and_adds_nothing_when_run_again(
-        rpc, municipalities, monkeypatch, capsys):
+        rpc, gql, municipalities, monkeypatch, capsys):
     monkeypatch.delenv("MANTELZORG_REFERENCE_DIR", raising=False)
+    admin = {"sub": "test", "role": "admin"}
+    stock = rpc.campaign.bag_stock(admin)
     cli.seed(rpc)
-    count = rpc.registry.count_support_points()
+    count = support_point_count(gql)
+    seeded = rpc.campaign.bag_stock(admin)
+    assert seeded["printed"] == stock["printed"] + cli.FIRST_PRINT_RUN == stock["printed"] + 50_000
     cli.seed(rpc)
-    assert rpc.registry.count_support_points() == count
+    assert support_point_count(gql) == count
+    assert rpc.campaign.bag_stock(admin) == seeded     # the first print run is added once
     output = capsys.readouterr().out
     assert "demo support points: 0 registered, 0 updated, 8 unchanged, 0 rejected" in output
     seats = {row["municipality_code"] for row in

@@ -2,11 +2,9 @@
 the new key, on the embedded store, so that the earlier key can be dropped."""
 from types import SimpleNamespace
 
-import pytest
 from nameko.testing.services import worker_factory
 
 from common.crypto import DataCipher
-from common.storage import DocumentStore
 from services.declaration.service import DeclarationService
 from services.declaration.storage import DECLARATIONS
 
@@ -17,16 +15,8 @@ def personal(number):
     return {"caregiver": {"bsn": f"11122233{number}", "name": f"Mantelzorger {number}"}}
 
 
-@pytest.fixture
-def store():
-    documents = DocumentStore("rotation_probe", "", ":memory:")
-    try:
-        yield documents
-    finally:
-        documents.close()
-
-
-def test_personal_data_moves_to_the_new_key_in_batches(store):
+def test_personal_data_moves_to_the_new_key_in_batches(declaration_store):
+    store = declaration_store
     old = DataCipher([OLD])
     for number in range(3):
         store[DECLARATIONS].insert_one({"_id": f"d{number}", "reference": f"R{number}",
@@ -51,3 +41,21 @@ def test_personal_data_moves_to_the_new_key_in_batches(store):
         assert new_only.decrypt(sealed, context=f"d{number}") == personal(number)
     assert store[DECLARATIONS].find_one({"_id": "lost"})["personal"]["kid"] == "k0"
     assert "personal" not in store[DECLARATIONS].find_one({"_id": "none"})
+
+
+def test_verification_codes_move_to_the_new_key_too(declaration_store):
+    store = declaration_store
+    old = DataCipher([OLD])
+    store[DECLARATIONS].insert_one({
+        "_id": "d1", "reference": "R1", "personal": old.encrypt(personal(1), context="d1"),
+        "verification_code": old.encrypt("ABCD-EFGH-JKMN", context="d1:verification_code")})
+    service = worker_factory(DeclarationService, store=store,
+                             keys=SimpleNamespace(cipher=DataCipher([NEW, OLD])))
+    report = service.reencrypt_personal_data(batch=10)
+    assert (report["reencrypted"], report["remaining"]) == (2, 0)
+
+    stored = store[DECLARATIONS].find_one({"_id": "d1"})
+    new_only = DataCipher([NEW])
+    assert new_only.decrypt(stored["verification_code"], context="d1:verification_code") \
+        == "ABCD-EFGH-JKMN"
+    assert new_only.decrypt(stored["personal"], context="d1") == personal(1)

@@ -6,9 +6,9 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from common.crypto import DataCipher, Keys, KeyedHash
-from common.errors import Conflict, Forbidden
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.events import new_envelope
-from services.declaration import domain
+from services.declaration import domain, tokens
 
 STATUSES = (None, *domain.EVENT_OF)
 ACTIONS = ("request", "issue", "reject", "revoke", "expire")
@@ -51,7 +51,7 @@ def test_references_and_verification_codes():
 
 def _declaration(**changes):
     document = {"_id": "d1", "reference": "MZV-2026-000001", "status": "ISSUED",
-                "municipality_code": "GM0363", "purposes": ["PARKING_PERMIT"], "owner": "cg-1",
+                "municipality_code": "GM0363", "purposes": ["PARKING_PERMIT"],
                 "hours_per_week": "12", "care_since": "2020-01-01", "valid_from": "2026-01-01",
                 "valid_until": "2026-12-31", "token": "signed", "caregiver_key": "h",
                 "personal": {"kid": "k", "nonce": "n", "ct": "c"}, "verification_hash": "v",
@@ -70,36 +70,102 @@ def test_the_check_answers_validity_and_nothing_personal():
     assert revoked["valid"] is False and revoked["purpose_accepted"] is False
 
 
+OWNER = {"role": "caregiver", "sub": "cg-1", "caregiver_key": "h"}
+OTHER_CAREGIVER = {"role": "caregiver", "sub": "cg-1", "caregiver_key": "someone else"}
+HOME = {"role": "municipality", "municipality": "GM0363"}
+ELSEWHERE = {"role": "municipality", "municipality": "GM0344"}
+ADMIN = {"role": "admin", "sub": "a"}
+
+
 def test_views_and_events_carry_no_personal_data():
     document = _declaration()
-    owner = {"role": "caregiver", "sub": "cg-1"}
-    for actor in (owner, {"role": "municipality", "municipality": "GM0344"}):
+    for actor in (OWNER, HOME, ADMIN, ELSEWHERE):
         shown = domain.view(document, actor, verification_code="CODE")
         assert not {"personal", "caregiver_key", "verification_hash", "owner"} & set(shown)
-    assert domain.view(document, owner, "CODE")["token"] == "signed"
-    stranger = domain.view(document, {"role": "municipality", "municipality": "GM0344"}, "CODE")
-    assert stranger["token"] is None and stranger["verification_code"] is None
+    # the code to the owner and the issuing municipality; the token also to admin
+    assert {name: (domain.view(document, actor, "CODE")["verification_code"],
+                   domain.view(document, actor, "CODE")["token"])
+            for name, actor in (("owner", OWNER), ("home", HOME), ("admin", ADMIN),
+                                ("elsewhere", ELSEWHERE), ("other", OTHER_CAREGIVER))} == {
+        "owner": ("CODE", "signed"), "home": ("CODE", "signed"), "admin": (None, "signed"),
+        "elsewhere": (None, None), "other": (None, None)}
     envelope = new_envelope("declaration.issued", domain.event_payload(document), "c", "declaration")
     assert set(envelope.payload) == {"id", "reference", "status", "municipality_code", "purposes",
-                                     "owner", "valid_from", "valid_until"}
+                                     "valid_from", "valid_until"}
 
 
-def test_ownership_rules():
+def test_an_event_from_before_the_upgrade_is_read_without_its_owner():
+    envelope = new_envelope("declaration.issued", domain.event_payload(_declaration()), "c",
+                            "declaration")
+    old = envelope.model_copy(update={"payload": {**envelope.payload, "owner": "cg-1"}})
+    assert old.parsed_payload().reference == "MZV-2026-000001"
+
+
+def test_ownership_follows_the_bsn_not_who_filed_it():
     document = _declaration()
-    domain.may_read({"role": "caregiver", "sub": "cg-1"}, document)
-    domain.may_read({"role": "admin"}, document)
-    for actor in ({"role": "caregiver", "sub": "cg-2"}, {"role": "caregiver", "sub": None},
-                  {"role": "municipality", "municipality": "GM0344"}, {"role": "partner"}):
+    for actor in (OWNER, HOME, ADMIN):
+        assert domain.readable(actor, document) is document
+    for actor in (OTHER_CAREGIVER, {"role": "caregiver", "sub": "cg-1"}, ELSEWHERE,
+                  {"role": "partner"}):
+        with pytest.raises(NotFound) as raised:
+            domain.readable(actor, document)
+        assert raised.value.message == "no such declaration"
+    with pytest.raises(NotFound) as unknown:
+        domain.readable(OWNER, None)
+    assert unknown.value.message == "no such declaration"
+    with pytest.raises(Forbidden):      # admin reads it, but neither prints nor renews
+        domain.require_owner_or_issuer(ADMIN, document)
+    domain.require_owner_or_issuer(OWNER, document)
+    domain.require_owner_or_issuer(HOME, document)
+    with pytest.raises(Forbidden):
+        domain.may_decide(OWNER, "GM0363")
+
+
+def test_the_table_says_who_may_make_each_step_and_what_it_needs():
+    filed = {"municipality_code": "GM0363", "caregiver_key": "h"}
+    domain.may_make("request", OWNER, filed)
+    domain.may_make("request", HOME, filed)
+    for actor in (OTHER_CAREGIVER, ELSEWHERE, ADMIN, {"role": "partner"}):
         with pytest.raises(Forbidden):
-            domain.may_read(actor, document)
-    with pytest.raises(Forbidden):
-        domain.may_print({"role": "admin"}, document)
-    with pytest.raises(Forbidden):
-        domain.may_decide({"role": "caregiver", "sub": "cg-1"}, "GM0363")
+            domain.may_make("request", actor, filed)
+    for action in ("issue", "reject", "revoke"):
+        domain.may_make(action, HOME, _declaration())
+        domain.may_make(action, ADMIN, _declaration())
+        for actor in (OWNER, ELSEWHERE, domain.SYSTEM):
+            with pytest.raises(Forbidden):
+                domain.may_make(action, actor, _declaration())
+    domain.may_make("expire", domain.SYSTEM, _declaration())
+    for actor in (HOME, ADMIN):
+        with pytest.raises(Forbidden):
+            domain.may_make("expire", actor, _declaration())
+    for action in ("reject", "revoke"):
+        with pytest.raises(BadUserInput) as raised:
+            domain.required_reason(action, "  ")
+        assert raised.value.field == "reason"
+    assert domain.required_reason("issue", "  ") is None
+    assert domain.required_reason("revoke", " moved ") == "moved"
+
+
+def test_the_verification_code_is_kept_encrypted_and_shown_again(tmp_path):
+    keys = Keys({"DATA_DIR": str(tmp_path)}, environ={})
+    code, fields = domain.new_code(keys, "d1", "MZV-2026-000001")
+    document = _declaration(**fields)
+    assert code not in str(fields) and domain.normalise_code(code) not in str(fields)
+    assert fields["verification_hash"] == domain.code_hash(keys, "MZV-2026-000001",
+                                                           code.lower().replace("-", ""))
+    assert domain.revealed_code(keys, OWNER, document) == code
+    assert domain.revealed_code(keys, HOME, document) == code
+    assert domain.revealed_code(keys, ADMIN, document) is None
+    assert domain.revealed_code(keys, OTHER_CAREGIVER, document) is None
+    # bound to its record and field: moved elsewhere it does not decrypt
+    with pytest.raises(InvalidTag):
+        domain.revealed_code(keys, OWNER, _declaration(_id="d2", **fields))
+    # a declaration filed before codes were kept shows none until the code is renewed
+    assert domain.revealed_code(keys, OWNER, _declaration()) is None
 
 
 def test_token_claims_are_limited_to_reference_purposes_validity_municipality():
-    claims = domain.token_claims(_declaration())
+    claims = tokens.claims(_declaration())
     assert set(claims) == {"iss", "reference", "purposes", "municipality", "valid_from",
                            "valid_until", "nbf", "exp"}
     assert claims["exp"] == int(datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp())

@@ -5,7 +5,7 @@ from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.testing.services import worker_factory
 from nameko.timer import Timer
 
-from common.storage import DocumentStore, utcnow
+from common.storage import utcnow
 from services.declaration.service import DeclarationService
 from services.declaration.storage import DECLARATIONS
 
@@ -22,20 +22,17 @@ def test_expiry_runs_by_itself_every_minute():
     assert [e.interval for e in extensions if isinstance(e, Timer)] == [60]
 
 
-def test_the_timer_expires_what_ended_before_today_and_publishes_it():
-    store = DocumentStore("expiry_probe", "", ":memory:")
-    try:
-        today = date.today()
-        store[DECLARATIONS].insert_many([issued("ENDED", today - timedelta(days=1)),
-                                         issued("LAST-DAY", today)])
-        service = worker_factory(DeclarationService, store=store)
-        service.expire_due_declarations()
+def test_the_timer_expires_what_ended_before_today_and_publishes_it(declaration_store):
+    store = declaration_store
+    today = date.today()
+    store[DECLARATIONS].insert_many([issued("ENDED", today - timedelta(days=1)),
+                                     issued("LAST-DAY", today)])
+    service = worker_factory(DeclarationService, store=store)
+    service.expire_due_declarations()
 
-        ended = store[DECLARATIONS].find_one({"_id": "ENDED"})
-        assert ended["status"] == "EXPIRED" and "active_key" not in ended
-        assert ended["history"][-1]["to"] == "EXPIRED" and ended["history"][-1]["by"]["role"] == "system"
-        assert store[DECLARATIONS].find_one({"_id": "LAST-DAY"})["status"] == "ISSUED"
-        (call,) = service.outbox.record.call_args_list
-        assert call.args[1] == "declaration.expired" and call.args[2]["reference"] == "ENDED"
-    finally:
-        store.close()
+    ended = store[DECLARATIONS].find_one({"_id": "ENDED"})
+    assert ended["status"] == "EXPIRED" and "active_key" not in ended
+    assert ended["history"][-1]["to"] == "EXPIRED" and ended["history"][-1]["by"]["role"] == "system"
+    assert store[DECLARATIONS].find_one({"_id": "LAST-DAY"})["status"] == "ISSUED"
+    (call,) = service.outbox.record.call_args_list
+    assert call.args[1] == "declaration.expired" and call.args[2]["reference"] == "ENDED"

@@ -2,6 +2,7 @@
 from gateway import printable
 from gateway.executor import run_query
 from gateway.jwks import PublicKeys
+from tests.support import pdf_text
 
 REQUEST = """mutation($input: DeclarationRequestInput!) { requestDeclaration(input: $input) { id } }"""
 
@@ -34,12 +35,17 @@ def test_a_bsn_sent_as_a_number_is_not_repeated_in_the_error():
     assert "111222333" not in error["message"]
 
 
-def test_the_printable_declaration_is_a_pdf_with_its_reference():
+def test_the_printable_declaration_is_a_pdf_with_its_reference_and_code():
     document = printable.render({
         "reference": "MZV-2026-000042", "municipality_code": "GM0363", "municipality_name": "Amsterdam",
         "purposes": ["PARKING_PERMIT", "CO_TENANCY"], "valid_from": "2026-01-01",
-        "valid_until": "2026-12-31", "token": "header.payload.signature"})
-    assert document.startswith(b"%PDF") and b"MZV-2026-000042" in document
+        "valid_until": "2026-12-31", "token": "header.payload.signature",
+        "verification_code": "ABCD-EFGH-JKMN"})
+    text = pdf_text(document)
+    assert document.startswith(b"%PDF")
+    for shown in ("MZV-2026-000042", "Amsterdam (GM0363)", "31-12-2026", "Parkeervergunning",
+                  "Verificatiecode", "ABCD-EFGH-JKMN"):
+        assert shown in text
 
 
 def test_public_keys_are_cached_and_stripped_to_public_fields():

@@ -3,17 +3,15 @@ from datetime import timedelta
 
 import pytest
 
-from common.storage import DocumentStore, utcnow
+from common.storage import utcnow
 from services.declaration.dependencies import FailedChecks
+from services.declaration.storage import CHECK_FAILURES
 
 
 @pytest.fixture
-def failures():
-    store = DocumentStore("failed_checks_probe", "", ":memory:")
-    try:
-        yield store["check_failures"]
-    finally:
-        store.close()
+def failures(declaration_store):
+    """The service's store, where the failures are counted."""
+    return declaration_store
 
 
 def test_the_replica_that_counts_the_last_allowed_failure_blocks_at_once(failures):
@@ -25,7 +23,7 @@ def test_the_replica_that_counts_the_last_allowed_failure_blocks_at_once(failure
     replica.count_failure("partner:a", failures)
     assert replica.blocked("partner:a", failures)
     assert not replica.blocked("partner:b", failures)
-    assert failures.find_one({"_id": "partner:a"})["failures"] == 3
+    assert failures[CHECK_FAILURES].find_one({"_id": "partner:a"})["failures"] == 3
 
 
 def test_failures_on_two_replicas_add_up_and_both_block_after_a_re_read(failures):
@@ -42,14 +40,14 @@ def test_failures_on_two_replicas_add_up_and_both_block_after_a_re_read(failures
 
 def test_a_block_ends_with_its_window(failures):
     replica = FailedChecks(max_failures=2, window_seconds=300, refresh_seconds=0)
-    failures.insert_one({"_id": "partner:old", "window_start": utcnow() - timedelta(seconds=301),
+    failures[CHECK_FAILURES].insert_one({"_id": "partner:old", "window_start": utcnow() - timedelta(seconds=301),
                          "failures": 50})
-    failures.insert_one({"_id": "partner:now", "window_start": utcnow() - timedelta(seconds=10),
+    failures[CHECK_FAILURES].insert_one({"_id": "partner:now", "window_start": utcnow() - timedelta(seconds=10),
                          "failures": 2})
     assert not replica.blocked("partner:old", failures)
     assert replica.blocked("partner:now", failures)
     # a failure after the window has ended opens a new window with one failure
     replica.count_failure("partner:old", failures)
-    entry = failures.find_one({"_id": "partner:old"})
+    entry = failures[CHECK_FAILURES].find_one({"_id": "partner:old"})
     assert entry["failures"] == 1 and entry["window_start"] > utcnow() - timedelta(seconds=5)
     assert not replica.blocked("partner:old", failures)

@@ -6,7 +6,7 @@ from nameko.exceptions import RemoteError
 
 from common.errors import BadUserInput, Conflict
 from gateway.errors import format_error
-from gateway.executor import GraphQLContext
+from gateway.context import GraphQLContext
 
 
 class SilentService:

@@ -2,8 +2,16 @@
 import pytest
 from graphql import parse
 
+from common.errors import BadUserInput
+from common.limits import page_size
 from gateway.errors import BadRequest
-from gateway.limits import MAX_DEPTH, MAX_ROOT_FIELDS, check_page_size, check_query_limits
+from gateway.limits import MAX_DEPTH, MAX_ROOT_FIELDS, check_query_limits
+from gateway.executor import run_query
+from gateway.limits import (MAX_COST, MAX_DEPTH, MAX_ROOT_FIELDS, SERVICE_CALL_COST,
+                            check_query_limits)
+from gateway.schema import schema
+
+SCHEMA = schema.graphql_schema
 
 
 def test_a_normal_query_passes():
@@ -40,8 +48,59 @@ def test_list_sizes_multiply_into_the_cost():
 
 
 def test_page_size_is_between_one_and_a_hundred():
-    assert check_page_size(100) == 100
-    for wrong in (0, 101):
-        with pytest.raises(BadRequest) as raised:
-            check_page_size(wrong)
+    assert page_size(100) == 100
+    for wrong in (0, 101, None, True):
+        with pytest.raises(BadUserInput) as raised:
+            page_size(wrong)
         assert raised.value.field == "first"
+    with pytest.raises(BadUserInput) as raised:
+        page_size(0, "limit")
+    assert raised.value.field == "limit"
+
+
+def test_the_standard_introspection_query_is_answered_whatever_its_depth():
+    from graphql import get_introspection_query
+
+    check_query_limits(parse(get_introspection_query(descriptions=True)), {}, SCHEMA)
+    answer = run_query({"query": get_introspection_query(descriptions=True)}, None)
+    assert "errors" not in answer
+    assert answer["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+def test_typename_and_introspection_do_not_count_against_depth():
+    inner = "__typename"
+    for _ in range(MAX_DEPTH - 1):
+        inner = f"a {{ {inner} }}"
+    check_query_limits(parse(f"query {{ {inner} }}"), {})
+
+
+def test_introspection_has_bounds_of_its_own():
+    three_lists = "{ __type(name: \"Query\") { fields { type { fields { type { fields { name } } } } } } }"
+    check_query_limits(parse(three_lists), {}, SCHEMA)
+    four_lists = three_lists.replace("fields { name }", "fields { type { fields { name } } }")
+    with pytest.raises(BadRequest, match="introspection may nest"):
+        check_query_limits(parse(four_lists), {}, SCHEMA)
+    many = " ".join(f'a{i}: __type(name: "Query") {{ name }}' for i in range(4))
+    with pytest.raises(BadRequest, match="introspection fields"):
+        check_query_limits(parse("{ " + many + " }"), {}, SCHEMA)
+
+
+def test_every_field_that_asks_a_service_counts_in_the_cost():
+    calls_per_request = MAX_COST // SERVICE_CALL_COST
+    points = " ".join(f'p{i}: supportPoint(id: "{i}") {{ id }}' for i in range(calls_per_request))
+    with pytest.raises(BadRequest, match="expensive"):
+        check_query_limits(parse("{ " + points + " }"), {}, SCHEMA)
+    fewer = " ".join(f'p{i}: supportPoint(id: "{i}") {{ id }}' for i in range(calls_per_request - 1))
+    check_query_limits(parse("{ " + fewer + " }"), {}, SCHEMA)
+    # health asks every service: five of them would be twenty calls and more
+    healths = " ".join(f"h{i}: health {{ status }}" for i in range(5))
+    with pytest.raises(BadRequest, match="expensive"):
+        check_query_limits(parse("{ " + healths + " }"), {}, SCHEMA)
+
+
+def test_every_root_field_that_asks_a_service_is_marked_for_the_cost():
+    """A new resolver that calls a service must say so with @calls_services, or the cost
+    budget would not see its calls. All root fields of the gateway call a service."""
+    for root in (SCHEMA.query_type, SCHEMA.mutation_type):
+        for name, field in root.fields.items():
+            assert getattr(field.resolve, "service_calls", 0) >= 1, f"{root.name}.{name}"

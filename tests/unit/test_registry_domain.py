@@ -6,7 +6,7 @@ import pytest
 
 from common.errors import BadUserInput, Conflict, Forbidden
 from common.validators import normalise_phone
-from services.registry import domain
+from services.registry import domain, search
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 AREAS = [
@@ -126,15 +126,15 @@ def test_history_records_old_and_new_values_and_only_role_and_subject():
 
 def test_cursor_round_trip_and_garbage():
     key = ("steunpunt é", "abc-1")
-    assert domain.decode_cursor(domain.encode_cursor(key)) == key
-    for garbage in ("nonsense", "", "e30", domain.encode_cursor(("a",))[:-2]):
+    assert search.decode_cursor(search.encode_cursor(key)) == key
+    for garbage in ("nonsense", "", "e30", search.encode_cursor(("a",))[:-2]):
         with pytest.raises(BadUserInput) as raised:
-            domain.decode_cursor(garbage)
+            search.decode_cursor(garbage)
         assert raised.value.field == "after"
 
 
 def test_haversine_amsterdam_utrecht():
-    assert 34 < domain.haversine_km((52.374557, 4.896035), (52.088329, 5.115990)) < 36
+    assert 34 < search.haversine_km((52.374557, 4.896035), (52.088329, 5.115990)) < 36
 
 
 def _random_index(count, seed):
@@ -149,7 +149,7 @@ def _random_index(count, seed):
                        "areas": rng.sample(["INFORMATION", "EDUCATION", "RESPITE_CARE"], 2),
                        "active": rng.random() > 0.1,
                        "address": {"postcode": f"{area['_id']} AB"}})
-    return domain.SearchIndex(areas, points), areas, points
+    return search.SearchIndex(areas, points), areas, points
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -159,7 +159,7 @@ def test_nearest_equals_brute_force(seed):
     for origin in random.Random(seed).sample(areas, 15):
         for area, limit in ((None, 5), ("EDUCATION", 12)):
             expected = sorted(
-                (domain.haversine_km(centroid[origin["_id"]],
+                (search.haversine_km(centroid[origin["_id"]],
                                      centroid[p["address"]["postcode"][:4]]),
                  (p["name"].casefold(), p["_id"]))
                 for p in points if p["active"] and (area is None or area in p["areas"]))
@@ -184,7 +184,7 @@ def test_search_pages_cover_every_match_once_in_name_order():
 
 
 def test_index_follows_changes():
-    index = domain.SearchIndex(AREAS)
+    index = search.SearchIndex(AREAS)
     created = {**document(), "_id": "p1"}
     index.put(created)
     assert index.search(["GM0363"])[1] == 1
@@ -195,7 +195,7 @@ def test_index_follows_changes():
 
 
 def test_unknown_postcode_area_is_bad_input():
-    index = domain.SearchIndex(AREAS)
+    index = search.SearchIndex(AREAS)
     for postcode in ("1099", "99", "1012 A"):
         with pytest.raises(BadUserInput) as raised:
             index.area_of(postcode)

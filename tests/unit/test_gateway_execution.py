@@ -1,0 +1,107 @@
+"""How the gateway runs a request against its services: independent root fields ask their
+services at the same time, one deadline bounds the whole request, and health's detail is
+for admin only. The services are stand-ins here; the real ones are in tests/integration."""
+import time
+
+import eventlet
+
+from gateway.auth import ANONYMOUS, Principal
+from gateway.context import GraphQLContext
+from gateway.executor import run_query
+
+
+class Services:
+    """RPC proxies whose calls answer after ``delay`` seconds (never, with None), counting
+    how many are under way at once."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.running = 0
+        self.most_at_once = 0
+        self.calls = []
+
+    def __getattr__(self, service):
+        owner = self
+
+        class Method:
+            def __init__(self, method):
+                self.method = method
+
+            def call_async(self, *args, **kwargs):
+                owner.calls.append((service, self.method))
+                owner.running += 1
+                owner.most_at_once = max(owner.most_at_once, owner.running)
+                return Reply(service, self.method)
+
+        class Reply:
+            def __init__(self, service_name, method):
+                self.answer = {"health": {"status": "ok", "outbox_pending": 3},
+                               "get_support_point": None}[method]
+                self.done = False
+
+            def result(self):
+                try:
+                    eventlet.sleep(60 if owner.delay is None else owner.delay)
+                    return self.answer
+                finally:
+                    owner.running -= 1
+
+        return type("Proxy", (), {"__getattr__": lambda _self, method: Method(method)})()
+
+
+def _run(query, services, principal=ANONYMOUS, timeout=10, deadline=15):
+    return run_query({"query": query},
+                     GraphQLContext(services, principal, timeout, deadline_seconds=deadline))
+
+
+POINTS = "{ a: supportPoint(id: \"1\") { id } b: supportPoint(id: \"2\") { id } " \
+         "c: supportPoint(id: \"3\") { id } }"
+
+
+def test_independent_root_fields_ask_their_services_at_the_same_time():
+    services = Services(delay=0.2)
+    answer = _run(POINTS, services)
+    assert answer == {"data": {"a": None, "b": None, "c": None}}
+    assert services.most_at_once == 3
+
+
+def test_health_asks_every_service_at_once():
+    services = Services(delay=0.2)
+    answer = _run("{ health { status } }", services)
+    assert answer["data"]["health"]["status"] == "ok"
+    assert services.most_at_once == 4
+
+
+def test_mutations_stay_one_after_another():
+    services = Services(delay=0.05)
+    _run('mutation { a: deactivateSupportPoint(id: "1", reason: "x") { id } '
+         'b: deactivateSupportPoint(id: "2", reason: "x") { id } }', services,
+         principal=Principal(sub="a", role="admin"))
+    assert services.most_at_once == 1
+
+
+def test_one_deadline_bounds_the_whole_request_when_a_service_does_not_answer():
+    services = Services(delay=None)
+    started = time.monotonic()
+    answer = _run(POINTS, services, timeout=10, deadline=0.3)
+    waited = time.monotonic() - started
+    assert waited < 10, "the request waited for the call's own timeout, not its deadline"
+    assert {e["extensions"]["code"] for e in answer["errors"]} == {"UNAVAILABLE"}
+    assert all("took longer than 0.3 s" in e["message"] for e in answer["errors"])
+
+
+def test_a_service_that_does_not_answer_makes_health_degraded_not_slow():
+    services = Services(delay=None)
+    answer = _run("{ health { status services { name status } } }", services, deadline=15)
+    assert answer["data"]["health"]["status"] == "degraded"
+    assert {s["status"] for s in answer["data"]["health"]["services"]} == {"unavailable"}
+
+
+def test_the_unpublished_events_of_health_are_for_admin_only():
+    query = "{ health { services { name outboxPending } } }"
+    for principal, expected in ((Principal(sub="a", role="admin"), 3), (ANONYMOUS, None),
+                                (Principal(sub="p", role="partner"), None),
+                                (Principal(sub="m", role="municipality",
+                                           municipality="GM0363"), None)):
+        services = _run(query, Services(delay=0), principal)["data"]["health"]["services"]
+        assert {s["outboxPending"] for s in services} == {expected}, principal.role
