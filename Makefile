@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export PYTHONWARNINGS ?= ignore
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean prometheus
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m ops.cli run
 
-test: install
+test: install prometheus
 	$(PY) -m ops.testenv
 	$(PY) -m pytest
 
@@ -27,3 +27,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .data
+
+# promtool and the Prometheus server for the deployment tests, from Debian's package
+# (as root, as CI runs); nothing happens when both are installed.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq >/dev/null && \
+	  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus >/dev/null; }

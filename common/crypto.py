@@ -157,15 +157,51 @@ def _parse_pairs(text):
     return pairs
 
 
+# --- new keys: for development here, for operators through `mantelzorg new-keys` ---------
+
+def new_data_key(key_id):
+    """One entry of MANTELZORG_DATA_KEY."""
+    return f"{key_id}:{_b64(secrets.token_bytes(32))}"
+
+
+def new_lookup_key():
+    return _b64(secrets.token_bytes(32))
+
+
+def new_signing_key():
+    """PEM of a new Ed25519 private key."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+
+
+def _signing_key(pem):
+    """The Ed25519 key of a PEM, also when its line breaks are written as \\n (as one line of
+    an .env file holds it)."""
+    private_key = serialization.load_pem_private_key(pem.replace("\\n", "\n").encode(),
+                                                     password=None)
+    if not isinstance(private_key, Ed25519PrivateKey):
+        raise ValueError("the signing key must be an Ed25519 key")
+    return private_key
+
+
+def signing_public_key(pem):
+    """(key id, base64url public key) of a signing key: what MANTELZORG_SIGNING_KEY_ID
+    defaults to, and its entry for MANTELZORG_SIGNING_PUBLIC_KEYS after a rotation."""
+    raw = _signing_key(pem).public_key().public_bytes(serialization.Encoding.Raw,
+                                                      serialization.PublicFormat.Raw)
+    return "ed-" + hashlib.sha256(raw).hexdigest()[:16], _b64(raw)
+
+
 def data_cipher(config=None, environ=None):
     text = _secret("MANTELZORG_DATA_KEY", environ) or _dev_secret(
-        config, environ, "data-key", lambda: f"dev1:{_b64(secrets.token_bytes(32))}", "MANTELZORG_DATA_KEY")
+        config, environ, "data-key", lambda: new_data_key("dev1"), "MANTELZORG_DATA_KEY")
     return DataCipher(_parse_pairs(text))
 
 
 def keyed_hash(config=None, environ=None):
     text = _secret("MANTELZORG_LOOKUP_KEY", environ) or _dev_secret(
-        config, environ, "lookup-key", lambda: _b64(secrets.token_bytes(32)), "MANTELZORG_LOOKUP_KEY")
+        config, environ, "lookup-key", new_lookup_key, "MANTELZORG_LOOKUP_KEY")
     return KeyedHash(_unb64(text))
 
 
@@ -173,18 +209,9 @@ def signer(config=None, environ=None):
     pem = _secret("MANTELZORG_SIGNING_KEY", environ)
     key_id = _secret("MANTELZORG_SIGNING_KEY_ID", environ)
     if not pem:
-        def make():
-            key = Ed25519PrivateKey.generate()
-            return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode()
-        pem = _dev_secret(config, environ, "signing-key", make, "MANTELZORG_SIGNING_KEY")
-    private_key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if not isinstance(private_key, Ed25519PrivateKey):
-        raise ValueError("the signing key must be an Ed25519 key")
-    if not key_id:
-        raw = private_key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                    serialization.PublicFormat.Raw)
-        key_id = "ed-" + hashlib.sha256(raw).hexdigest()[:16]
+        pem = _dev_secret(config, environ, "signing-key", new_signing_key, "MANTELZORG_SIGNING_KEY")
+    key_id = key_id or signing_public_key(pem)[0]
+    private_key = _signing_key(pem)
     earlier = [(kid, Ed25519PublicKey.from_public_bytes(raw))
                for kid, raw in _parse_pairs(_secret("MANTELZORG_SIGNING_PUBLIC_KEYS", environ))]
     return Signer(private_key, key_id, earlier)

@@ -1,14 +1,13 @@
 """Reliable events over RabbitMQ: the transactional outbox and its relay, idempotent
 consumers with retries, and the dead-letter queue an operator can list and replay.
 
-Topology (declared by ``declare_topology`` at platform start, by every publisher for the
-subscriptions to its events, and by every consumer for its own):
+Topology (declared by ``declare_topology`` at platform start, by every consumer for its own
+subscriptions, and, for the queues its events go to, by every publisher):
 - ``<source>.events``: nameko's topic exchange per publishing service;
 - ``evt-<source>-<type>--<consumer>.<handler>``: one durable queue per subscription;
-- ``mantelzorg.retry``: a headers exchange in front of one queue per retry delay,
-  ``mantelzorg.retry.<ms>ms``. Each holds a failed event for its delay (the queue's TTL, so
-  the oldest is always the first due) and then hands it back, by its routing key, to the
-  queue it came from;
+- ``<that queue>.retry.<ms>ms``: one queue per retry delay, which holds a failed event for
+  its delay (the queue's TTL, so the oldest is always the first due) and then hands it back
+  to the subscription's queue;
 - ``mantelzorg.dead-letters``: events that failed EVENT_MAX_ATTEMPTS times.
 
 Retry delays start at EVENT_RETRY_DELAY_MS and double with every attempt up to
@@ -16,12 +15,11 @@ EVENT_RETRY_MAX_DELAY_MS. The defaults (14 attempts, 1 s, 2 min) keep retrying f
 14 minutes, so that a failing event outlives a 10-minute store outage before it is parked.
 """
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
 from weakref import WeakKeyDictionary
 
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.exceptions import ChannelError
 from kombu.pools import producers
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
@@ -39,9 +37,6 @@ from common.logging import CORRELATION_KEY, get_logger, redact_text
 from common.storage import Storage, utcnow
 
 DEAD_LETTER_QUEUE = "mantelzorg.dead-letters"
-RETRY_EXCHANGE = "mantelzorg.retry"
-# A headers exchange ignores headers that start with "x-" when it matches.
-RETRY_DELAY_HEADER = "mantelzorg-retry-delay-ms"
 ATTEMPTS_HEADER = "x-mantelzorg-attempts"
 ORIGIN_HEADER = "x-mantelzorg-queue"
 ERROR_HEADER = "x-mantelzorg-error"
@@ -58,6 +53,7 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step"
 DEFAULT_MAX_ATTEMPTS = 14
 DEFAULT_RETRY_DELAY_MS = 1000
 DEFAULT_RETRY_MAX_DELAY_MS = 120_000
+EVENT_OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
 
 log = get_logger()
 
@@ -80,47 +76,67 @@ def _dead_letter_queue():
     return Queue(DEAD_LETTER_QUEUE, durable=True, auto_delete=False)
 
 
-def _retry_exchange():
-    return Exchange(RETRY_EXCHANGE, type="headers", durable=True)
-
-
-def retry_queue(delay_ms):
-    """Holds what enters it for ``delay_ms``, then hands it to the default exchange, which
-    delivers it by its routing key: the name of the queue it failed in."""
-    return Queue(f"{RETRY_EXCHANGE}.{delay_ms}ms", exchange=_retry_exchange(), durable=True,
-                 auto_delete=False,
-                 binding_arguments={"x-match": "all", RETRY_DELAY_HEADER: str(delay_ms)},
-                 queue_arguments={"x-message-ttl": delay_ms, "x-dead-letter-exchange": ""})
+def retry_queue_name(entry, delay_ms):
+    return f"{entry.queue}.retry.{delay_ms}ms"
 
 
 def subscription_queue(entry, config=None):
+    """The queue the source's exchange routes the subscription's events to."""
     return Queue(entry.queue, exchange=get_event_exchange(entry.source, config or {}),
                  routing_key=entry.event, durable=True, auto_delete=False, exclusive=False)
 
 
+def subscription_queues(entry, config=None):
+    """The subscription's queue and one retry queue per delay (``retry_delays_ms``): each
+    holds what enters it for its delay, then hands it back to the subscription's queue."""
+    retries = [Queue(retry_queue_name(entry, delay), durable=True, auto_delete=False,
+                     queue_arguments={"x-message-ttl": delay, "x-dead-letter-exchange": "",
+                                      "x-dead-letter-routing-key": entry.queue})
+               for delay in sorted(set(retry_delays_ms(config)))]
+    return (subscription_queue(entry, config), *retries)
+
+
 def declare_topology(config=None, entries=None):
-    """Declare the consumers' queues (every subscription, or ``entries``), the retry
-    queues and the dead-letter queue, so that no event published before its consumer first
-    started is dropped by the exchange."""
+    """Declare the consumers' queues (every subscription's, or those of ``entries``) with
+    their retry queues, and the dead-letter queue, so that no event published before its
+    consumer first started is dropped by the exchange."""
     entries = events.SUBSCRIPTIONS if entries is None else entries
     with broker(config) as connection:
         channel = connection.channel()
         _dead_letter_queue()(channel).declare()
-        for delay in sorted(set(retry_delays_ms(config))):
-            retry_queue(delay)(channel).declare()
         for entry in entries:
-            subscription_queue(entry, config)(channel).declare()
+            for queue in subscription_queues(entry, config):
+                queue(channel).declare()
     return [entry.queue for entry in entries]
 
 
-def publish(connection, body, exchange, routing_key, headers, declare=()):
-    """One persistent message, confirmed by the broker; ``declare`` lists what must exist
-    first (kombu declares each once per channel)."""
-    needed = [exchange] if isinstance(exchange, Exchange) and exchange.name else []
+def queue_exists(connection, name):
+    """Asks passively, which needs no permission."""
+    channel = connection.channel()   # a failed passive declare closes its channel
+    try:
+        channel.queue_declare(name, passive=True)
+    except ChannelError:
+        return False
+    channel.close()
+    return True
+
+
+def missing_queues(config=None, entries=None):
+    """The queues of ``declare_topology`` that do not exist (yet): a service's restricted
+    user can wait for the topology with it."""
+    entries = events.SUBSCRIPTIONS if entries is None else entries
+    names = [DEAD_LETTER_QUEUE] + [queue.name for entry in entries
+                                   for queue in subscription_queues(entry, config)]
+    with broker(config) as connection:
+        return [name for name in names if not queue_exists(connection, name)]
+
+
+def publish(connection, body, exchange, routing_key, headers):
+    """One persistent message, confirmed by the broker."""
     with producers[connection].acquire(block=True, timeout=10) as producer:
         producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers,
                          serializer="json", delivery_mode=2, retry=True,
-                         declare=[*needed, *declare])
+                         declare=[exchange] if isinstance(exchange, Exchange) and exchange.name else [])
 
 
 # --- the outbox -------------------------------------------------------------------------
@@ -196,10 +212,24 @@ class Outbox:
             } for envelope in envelopes], session=session)
         return envelopes
 
-    def declare_consumer_queues(self):
-        """The queues of every subscription to this service's events, from the catalogue:
-        the publisher does not rely on anyone else having declared them."""
-        declare_topology(self.config, subscriptions_from(self.service))
+    def ensure_consumer_queues(self):
+        """Declares the queues this service's events go to (every subscription the catalogue
+        lists) that do not exist yet: the publisher does not rely on anyone else having
+        declared them. Where its broker user may not (each process's own user in Kubernetes,
+        where the declare-queues Job declares them), an event no queue takes stays in the
+        outbox until they exist."""
+        with broker(self.config) as connection:
+            missing = [entry for entry in subscriptions_from(self.service)
+                       if not queue_exists(connection, entry.queue)]
+            if not missing:
+                return
+            channel = connection.channel()
+            try:
+                for entry in missing:
+                    subscription_queue(entry, self.config)(channel).declare()
+            except ChannelError:
+                log.warning("outbox.consumer_queues_missing",
+                            queues=[entry.queue for entry in missing])
 
     def _claim(self, entry_id, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
@@ -250,8 +280,22 @@ class Outbox:
         """Publish; when no queue took it, declare the consumers' queues and try once more."""
         if self.publisher.publish(envelope):
             return True
-        self.declare_consumer_queues()
+        self.ensure_consumer_queues()
         return self.publisher.publish(envelope)
+
+    def send_to_queue(self, type_name, events, queue, correlation_id):
+        """Events straight into one consumer's queue (through the default exchange), each
+        confirmed by the broker, bypassing the outbox: a new consumer catches up on the
+        current state without every other consumer receiving it again. ``events`` are
+        (payload, occurred_at) pairs; occurred_at None means now."""
+        for payload, occurred_at in events:
+            envelope = new_envelope(type_name, payload, correlation_id, self.service, occurred_at)
+            publish(self.publisher.connection, envelope.model_dump(mode="json"), "", queue,
+                    {CORRELATION_HEADER: correlation_id})
+        return len(events)
+
+    def queue_exists(self, name):
+        return queue_exists(self.publisher.connection, name)
 
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
@@ -261,47 +305,6 @@ class Outbox:
 
     def pending(self):
         return self.collection.estimated_document_count()
-
-
-# --- publishing the current state again --------------------------------------------------
-
-@dataclass(frozen=True)
-class StateSource:
-    """One part of a service's current state that it can publish again as events (for a
-    consumer added later, or one whose read model was lost). ``event_of(document)`` gives
-    the (type, payload, occurred_at) that announces the document as it is now; occurred_at
-    is the time of its last change, so that a consumer ordering by event time never lets
-    this older news overwrite a newer change."""
-    name: str
-    collection: str
-    event_of: Callable
-
-
-def record_current_state(store, outbox, sources, cursor=None, limit=500):
-    """Records the events of up to ``limit`` documents of one source in the outbox, in one
-    transaction, from where ``cursor`` ({"source", "after"}: the last id done) left off.
-    Returns how many it recorded and the cursor of the next batch (None when all is done)."""
-    names = [source.name for source in sources]
-    if not sources or (cursor and cursor.get("source") not in names):
-        return {"recorded": 0, "next": None}
-    index = names.index(cursor["source"]) if cursor else 0
-    source, after = sources[index], (cursor or {}).get("after")
-
-    def work(session):
-        documents = list(store[source.collection]
-                         .find({"_id": {"$gt": after}} if after is not None else {}, session=session)
-                         .sort("_id", ASCENDING).limit(limit))
-        outbox.record_many(session, [source.event_of(document) for document in documents])
-        return [document["_id"] for document in documents]
-
-    done = store.in_transaction(work)
-    if len(done) == limit:
-        following = {"source": source.name, "after": done[-1]}
-    elif index + 1 < len(sources):
-        following = {"source": sources[index + 1].name, "after": None}
-    else:
-        following = None
-    return {"recorded": len(done), "source": source.name, "next": following}
 
 
 class EventOutbox(DependencyProvider):
@@ -320,7 +323,7 @@ class EventOutbox(DependencyProvider):
         return self.outbox
 
     def start(self):
-        self._outbox().declare_consumer_queues()
+        self._outbox().ensure_consumer_queues()
 
     def stop(self):
         if self.outbox:
@@ -361,6 +364,12 @@ class WorkerOutbox:
 
     def relay(self):
         return self._outbox.relay()
+
+    def send_to_queue(self, type_name, events, queue, correlation_id):
+        return self._outbox.send_to_queue(type_name, events, queue, correlation_id)
+
+    def queue_exists(self, name):
+        return self._outbox.queue_exists(name)
 
     def pending(self):
         return self._outbox.pending()
@@ -403,6 +412,10 @@ class ReliableEventHandler(EventHandler):
         self.retry_delays = retry_delays_ms(self.container.config)
         self.connection = broker(self.container.config)
         declare_topology(self.container.config, [self.subscription])
+        # Every outcome's series exists from the start at 0: an alert on
+        # increase(...dead_lettered...) also sees the first event a process parks.
+        for outcome in EVENT_OUTCOMES:
+            metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type, outcome)
         super().setup()
 
     def stop(self):
@@ -435,12 +448,10 @@ class ReliableEventHandler(EventHandler):
         service = self.container.service_name
         if attempts <= len(self.retry_delays):
             delay = self.retry_delays[attempts - 1]
-            headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts + 1,
-                       RETRY_DELAY_HEADER: str(delay)}
-            # Routed by the delay header to the queue that waits that long, which then
-            # hands it back to this subscription's queue by the routing key.
-            publish(self.connection, message.payload, _retry_exchange(), self.subscription.queue,
-                    headers, declare=[retry_queue(delay)])
+            headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts + 1}
+            # Into the queue that waits that long, then hands it back to the subscription's.
+            publish(self.connection, message.payload, "",
+                    retry_queue_name(self.subscription, delay), headers)
             metrics.EVENTS_HANDLED.labels(service, self.event_type, "retried").inc()
             log.warning("event.retry", event_type=self.event_type, attempts=attempts,
                         retry_in_ms=delay, error=error)
@@ -451,7 +462,6 @@ class ReliableEventHandler(EventHandler):
         headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts,
                    ORIGIN_HEADER: self.subscription.queue, ERROR_HEADER: error,
                    FAILED_AT_HEADER: utcnow().isoformat()}
-        headers.pop(RETRY_DELAY_HEADER, None)
         publish(self.connection, body, "", DEAD_LETTER_QUEUE, headers)
         metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type,
                                       "dead_lettered").inc()

@@ -11,7 +11,7 @@ from eventlet import wsgi
 from nameko.extensions import DependencyProvider
 from nameko.web.server import parse_address
 from prometheus_client import (CONTENT_TYPE_LATEST, Counter, Gauge, Histogram,
-                               disable_created_metrics, generate_latest, make_wsgi_app)
+                               disable_created_metrics, generate_latest)
 
 disable_created_metrics()   # the *_created series only double what Prometheus scrapes
 
@@ -112,6 +112,14 @@ def metrics_response():
     return 200, {"Content-Type": CONTENT_TYPE_LATEST}, generate_latest().decode()
 
 
+def _metrics_page(environ, start_response):
+    """The same text format as every other process's ``/metrics`` (Prometheus would
+    otherwise negotiate OpenMetrics here, whose counters it files under other names)."""
+    status, headers, body = metrics_response()
+    start_response(f"{status} OK", list(headers.items()))
+    return [body.encode()]
+
+
 class MetricsServer(DependencyProvider):
     """``/metrics`` on an address of its own (config key ``METRICS_ADDRESS``), for a process
     whose web server is public: the gateway's metrics are for Prometheus, not for clients."""
@@ -125,7 +133,7 @@ class MetricsServer(DependencyProvider):
         self.thread = self.container.spawn_managed_thread(self._serve)
 
     def _serve(self):
-        wsgi.server(self.socket, make_wsgi_app(), log=logging.getLogger("nameko.web.server"),
+        wsgi.server(self.socket, _metrics_page, log=logging.getLogger("nameko.web.server"),
                     log_output=False)
 
     def stop(self):

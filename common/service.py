@@ -2,6 +2,7 @@
 ``GET /metrics``, a heap the garbage collector need not walk, a ``health`` RPC, and, for
 services with data, the outbox relay."""
 import gc
+import uuid
 
 import amqp.exceptions
 import nameko.rpc
@@ -12,9 +13,9 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
-from common.errors import Unavailable
+from common.errors import BadUserInput, Unavailable
 from common.logging import CorrelatedLogging, get_logger
-from common.messaging import BrokerTolerantQueueConsumer, EventOutbox, record_current_state
+from common.messaging import BrokerTolerantQueueConsumer, EventOutbox
 from common.metrics import (FROZEN_OBJECTS, RPC_REDELIVERIES_REFUSED, EntrypointMetrics,
                             metrics_response)
 
@@ -91,16 +92,18 @@ class InstrumentedService:
 
 
 class PlatformService(InstrumentedService):
-    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``; one that
-    publishes events lists in ``current_state`` the StateSources (common/messaging.py) its
-    events describe, for ``republish_current_state``."""
+    """Subclasses set ``name`` and ``store = Storage(<the service's store class>)``, and
+    ``republishable`` when they publish events."""
 
     @http("GET", "/metrics")
     def prometheus_metrics(self, request):
         return metrics_response()
 
     outbox = EventOutbox()
-    current_state = ()
+    # The events the service can send again from what it stores, for a new consumer:
+    # {event type: (collection, payload of a stored document, field values to select)}.
+    # A document's ``updated_at``, when it has one, is the time its event says it occurred.
+    republishable = {}
 
     @rpc
     def health(self):
@@ -111,14 +114,26 @@ class PlatformService(InstrumentedService):
         }
 
     @rpc
-    def republish_current_state(self, cursor=None, limit=500):
-        """Records the next batch of this service's current state as events in its outbox
-        (``mantelzorg republish``). Returns {recorded, source, next}; call again with
-        ``next`` until it is None."""
-        batch = record_current_state(self.store, self.outbox, self.current_state, cursor, limit)
-        self.log.info("outbox.state_republished", source=batch.get("source"),
-                      recorded=batch["recorded"])
-        return batch
+    def republish(self, event_type, queue, after=None, limit=500):
+        """One batch of the current state as ``event_type`` events, sent only to ``queue``:
+        a consumer's queue of that event (``mantelzorg republish`` walks every batch). The
+        events are new (new ids); a consumer that had the state already changes nothing."""
+        if event_type not in self.republishable:
+            raise BadUserInput(f"event_type: {self.name} does not republish {event_type!r}",
+                               field="event_type")
+        if not str(queue).startswith(f"evt-{self.name}-{event_type}--"):
+            raise BadUserInput(f"queue: not a queue of {event_type} events", field="queue")
+        collection, payload, equal = self.republishable[event_type]
+        if not self.outbox.queue_exists(queue):
+            raise BadUserInput(f"queue: {queue} does not exist", field="queue")
+        documents = self.store.page(collection, after, limit, **equal)
+        # Each event keeps the time of the document's last change: a consumer that orders by
+        # event time never lets this older news overwrite a change made meanwhile.
+        sent = self.outbox.send_to_queue(
+            event_type, [(payload(d), d.get("updated_at")) for d in documents], queue,
+            f"republish-{uuid.uuid4()}")
+        self.log.info("events.republished", event_type=event_type, queue=queue, sent=sent)
+        return {"sent": sent, "next": documents[-1]["_id"] if len(documents) == limit else None}
 
     @timer(interval=1.0)
     def relay_outbox(self):

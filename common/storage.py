@@ -89,6 +89,14 @@ class DocumentStore:
     def __getitem__(self, collection):
         return self.db[collection]
 
+    def page(self, collection, after=None, limit=500, **equal):
+        """Documents of ``collection`` with the given field values, in the order of their
+        ids and after the id ``after``: a whole collection walked in batches."""
+        query = dict(equal)
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        return list(self.db[collection].find(query).sort("_id", ASCENDING).limit(limit))
+
     def ping(self):
         return self.db.command("ping").get("ok") == 1
 

@@ -90,3 +90,23 @@ def create_vhost(amqp_uri, name):
 def delete_vhost(amqp_uri, name):
     api, auth = management_url(amqp_uri)
     requests.delete(f"{api}/vhosts/{quote(name, safe='')}", auth=auth, timeout=10)
+
+
+def create_user(amqp_uri, vhost, user, password, permissions):
+    """A user of one virtual host with the given configure/write/read patterns; returns
+    the AMQP URI it connects with."""
+    api, auth = management_url(amqp_uri)
+    requests.put(f"{api}/users/{quote(user, safe='')}", auth=auth, timeout=10,
+                 json={"password": password, "tags": ""}).raise_for_status()
+    requests.put(f"{api}/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}", auth=auth,
+                 json={kind: permissions[kind] for kind in ("configure", "write", "read")},
+                 timeout=10).raise_for_status()
+    parsed = urlparse(amqp_uri)
+    return parsed._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@"
+                                  f"{parsed.hostname}:{parsed.port or 5672}",
+                           path="/" + quote(vhost, safe="")).geturl()
+
+
+def delete_user(amqp_uri, user):
+    api, auth = management_url(amqp_uri)
+    requests.delete(f"{api}/users/{quote(user, safe='')}", auth=auth, timeout=10)

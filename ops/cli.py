@@ -8,13 +8,19 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import requests
+
 from common import config as settings
+from common import crypto
+from common.errors import BadUserInput
+from common.events import event_type
 from common.logging import quiet_libraries
-from common.messaging import declare_topology, list_dead_letters, replay_dead_letters
+from common.messaging import (declare_topology, list_dead_letters, missing_queues,
+                              replay_dead_letters)
 from gateway.auth import issue_development_token
 from ops import reference
 from ops.broker import BrokerMissing, ensure_broker
-from ops.platform import PROCESSES, SERVICE_NAMES, Platform, metrics_address
+from ops.platform import PROCESSES, Platform, metrics_address
 
 # A BSN from the range the Dutch government keeps for tests: no person has it.
 DEMO_BSN = "999990019"
@@ -28,7 +34,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="mantelzorg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start every service and the gateway with demo data")
-    commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
+    declare = commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
+    declare.add_argument("--check", action="store_true",
+                         help="declare nothing; exit 1 while a queue is missing (an init container)")
     importer = commands.add_parser("import-reference",
                                    help="import municipalities.csv and pc4.csv from a folder")
     importer.add_argument("folder", type=Path)
@@ -38,17 +46,23 @@ def main(argv=None):
     dead = commands.add_parser("dead-letters", help="list or replay parked events")
     dead.add_argument("action", choices=("list", "replay"))
     dead.add_argument("--event-id", action="append", help="replay only these (repeatable)")
-    republish = commands.add_parser(
-        "republish", help="publish a service's current state again as events, for a consumer "
-                          "added later or one whose read model was lost")
-    republish.add_argument("service", choices=SERVICE_NAMES)
-    republish.add_argument("--batch", type=int, default=500, help="documents per transaction")
+    again = commands.add_parser("republish", help="send the current state as events to one "
+                                "consumer's queue (a new consumer catching up)")
+    again.add_argument("event", help="the event type, e.g. declaration.issued")
+    again.add_argument("--to", required=True, metavar="QUEUE",
+                       help="the consumer's queue, evt-<source>-<event>--<consumer>.<handler>")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
     expiry = commands.add_parser("expire-declarations",
                                  help="expire issued declarations whose validity has ended")
     expiry.add_argument("--today", type=date.fromisoformat, default=None,
                         help="the day to expire for, YYYY-MM-DD (default: today)")
+    keys = commands.add_parser("new-keys", help="print new keys for personal data and declaration "
+                               "tokens as lines of an .env file")
+    keys.add_argument("--data-key-id", help="id of the new data key (default: k<today>)")
+    probe = commands.add_parser("probe", help="exit 0 when a process of this host answers on "
+                                "its metrics address (a container's health check)")
+    probe.add_argument("process", choices=[process.name for process in PROCESSES])
     token = commands.add_parser("token", help="print a development token (HS256)")
     token.add_argument("role")
     token.add_argument("--sub", default="dev-user")
@@ -137,8 +151,13 @@ def print_welcome(platform):
     print("Stop with Ctrl-C.")
 
 
-def declare_queues(_args):
+def declare_queues(args):
     ensure_broker(settings.amqp_uri())
+    if args.check:
+        missing = missing_queues()
+        for queue in missing:
+            print(f"missing: {queue}", file=sys.stderr)
+        return 1 if missing else 0
     for queue in declare_topology():
         print(queue)
     return 0
@@ -173,21 +192,26 @@ def dead_letters(args):
 
 
 def republish(args):
-    """Batch after batch until the service's whole current state is in its outbox; the outbox
-    relay publishes it. Consumers drop what they already know (same version, not newer)."""
-    ensure_broker(os.environ["AMQP_URI"])
-    total, cursor = 0, None
-    with Platform().rpc(timeout=300) as rpc:
-        service = getattr(rpc, args.service)
+    """Batch after batch from the event's source service, until its state is sent."""
+    ensure_broker(settings.amqp_uri())
+    try:
+        source = event_type(args.event).source
+    except ValueError as problem:
+        print(problem, file=sys.stderr)
+        return 2
+    total, after = 0, None
+    with Platform().rpc(timeout=120) as rpc:
         while True:
-            batch = service.republish_current_state(cursor, args.batch)
-            total += batch["recorded"]
-            if batch["recorded"]:
-                print(f"{args.service}: {total} event(s) recorded ({batch['source']})", flush=True)
-            cursor = batch["next"]
-            if cursor is None:
+            try:
+                batch = getattr(rpc, source).republish(args.event, args.to, after)
+            except BadUserInput as problem:
+                print(problem, file=sys.stderr)
+                return 2
+            total += batch["sent"]
+            after = batch["next"]
+            if after is None:
                 break
-    print(f"{args.service}: {total} event(s) of its current state are being published")
+    print(f"sent {total} {args.event} event(s) to {args.to}")
     return 0
 
 
@@ -221,6 +245,33 @@ def expire_declarations(args):
     return 0
 
 
+def new_keys(args):
+    """Lines for .env (docker-compose) or a Secret; rotation takes only the keys it rotates
+    (docs/operations.md). The PEM's line breaks are written as \\n inside double quotes."""
+    key_id = args.data_key_id or f"k{date.today():%Y%m%d}"
+    pem = crypto.new_signing_key()
+    signing_id, public = crypto.signing_public_key(pem)
+    escaped = pem.strip().replace("\n", "\\n")
+    print(f"MANTELZORG_DATA_KEY={crypto.new_data_key(key_id)}")
+    print(f"MANTELZORG_LOOKUP_KEY={crypto.new_lookup_key()}")
+    print(f'MANTELZORG_SIGNING_KEY="{escaped}\\n"')
+    print(f"MANTELZORG_SIGNING_KEY_ID={signing_id}")
+    print(f"# after this signing key is replaced, keep it verifiable with "
+          f"MANTELZORG_SIGNING_PUBLIC_KEYS={signing_id}:{public}")
+    return 0
+
+
+def probe(args):
+    process = next(p for p in PROCESSES if p.name == args.process)
+    host, _, port = metrics_address(process, os.environ).rpartition(":")
+    if host in ("0.0.0.0", ""):   # listening everywhere: ask on loopback
+        host = "127.0.0.1"
+    try:
+        return 0 if requests.get(f"http://{host}:{port}/metrics", timeout=3).ok else 1
+    except requests.RequestException:
+        return 1
+
+
 def token(args):
     secret = settings.setting(None, "MANTELZORG_JWT_SECRET")
     if not secret:
@@ -235,9 +286,9 @@ def token(args):
 DEVELOPMENT_ONLY = ("run", "token")
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
-            "dead-letters": dead_letters, "republish": republish,
-            "reencrypt-personal-data": reencrypt_personal_data,
-            "expire-declarations": expire_declarations, "token": token}
+            "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
+            "expire-declarations": expire_declarations, "republish": republish,
+            "new-keys": new_keys, "probe": probe, "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

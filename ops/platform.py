@@ -85,12 +85,14 @@ def metrics_address(process, environ):
 
 class Platform:
     """The running processes; ``logs`` names a folder to write each one's output to,
-    otherwise they share this terminal. ``say`` reports starts, deaths and restarts."""
+    otherwise they share this terminal. ``process_environ`` adds settings for one process
+    (by name), such as its own broker user. ``say`` reports starts, deaths and restarts."""
 
-    def __init__(self, environ=None, logs=None, say=None):
+    def __init__(self, environ=None, logs=None, process_environ=None, say=None):
         self.environ = dict(os.environ if environ is None else environ)
         self.environ.setdefault("PYTHONWARNINGS", "ignore")
         self.logs = Path(logs) if logs else None
+        self.process_environ = process_environ or {}
         self.say = say or (lambda line: print(line, flush=True))
         self.children = {}
         self.started_at = {}
@@ -114,7 +116,8 @@ class Platform:
             self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "nameko", "run", "--config", process.config,
                  process.target],
-                cwd=ROOT, env=self.environ, stdout=output,
+                cwd=ROOT, env={**self.environ, **self.process_environ.get(name, {})},
+                stdout=output,
                 stderr=subprocess.STDOUT if output else None,
                 # Ctrl-C reaches the launcher only, which stops them in order.
                 start_new_session=True, preexec_fn=die_with(os.getpid()))

@@ -4,10 +4,10 @@ import eventlet
 
 eventlet.monkey_patch()
 
-import contextlib  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -38,7 +38,7 @@ def shared_data():
     return SHARED_DATA
 
 
-@contextlib.contextmanager
+@contextmanager
 def throwaway_vhost(kind="test"):
     """A RabbitMQ virtual host of its own on the shared broker; yields its AMQP URI."""
     base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
@@ -72,16 +72,16 @@ def platform_environ(amqp_uri, data_dir, **extra):
     return environ
 
 
-@contextlib.contextmanager
-def started_platform(amqp_uri, tmp_path_factory, **extra):
-    """Every service and the gateway as real processes on the broker at ``amqp_uri``, with
-    the embedded document store in a fresh folder; failing events are retried quickly."""
+@contextmanager
+def running_platform(amqp_uri, tmp_path_factory, process_environ=None, **extra):
+    """Every service and the gateway as real processes on the real broker (the queues
+    declared already), with the embedded document store in a fresh folder and free ports;
+    failing events are retried quickly."""
     environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
                                **{"EVENT_RETRY_DELAY_MS": "200",
                                   "EVENT_RETRY_MAX_DELAY_MS": "2000", **extra})
-    declare_topology({"AMQP_URI": amqp_uri})
-    _capture_every_event(amqp_uri)
-    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"), say=lambda line: None)
+    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"),
+                       process_environ=process_environ, say=lambda line: None)
     running.start()
     try:
         running.wait_until_healthy()
@@ -119,8 +119,9 @@ def pytest_collection_modifyitems(session, config, items):
 
 @pytest.fixture(scope="session")
 def platform(amqp_uri, tmp_path_factory):
-    """The platform the integration tests share, on the real broker."""
-    with started_platform(amqp_uri, tmp_path_factory) as running:
+    declare_topology({"AMQP_URI": amqp_uri})
+    _capture_every_event(amqp_uri)
+    with running_platform(amqp_uri, tmp_path_factory) as running:
         yield running
 
 

@@ -1,16 +1,24 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
 import io
+import importlib
 import json
 import random
 import re
 import time
 import uuid
+from pathlib import Path
 
+import promql_parser
 import requests
 from pypdf import PdfReader
 from stdnum import iban as stdnum_iban
+from prometheus_client import REGISTRY
 
 from gateway.auth import issue_development_token
+from ops.platform import PROCESSES
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "mantelzorg.json"
 
 JWT_SECRET = "test-secret-" + uuid.uuid4().hex
 
@@ -192,3 +200,48 @@ def drain(queue):
     while (message := queue.get(no_ack=True)) is not None:
         bodies.append(message.decode())
     return bodies
+
+
+# --- metric names -----------------------------------------------------------------------
+
+_SAMPLE_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum"),
+                    "summary": ("", "_count", "_sum"), "info": ("_info",)}
+# Grafana's variables, replaced by a value of their kind so that a query can be parsed or run.
+_GRAFANA_VARIABLES = {"$__range": "1h", "$__rate_interval": "1m", "$__interval": "1m",
+                      "$service": ".*"}
+
+
+def exported_metric_names():
+    """Every sample name some process of the platform can export: the metrics its modules
+    define, as prometheus-client writes them."""
+    for process in PROCESSES:
+        importlib.import_module(process.target.split(":")[0])
+    return {family.name + suffix for family in REGISTRY.collect()
+            for suffix in _SAMPLE_SUFFIXES[family.type]}
+
+
+def promql_metric_names(expression):
+    """The metric names a PromQL expression selects."""
+    names = []
+
+    def visit(node):
+        if isinstance(node, promql_parser.VectorSelector):
+            names.append(node.name or next(m.value for m in node.matchers.matchers
+                                           if m.name == "__name__"))
+
+    promql_parser.walk(promql_parser.parse(expression), visit)
+    return names
+
+
+def dashboard_queries():
+    """Every PromQL query of the Grafana dashboard (panels, variables, annotations), with
+    Grafana's variables filled in."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    found += [a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a]
+    for variable in dashboard["templating"]["list"]:
+        selector = re.fullmatch(r"label_values\((.*), *\w+\)", variable["query"]["query"])
+        found.append(selector.group(1))
+    for name, value in _GRAFANA_VARIABLES.items():
+        found = [query.replace(name, value) for query in found]
+    return found

@@ -15,7 +15,7 @@ from common.service import PlatformService
 from common.storage import Storage, utcnow
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
-from services.declaration.storage import DeclarationStore
+from services.declaration.storage import DECLARATIONS, DeclarationStore
 
 
 class DeclarationService(PlatformService):
@@ -23,6 +23,8 @@ class DeclarationService(PlatformService):
     store = Storage(DeclarationStore)
     keys = ServiceKeys()
     failed_checks = FailedCheckLimit()
+    republishable = {event: (DECLARATIONS, domain.event_payload, {"status": status})
+                     for status, event in domain.EVENT_OF.items()}
 
     # --- reference data -------------------------------------------------------------------
 

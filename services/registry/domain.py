@@ -62,6 +62,12 @@ def public_view(document):
     return {"id": document["_id"], **{name: document.get(name) for name in PUBLIC_FIELDS}}
 
 
+def municipality_event_payload(document):
+    """The municipality.imported payload."""
+    return {"code": document["_id"], "name": document["name"],
+            "province": document["province"], "population": document["population"]}
+
+
 def event_payload(document):
     return {
         "id": document["_id"], "name": document["name"], "kind": document["kind"],
@@ -199,12 +205,6 @@ def municipality_row(row):
         "_id": code, "name": name, "province": (row.get("provincie") or "").strip(),
         "population": int(population) if population.isdigit() else None,
     }
-
-
-def municipality_event(document):
-    """The municipality.imported payload."""
-    return {"code": document["_id"], "name": document["name"],
-            "province": document["province"], "population": document["population"]}
 
 
 # Mainland, islands and a margin: a centroid outside this box is a mistake in the file.

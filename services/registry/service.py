@@ -9,7 +9,7 @@ from common.storage import Storage, utcnow
 from common.validators import validate_municipality_code
 from services.registry import domain, search
 from services.registry.dependencies import SearchIndexHolder
-from services.registry.storage import RegistryStore
+from services.registry.storage import MUNICIPALITIES, SUPPORT_POINTS, RegistryStore
 
 
 def _now():
@@ -22,6 +22,11 @@ class RegistryService(PlatformService):
     name = "registry"
     store = Storage(RegistryStore)
     search_index = SearchIndexHolder()
+    republishable = {
+        "municipality.imported": (MUNICIPALITIES, domain.municipality_event_payload, {}),
+        # every point as it is now, active or not
+        "support_point.updated": (SUPPORT_POINTS, domain.event_payload, {}),
+    }
 
     # --- reference data ------------------------------------------------------------------
 
@@ -39,7 +44,7 @@ class RegistryService(PlatformService):
             if self.store.stored_as(document):
                 report["unchanged"] += 1
                 continue
-            event = domain.municipality_event(document)
+            event = domain.municipality_event_payload(document)
             self.store.save_municipality_with_event(document, lambda session: self.outbox.record(
                 session, "municipality.imported", event))
             report["imported"] += 1

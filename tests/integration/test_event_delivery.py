@@ -2,20 +2,25 @@
 then parked while the next ones flow, and consumers read what they know of a newer event."""
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
 from common import events
-from common.events import Subscription, new_envelope
-from common.messaging import (CORRELATION_HEADER, Outbox, handles_event, list_dead_letters,
-                              publish, subscription_queue)
+from common.events import Envelope, Subscription, new_envelope
+from common.messaging import (CORRELATION_HEADER, Outbox, declare_topology, handles_event,
+                              list_dead_letters, publish, subscription_queue,
+                              subscription_queues)
 from common.storage import utcnow
+from ops import cli
+from tests.integration.test_declaration import decide, request, request_input, staff
 from tests.support import drain, eventually, scrape
 
 EVENT = "support_point.updated"
+HISTORY = """query($reference: String!) {
+  declaration(reference: $reference) { history { action at } } }"""
 
 
 def point(name, **extra):
@@ -85,7 +90,7 @@ def test_an_event_no_queue_takes_stays_in_the_outbox_until_one_does(store, empty
     outbox = Outbox(store, "registry", {"AMQP_URI": empty_amqp_uri})
     envelope = record(store, outbox, point("early"))
     # As if the consumers' queues could not be declared: the broker returns the event.
-    monkeypatch.setattr(outbox, "declare_consumer_queues", lambda: None)
+    monkeypatch.setattr(outbox, "ensure_consumer_queues", lambda: None)
     assert outbox.relay() == 0
     assert outbox.pending() == 1
 
@@ -202,3 +207,42 @@ def test_a_revocation_after_its_issue_stays_applied_whatever_order_they_arrive_i
     for reference in (in_order, reversed_order):
         assert eventually(lambda: (rpc.travel_costs.declaration_status(reference) or {})
                           .get("status") == "REVOKED"), reference
+
+
+@pytest.fixture
+def newcomer(platform):
+    """The queue of a consumer of declaration.issued that subscribes only now."""
+    entry = Subscription("declaration.issued", "newcomer", "on_declaration_issued")
+    config = {"AMQP_URI": platform.environ["AMQP_URI"]}
+    declare_topology(config, [entry])
+    yield entry.queue
+    with Connection(config["AMQP_URI"]) as connection:
+        for queue in subscription_queues(entry, config):
+            queue(connection.channel()).delete()
+
+
+def test_republished_state_keeps_the_time_of_its_last_change(platform, gql, municipalities,
+                                                              newcomer, monkeypatch, capsys):
+    issued = decide(gql, request(gql, request_input("GM0363")))
+    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    assert cli.main(["republish", "declaration.issued", "--to", newcomer]) == 0
+    with Connection(platform.environ["AMQP_URI"]) as connection:
+        received = [Envelope.received(body) for body in
+                    drain(Queue(newcomer)(connection.channel()))]
+    sent = [e for e in received if e.correlation_id.startswith("republish-")
+            and e.payload["reference"] == issued["reference"]]
+    assert len(sent) == 1
+    # The issue's time, not the time it was sent: a consumer ordering by event time never
+    # takes it for newer than a revocation made while the command ran.
+    history = gql(HISTORY, {"reference": issued["reference"]},
+                  token=staff())["data"]["declaration"]["history"]
+    issue = next(entry for entry in history if entry["action"] == "issue")
+    assert sent[0].occurred_at == datetime.fromisoformat(issue["at"])
+
+
+def test_republishing_to_a_queue_that_does_not_exist_sends_nothing(platform, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    missing = "evt-declaration-declaration.issued--nobody.on_declaration_issued"
+    assert cli.main(["republish", "declaration.issued", "--to", missing]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -14,8 +14,9 @@ from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
 from common.errors import BadUserInput
+from common.messaging import declare_topology
 from ops import reference
-from tests.conftest import free_port, started_platform
+from tests.conftest import free_port, running_platform
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.rabbit_node import RabbitNode, installed
 from tests.support import GraphQLClient, drain, error_codes, eventually, token
@@ -39,7 +40,8 @@ def rabbit(tmp_path_factory):
 def faulty(rabbit, tmp_path_factory):
     """Every service and the gateway on the tests' own broker; the gateway gives up on a
     call after 3 s, so that failed calls answer quickly."""
-    with started_platform(rabbit.amqp_uri, tmp_path_factory,
+    declare_topology({"AMQP_URI": rabbit.amqp_uri})
+    with running_platform(rabbit.amqp_uri, tmp_path_factory,
                           GATEWAY_RPC_TIMEOUT_SECONDS="3") as running:
         with running.rpc(timeout=60) as rpc:
             reference.import_reference(rpc, reference.DEMO_DIR)

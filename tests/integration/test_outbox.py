@@ -1,12 +1,12 @@
 """The transactional outbox: an event written with its change is published even when the
 process that wrote it died before publishing."""
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
-from common.messaging import Outbox, StateSource, record_current_state
+from common.messaging import Outbox
 from common.storage import utcnow
 from tests.support import drain
 
@@ -74,33 +74,3 @@ def test_an_event_claimed_by_a_relay_that_died_is_published_after_its_lease(stor
     assert outbox.relay() == 1
     assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
 
-
-def test_the_current_state_is_recorded_again_in_batches_with_the_time_of_each_last_change(
-        store, amqp_uri):
-    outbox = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
-    changed = (utcnow() - timedelta(days=3)).replace(microsecond=0)   # as the store keeps it
-    store["municipalities"].insert_many(
-        [{"_id": f"GM00{n:02d}", "name": f"Gemeente {n}", "changed": changed} for n in range(5)])
-
-    def municipality_event(document):
-        return "municipality.imported", {"code": document["_id"], "name": document["name"],
-                                         "province": "Utrecht"}, document["changed"]
-
-    class Recording:   # what a worker's outbox offers: record in the caller's transaction
-        def record_many(self, session, events):
-            return outbox.add_many(session, events, "corr-republish")
-
-    sources = [StateSource("municipalities", "municipalities", municipality_event),
-               StateSource("nothing yet", "support_points", municipality_event)]
-    batches, cursor = [], None
-    while True:
-        batch = record_current_state(store, Recording(), sources, cursor, limit=2)
-        batches.append((batch["source"], batch["recorded"]))
-        cursor = batch["next"]
-        if cursor is None:
-            break
-    assert batches == [("municipalities", 2), ("municipalities", 2), ("municipalities", 1),
-                       ("nothing yet", 0)]
-    recorded = [entry["envelope"] for entry in store["outbox"].find({})]
-    assert sorted(e["payload"]["code"] for e in recorded) == [f"GM00{n:02d}" for n in range(5)]
-    assert {datetime.fromisoformat(e["occurred_at"]) for e in recorded} == {changed}
