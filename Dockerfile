@@ -1,4 +1,10 @@
 # One image for every process of the platform; the command picks the service.
+# The gateway's browser assets (NL Design System CSS, GraphiQL) from the committed lock file.
+FROM node:20-slim AS web-assets
+WORKDIR /web
+COPY gateway/web/package.json gateway/web/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 WORKDIR /app
@@ -7,6 +13,7 @@ COPY common ./common
 COPY services ./services
 COPY gateway ./gateway
 COPY ops ./ops
+COPY --from=web-assets /web/node_modules ./gateway/web/node_modules
 RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home mantelzorg
 USER 10001
 # Overridden per service, e.g. services/registry/config.yml services.registry.service:RegistryService

@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export PYTHONWARNINGS ?= ignore
 
-.PHONY: run test install bench clean prometheus
+.PHONY: run test install bench clean prometheus web-assets browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-run: install
+run: install web-assets
 	$(PY) -m ops.cli run
 
-test: install prometheus
+test: install prometheus web-assets browser
 	$(PY) -m ops.testenv
 	$(PY) -m pytest
 
@@ -35,3 +35,18 @@ prometheus:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq >/dev/null && \
 	  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus >/dev/null; }
+# The gateway's browser assets (NL Design System CSS, GraphiQL, axe-core for the tests), from
+# the committed lock file; again whenever package.json or the lock file changes.
+WEB := gateway/web
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+web-assets: $(WEB)/node_modules/.installed
+
+# Debian's chromium for the browser tests (playwright drives it; no browser is downloaded).
+browser:
+	@command -v chromium >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq >/dev/null && \
+	  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends chromium >/dev/null; }

@@ -10,6 +10,9 @@ Settings (environment; never in a config file or the repository):
   by its keyed hash, never by its value). Kept apart from the data key and not rotated:
   some hashed values (verification codes) are not stored in any other form, so their
   hashes cannot be recomputed under a new key.
+- ``MANTELZORG_SESSION_KEY``: AES-256-GCM keys of the gateway's web sessions, written and
+  rotated like ``MANTELZORG_DATA_KEY`` (the first seals new session cookies). Every gateway
+  replica needs the same keys.
 - ``MANTELZORG_SIGNING_KEY`` (Ed25519 private key, PEM) with ``MANTELZORG_SIGNING_KEY_ID``:
   signs documents that others verify offline. ``MANTELZORG_SIGNING_PUBLIC_KEYS`` may list
   earlier public keys (``<key id>:<base64url of 32 bytes>``, comma separated) that are still
@@ -193,10 +196,20 @@ def signing_public_key(pem):
     return "ed-" + hashlib.sha256(raw).hexdigest()[:16], _b64(raw)
 
 
-def data_cipher(config=None, environ=None):
-    text = _secret("MANTELZORG_DATA_KEY", environ) or _dev_secret(
-        config, environ, "data-key", lambda: new_data_key("dev1"), "MANTELZORG_DATA_KEY")
+def _cipher(config, environ, variable, name):
+    text = _secret(variable, environ) or _dev_secret(
+        config, environ, name, lambda: new_data_key("dev1"), variable)
     return DataCipher(_parse_pairs(text))
+
+
+def data_cipher(config=None, environ=None):
+    return _cipher(config, environ, "MANTELZORG_DATA_KEY", "data-key")
+
+
+def session_cipher(config=None, environ=None):
+    """Seals the gateway's session cookies; a key of its own, so that a web session key never
+    opens stored personal data."""
+    return _cipher(config, environ, "MANTELZORG_SESSION_KEY", "session-key")
 
 
 def keyed_hash(config=None, environ=None):

@@ -216,7 +216,8 @@ class Authentication(DependencyProvider):
     a wrong setting stops the start."""
 
     def setup(self):
-        self.verifier = TokenVerifier()
+        with settings.stop_if_misconfigured():
+            self.verifier = TokenVerifier()
 
     def get_dependency(self, worker_ctx):
         return self.verifier

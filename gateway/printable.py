@@ -13,6 +13,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer
+from werkzeug.wrappers import Response
 
 PURPOSE_NAMES = {
     "PARKING_PERMIT": "Parkeervergunning",
@@ -110,3 +111,14 @@ def render_insert(insert):
                         f"({insert['municipality_code']})", styles["Italic"])]
     document.build(story)
     return buffer.getvalue()
+def declaration_document(context, reference):
+    """The printable declaration for its owner caregiver or the issuing municipality: the
+    same for the API (bearer token) and the caregiver's pages (session)."""
+    context.principal.require("caregiver", "municipality")
+    return render(context.call("declaration", "printable", reference, context.actor))
+
+
+def pdf_response(document, filename):
+    return Response(document, mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="{filename}"',
+        "Cache-Control": "private, no-store"})

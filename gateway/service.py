@@ -19,7 +19,8 @@ from gateway.errors import HTTP_STATUS, BadRequest, format_error
 from gateway.executor import run_query
 from gateway.jwks import PublicKeys
 from gateway.schema import schema
-from gateway.web import http
+from gateway.server import http
+from gateway.web.routes import CaregiverPages
 
 MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
@@ -27,7 +28,7 @@ SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
 PUBLIC_KEYS = PublicKeys()
 
 
-class GatewayService(InstrumentedService):
+class GatewayService(CaregiverPages, InstrumentedService):
     name = "gateway"
     config = Config()
     tokens = Authentication()
@@ -56,13 +57,13 @@ class GatewayService(InstrumentedService):
             principal = self.tokens.principal(request.headers.get("Authorization"))
         except Exception as error:
             return self._error(error)
-        return self._json(run_query(body, self._context(principal)))
+        return self._json(run_query(body, self.graphql_context(principal)))
 
     @http("GET", "/.well-known/jwks.json")
     def jwks(self, request):
         """The public keys of the declarations' signed tokens, for offline verification."""
         try:
-            context = self._context(None)
+            context = self.graphql_context(None)
             document = PUBLIC_KEYS.get(lambda: context.call("declaration", "signing_keys"))
         except Exception as error:
             return self._error(error)
@@ -74,8 +75,7 @@ class GatewayService(InstrumentedService):
     def declaration_pdf(self, request, reference):
         """The printable declaration: its owner caregiver or the issuing municipality."""
         return self._pdf(request, ("caregiver", "municipality"),
-                         lambda context: printable.render(context.call(
-                             "declaration", "printable", reference, context.actor)),
+                         lambda context: printable.declaration_document(context, reference),
                          f"{reference}.pdf")
 
     @http("GET", "/bag-orders/<order_id>/insert.pdf")
@@ -91,14 +91,14 @@ class GatewayService(InstrumentedService):
         try:
             principal = self.tokens.principal(request.headers.get("Authorization"))
             principal.require(*roles)
-            document = render(self._context(principal))
+            document = render(self.graphql_context(principal))
         except Exception as error:
             return self._error(error)
-        return Response(document, mimetype="application/pdf", headers={
-            "Content-Disposition": f'inline; filename="{filename}"',
-            "Cache-Control": "private, no-store"})
+        return printable.pdf_response(document, filename)
 
-    def _context(self, principal):
+    def graphql_context(self, principal):
+        """The GraphQL context of a request by ``principal``, with the RPC timeout and the
+        request deadline of the configuration."""
         return GraphQLContext(
             self, principal, timeout=settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 10),
             deadline_seconds=settings.float_setting(self.config, "REQUEST_DEADLINE_SECONDS",
@@ -112,7 +112,12 @@ class GatewayService(InstrumentedService):
 
     @http("GET", "/graphql")
     def graphiql(self, request):
-        return Response(GRAPHIQL_PAGE, mimetype="text/html")
+        # Its scripts and styles come from the gateway itself (npm, see gateway/web/assets.py);
+        # GraphiQL sets inline styles and has its fonts inlined as data: URLs.
+        return Response(GRAPHIQL_PAGE, mimetype="text/html", headers={
+            "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+                                       "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                       "font-src 'self' data:; frame-ancestors 'none'"})
 
     @http("GET", "/graphql/schema.graphql")
     def schema_sdl(self, request):

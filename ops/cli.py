@@ -254,6 +254,7 @@ def new_keys(args):
     escaped = pem.strip().replace("\n", "\\n")
     print(f"MANTELZORG_DATA_KEY={crypto.new_data_key(key_id)}")
     print(f"MANTELZORG_LOOKUP_KEY={crypto.new_lookup_key()}")
+    print(f"MANTELZORG_SESSION_KEY={crypto.new_data_key(key_id)}")
     print(f'MANTELZORG_SIGNING_KEY="{escaped}\\n"')
     print(f"MANTELZORG_SIGNING_KEY_ID={signing_id}")
     print(f"# after this signing key is replaced, keep it verifiable with "

@@ -13,8 +13,9 @@ from common import config as settings
 from common.crypto import Keys, data_cipher, keyed_hash, signer
 from common.storage import DocumentStore
 from gateway.auth import TokenVerifier
+from gateway.web.signin import require_identity_provider_in_production
 from ops import cli
-from ops.platform import ROOT
+from ops.platform import PROCESSES, ROOT
 
 IDENTITY_PROVIDER = {"MANTELZORG_JWT_JWKS_URL": "https://login.example.nl/jwks.json",
                      "MANTELZORG_JWT_ISSUER": "https://login.example.nl/",
@@ -100,6 +101,26 @@ def test_production_has_no_development_sign_in(production):
     assert TokenVerifier({"MANTELZORG_JWT_SECRET": "s"}).secret == "s"   # development
 
 
+CAREGIVER_SIGN_IN = {"MANTELZORG_OIDC_ISSUER": "https://login.example.nl/",
+                     "MANTELZORG_OIDC_CLIENT_ID": "mantelzorg",
+                     "MANTELZORG_OIDC_CLIENT_SECRET": "a-client-secret",
+                     "MANTELZORG_OIDC_REDIRECT_URL": "https://mantelzorg.example.nl/inloggen/terug",
+                     "MANTELZORG_SESSION_KEY": "s1:" + base64.urlsafe_b64encode(bytes(32)).decode()}
+
+
+@pytest.mark.parametrize("missing", list(CAREGIVER_SIGN_IN))
+def test_production_has_no_development_sign_in_on_the_caregiver_pages(missing):
+    environ = {"MANTELZORG_ENV": "production", **CAREGIVER_SIGN_IN}
+    del environ[missing]
+    named = "MANTELZORG_OIDC_ISSUER or MANTELZORG_OIDC_METADATA_URL" \
+        if missing == "MANTELZORG_OIDC_ISSUER" else missing
+    with pytest.raises(settings.SettingsError, match=f"set {named};"):
+        require_identity_provider_in_production(environ)
+    require_identity_provider_in_production({"MANTELZORG_ENV": "production",
+                                             **CAREGIVER_SIGN_IN})
+    require_identity_provider_in_production({})     # development: the BSN field is fine
+
+
 @pytest.mark.parametrize("command", [["token", "admin"], ["run"]])
 def test_production_refuses_the_development_commands(production, monkeypatch, capsys, command):
     monkeypatch.setenv("MANTELZORG_JWT_SECRET", "a-shared-development-secret")
@@ -107,12 +128,17 @@ def test_production_refuses_the_development_commands(production, monkeypatch, ca
     assert "for development only" in capsys.readouterr().err
 
 
-def test_a_service_without_its_database_stops_at_start_with_one_clear_line(production):
-    environ = {**os.environ, "PYTHONWARNINGS": "ignore"}
+@pytest.mark.parametrize("process, missing", [
+    ("campaign", "MONGO_URI"),
+    ("gateway", "MANTELZORG_JWT_JWKS_URL, MANTELZORG_JWT_ISSUER, MANTELZORG_JWT_AUDIENCE"),
+])
+def test_a_process_without_its_settings_stops_at_start_with_one_clear_line(production, process,
+                                                                           missing):
+    started = next(p for p in PROCESSES if p.name == process)
+    environ = {**os.environ, "PYTHONWARNINGS": "ignore", **CAREGIVER_SIGN_IN}
     finished = subprocess.run(
-        [sys.executable, "-m", "nameko", "run", "--config", "services/campaign/config.yml",
-         "services.campaign.service:CampaignService"],
+        [sys.executable, "-m", "nameko", "run", "--config", started.config, started.target],
         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2
-    assert "cannot start: MANTELZORG_ENV=production: set MONGO_URI" in finished.stderr
+    assert f"cannot start: MANTELZORG_ENV=production: set {missing};" in finished.stderr
     assert "Traceback" not in finished.stderr

@@ -4,7 +4,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-from gateway.web import JsonWsgiApp, allowed_origins
+from gateway.server import JsonWsgiApp, allowed_origins
 
 PORTAL = "https://portal.example.nl"
 

@@ -1,0 +1,141 @@
+"""What every page shares: the session, the GraphQL call as the signed-in caregiver, CSRF,
+templates, and the answer's security headers. A page never shows a stack trace: a service
+that does not answer gives a calm page that says what to do."""
+from pathlib import Path
+from urllib.parse import quote
+
+import structlog
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Response
+
+from common.logging import CORRELATION_HEADER, CORRELATION_KEY, get_logger
+from gateway.executor import run_query
+from gateway.web import texts
+from gateway.web.session import COOKIE_NAME, CSRF_FIELD, SessionCodec, store_cookie
+
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_FORM_BYTES = 64 * 1024
+# No script at all on the caregiver pages, no asset or form target of another origin.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
+                           "font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    # Pages show personal data: no copy in a shared cache or the browser's back-forward store.
+    "Cache-Control": "no-store",
+}
+
+log = get_logger()
+templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(),
+                        trim_blocks=True, lstrip_blocks=True)
+templates.filters.update(texts.FILTERS)
+templates.globals.update(texts.GLOBALS)
+codec = SessionCodec()
+
+
+class SignInNeeded(Exception):
+    """The page is for a signed-in caregiver."""
+
+
+class ServiceDown(Exception):
+    """A service did not answer (or failed): the calm page."""
+
+
+class OperationRefused(Exception):
+    """The operation answered errors a caregiver can act on (input, not allowed, conflict)."""
+
+    def __init__(self, errors):
+        super().__init__("operation refused")
+        self.errors = errors
+
+    @property
+    def codes(self):
+        return {e.get("extensions", {}).get("code") for e in self.errors}
+
+    @property
+    def fields(self):
+        """The input paths named by BAD_USER_INPUT errors: ``input.trips.0.distanceKm``."""
+        return [e["extensions"]["field"] for e in self.errors
+                if e.get("extensions", {}).get("code") == "BAD_USER_INPUT"
+                and e["extensions"].get("field")]
+
+
+class Page:
+    """One request to one page."""
+
+    def __init__(self, service, request):
+        self.service = service
+        self.request = request
+        self.session = codec.load(request.cookies.get(COOKIE_NAME))
+
+    @property
+    def form(self):
+        return self.request.form
+
+    @property
+    def signed_in(self):
+        return self.session.signed_in
+
+    def require_sign_in(self):
+        if not self.signed_in:
+            raise SignInNeeded()
+
+    def context(self):
+        """The GraphQL context of any other client, with the session's caregiver."""
+        return self.service.graphql_context(self.session.principal())
+
+    def graphql(self, query, variables=None):
+        """The data of a contract operation run as the page's caregiver (or anonymously)."""
+        answer = run_query({"query": query, "variables": variables or {}}, self.context())
+        errors = answer.get("errors") or []
+        codes = {e.get("extensions", {}).get("code") for e in errors}
+        if "UNAUTHENTICATED" in codes:
+            raise SignInNeeded()
+        if codes & {"UNAVAILABLE", "INTERNAL"}:
+            raise ServiceDown()
+        if errors:
+            raise OperationRefused(errors)
+        return answer["data"]
+
+    def render(self, template, status=200, **values):
+        values.setdefault("errors", {})
+        html = templates.get_template(template).render(
+            page=self, csrf_token=self.session.csrf_token(), csrf_field=CSRF_FIELD,
+            signed_in=self.signed_in, path=self.request.path,
+            flash=self.session.take_flash(), **values)
+        return Response(html, status=status, mimetype="text/html")
+
+    def redirect(self, location):
+        return Response("", status=303, headers={"Location": location})
+
+
+def serve(service, request, view, *args):
+    """Runs a page's view with the session, CSRF check and error pages around it."""
+    request.max_content_length = MAX_FORM_BYTES
+    page = Page(service, request)
+    try:
+        if request.method == "POST" and not page.session.csrf_valid(request.form.get(CSRF_FIELD)):
+            response = page.render("refused.html", status=403)
+        else:
+            response = view(page, *args)
+    except SignInNeeded:
+        # Back to the same page after signing in; a form's page again, not its POST.
+        back = request.full_path.rstrip("?") if request.method == "GET" else request.path
+        response = page.redirect("/inloggen?volgende=" + quote(back))
+    except RequestEntityTooLarge:
+        response = page.render("refused.html", status=413)
+    except ServiceDown:
+        response = page.render("unavailable.html", status=503)
+    except Exception as error:   # never a stack trace: the calm page, and the error logged
+        log.error("web.page_failed", error=type(error).__name__, page=request.path,
+                  exc_info=True)
+        response = page.render("unavailable.html", status=500)
+    store_cookie(response, request, page.session, codec)
+    response.headers.update(SECURITY_HEADERS)
+    response.headers[CORRELATION_HEADER] = structlog.contextvars.get_contextvars().get(
+        CORRELATION_KEY, "")
+    return response

@@ -1,0 +1,87 @@
+"""Plain Dutch names of the contract's values, and how the pages write dates and amounts."""
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from gateway.printable import PURPOSE_NAMES
+
+MONTHS = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+          "september", "oktober", "november", "december")
+
+AREA_NAMES = {
+    "INFORMATION": "Informatie",
+    "ADVICE_AND_GUIDANCE": "Advies en begeleiding",
+    "EMOTIONAL_SUPPORT": "Emotionele steun",
+    "EDUCATION": "Scholing en training",
+    "PRACTICAL_HELP": "Praktische hulp",
+    "RESPITE_CARE": "Respijtzorg (de zorg even overdragen)",
+    "FINANCIAL_SUPPORT": "Financiële steun",
+    "MATERIAL_SUPPORT": "Materiële steun",
+}
+
+KIND_NAMES = {"LOCAL": "Lokaal", "REGIONAL": "Regionaal", "NATIONAL": "Landelijk"}
+
+DECLARATION_STATUS_NAMES = {
+    "REQUESTED": "Aangevraagd, de gemeente beoordeelt uw aanvraag",
+    "ISSUED": "Afgegeven",
+    "REJECTED": "Afgewezen",
+    "REVOKED": "Ingetrokken",
+    "EXPIRED": "Verlopen",
+}
+
+CLAIM_STATUS_NAMES = {
+    "SUBMITTED": "Ingediend",
+    "ON_HOLD": "In behandeling, er is iets nagevraagd",
+    "APPROVED": "Goedgekeurd",
+    "REJECTED": "Afgewezen",
+    "PAID": "Uitbetaald",
+}
+
+MODE_NAMES = {"CAR": "Auto", "PUBLIC_TRANSPORT": "Openbaar vervoer", "BICYCLE": "Fiets",
+              "TAXI": "Taxi"}
+
+# Sent as the contract's ``relationship`` (English words), shown in Dutch.
+RELATIONSHIP_NAMES = {
+    "partner": "Partner",
+    "parent": "Vader of moeder",
+    "child": "Kind",
+    "sibling": "Broer of zus",
+    "other family": "Ander familielid",
+    "friend": "Vriend of vriendin",
+    "neighbour": "Buur",
+    "other": "Iemand anders",
+}
+
+
+def day(value):
+    """'2026-03-01' -> '1 maart 2026'; anything else as it is."""
+    if not value:
+        return ""
+    try:
+        when = value if isinstance(value, date) else datetime.fromisoformat(str(value)).date()
+    except ValueError:
+        return str(value)
+    return f"{when.day} {MONTHS[when.month - 1]} {when.year}"
+
+
+def euros(value):
+    """'1234.5' -> '€ 1.234,50'."""
+    try:
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        return str(value or "")
+    whole, cents = f"{amount:,.2f}".split(".")
+    return f"€ {whole.replace(',', '.')},{cents}"
+
+
+def number(value):
+    """'12.5' -> '12,5'."""
+    return str(value or "").replace(".", ",")
+
+
+FILTERS = {"day": day, "euros": euros, "number": number}
+GLOBALS = {
+    "AREA_NAMES": AREA_NAMES, "KIND_NAMES": KIND_NAMES, "PURPOSE_NAMES": PURPOSE_NAMES,
+    "DECLARATION_STATUS_NAMES": DECLARATION_STATUS_NAMES,
+    "CLAIM_STATUS_NAMES": CLAIM_STATUS_NAMES, "MODE_NAMES": MODE_NAMES,
+    "RELATIONSHIP_NAMES": RELATIONSHIP_NAMES,
+}

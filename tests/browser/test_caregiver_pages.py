@@ -1,0 +1,276 @@
+"""A caregiver in a real browser with JavaScript switched off: finds support by postcode,
+signs in, requests a declaration, sees it once the municipality issued it (through GraphQL),
+claims two trips with the keyboard alone and sees the claim SUBMITTED. Every page, and every
+form with its errors, is checked with axe-core and kept as a screenshot.
+
+The tests run in order and share one caregiver's browser session."""
+import re
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from gateway.schema import schema
+from ops.reference import import_pc4_areas
+from tests.support import random_bsn, token
+
+UTRECHT = "GM0344"
+MUNICIPALITY = token("municipality", municipality=UTRECHT)
+DECISIONS = """query($code: String!) { declarations(municipalityCode: $code, status: REQUESTED,
+    first: 100) { id reference } }"""
+ISSUE = """mutation($id: ID!) { decideDeclaration(id: $id, decision: ISSUE) { status } }"""
+
+
+def contract_has(*fields):
+    """Whether the gateway offers these root fields yet (some come with other issues)."""
+    graphql = schema.graphql_schema
+    offered = set(graphql.query_type.fields) | set(graphql.mutation_type.fields)
+    return all(field in offered for field in fields)
+
+
+needs_my_declarations = pytest.mark.skipif(
+    not contract_has("myDeclarations", "renewVerificationCode"),
+    reason="myDeclarations and renewVerificationCode are not in the gateway yet (issue 10)")
+needs_travel_claims = pytest.mark.skipif(
+    not contract_has("myDeclarations", "submitTravelClaim", "myTravelClaims",
+                     "travelClaimPreview"),
+    reason="the travel claim operations are not in the gateway yet (issue 11)")
+
+
+@pytest.fixture(scope="module")
+def support_point(gql, rpc, municipalities, shared_data):
+    assert import_pc4_areas(rpc, shared_data / "pc4.csv")["rejected"] == []
+    name = f"Steunpunt Mantelzorg Utrecht {uuid.uuid4().hex[:6]}"
+    answer = gql("""mutation($input: SupportPointInput!) {
+        registerSupportPoint(input: $input) { id } }""", {"input": {
+        "name": name, "kind": "LOCAL", "municipalityCode": UTRECHT,
+        "address": {"street": "Oudegracht", "houseNumber": "10", "postcode": "3511 AB",
+                    "city": "Utrecht"},
+        "phone": "030-123 45 67", "email": "steunpunt@example.org",
+        "website": "https://example.org/mantelzorg", "areas": ["INFORMATION", "RESPITE_CARE"]}},
+        token=token("admin"))
+    assert "errors" not in answer, answer
+    return name
+
+
+@pytest.fixture(scope="module")
+def caregiver(browser, platform):
+    context = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
+                                  viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    yield {"page": page, "context": context, "bsn": random_bsn()}
+    context.close()
+
+
+def error_summary_links_reach_their_fields(page):
+    links = page.locator(".error-summary a")
+    assert links.count() > 0
+    for index in range(links.count()):
+        target = links.nth(index).get_attribute("href")
+        assert target.startswith("#veld-")
+        assert page.locator(target).count() == 1, f"{target} is no field on the page"
+
+
+def test_find_support_by_postcode_without_javascript(caregiver, support_point, checked):
+    page = caregiver["page"]
+    page.goto("/")
+    checked(page, "start")
+    page.get_by_role("link", name="Een steunpunt mantelzorg in de buurt zoeken").click()
+    assert page.url.endswith("/steunpunten")
+    checked(page, "steunpunten")
+
+    page.get_by_label("Postcode").fill("35")
+    page.get_by_role("button", name="Zoeken").click()
+    assert page.locator("#fout-postcode").is_visible()
+    assert page.get_by_label("Postcode").input_value() == "35"   # kept as typed
+    error_summary_links_reach_their_fields(page)
+    checked(page, "steunpunten met fout")
+
+    page.get_by_label("Postcode").fill("3511 ab")
+    page.get_by_role("button", name="Zoeken").click()
+    result = page.locator(".result", has_text=support_point)
+    assert result.count() == 1
+    assert "Oudegracht 10, 3511 AB Utrecht" in result.inner_text()
+    assert "030-123 45 67" in result.inner_text()
+    checked(page, "steunpunten gevonden")
+
+
+def test_sign_in_and_request_a_declaration(caregiver, checked, gql, municipalities):
+    page = caregiver["page"]
+    page.goto("/verklaringen/aanvragen")
+    assert "/inloggen" in page.url   # signed out: first the sign-in
+    assert "ontwikkeling" in page.locator(".development-notice").inner_text()
+    checked(page, "inloggen")
+    page.get_by_label("BSN").fill("123456789")
+    page.get_by_role("button", name="Inloggen").click()
+    assert page.locator("#fout-bsn").is_visible(), page.inner_text("main")
+    assert page.get_by_label("BSN").input_value() == ""   # a BSN is never sent back
+    checked(page, "inloggen met fout")
+    page.get_by_label("BSN").fill(caregiver["bsn"])
+    page.get_by_role("button", name="Inloggen").click()
+    assert page.url.endswith("/verklaringen/aanvragen")
+    checked(page, "verklaring aanvragen")
+
+    page.get_by_label("Uw naam").fill("Anna de Vries")
+    page.get_by_label("Uw postcode").fill("3512")   # not a full postcode
+    page.get_by_role("button", name="Aanvraag versturen").click()
+    assert page.get_by_label("Uw naam").input_value() == "Anna de Vries"
+    for field in ("gemeente", "postcode", "naaste-naam", "relatie", "uren", "sinds", "doelen"):
+        assert page.locator(f"#fout-{field}").is_visible(), field
+    error_summary_links_reach_their_fields(page)
+    checked(page, "verklaring aanvragen met fouten")
+
+    page.get_by_label("Gemeentecode").fill(UTRECHT)
+    page.get_by_label("Uw postcode").fill("3512 AB")
+    page.get_by_label("Naam", exact=True).fill("Jan de Vries")
+    page.get_by_label("Postcode", exact=True).fill("3511 AB")
+    page.get_by_label("Wie is deze persoon voor u?").select_option("parent")
+    page.get_by_label("Hoeveel uur per week zorgt u?").fill("12,5")
+    page.get_by_label("Sinds wanneer zorgt u?").fill(
+        (date.today() - timedelta(days=730)).strftime("%d-%m-%Y"))
+    page.get_by_label("Parkeervergunning").check()
+    page.get_by_label("Reiskostenfonds").check()
+    page.get_by_role("button", name="Aanvraag versturen").click()
+    assert page.url.endswith("/verklaringen")
+    flash = page.get_by_role("status").inner_text()
+    reference = re.search(r"MZV-\d{4}-\d+", flash).group(0)
+    caregiver["reference"] = reference
+    requested = gql(DECISIONS, {"code": UTRECHT}, token=MUNICIPALITY)["data"]["declarations"]
+    assert reference in [d["reference"] for d in requested]
+
+
+@needs_my_declarations
+def test_the_issued_declaration_is_shown_with_its_code(caregiver, checked, gql):
+    page = caregiver["page"]
+    page.goto("/verklaringen")
+    section = page.locator("section.declaration", has_text=caregiver["reference"])
+    assert "Aangevraagd" in section.inner_text()
+    checked(page, "mijn verklaringen aangevraagd")
+
+    requested = gql(DECISIONS, {"code": UTRECHT}, token=MUNICIPALITY)["data"]["declarations"]
+    declaration_id = next(d["id"] for d in requested if d["reference"] == caregiver["reference"])
+    answer = gql(ISSUE, {"id": declaration_id}, token=MUNICIPALITY)
+    assert answer["data"]["decideDeclaration"]["status"] == "ISSUED", answer
+
+    page.reload()
+    section = page.locator("section.declaration", has_text=caregiver["reference"])
+    assert "Afgegeven" in section.inner_text()
+    code = section.locator(".verification-code").inner_text().strip()
+    assert code
+    pdf = page.request.get(f"/verklaringen/{caregiver['reference']}.pdf")
+    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    checked(page, "mijn verklaringen afgegeven")
+
+    section.get_by_role("button", name=f"Nieuwe controlecode voor {caregiver['reference']}").click()
+    section = page.locator("section.declaration", has_text=caregiver["reference"])
+    assert section.locator(".verification-code").inner_text().strip() != code
+    checked(page, "nieuwe controlecode")
+
+
+def tab_to(page, element_id, limit=80):
+    """Moves the focus with the Tab key alone until it is on the element."""
+    for _ in range(limit):
+        if page.evaluate("() => document.activeElement && document.activeElement.id") \
+                == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
+def type_into(page, element_id, text):
+    tab_to(page, element_id)
+    page.keyboard.type(text)
+
+
+def press_button(page, name):
+    """Tabs to the button with this text and presses Enter."""
+    for _ in range(80):
+        focused = page.evaluate("() => document.activeElement && document.activeElement.tagName"
+                                " === 'BUTTON' ? document.activeElement.textContent.trim() : ''")
+        if focused == name:
+            page.keyboard.press("Enter")
+            page.wait_for_load_state()
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached the button {name}")
+
+
+@needs_travel_claims
+def test_a_claim_with_two_trips_by_keyboard_alone(caregiver, checked):
+    page = caregiver["page"]
+    page.goto("/reiskosten/indienen")
+    checked(page, "reiskosten declareren")
+    first_day = (date.today() - timedelta(days=20)).strftime("%d-%m-%Y")
+    second_day = (date.today() - timedelta(days=10)).strftime("%d-%m-%Y")
+
+    page.keyboard.press("Tab")
+    tab_to(page, "veld-verklaring")
+    page.keyboard.type(caregiver["reference"])
+    type_into(page, "veld-iban", "NL91 ABNA 0417 1643 00")
+    type_into(page, "veld-rekeninghouder", "A. de Vries")
+    type_into(page, "veld-rit-0-datum", first_day)
+    type_into(page, "veld-rit-0-van", "3512 AB")
+    type_into(page, "veld-rit-0-naar", "1012 AB")
+    type_into(page, "veld-rit-0-km", "40,5")
+    tab_to(page, "veld-rit-0-retour")
+    page.keyboard.press("Space")
+    tab_to(page, "veld-rit-0-vervoer")
+    page.keyboard.type("Auto")
+    press_button(page, "Nog een rit toevoegen")
+
+    # The new row has the focus, and what was typed is still there.
+    assert page.evaluate("() => document.activeElement.id") == "veld-rit-1-datum"
+    assert page.locator("#veld-rit-0-km").input_value() == "40,5"
+    assert page.locator("#veld-rit-0-retour").is_checked()
+    page.keyboard.type(second_day)
+    type_into(page, "veld-rit-1-van", "3512 AB")
+    type_into(page, "veld-rit-1-naar", "1012 AB")
+    type_into(page, "veld-rit-1-km", "40")
+    tab_to(page, "veld-rit-1-vervoer")
+    page.keyboard.type("Openbaar")
+    press_button(page, "Verder naar controleren")
+    # Public transport needs its cost: the error is at the field and in the summary.
+    assert page.locator("#fout-rit-1-kosten").is_visible()
+    assert page.locator("#veld-rit-1-km").input_value() == "40"
+    error_summary_links_reach_their_fields(page)
+    checked(page, "reiskosten met fout")
+
+    type_into(page, "veld-rit-1-kosten", "12,40")
+    press_button(page, "Verder naar controleren")
+    assert page.url.endswith("/reiskosten/indienen")
+    amount = page.locator(".claim-amount").inner_text()
+    assert amount == "€ 31,03"   # 2 × 40.5 km × 0.23 + 12.40, as the fund computes it
+    checked(page, "reiskosten controleren")
+
+    press_button(page, "Declaratie indienen")
+    assert page.url.endswith("/reiskosten")
+    row = page.locator("tr", has_text=caregiver["reference"])
+    assert row.locator(".claim-status").get_attribute("data-status") == "SUBMITTED"
+    assert "€ 31,03" in row.inner_text()
+    checked(page, "mijn reiskosten")
+
+
+def test_sign_out(caregiver, checked):
+    page = caregiver["page"]
+    page.goto("/toegankelijkheid")
+    checked(page, "toegankelijkheid")
+    page.get_by_role("button", name="Uitloggen").click()
+    assert page.get_by_role("status").inner_text().strip() == "U bent uitgelogd."
+    page.goto("/reiskosten")
+    assert "/inloggen" in page.url
+
+
+def test_graphiql_runs_on_scripts_from_the_gateway(browser, platform, checked):
+    context = browser.new_context(base_url=platform.gateway_url())
+    page = context.new_page()
+    refused = []
+    page.on("console", lambda message: refused.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    foreign = []
+    page.on("request", lambda request: foreign.append(request.url)
+            if not request.url.startswith(platform.gateway_url()) else None)
+    page.goto("/graphql")
+    page.wait_for_selector(".graphiql-container", timeout=20_000)
+    page.screenshot(path=str(checked.artifacts / "graphiql.png"))
+    context.close()
+    assert foreign == [] and refused == []
