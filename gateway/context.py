@@ -3,6 +3,7 @@ the request may take."""
 import time
 
 import eventlet
+from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 
 from common.errors import Unavailable
 
@@ -30,13 +31,18 @@ class GraphQLContext:
 
     def call(self, service_name, method, *args, timeout=None, **kwargs):
         """An RPC call that answers UNAVAILABLE instead of waiting for ever."""
-        return self.send(service_name, method, *args, **kwargs).result(timeout)
+        return self._send(service_name, method, args, kwargs, timeout).result(timeout)
 
     def send(self, service_name, method, *args, **kwargs):
         """Starts an RPC call; ``.result(timeout)`` waits for its answer. Several calls sent
         before waiting run at the same time."""
-        self._check_deadline()
-        proxy = getattr(getattr(self.service, service_name), method)
+        return self._send(service_name, method, args, kwargs)
+
+    def _send(self, service_name, method, args, kwargs, timeout=None):
+        # The request expires on the broker when its caller stops waiting: a call answered
+        # UNAVAILABLE because its service is down does not run when the service returns.
+        expires_in = self.seconds_left(timeout)
+        proxy = getattr(self.service, service_name).expiring(method, expires_in)
         return PendingCall(self, proxy.call_async(*args, **kwargs))
 
     def seconds_left(self, timeout=None):
@@ -67,3 +73,18 @@ class PendingCall:
         except TimeoutError:
             self.context._check_deadline()   # the request's own time is up: say that
             raise
+
+
+class ExpiringRpcProxy(RpcProxy):
+    """nameko's RPC proxy whose calls carry a message expiration (see GraphQLContext.send)."""
+
+    def get_dependency(self, worker_ctx):
+        return ExpiringServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,
+                                    **self.options)
+
+
+class ExpiringServiceProxy(ServiceProxy):
+    def expiring(self, method, seconds):
+        """The proxy of ``method`` whose requests the broker drops after ``seconds``."""
+        return MethodProxy(self.worker_ctx, self.service_name, method, self.reply_listener,
+                           expiration=seconds, **self.options)

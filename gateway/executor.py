@@ -4,7 +4,8 @@ import contextvars
 from functools import lru_cache
 
 import eventlet
-from graphql import ExecutionContext, GraphQLError, Undefined, execute, get_operation_ast, parse
+from graphql import ExecutionContext, GraphQLError, OperationType, Undefined, execute
+from graphql import get_operation_ast, parse
 from graphql import validate
 from graphql.pyutils import Path
 
@@ -55,6 +56,20 @@ def _prepare(query):
 
 
 _prepared = lru_cache(maxsize=512)(_prepare)
+
+
+def is_mutation(body):
+    """Whether the request's operation is a mutation; a request that does not parse runs
+    nothing, so it is not one."""
+    query, name = body.get("query"), body.get("operationName")
+    if not isinstance(query, str) or not isinstance(name, (str, type(None))):
+        return False
+    try:
+        document = (_prepared(query) if len(query) <= CACHED_QUERY_CHARS else _prepare(query))[0]
+    except GraphQLError:
+        return False
+    operation = get_operation_ast(document, name)
+    return operation is not None and operation.operation == OperationType.MUTATION
 
 
 def run_query(body, context):

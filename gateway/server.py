@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request, Response
 from common.logging import CORRELATION_HEADER, correlation_from_headers, get_logger
 from gateway.errors import error_entry
 
-ALLOWED_HEADERS = "Authorization, Content-Type, X-Correlation-ID"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Correlation-ID"
 EXPOSED_HEADERS = "X-Correlation-ID"
 PREFLIGHT_MAX_AGE_SECONDS = 600
 

@@ -5,7 +5,6 @@ from pathlib import Path
 import structlog
 from graphql import print_schema
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
 from common import config as settings
@@ -14,9 +13,10 @@ from common.metrics import MetricsServer
 from common.service import InstrumentedService
 from gateway import printable
 from gateway.auth import Authentication
-from gateway.context import DEFAULT_DEADLINE_SECONDS, GraphQLContext
+from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext
 from gateway.errors import HTTP_STATUS, BadRequest, format_error
-from gateway.executor import run_query
+from gateway.executor import is_mutation, run_query
+from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
 from gateway.jwks import PublicKeys
 from gateway.schema import schema
 from gateway.server import http
@@ -33,6 +33,7 @@ class GatewayService(CaregiverPages, InstrumentedService):
     config = Config()
     tokens = Authentication()
     metrics_server = MetricsServer()
+    idempotency = Idempotency()
 
     # One RPC proxy per service (attribute = service name) is added below the class.
 
@@ -55,9 +56,14 @@ class GatewayService(CaregiverPages, InstrumentedService):
             return self._error(BadRequest("the body must be a JSON object"))
         try:
             principal = self.tokens.principal(request.headers.get("Authorization"))
+            context = self.graphql_context(principal)
+            key = request.headers.get(IDEMPOTENCY_HEADER)
+            if key is not None and principal.authenticated and is_mutation(body):
+                return self._json(self.idempotency.answer_once(
+                    key, principal, body, lambda: run_query(body, context)))
         except Exception as error:
             return self._error(error)
-        return self._json(run_query(body, self.graphql_context(principal)))
+        return self._json(run_query(body, context))
 
     @http("GET", "/.well-known/jwks.json")
     def jwks(self, request):
@@ -140,4 +146,4 @@ class GatewayService(CaregiverPages, InstrumentedService):
 # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
 # answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
 for _service in settings.SERVICE_NAMES:
-    setattr(GatewayService, _service, RpcProxy(_service, use_confirms=False))
+    setattr(GatewayService, _service, ExpiringRpcProxy(_service, use_confirms=False))

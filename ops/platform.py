@@ -53,6 +53,10 @@ STABLE_AFTER_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
 
 
+def process_named(name):
+    return next(process for process in PROCESSES if process.name == name)
+
+
 def die_with(parent_pid):
     """A ``preexec_fn`` for Popen: the child gets SIGKILL when its parent dies. The
     launcher's own death is a crash, and every service already survives being killed
@@ -104,19 +108,19 @@ class Platform:
 
     def start(self):
         for process in PROCESSES:
-            self.start_process(process.name)
+            self.start_process(process)
 
-    def start_process(self, name):
-        process = next(p for p in PROCESSES if p.name == name)
+    def start_process(self, process):
+        """Starts one process, also again after it stopped."""
         output = None
         if self.logs:
             self.logs.mkdir(parents=True, exist_ok=True)
             output = open(self.log_file(process.name), "ab")
         try:
-            self.children[name] = subprocess.Popen(
+            self.children[process.name] = subprocess.Popen(
                 [sys.executable, "-m", "nameko", "run", "--config", process.config,
                  process.target],
-                cwd=ROOT, env={**self.environ, **self.process_environ.get(name, {})},
+                cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
                 stdout=output,
                 stderr=subprocess.STDOUT if output else None,
                 # Ctrl-C reaches the launcher only, which stops them in order.
@@ -124,16 +128,16 @@ class Platform:
         finally:
             if output:
                 output.close()
-        self.started_at[name] = time.monotonic()
-        self.restart_due.pop(name, None)
-        self.say(f"{name} started (pid {self.children[name].pid})")
-        return self.children[name]
+        self.started_at[process.name] = time.monotonic()
+        self.restart_due.pop(process.name, None)
+        self.say(f"{process.name} started (pid {self.children[process.name].pid})")
+        return self.children[process.name]
 
-    def stop_process(self, name, grace=15):
+    def stop_process(self, process, grace=15):
         """Stops one process (SIGTERM, then SIGKILL after ``grace`` seconds); it is not
         restarted until ``start_process``."""
-        child = self.children.pop(name, None)
-        self.restart_due.pop(name, None)
+        child = self.children.pop(process.name, None)
+        self.restart_due.pop(process.name, None)
         if child is not None:
             self._terminate([child], grace)
 
@@ -193,7 +197,7 @@ class Platform:
                 self.say(f"{name} (pid {child.pid}) {exit_description(code)}; "
                          f"restarting in {delay:g} s (restart {streak + 1} in a row)")
             elif now >= self.restart_due[name]:
-                self.start_process(name)
+                self.start_process(process_named(name))
 
     def raise_if_exited(self):
         for name, child in self.children.items():

@@ -15,6 +15,7 @@ from common.messaging import (CORRELATION_HEADER, Outbox, declare_topology, hand
                               subscription_queues)
 from common.storage import utcnow
 from ops import cli
+from ops.platform import process_named
 from tests.integration.test_declaration import decide, request, request_input, staff
 from tests.support import drain, eventually, scrape
 
@@ -162,7 +163,7 @@ def test_a_poison_event_is_parked_after_growing_delays_while_the_next_ones_flow(
 def test_a_consumer_down_for_a_while_catches_up(platform, rpc, municipalities):
     seat = "GM0153"
     before = rpc.campaign.support_point_reach([seat])
-    platform.stop_process("campaign")
+    platform.stop_process(process_named("campaign"))
     for number in range(3):
         rpc.registry.register_support_point({
             "name": f"Steunpunt terwijl campagne stil lag {number}", "kind": "LOCAL",
@@ -170,7 +171,7 @@ def test_a_consumer_down_for_a_while_catches_up(platform, rpc, municipalities):
             "address": {"street": "Markt", "houseNumber": str(number + 1),
                         "postcode": "7511 AA", "city": "Enschede"}},
             {"sub": "test", "role": "admin"})
-    platform.start_process("campaign")
+    platform.start_process(process_named("campaign"))
     platform.wait_until_healthy(names=["campaign"])
     assert eventually(lambda: rpc.campaign.support_point_reach([seat]) == before + 3)
 

@@ -16,6 +16,7 @@ from nameko.standalone.events import get_event_exchange
 from common.errors import BadUserInput
 from common.messaging import declare_topology
 from ops import reference
+from ops.platform import process_named
 from tests.conftest import free_port, running_platform
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.rabbit_node import RabbitNode, installed
@@ -104,7 +105,7 @@ def test_a_decision_killed_with_sigkill_is_done_exactly_once(faulty, clients, ra
         os.kill(faulty.children["declaration"].pid, signal.SIGKILL)   # the others at work
         results = dict(answers)
         faulty.children["declaration"].wait()
-        faulty.start_process("declaration")
+        faulty.start_process(process_named("declaration"))
         faulty.wait_until_healthy(names=["declaration"])
 
         failed = {id_: codes for id_, (kind, codes) in results.items() if kind == "failed"}

@@ -22,7 +22,7 @@ class SilentService:
 
 
 class Gateway:
-    registry = type("Proxy", (), {"health": SilentService.method})()
+    registry = type("Proxy", (), {"expiring": lambda self, method, seconds: SilentService.method})()
 
 
 def test_a_service_that_does_not_answer_is_unavailable_not_a_hang():

@@ -19,6 +19,7 @@ class Services:
         self.running = 0
         self.most_at_once = 0
         self.calls = []
+        self.expiries = []
 
     def __getattr__(self, service):
         owner = self
@@ -46,7 +47,11 @@ class Services:
                 finally:
                     owner.running -= 1
 
-        return type("Proxy", (), {"__getattr__": lambda _self, method: Method(method)})()
+        def expiring(_self, method, seconds):
+            owner.expiries.append(seconds)
+            return Method(method)
+
+        return type("Proxy", (), {"expiring": expiring})()
 
 
 def _run(query, services, principal=ANONYMOUS, timeout=10, deadline=15):
@@ -105,3 +110,13 @@ def test_the_unpublished_events_of_health_are_for_admin_only():
                                            municipality="GM0363"), None)):
         services = _run(query, Services(delay=0), principal)["data"]["health"]["services"]
         assert {s["outboxPending"] for s in services} == {expected}, principal.role
+
+
+def test_every_call_expires_when_its_caller_stops_waiting():
+    services = Services(delay=0)
+    _run(POINTS, services, timeout=4, deadline=15)
+    assert len(services.expiries) == 3
+    assert all(3.5 < seconds <= 4 for seconds in services.expiries)
+    services = Services(delay=0)
+    _run(POINTS, services, timeout=4, deadline=1)   # the request's deadline comes first
+    assert all(0.5 < seconds <= 1 for seconds in services.expiries)

@@ -135,7 +135,10 @@ def test_production_refuses_the_development_commands(production, monkeypatch, ca
 def test_a_process_without_its_settings_stops_at_start_with_one_clear_line(production, process,
                                                                            missing):
     started = next(p for p in PROCESSES if p.name == process)
-    environ = {**os.environ, "PYTHONWARNINGS": "ignore", **CAREGIVER_SIGN_IN}
+    environ = {**os.environ, "PYTHONWARNINGS": "ignore", **production_keys(),
+               **CAREGIVER_SIGN_IN}
+    if process == "gateway":   # everything else it needs, so that only this is missing
+        environ["MONGO_URI"] = "mongodb://127.0.0.1:1/"
     finished = subprocess.run(
         [sys.executable, "-m", "nameko", "run", "--config", started.config, started.target],
         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)

@@ -1,0 +1,122 @@
+"""The ``Idempotency-Key`` header: a mutation sent again with the same key and body within
+24 hours answers what the first one answered and runs nothing again.
+
+Keys are scoped per caller (token subject and role), so two clients' keys never meet. The
+key is recorded as running before the mutation runs (one atomic insert decides who runs it);
+its answer is stored after, sealed with the data key bound to the record, because an answer
+may hold personal data or a secret such as a verification code."""
+import hashlib
+import json
+from datetime import timedelta
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from common import config as settings
+from common.crypto import data_cipher
+from common.errors import BadUserInput, Conflict
+from common.storage import DocumentStore, Storage, utcnow
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+KEPT_FOR = timedelta(hours=24)
+MAX_KEY_CHARS = 255
+KEYS = "idempotency_keys"
+RUNNING, DONE = "running", "done"
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def body_hash(body):
+    """The same request body, whatever the order of its keys or its spacing."""
+    return _sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def record_id(principal, key):
+    return _sha256("\x1f".join((principal.role or "", principal.sub or "", key)))
+
+
+class IdempotencyStore(DocumentStore):
+    """The gateway's database: the idempotency keys of the last 24 hours."""
+
+    def ensure_indexes(self):
+        # The database forgets a key after a day; claim() does not rely on when it does.
+        self.db[KEYS].create_index([("created_at", ASCENDING)],
+                                   expireAfterSeconds=int(KEPT_FOR.total_seconds()))
+
+    def claim(self, record, body, now):
+        """Records the key as running; returns None when this request may run, else the
+        record that is there (running or done)."""
+        self.db[KEYS].delete_one({"_id": record, "created_at": {"$lte": now - KEPT_FOR}})
+        try:
+            self.db[KEYS].insert_one({"_id": record, "body": body, "state": RUNNING,
+                                      "created_at": now})
+            return None
+        except DuplicateKeyError:
+            return self.db[KEYS].find_one({"_id": record})
+
+    def finish(self, record, sealed_answer):
+        self.db[KEYS].update_one({"_id": record, "state": RUNNING},
+                                 {"$set": {"state": DONE, "answer": sealed_answer}})
+
+    def release(self, record):
+        """Forgets a running key: its request changed nothing, so a retry may run."""
+        self.db[KEYS].delete_one({"_id": record, "state": RUNNING})
+
+
+def _changed_nothing(answer):
+    """An answer whose mutations all failed for want of a service: the caller was told to
+    try again, and the request expired on the broker rather than run later."""
+    codes = {error.get("extensions", {}).get("code") for error in answer.get("errors", ())}
+    return "UNAVAILABLE" in codes and not any((answer.get("data") or {}).values())
+
+
+class IdempotentMutations:
+    def __init__(self, store, cipher):
+        self.store = store
+        self.cipher = cipher
+
+    def answer_once(self, key, principal, body, run, now=None):
+        """``run()``'s answer the first time this caller sends ``key`` with ``body``; the
+        stored answer after that."""
+        if not key.isprintable() or not key.strip() or len(key) > MAX_KEY_CHARS:
+            raise BadUserInput(f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_KEY_CHARS} "
+                               "printable characters", field=IDEMPOTENCY_HEADER)
+        record, digest = record_id(principal, key), body_hash(body)
+        stored = self.store.claim(record, digest, now or utcnow())
+        if stored is not None:
+            if stored["body"] != digest:
+                raise Conflict(f"this {IDEMPOTENCY_HEADER} was used for a different request; "
+                               "use a new key for a new request", field=IDEMPOTENCY_HEADER)
+            if stored["state"] == RUNNING:
+                raise Conflict(f"the request with this {IDEMPOTENCY_HEADER} is still running; "
+                               "retry later", field=IDEMPOTENCY_HEADER)
+            return self.cipher.decrypt(stored["answer"], context=record)
+        answer = None
+        try:
+            answer = run()
+        finally:
+            if answer is None or _changed_nothing(answer):
+                self.store.release(record)
+            else:
+                self.store.finish(record, self.cipher.encrypt(answer, context=record))
+        return answer
+
+
+class Idempotency(Storage):
+    """Injects the gateway's IdempotentMutations: its database (``mantelzorg_gateway``) and
+    the data key that seals the stored answers."""
+
+    def __init__(self):
+        super().__init__(IdempotencyStore)
+        self.mutations = None
+
+    def setup(self):
+        super().setup()
+        with settings.stop_if_misconfigured():
+            cipher = data_cipher(self.container.config)
+        self.mutations = IdempotentMutations(self.store, cipher)
+
+    def get_dependency(self, worker_ctx):
+        return self.mutations

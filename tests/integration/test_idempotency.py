@@ -1,0 +1,84 @@
+"""The Idempotency-Key header through the gateway, on the real broker and the embedded
+store: a mutation sent again runs once and answers the same. (The 24 hours and a request
+still running: tests/unit/test_idempotency.py.)"""
+import uuid
+
+import pytest
+
+from tests.integration.test_registry import REGISTER, point_input
+from tests.support import error_codes, token
+
+# A municipality of these tests alone, so that its page holds every point they register.
+SEAT = "GM1680"
+SEARCH = f"""query($first: Int) {{ supportPoints(municipalityCode: "{SEAT}", first: $first) {{
+    items {{ name }} }} }}"""
+
+
+@pytest.fixture(scope="module")
+def admin():
+    return token("admin", sub=f"idempotency-{uuid.uuid4().hex[:8]}")
+
+
+def register(gql, data, key, as_token):
+    return gql.post(REGISTER, {"input": data}, token=as_token,
+                    headers={"Idempotency-Key": key})
+
+
+def stored_with_name(gql, name):
+    items = gql(SEARCH, {"first": 100})["data"]["supportPoints"]["items"]
+    return sum(point["name"] == name for point in items)
+
+
+def test_the_same_key_twice_registers_one_point_with_the_same_answer(gql, municipalities,
+                                                                      admin):
+    data, key = point_input(SEAT), uuid.uuid4().hex
+    first = register(gql, data, key, admin)
+    second = register(gql, data, key, admin)
+    assert first.status_code == second.status_code == 200
+    assert "errors" not in first.json(), first.json()
+    assert second.json() == first.json()
+    assert stored_with_name(gql, data["name"]) == 1
+
+
+def test_another_body_with_the_same_key_is_a_conflict(gql, municipalities, admin):
+    key = uuid.uuid4().hex
+    first, other = point_input(SEAT), point_input(SEAT)
+    assert "errors" not in register(gql, first, key, admin).json()
+    refused = register(gql, other, key, admin)
+    assert refused.status_code == 409
+    assert error_codes(refused.json()) == ["CONFLICT"]
+    assert refused.json()["errors"][0]["extensions"]["field"] == "Idempotency-Key"
+    assert stored_with_name(gql, other["name"]) == 0
+
+
+def test_two_callers_with_the_same_key_are_independent(gql, municipalities, admin):
+    key = uuid.uuid4().hex
+    other_admin = token("admin", sub=f"idempotency-{uuid.uuid4().hex[:8]}")
+    data = point_input(SEAT)
+    mine = register(gql, data, key, admin).json()
+    theirs = register(gql, data, key, other_admin).json()
+    assert "errors" not in theirs, theirs
+    assert mine["data"]["registerSupportPoint"]["id"] != \
+        theirs["data"]["registerSupportPoint"]["id"]
+    assert stored_with_name(gql, data["name"]) == 2
+
+
+def test_queries_and_requests_without_a_key_ignore_it(gql, municipalities, admin):
+    data = point_input(SEAT)
+    for _ in range(2):
+        assert "errors" not in gql(REGISTER, {"input": data}, token=admin)
+    assert stored_with_name(gql, data["name"]) == 2
+    key = uuid.uuid4().hex
+    for first in (1, 2):   # the same key on two different queries: both answered
+        answer = gql.post(SEARCH, {"first": first}, token=admin,
+                          headers={"Idempotency-Key": key}).json()
+        assert "errors" not in answer, answer
+
+
+def test_a_bad_key_is_refused_before_anything_runs(gql, municipalities, admin):
+    data = point_input(SEAT)
+    refused = register(gql, data, "x" * 256, admin)
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT",
+                                                         "field": "Idempotency-Key"}
+    assert stored_with_name(gql, data["name"]) == 0
