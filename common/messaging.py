@@ -198,13 +198,11 @@ class Outbox:
         return self.add_many(session, [(type_name, payload)], correlation_id)[0]
 
     def add_many(self, session, events, correlation_id):
-        """Writes ``events`` in one insert: a change of many documents (an allocation round)
-        announces each without a round trip apiece. Each is a (type, payload) pair, or
-        (type, payload, occurred_at) for a state published again with the time it last
-        changed."""
+        """Writes ``events`` ((type, payload) pairs) in one insert: a change of many
+        documents (an allocation round) announces each without a round trip apiece."""
         now = utcnow()
-        envelopes = [new_envelope(type_name, payload, correlation_id, self.service, *when)
-                     for type_name, payload, *when in events]
+        envelopes = [new_envelope(type_name, payload, correlation_id, self.service)
+                     for type_name, payload in events]
         if envelopes:
             self.collection.insert_many([{
                 "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
@@ -295,7 +293,8 @@ class Outbox:
         return len(events)
 
     def queue_exists(self, name):
-        return queue_exists(self.publisher.connection, name)
+        with broker(self.config) as connection:
+            return queue_exists(connection, name)
 
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
@@ -353,8 +352,7 @@ class WorkerOutbox:
         return self.record_many(session, [(type_name, payload)])[0]
 
     def record_many(self, session, events):
-        """``events``: (type, payload) pairs, or (type, payload, occurred_at), written to
-        the outbox in one insert."""
+        """``events``: (type, payload) pairs, written to the outbox in one insert."""
         envelopes = self._outbox.add_many(session, events,
                                           self._worker_ctx.data.get(CORRELATION_KEY) or "none")
         # A retried transaction records again under new ids; the ids of the attempt that
