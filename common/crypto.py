@@ -18,9 +18,10 @@ Settings (environment; never in a config file or the repository):
   earlier public keys (``<key id>:<base64url of 32 bytes>``, comma separated) that are still
   published so that documents signed before a rotation keep verifying.
 
-When a setting is unset, a development key is generated once and kept in the data folder
+When a setting is unset in development, a key is generated once and kept in the data folder
 (``<data dir>/keys/<name>.json``, readable by the owner only), so that ``make run`` and the
-tests work without configuration; production sets all of them.
+tests work without configuration. With ``MANTELZORG_ENV=production`` (or a ``MONGO_URI``) a
+missing key stops the service at start instead.
 """
 import base64
 import hashlib
@@ -113,12 +114,14 @@ class Signer:
 
 # --- loading from the environment, with development keys per data folder ----------------
 
-def _dev_secret(config, name, make, variable):
-    """A development secret kept in the data folder; made on first use. Refused with a real
-    database (MONGO_URI): every replica would make its own key and could not read the
-    others' data."""
+def _dev_secret(config, environ, name, make, variable):
+    """A development secret kept in the data folder; made on first use. Refused in
+    production and with a real database (MONGO_URI): every replica would make its own key
+    and could not read the others' data."""
+    if settings.is_production(environ):
+        raise settings.missing_in_production(variable, "keys are generated in development only")
     if settings.mongo_uri(config):
-        raise RuntimeError(f"{variable} must be set when MONGO_URI is set")
+        raise settings.SettingsError(f"{variable} must be set when MONGO_URI is set")
     folder = settings.data_dir(config)
     if folder == ":memory:":
         return _MEMORY.setdefault(name, make())
@@ -195,7 +198,7 @@ def signing_public_key(pem):
 
 def _cipher(config, environ, variable, name):
     text = _secret(variable, environ) or _dev_secret(
-        config, name, lambda: new_data_key("dev1"), variable)
+        config, environ, name, lambda: new_data_key("dev1"), variable)
     return DataCipher(_parse_pairs(text))
 
 
@@ -211,7 +214,7 @@ def session_cipher(config=None, environ=None):
 
 def keyed_hash(config=None, environ=None):
     text = _secret("MANTELZORG_LOOKUP_KEY", environ) or _dev_secret(
-        config, "lookup-key", new_lookup_key, "MANTELZORG_LOOKUP_KEY")
+        config, environ, "lookup-key", new_lookup_key, "MANTELZORG_LOOKUP_KEY")
     return KeyedHash(_unb64(text))
 
 
@@ -219,7 +222,7 @@ def signer(config=None, environ=None):
     pem = _secret("MANTELZORG_SIGNING_KEY", environ)
     key_id = _secret("MANTELZORG_SIGNING_KEY_ID", environ)
     if not pem:
-        pem = _dev_secret(config, "signing-key", new_signing_key, "MANTELZORG_SIGNING_KEY")
+        pem = _dev_secret(config, environ, "signing-key", new_signing_key, "MANTELZORG_SIGNING_KEY")
     key_id = key_id or signing_public_key(pem)[0]
     private_key = _signing_key(pem)
     earlier = [(kid, Ed25519PublicKey.from_public_bytes(raw))
@@ -227,10 +230,15 @@ def signer(config=None, environ=None):
     return Signer(private_key, key_id, earlier)
 
 
+KEY_SETTINGS = ("MANTELZORG_DATA_KEY", "MANTELZORG_LOOKUP_KEY", "MANTELZORG_SIGNING_KEY")
+
+
 class Keys:
     """The three kinds of key of a service, loaded once per process."""
 
     def __init__(self, config=None, environ=None):
+        settings.require_in_production(KEY_SETTINGS, "keys are generated in development only",
+                                       environ)
         self.cipher = data_cipher(config, environ)
         self.hash = keyed_hash(config, environ)
         self.signer = signer(config, environ)
@@ -240,7 +248,8 @@ class ServiceKeys(DependencyProvider):
     """Injects the service's Keys (see the module's description for the settings)."""
 
     def setup(self):
-        self.keys = Keys(self.container.config)
+        with settings.stop_if_misconfigured():
+            self.keys = Keys(self.container.config)
 
     def get_dependency(self, worker_ctx):
         return self.keys

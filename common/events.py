@@ -2,6 +2,11 @@
 
 Every event on the broker is an Envelope whose payload matches the schema the catalogue
 names for its type and version. docs/events.md describes the same catalogue for readers.
+
+Publishers are strict, consumers lenient: an envelope is validated in full before it enters
+the outbox, while a consumer ignores fields it does not know, so that a publisher may add a
+field while older consumers still run. A change that older consumers cannot read is a new
+version of the type; they read the versions the catalogue still knows.
 """
 import uuid
 from dataclasses import dataclass
@@ -23,10 +28,17 @@ class Envelope(BaseModel):
     source: str
     payload: dict
 
+    @classmethod
+    def received(cls, body):
+        """A consumer's reading of a body: envelope fields it does not know are left out."""
+        return cls.model_validate(body, extra="ignore")
+
     def parsed_payload(self):
-        """The payload as its schema reads it. Fields the schema does not know (at any depth)
-        are left out: a publisher may add optional fields before every consumer knows them."""
-        return event_type(self.type).schema.model_validate(self.payload, extra="ignore")
+        """The payload as the schema of its type and version reads it. Fields the schema
+        does not know (at any depth) are left out: a publisher may add optional fields before
+        every consumer knows them."""
+        return payload_schema(self.type, self.version).model_validate(self.payload,
+                                                                      extra="ignore")
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,26 @@ CATALOGUE = {
 }
 
 
+# Earlier versions of a type that consumers still read while a publisher may send them:
+# (type, version) -> payload schema. Empty while no type has had a breaking change.
+EARLIER_VERSIONS = {}
+
+
 def event_type(name):
     try:
         return CATALOGUE[name]
     except KeyError:
         raise ValueError(f"unknown event type {name!r}") from None
+
+
+def payload_schema(name, version):
+    kind = event_type(name)
+    if version == kind.version:
+        return kind.schema
+    try:
+        return EARLIER_VERSIONS[(name, version)]
+    except KeyError:
+        raise ValueError(f"unknown version {version} of event type {name!r}") from None
 
 
 @dataclass(frozen=True)
@@ -80,10 +107,6 @@ class Subscription:
         # The name nameko gives a service-pool event handler's queue.
         return f"evt-{self.source}-{self.event}--{self.consumer}.{self.handler}"
 
-    @property
-    def retry_queue(self):
-        return f"{self.queue}.retry"
-
 
 SUBSCRIPTIONS = (
     Subscription("municipality.imported", "declaration", "on_municipality_imported"),
@@ -98,6 +121,15 @@ SUBSCRIPTIONS = (
 )
 
 
+def subscriptions_from(source):
+    """The subscriptions to the events ``source`` publishes."""
+    return [entry for entry in SUBSCRIPTIONS if entry.source == source]
+
+
+def is_consumed(type_name):
+    return any(entry.event == type_name for entry in SUBSCRIPTIONS)
+
+
 def subscription(event, consumer, handler):
     for entry in SUBSCRIPTIONS:
         if (entry.event, entry.consumer, entry.handler) == (event, consumer, handler):
@@ -105,11 +137,13 @@ def subscription(event, consumer, handler):
     raise LookupError(f"{consumer}.{handler} is not subscribed to {event} in common.events")
 
 
-def new_envelope(type_name, payload, correlation_id, source):
-    """Validate a payload against the catalogue and wrap it for publication."""
+def new_envelope(type_name, payload, correlation_id, source, occurred_at=None):
+    """Validate a payload against the catalogue and wrap it for publication. ``occurred_at``
+    defaults to now; a state published again keeps the time of its last change."""
     kind = event_type(type_name)
     if kind.source != source:
         raise ValueError(f"{source} may not publish {type_name}")
     body = kind.schema.model_validate(payload).model_dump(mode="json")
+    when = {"occurred_at": occurred_at} if occurred_at is not None else {}
     return Envelope(type=type_name, version=kind.version, correlation_id=correlation_id,
-                    source=source, payload=body)
+                    source=source, payload=body, **when)

@@ -1,28 +1,38 @@
 """Reliable events over RabbitMQ: the transactional outbox and its relay, idempotent
 consumers with retries, and the dead-letter queue an operator can list and replay.
 
-Topology (declared by ``declare_topology`` at platform start and again by each service):
+Topology (declared by ``declare_topology`` at platform start, by every consumer for its own
+subscriptions, and, for the queues its events go to, by every publisher):
 - ``<source>.events``: nameko's topic exchange per publishing service;
 - ``evt-<source>-<type>--<consumer>.<handler>``: one durable queue per subscription;
-- ``<that queue>.retry``: holds a failed event for EVENT_RETRY_DELAY_MS times the attempts
-  so far (the message's own expiration), then hands it back to the queue;
+- ``<that queue>.retry.<ms>ms``: one queue per retry delay, which holds a failed event for
+  its delay (the queue's TTL, so the oldest is always the first due) and then hands it back
+  to the subscription's queue;
 - ``mantelzorg.dead-letters``: events that failed EVENT_MAX_ATTEMPTS times.
+
+Retry delays start at EVENT_RETRY_DELAY_MS and double with every attempt up to
+EVENT_RETRY_MAX_DELAY_MS. The defaults (14 attempts, 1 s, 2 min) keep retrying for about
+14 minutes, so that a failing event outlives a 10-minute store outage before it is parked.
 """
+import threading
 from datetime import timedelta
 from weakref import WeakKeyDictionary
 
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Producer, Queue
 from kombu.exceptions import ChannelError
 from kombu.pools import producers
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 from nameko.standalone.events import get_event_exchange
 from pydantic import ValidationError
 from pymongo import ASCENDING, ReturnDocument
 
 from common import config as settings
 from common import metrics
-from common.events import SUBSCRIPTIONS, Envelope, event_type, new_envelope, subscription
+from common import events
+from common.events import (Envelope, event_type, is_consumed, new_envelope, subscription,
+                           subscriptions_from)
 from common.logging import CORRELATION_KEY, get_logger, redact_text
 from common.storage import Storage, utcnow
 
@@ -33,7 +43,16 @@ ERROR_HEADER = "x-mantelzorg-error"
 FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
-CLAIM_SECONDS = 30
+CLAIM_SECONDS = 15
+# An event no queue took stays in the outbox and is tried again after this long.
+UNROUTABLE_RETRY_SECONDS = 5
+# A publish that cannot reach the broker gives up after a few tries; the relay's timer
+# tries again, so no worker waits for the broker's return.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+
+DEFAULT_MAX_ATTEMPTS = 14
+DEFAULT_RETRY_DELAY_MS = 1000
+DEFAULT_RETRY_MAX_DELAY_MS = 120_000
 EVENT_OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered")
 
 log = get_logger()
@@ -44,25 +63,44 @@ def broker(config=None):
     return Connection(settings.amqp_uri(config), transport_options={"confirm_publish": True})
 
 
+def retry_delays_ms(config=None):
+    """The wait before each retry of a failing event, in milliseconds: one entry per attempt
+    that may follow a failure."""
+    attempts = settings.int_setting(config, "EVENT_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)
+    first = settings.int_setting(config, "EVENT_RETRY_DELAY_MS", DEFAULT_RETRY_DELAY_MS)
+    longest = settings.int_setting(config, "EVENT_RETRY_MAX_DELAY_MS", DEFAULT_RETRY_MAX_DELAY_MS)
+    return [min(first * 2 ** number, longest) for number in range(max(attempts - 1, 0))]
+
+
 def _dead_letter_queue():
     return Queue(DEAD_LETTER_QUEUE, durable=True, auto_delete=False)
 
 
+def retry_queue_name(entry, delay_ms):
+    return f"{entry.queue}.retry.{delay_ms}ms"
+
+
+def subscription_queue(entry, config=None):
+    """The queue the source's exchange routes the subscription's events to."""
+    return Queue(entry.queue, exchange=get_event_exchange(entry.source, config or {}),
+                 routing_key=entry.event, durable=True, auto_delete=False, exclusive=False)
+
+
 def subscription_queues(entry, config=None):
-    exchange = get_event_exchange(entry.source, config or {})
-    return (
-        Queue(entry.queue, exchange=exchange, routing_key=entry.event,
-              durable=True, auto_delete=False, exclusive=False),
-        Queue(entry.retry_queue, durable=True, auto_delete=False, queue_arguments={
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": entry.queue,
-        }),
-    )
+    """The subscription's queue and one retry queue per delay (``retry_delays_ms``): each
+    holds what enters it for its delay, then hands it back to the subscription's queue."""
+    retries = [Queue(retry_queue_name(entry, delay), durable=True, auto_delete=False,
+                     queue_arguments={"x-message-ttl": delay, "x-dead-letter-exchange": "",
+                                      "x-dead-letter-routing-key": entry.queue})
+               for delay in sorted(set(retry_delays_ms(config)))]
+    return (subscription_queue(entry, config), *retries)
 
 
-def declare_topology(config=None, entries=SUBSCRIPTIONS):
-    """Declare every consumer's queue, so that no event published before its consumer
-    first started is dropped by the exchange."""
+def declare_topology(config=None, entries=None):
+    """Declare the consumers' queues (every subscription's, or those of ``entries``) with
+    their retry queues, and the dead-letter queue, so that no event published before its
+    consumer first started is dropped by the exchange."""
+    entries = events.SUBSCRIPTIONS if entries is None else entries
     with broker(config) as connection:
         channel = connection.channel()
         _dead_letter_queue()(channel).declare()
@@ -72,27 +110,32 @@ def declare_topology(config=None, entries=SUBSCRIPTIONS):
     return [entry.queue for entry in entries]
 
 
-def missing_queues(config=None, entries=SUBSCRIPTIONS):
-    """The queues of ``declare_topology`` that do not exist (yet). Asks passively, which
-    needs no permission: a service's restricted user can wait for the topology with it."""
+def queue_exists(connection, name):
+    """Asks passively, which needs no permission."""
+    channel = connection.channel()   # a failed passive declare closes its channel
+    try:
+        channel.queue_declare(name, passive=True)
+    except ChannelError:
+        return False
+    channel.close()
+    return True
+
+
+def missing_queues(config=None, entries=None):
+    """The queues of ``declare_topology`` that do not exist (yet): a service's restricted
+    user can wait for the topology with it."""
+    entries = events.SUBSCRIPTIONS if entries is None else entries
     names = [DEAD_LETTER_QUEUE] + [queue.name for entry in entries
                                    for queue in subscription_queues(entry, config)]
-    missing = []
     with broker(config) as connection:
-        for name in names:
-            channel = connection.channel()   # a failed passive declare closes its channel
-            try:
-                channel.queue_declare(name, passive=True)
-                channel.close()
-            except ChannelError:
-                missing.append(name)
-    return missing
+        return [name for name in names if not queue_exists(connection, name)]
 
 
-def publish(connection, body, exchange, routing_key, headers, expiration=None):
+def publish(connection, body, exchange, routing_key, headers):
+    """One persistent message, confirmed by the broker."""
     with producers[connection].acquire(block=True, timeout=10) as producer:
         producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers,
-                         serializer="json", delivery_mode=2, retry=True, expiration=expiration,
+                         serializer="json", delivery_mode=2, retry=True,
                          declare=[exchange] if isinstance(exchange, Exchange) and exchange.name else [])
 
 
@@ -102,17 +145,54 @@ def ensure_outbox_indexes(db):
     db[OUTBOX].create_index([("created_at", ASCENDING)])
 
 
+class EventPublisher:
+    """Publishes a service's events with publisher confirms. An event of a type that has
+    consumers goes out ``mandatory``: if no queue takes it, the broker returns it
+    (basic.return, before its confirm) instead of dropping it, and ``publish`` says so."""
+
+    def __init__(self, service, config):
+        self.connection = broker(config)
+        self.exchange = get_event_exchange(service, config)
+        self.returned = set()
+        self.lock = threading.Lock()   # one producer: one publish and its confirm at a time
+        self.producer = None
+
+    def _on_return(self, _error, _exchange, _routing_key, message):
+        self.returned.add(message.properties.get("message_id"))
+
+    def publish(self, envelope):
+        """Returns whether the broker routed the event (an event nobody consumes counts as
+        routed)."""
+        event_id = envelope["event_id"]
+        with self.lock:
+            if self.producer is None:
+                self.producer = Producer(self.connection, exchange=self.exchange,
+                                         on_return=self._on_return)
+            self.returned.discard(event_id)
+            self.producer.publish(
+                envelope, routing_key=envelope["type"], serializer="json", delivery_mode=2,
+                headers={CORRELATION_HEADER: envelope["correlation_id"]}, message_id=event_id,
+                mandatory=is_consumed(envelope["type"]), declare=[self.exchange],
+                retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+            routed = event_id not in self.returned
+            self.returned.discard(event_id)
+            return routed
+
+    def release(self):
+        self.connection.release()
+
+
 class Outbox:
     """Events written in the same transaction as the change they announce. An entry stays
-    in the collection until the broker has confirmed it, then it is removed: the outbox only
-    ever holds what is still to be published, so relaying stays cheap."""
+    in the collection until the broker has confirmed that a queue took it, then it is
+    removed: the outbox only ever holds what is still to be published, so relaying stays
+    cheap."""
 
     def __init__(self, store, service, config):
         self.collection = store[OUTBOX]
         self.service = service
         self.config = config
-        self.connection = broker(config)
-        self.exchange = get_event_exchange(service, config)
+        self.publisher = EventPublisher(service, config)
 
     def add(self, session, type_name, payload, correlation_id):
         return self.add_many(session, [(type_name, payload)], correlation_id)[0]
@@ -130,6 +210,25 @@ class Outbox:
             } for envelope in envelopes], session=session)
         return envelopes
 
+    def ensure_consumer_queues(self):
+        """Declares the queues this service's events go to (every subscription the catalogue
+        lists) that do not exist yet: the publisher does not rely on anyone else having
+        declared them. Where its broker user may not (each process's own user in Kubernetes,
+        where the declare-queues Job declares them), an event no queue takes stays in the
+        outbox until they exist."""
+        with broker(self.config) as connection:
+            missing = [entry for entry in subscriptions_from(self.service)
+                       if not queue_exists(connection, entry.queue)]
+            if not missing:
+                return
+            channel = connection.channel()
+            try:
+                for entry in missing:
+                    subscription_queue(entry, self.config)(channel).declare()
+            except ChannelError:
+                log.warning("outbox.consumer_queues_missing",
+                            queues=[entry.queue for entry in missing])
+
     def _claim(self, entry_id, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
         that dies lets go when its claim runs out."""
@@ -140,7 +239,8 @@ class Outbox:
 
     def relay(self, limit=500):
         """Publish pending events, oldest first, with publisher confirms, then remove them.
-        A crash in between publishes an event again later; consumers drop the duplicate."""
+        A crash in between publishes an event again later; consumers drop the duplicate.
+        An event that no queue took is kept and tried again later."""
         now = utcnow()
         waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
             .sort("created_at", ASCENDING).limit(limit)
@@ -157,25 +257,44 @@ class Outbox:
         return sum(self._publish(entry_id, now) for entry_id in entry_ids)
 
     def _publish(self, entry_id, now):
-        """1 when this relay claimed, published and removed the entry, 0 when another had it."""
+        """1 when this relay claimed, published and removed the entry, 0 when another had it
+        or no queue took it (it stays, and is tried again UNROUTABLE_RETRY_SECONDS later)."""
         entry = self._claim(entry_id, now)
         if entry is None:
             return 0
         envelope = entry["envelope"]
-        publish(self.connection, envelope, self.exchange, envelope["type"],
-                {CORRELATION_HEADER: envelope["correlation_id"]})
+        if not self._routed(envelope):
+            self.collection.update_one({"_id": entry["_id"]}, {"$set": {
+                "claimed_until": utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
+            metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
+            log.warning("outbox.event_unroutable", event_type=envelope["type"],
+                        event_id=envelope["event_id"], retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
+            return 0
         self.collection.delete_one({"_id": entry["_id"]})
         metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
         return 1
-    def send_to_queue(self, type_name, payloads, queue, correlation_id):
+
+    def _routed(self, envelope):
+        """Publish; when no queue took it, declare the consumers' queues and try once more."""
+        if self.publisher.publish(envelope):
+            return True
+        self.ensure_consumer_queues()
+        return self.publisher.publish(envelope)
+
+    def send_to_queue(self, type_name, events, queue, correlation_id):
         """Events straight into one consumer's queue (through the default exchange), each
         confirmed by the broker, bypassing the outbox: a new consumer catches up on the
-        current state without every other consumer receiving it again."""
-        for payload in payloads:
-            envelope = new_envelope(type_name, payload, correlation_id, self.service)
-            publish(self.connection, envelope.model_dump(mode="json"), "", queue,
+        current state without every other consumer receiving it again. ``events`` are
+        (payload, occurred_at) pairs; occurred_at None means now."""
+        for payload, occurred_at in events:
+            envelope = new_envelope(type_name, payload, correlation_id, self.service, occurred_at)
+            publish(self.publisher.connection, envelope.model_dump(mode="json"), "", queue,
                     {CORRELATION_HEADER: correlation_id})
-        return len(payloads)
+        return len(events)
+
+    def queue_exists(self, name):
+        with broker(self.config) as connection:
+            return queue_exists(connection, name)
 
     def _measure(self):
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
@@ -203,11 +322,11 @@ class EventOutbox(DependencyProvider):
         return self.outbox
 
     def start(self):
-        self._outbox()
+        self._outbox().ensure_consumer_queues()
 
     def stop(self):
         if self.outbox:
-            self.outbox.connection.release()
+            self.outbox.publisher.release()
         self.outbox = None
 
     def get_dependency(self, worker_ctx):
@@ -244,8 +363,11 @@ class WorkerOutbox:
     def relay(self):
         return self._outbox.relay()
 
-    def send_to_queue(self, type_name, payloads, queue, correlation_id):
-        return self._outbox.send_to_queue(type_name, payloads, queue, correlation_id)
+    def send_to_queue(self, type_name, events, queue, correlation_id):
+        return self._outbox.send_to_queue(type_name, events, queue, correlation_id)
+
+    def queue_exists(self, name):
+        return self._outbox.queue_exists(name)
 
     def pending(self):
         return self._outbox.pending()
@@ -253,9 +375,31 @@ class WorkerOutbox:
 
 # --- consumers ----------------------------------------------------------------------------
 
+class BrokerTolerantQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that acknowledging on a connection the broker has
+    just reset does not stop the service (nameko only expects amqp's own ConnectionError
+    there). The message was not acknowledged: the broker hands it out again after the
+    consumer reconnects."""
+
+    def ack_message(self, message):
+        try:
+            super().ack_message(message)
+        except OSError:
+            log.warning("amqp.ack_lost")
+
+    def requeue_message(self, message):
+        try:
+            super().requeue_message(message)
+        except OSError:
+            log.warning("amqp.requeue_lost")
+
+
 class ReliableEventHandler(EventHandler):
     """A nameko event handler that receives a validated Envelope, retries a failing event
-    and finally parks it in the dead-letter queue instead of dropping it."""
+    with growing delays and finally parks it in the dead-letter queue instead of dropping
+    it. Fields it does not know are ignored (see common/events.py)."""
+
+    queue_consumer = BrokerTolerantQueueConsumer()
 
     def __init__(self, event, **kwargs):
         super().__init__(event_type(event).source, event, **kwargs)
@@ -263,8 +407,7 @@ class ReliableEventHandler(EventHandler):
     def setup(self):
         self.subscription = subscription(self.event_type, self.container.service_name,
                                          self.method_name)
-        self.max_attempts = settings.int_setting(self.container.config, "EVENT_MAX_ATTEMPTS", 3)
-        self.retry_delay_ms = settings.int_setting(self.container.config, "EVENT_RETRY_DELAY_MS", 1000)
+        self.retry_delays = retry_delays_ms(self.container.config)
         self.connection = broker(self.container.config)
         declare_topology(self.container.config, [self.subscription])
         # Every outcome's series exists from the start at 0: an alert on
@@ -279,10 +422,10 @@ class ReliableEventHandler(EventHandler):
 
     def handle_message(self, body, message):
         try:
-            envelope = Envelope.model_validate(body)
+            envelope = Envelope.received(body)
             envelope.parsed_payload()
         except (ValidationError, ValueError) as exc:
-            self._park(message, body, f"invalid envelope: {type(exc).__name__}", attempts=1)
+            self._park(message, body, f"invalid envelope: {_reason(exc)}", attempts=1)
             self.queue_consumer.ack_message(message)
             return
         super().handle_message(envelope, message)
@@ -301,12 +444,15 @@ class ReliableEventHandler(EventHandler):
         attempts = int((message.headers or {}).get(ATTEMPTS_HEADER, 1))
         error = redact_text(f"{exc_info[0].__name__}: {exc_info[1]}")[:500]
         service = self.container.service_name
-        if attempts < self.max_attempts:
+        if attempts <= len(self.retry_delays):
+            delay = self.retry_delays[attempts - 1]
             headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts + 1}
-            publish(self.connection, message.payload, "", self.subscription.retry_queue, headers,
-                    expiration=self.retry_delay_ms * attempts / 1000)
+            # Into the queue that waits that long, then hands it back to the subscription's.
+            publish(self.connection, message.payload, "",
+                    retry_queue_name(self.subscription, delay), headers)
             metrics.EVENTS_HANDLED.labels(service, self.event_type, "retried").inc()
-            log.warning("event.retry", event_type=self.event_type, attempts=attempts, error=error)
+            log.warning("event.retry", event_type=self.event_type, attempts=attempts,
+                        retry_in_ms=delay, error=error)
         else:
             self._park(message, message.payload, error, attempts)
 
@@ -318,6 +464,14 @@ class ReliableEventHandler(EventHandler):
         metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type,
                                       "dead_lettered").inc()
         log.error("event.dead_lettered", event_type=self.event_type, attempts=attempts, error=error)
+
+
+def _reason(error):
+    """Why a body was refused, without the values it carried."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                         for e in error.errors(include_input=False))[:300]
+    return redact_text(str(error))[:300]
 
 
 handles_event = ReliableEventHandler.decorator

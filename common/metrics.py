@@ -33,11 +33,19 @@ DURATION = Histogram(
 )
 EVENTS_PUBLISHED = Counter(
     "mantelzorg_events_published_total", "Events published from the outbox.", ["service", "type"])
+EVENTS_UNROUTABLE = Counter(
+    "mantelzorg_events_unroutable_total",
+    "Events the broker returned because no queue took them; they stay in the outbox.",
+    ["service", "type"])
 EVENTS_HANDLED = Counter(
     "mantelzorg_events_handled_total",
     "Events consumed, by outcome (handled, duplicate, retried, dead_lettered).",
     ["service", "type", "outcome"],
 )
+RPC_REDELIVERIES_REFUSED = Counter(
+    "mantelzorg_rpc_redeliveries_refused_total",
+    "Calls handed out again after their process died or lost the broker; answered "
+    "UNAVAILABLE, not run twice.", ["service", "method"])
 OUTBOX_PENDING = Gauge(
     "mantelzorg_outbox_pending_events", "Events written but not yet published.", ["service"])
 OUTBOX_LAG = Gauge(

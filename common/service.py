@@ -4,27 +4,71 @@ services with data, the outbox relay."""
 import gc
 import uuid
 
+import amqp.exceptions
 import nameko.rpc
+from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
-from common.errors import BadUserInput
-from common.logging import CorrelatedLogging
-from common.messaging import EventOutbox
-from common.metrics import FROZEN_OBJECTS, EntrypointMetrics, metrics_response
+from common.errors import BadUserInput, Unavailable
+from common.logging import CorrelatedLogging, get_logger
+from common.messaging import BrokerTolerantQueueConsumer, EventOutbox
+from common.metrics import (FROZEN_OBJECTS, RPC_REDELIVERIES_REFUSED, EntrypointMetrics,
+                            metrics_response)
 
 
 class UnconfirmedPublisher(Publisher):
     use_confirms = False
 
 
+# What a publish raises when the broker cannot be reached.
+BROKER_UNREACHABLE = (OperationalError, OSError, amqp.exceptions.ConnectionError)
+
+
+class ReplyPublisher(UnconfirmedPublisher):
+    """Sends RPC replies. A reply the broker cannot take is lost, not the process: nameko
+    would otherwise stop the whole service over one unanswered call, whose caller gets
+    UNAVAILABLE when its timeout passes anyway."""
+
+    def publish(self, payload, **kwargs):
+        try:
+            super().publish(payload, **kwargs)
+        except BROKER_UNREACHABLE as error:
+            get_logger().warning("rpc.reply_lost", error=type(error).__name__)
+
+
 # RPC replies go without publisher confirms: the caller waits for the reply and has its own
 # timeout, so a confirm would only add a broker round trip to every call. nameko offers the
 # responder's publisher class as the place to choose this.
-nameko.rpc.Responder.publisher_cls = UnconfirmedPublisher
+nameko.rpc.Responder.publisher_cls = ReplyPublisher
+
+
+class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
+    """Runs a call at most once. The broker hands a call out again only when the process it
+    went to died or lost its connection before answering (SIGKILL, a broker restart): by then
+    the work may be done, and running it again could do it twice. So a redelivered call is
+    answered UNAVAILABLE without running; the caller, told it failed, may look and ask again."""
+
+    queue_consumer = BrokerTolerantQueueConsumer()
+
+    def handle_message(self, body, message):
+        if message.delivery_info.get("redelivered"):
+            method = message.delivery_info.get("routing_key", "")
+            RPC_REDELIVERIES_REFUSED.labels(self.container.service_name, method).inc()
+            get_logger().warning("rpc.redelivery_refused", method=method)
+            refusal = Unavailable("the call was interrupted and may have been done; "
+                                  "check before asking again")
+            self.handle_result(message, None, (Unavailable, refusal, None))
+            return
+        super().handle_message(body, message)
+
+
+# Every @rpc entrypoint of a platform service shares this consumer (a class attribute that
+# nameko binds per container), so no service opts out by forgetting to.
+nameko.rpc.Rpc.rpc_consumer = AtMostOnceRpcConsumer()
 
 
 class StartupHeapFreeze(DependencyProvider):
@@ -58,6 +102,7 @@ class PlatformService(InstrumentedService):
     outbox = EventOutbox()
     # The events the service can send again from what it stores, for a new consumer:
     # {event type: (collection, payload of a stored document, field values to select)}.
+    # A document's ``updated_at``, when it has one, is the time its event says it occurred.
     republishable = {}
 
     @rpc
@@ -79,13 +124,21 @@ class PlatformService(InstrumentedService):
         if not str(queue).startswith(f"evt-{self.name}-{event_type}--"):
             raise BadUserInput(f"queue: not a queue of {event_type} events", field="queue")
         collection, payload, equal = self.republishable[event_type]
+        if not self.outbox.queue_exists(queue):
+            raise BadUserInput(f"queue: {queue} does not exist", field="queue")
         documents = self.store.page(collection, after, limit, **equal)
-        sent = self.outbox.send_to_queue(event_type, [payload(d) for d in documents], queue,
-                                         f"republish-{uuid.uuid4()}")
+        # Each event keeps the time of the document's last change: a consumer that orders by
+        # event time never lets this older news overwrite a change made meanwhile.
+        sent = self.outbox.send_to_queue(
+            event_type, [(payload(d), d.get("updated_at")) for d in documents], queue,
+            f"republish-{uuid.uuid4()}")
         self.log.info("events.republished", event_type=event_type, queue=queue, sent=sent)
         return {"sent": sent, "next": documents[-1]["_id"] if len(documents) == limit else None}
 
     @timer(interval=1.0)
     def relay_outbox(self):
         # Picks up what a worker could not publish right after its transaction.
-        self.outbox.relay()
+        try:
+            self.outbox.relay()
+        except BROKER_UNREACHABLE as error:   # one line a second, until it answers again
+            self.log.warning("outbox.broker_unreachable", error=type(error).__name__)

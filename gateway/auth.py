@@ -14,6 +14,8 @@ from common.validators import MUNICIPALITY_CODE, validate_bsn
 
 log = get_logger()
 IDENTITY_PROVIDER_ALGORITHMS = ("RS256", "ES256")
+IDENTITY_PROVIDER_SETTINGS = ("MANTELZORG_JWT_JWKS_URL", "MANTELZORG_JWT_ISSUER",
+                              "MANTELZORG_JWT_AUDIENCE")
 
 ROLES = ("caregiver", "municipality", "partner", "support_point", "fund", "campaign", "admin")
 
@@ -124,16 +126,20 @@ class TokenVerifier:
     """HS256 with MANTELZORG_JWT_SECRET in development and tests; with
     MANTELZORG_JWT_JWKS_URL set, RS256/ES256 from the identity provider, whose issuer and
     audience (MANTELZORG_JWT_ISSUER, MANTELZORG_JWT_AUDIENCE) must then be configured too:
-    without them the gateway refuses to start. A caregiver's BSN is in the claim ``bsn``, or
-    in the claim that MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it
+    without them the gateway refuses to start. In production only the identity provider's
+    tokens count, and its three settings are required. A caregiver's BSN is in the claim
+    ``bsn``, or in the claim that MANTELZORG_JWT_BSN_CLAIM names (identity brokers name it
     differently)."""
 
     def __init__(self, environ=None):
         def read(variable, default=None):   # secrets and identity settings: environment only
             return settings.setting(None, variable, default, environ=environ)
 
+        settings.require_in_production(IDENTITY_PROVIDER_SETTINGS,
+                                       "tokens come from the identity provider", environ)
         self.bsn_claim = read("MANTELZORG_JWT_BSN_CLAIM", "bsn")
-        self.secret = read("MANTELZORG_JWT_SECRET")
+        # Development sign-in (HS256 with a shared secret) exists only in development.
+        self.secret = None if settings.is_production(environ) else read("MANTELZORG_JWT_SECRET")
         self.jwks_url = read("MANTELZORG_JWT_JWKS_URL")
         self.issuer = read("MANTELZORG_JWT_ISSUER")
         self.audience = read("MANTELZORG_JWT_AUDIENCE")
@@ -210,7 +216,8 @@ class Authentication(DependencyProvider):
     a wrong setting stops the start."""
 
     def setup(self):
-        self.verifier = TokenVerifier()
+        with settings.stop_if_misconfigured():
+            self.verifier = TokenVerifier()
 
     def get_dependency(self, worker_ctx):
         return self.verifier

@@ -3,6 +3,7 @@ stack trace, a database detail or personal data."""
 import re
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 
 from common.errors import DomainError
@@ -64,7 +65,8 @@ def format_error(error):
     if argument:   # e.g. null sent for a variable that a non-null argument takes
         field = argument.group("name")
         return error_entry(f"{field}: is not valid", "BAD_USER_INPUT", field, path)
-    if isinstance(original, (RpcTimeout, UnknownService, TimeoutError)):
+    # OperationalError: the broker could not take the call (down, restarting).
+    if isinstance(original, (RpcTimeout, UnknownService, TimeoutError, OperationalError)):
         log.warning("gateway.service_unavailable", error=type(original).__name__)
         return error_entry("a service is temporarily unavailable; try again later",
                            "UNAVAILABLE", path=path)

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from common import config as settings
 from common.crypto import data_cipher
 from common.errors import BadUserInput, Conflict
 from common.storage import DocumentStore, Storage, utcnow
@@ -113,7 +114,9 @@ class Idempotency(Storage):
 
     def setup(self):
         super().setup()
-        self.mutations = IdempotentMutations(self.store, data_cipher(self.container.config))
+        with settings.stop_if_misconfigured():
+            cipher = data_cipher(self.container.config)
+        self.mutations = IdempotentMutations(self.store, cipher)
 
     def get_dependency(self, worker_ctx):
         return self.mutations

@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -72,8 +73,12 @@ def main(argv=None):
     quiet_libraries()
     os.environ.setdefault("AMQP_URI", settings.DEFAULT_AMQP_URI)
     try:
+        if args.command in DEVELOPMENT_ONLY and settings.is_production():
+            raise settings.SettingsError(
+                f"MANTELZORG_ENV={settings.PRODUCTION}: 'mantelzorg {args.command}' is for "
+                "development only (demo data, development tokens)")
         return COMMANDS[args.command](args)
-    except BrokerMissing as problem:
+    except (BrokerMissing, settings.SettingsError) as problem:
         print(problem, file=sys.stderr)
         return 1
 
@@ -85,18 +90,35 @@ def run(_args):
         print(f"MANTELZORG_JWT_SECRET was unset; this run signs with: {secret}")
     declare_topology()
     platform = Platform()
-    platform.start()
+    stop_on_signals(signal.SIGTERM, signal.SIGHUP)
     try:
+        platform.start()
         platform.wait_until_healthy()
         with platform.rpc(timeout=60) as rpc:
             seed(rpc)
         print_welcome(platform)
         platform.wait_while_running()
-    except KeyboardInterrupt:
-        print("\nstopping …")
+    except (KeyboardInterrupt, StopRequested) as reason:
+        print(f"\n{reason or 'interrupted'}: stopping …", flush=True)
     finally:
+        # Nothing interrupts the stop itself: it ends every process, by SIGKILL if need be.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         platform.stop()
+    print("stopped", flush=True)
     return 0
+
+
+class StopRequested(BaseException):
+    """A supervisor, a container runtime or ``kill`` asked the launcher to stop."""
+
+
+def stop_on_signals(*signums):
+    """These signals stop the platform as Ctrl-C does."""
+    def request_stop(signum, _frame):
+        raise StopRequested(signal.Signals(signum).name)
+    for signum in signums:
+        signal.signal(signum, request_stop)
 
 
 def seed(rpc):
@@ -262,6 +284,7 @@ def token(args):
     return 0
 
 
+DEVELOPMENT_ONLY = ("run", "token")
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,

@@ -1,5 +1,11 @@
-"""Starting and stopping the platform's processes: one per service, one for the gateway
-(every HTTP-serving nameko service needs a port of its own)."""
+"""Starting, watching and stopping the platform's processes: one per service, one for the
+gateway (every HTTP-serving nameko service needs a port of its own).
+
+No process outlives the launcher: on Linux each one is started with the parent-death signal
+set (``prctl(PR_SET_PDEATHSIG)``), so the kernel kills it when the launcher dies, even by
+SIGKILL. A process that dies while the platform runs is started again after a delay that
+doubles with every death in a row, as compose and Kubernetes restart a container."""
+import ctypes
 import os
 import signal
 import subprocess
@@ -39,6 +45,43 @@ PROCESSES = (*(_service_process(number, name) for number, name in enumerate(SERV
              GATEWAY)
 
 
+# Restarts of a process that keeps dying: 1 s, 2 s, 4 s ... at most 30 s; a process that
+# ran this long since its last start counts as healthy again and starts over at 1 s.
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 30.0
+STABLE_AFTER_SECONDS = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def process_named(name):
+    return next(process for process in PROCESSES if process.name == name)
+
+
+def die_with(parent_pid):
+    """A ``preexec_fn`` for Popen: the child gets SIGKILL when its parent dies. The
+    launcher's own death is a crash, and every service already survives being killed
+    (outbox, transactions, redelivery); a graceful stop could hang with nobody left to
+    finish it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl   # looked up before the fork
+
+    def set_parent_death_signal():
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:   # the parent died before the signal was set
+            os._exit(1)
+    return set_parent_death_signal
+
+
+def exit_description(code):
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def metrics_address(process, environ):
     return settings.setting(None, process.address_variable, f"127.0.0.1:{process.default_port}",
                             environ=environ)
@@ -47,14 +90,18 @@ def metrics_address(process, environ):
 class Platform:
     """The running processes; ``logs`` names a folder to write each one's output to,
     otherwise they share this terminal. ``process_environ`` adds settings for one process
-    (by name), such as its own broker user."""
+    (by name), such as its own broker user. ``say`` reports starts, deaths and restarts."""
 
-    def __init__(self, environ=None, logs=None, process_environ=None):
+    def __init__(self, environ=None, logs=None, process_environ=None, say=None):
         self.environ = dict(os.environ if environ is None else environ)
         self.environ.setdefault("PYTHONWARNINGS", "ignore")
         self.logs = Path(logs) if logs else None
         self.process_environ = process_environ or {}
+        self.say = say or (lambda line: print(line, flush=True))
         self.children = {}
+        self.started_at = {}
+        self.deaths_in_a_row = {}
+        self.restart_due = {}
 
     def log_file(self, name):
         return self.logs / f"{name}.log"
@@ -69,12 +116,30 @@ class Platform:
         if self.logs:
             self.logs.mkdir(parents=True, exist_ok=True)
             output = open(self.log_file(process.name), "ab")
-        self.children[process.name] = subprocess.Popen(
-            [sys.executable, "-m", "nameko", "run", "--config", process.config,
-             process.target],
-            cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
-            stdout=output, stderr=subprocess.STDOUT if output else None,
-            start_new_session=True)   # Ctrl-C reaches the launcher, which stops them in order
+        try:
+            self.children[process.name] = subprocess.Popen(
+                [sys.executable, "-m", "nameko", "run", "--config", process.config,
+                 process.target],
+                cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                # Ctrl-C reaches the launcher only, which stops them in order.
+                start_new_session=True, preexec_fn=die_with(os.getpid()))
+        finally:
+            if output:
+                output.close()
+        self.started_at[process.name] = time.monotonic()
+        self.restart_due.pop(process.name, None)
+        self.say(f"{process.name} started (pid {self.children[process.name].pid})")
+        return self.children[process.name]
+
+    def stop_process(self, process, grace=15):
+        """Stops one process (SIGTERM, then SIGKILL after ``grace`` seconds); it is not
+        restarted until ``start_process``."""
+        child = self.children.pop(process.name, None)
+        self.restart_due.pop(process.name, None)
+        if child is not None:
+            self._terminate([child], grace)
 
     def gateway_url(self):
         port = settings.setting(None, "GATEWAY_PORT", 8000, environ=self.environ)
@@ -84,9 +149,12 @@ class Platform:
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
         return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout)
 
-    def wait_until_healthy(self, timeout=90):
+    def wait_until_healthy(self, timeout=90, names=None):
+        """Every service answers its health RPC and the gateway its /health (or only the
+        processes ``names`` lists)."""
         deadline = time.monotonic() + timeout
-        pending = set(SERVICE_NAMES)
+        wanted = set(names or (*SERVICE_NAMES, "gateway"))
+        pending = wanted - {"gateway"}
         with self.rpc(timeout=3) as rpc:
             while pending and time.monotonic() < deadline:
                 self.raise_if_exited()
@@ -96,34 +164,68 @@ class Platform:
                             pending.discard(name)
                     except Exception:
                         time.sleep(0.3)
-        while time.monotonic() < deadline:
+        while "gateway" in wanted and time.monotonic() < deadline:
             self.raise_if_exited()
             try:
                 if requests.get(f"{self.gateway_url()}/health", timeout=2).ok:
                     return
             except requests.RequestException:
                 time.sleep(0.3)
-        raise TimeoutError(f"not healthy after {timeout} s: {sorted(pending) or ['gateway']}")
+        if pending or "gateway" in wanted:
+            raise TimeoutError(f"not healthy after {timeout} s: {sorted(pending) or ['gateway']}")
 
-    def wait_while_running(self):
+    def wait_while_running(self, interval=0.5):
+        """Watches the processes until interrupted, restarting any that dies."""
         while True:
-            self.raise_if_exited()
-            time.sleep(0.5)
+            self.supervise()
+            time.sleep(interval)
+
+    def supervise(self):
+        """One look at every process: a death is reported and its restart scheduled; a
+        restart that is due is made."""
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            if name not in self.restart_due:
+                ran = now - self.started_at.get(name, now)
+                streak = 0 if ran >= STABLE_AFTER_SECONDS else self.deaths_in_a_row.get(name, 0)
+                self.deaths_in_a_row[name] = streak + 1
+                delay = min(FIRST_RESTART_DELAY * 2 ** streak, MAX_RESTART_DELAY)
+                self.restart_due[name] = now + delay
+                self.say(f"{name} (pid {child.pid}) {exit_description(code)}; "
+                         f"restarting in {delay:g} s (restart {streak + 1} in a row)")
+            elif now >= self.restart_due[name]:
+                self.start_process(process_named(name))
 
     def raise_if_exited(self):
         for name, child in self.children.items():
             if child.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {child.returncode}")
+                raise RuntimeError(f"{name} {exit_description(child.returncode)}")
 
     def stop(self, grace=15):
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+        self._terminate(list(self.children.values()), grace)
+        self.children.clear()
+        self.restart_due.clear()
+
+    @staticmethod
+    def _terminate(children, grace):
+        """SIGTERM to each process's group (it leads a session of its own), SIGKILL to the
+        group of any still running after ``grace`` seconds."""
+        def signal_group(child, signum):
+            if child.poll() is not None:   # reaped: its pid may belong to another by now
+                return
+            try:
+                os.killpg(child.pid, signum)
+            except ProcessLookupError:
+                pass
+        for child in children:
+            signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for child in self.children.values():
+        for child in children:
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.kill()
+                signal_group(child, signal.SIGKILL)
                 child.wait()
-        self.children.clear()

@@ -39,27 +39,50 @@ def shared_data():
     return SHARED_DATA
 
 
+@contextmanager
+def throwaway_vhost(kind="test"):
+    """A RabbitMQ virtual host of its own on the shared broker; yields its AMQP URI."""
+    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    name = f"mantelzorg-{kind}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield create_vhost(base, name)
+    finally:
+        delete_vhost(base, name)
+
+
 @pytest.fixture(scope="session")
 def amqp_uri():
     """A throwaway RabbitMQ virtual host for this test run."""
-    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
-    name = f"mantelzorg-test-{uuid.uuid4().hex[:8]}"
-    uri = create_vhost(base, name)
-    yield uri
-    delete_vhost(base, name)
+    with throwaway_vhost() as uri:
+        yield uri
+
+
+@pytest.fixture
+def empty_amqp_uri():
+    """A virtual host of this test's own, in which nothing is declared yet."""
+    with throwaway_vhost("empty") as uri:
+        yield uri
+
+
+def platform_environ(amqp_uri, data_dir, **extra):
+    """The environment of a test platform: its broker, its own data folder and free ports."""
+    environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
+                   MANTELZORG_DATA_DIR=str(data_dir), GATEWAY_PORT=str(free_port()), **extra)
+    for process in PROCESSES:
+        environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+    return environ
 
 
 @contextmanager
-def running_platform(amqp_uri, tmp_path_factory, process_environ=None):
+def running_platform(amqp_uri, tmp_path_factory, process_environ=None, **extra):
     """Every service and the gateway as real processes on the real broker (the queues
-    declared already), with the embedded document store in a fresh folder and free ports."""
-    environ = dict(os.environ, AMQP_URI=amqp_uri, MANTELZORG_JWT_SECRET=JWT_SECRET,
-                   MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("data")),
-                   EVENT_RETRY_DELAY_MS="200", GATEWAY_PORT=str(free_port()))
-    for process in PROCESSES:
-        environ[process.address_variable] = f"127.0.0.1:{free_port()}"
+    declared already), with the embedded document store in a fresh folder and free ports;
+    failing events are retried quickly."""
+    environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
+                               **{"EVENT_RETRY_DELAY_MS": "200",
+                                  "EVENT_RETRY_MAX_DELAY_MS": "2000", **extra})
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"),
-                       process_environ=process_environ)
+                       process_environ=process_environ, say=lambda line: None)
     running.start()
     try:
         running.wait_until_healthy()
@@ -142,3 +165,15 @@ def declaration_store():
     store = DeclarationStore("declaration_probe", "", ":memory:")
     yield store
     store.close()
+
+
+@pytest.fixture
+def outbox_store():
+    """An embedded store in memory with the outbox's indexes, for an Outbox of a test's own."""
+    from common.messaging import ensure_outbox_indexes
+    from common.storage import DocumentStore
+
+    opened = DocumentStore("outbox_probe", "", ":memory:")
+    ensure_outbox_indexes(opened.db)
+    yield opened
+    opened.close()

@@ -192,6 +192,16 @@ class AnswerRecorder:
 
 ANSWERS = AnswerRecorder()
 EVENT_CAPTURE_QUEUE = "test.personal-data-scan"
+
+
+def drain(queue):
+    """The bodies waiting in a bound kombu queue, taken out."""
+    bodies = []
+    while (message := queue.get(no_ack=True)) is not None:
+        bodies.append(message.decode())
+    return bodies
+
+
 # --- metric names -----------------------------------------------------------------------
 
 _SAMPLE_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum"),

@@ -2,12 +2,14 @@
 HTTP entrypoints of the gateway. Each hands its request to its view in ``views.py``."""
 from gateway.server import http
 
-from gateway.web import assets, views
+from gateway.web import assets, signin, views
 from gateway.web.app import serve
 
 
 class CaregiverPages:
     """Mixed into the gateway's service class."""
+
+    production_sign_in = signin.ProductionSignIn()
 
     @http("GET", "/")
     def page_start(self, request):

@@ -1,7 +1,9 @@
 """Signing in with the identity provider (DigiD sits behind such a provider): OpenID Connect's
 authorization code flow with PKCE, through Authlib, the ID token checked with joserfc.
 
-Settings (environment); with none of them the development sign-in (a BSN field) is used:
+Settings (environment); with none of them the development sign-in (a BSN field) is used,
+in development only: with ``MANTELZORG_ENV=production`` the gateway does not start without
+them (and without ``MANTELZORG_SESSION_KEY``):
 
 | variable | meaning |
 |---|---|
@@ -25,6 +27,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from nameko.extensions import DependencyProvider
+
+from common import config as settings
+from common.crypto import session_cipher
 from common.logging import get_logger
 from common.validators import validate_bsn
 from gateway.web.session import new_subject
@@ -144,3 +150,25 @@ def identity_provider(environ=os.environ):
     if key not in _providers:
         _providers[key] = IdentityProvider(environ)
     return _providers[key]
+
+
+def require_identity_provider_in_production(environ=os.environ):
+    """In production caregivers sign in through the identity provider only: the development
+    sign-in (any BSN typed in) must never be the one a real site offers."""
+    if not settings.is_production(environ):
+        return
+    because = "caregivers sign in through the identity provider in production"
+    if not (environ.get("MANTELZORG_OIDC_ISSUER") or environ.get("MANTELZORG_OIDC_METADATA_URL")):
+        raise settings.missing_in_production(
+            "MANTELZORG_OIDC_ISSUER or MANTELZORG_OIDC_METADATA_URL", because)
+    settings.require_in_production(("MANTELZORG_OIDC_CLIENT_ID", "MANTELZORG_OIDC_CLIENT_SECRET",
+                                    "MANTELZORG_OIDC_REDIRECT_URL"), because, environ)
+    session_cipher(environ=environ)   # no session key is made up in production either
+
+
+class ProductionSignIn(DependencyProvider):
+    """Checks at start what ``require_identity_provider_in_production`` asks."""
+
+    def setup(self):
+        with settings.stop_if_misconfigured():
+            require_identity_provider_in_production()

@@ -4,6 +4,7 @@ from datetime import date
 
 from nameko.exceptions import RpcTimeout, UnknownService
 
+from common import config as settings
 from common.errors import Forbidden, NotFound, Unavailable
 from common.validators import pc4_of, validate_bsn
 from gateway import printable
@@ -71,7 +72,9 @@ def sign_in(page):
     next_page = _next_page(page.request.values.get("volgende"))
     form = Form({"bsn": page.form.get("bsn")} if page.request.method == "POST" else {})
     if page.request.method == "POST":
-        if provider:   # the development sign-in is off when an identity provider is set
+        # The development sign-in is off when an identity provider is set, and always in
+        # production (where the gateway does not start without one).
+        if provider or settings.is_production():
             return page.render("refused.html", status=403)
         bsn = "".join(form.get("bsn").split())
         if not bsn:

