@@ -360,27 +360,10 @@ class DeclarationService(PlatformService):
         data an earlier, still configured key encrypted. ``mantelzorg reencrypt-personal-data``
         calls it until none remain; then the earlier keys can be dropped. Data under a key
         that is no longer configured cannot be read: it is counted and left as it is."""
-        cipher = self.keys.cipher
-        declarations = self.store[DECLARATIONS]
-        earlier_keys = [kid for kid in cipher.keys if kid != cipher.current_id]
-        reencrypted = 0
-        for document in declarations.find({"personal.kid": {"$in": earlier_keys}},
-                                          {"personal": 1}).limit(batch):
-            sealed = document["personal"]
-            value = cipher.decrypt(sealed, context=document["_id"])
-            # Only if no other replica re-encrypted it meanwhile.
-            changed = declarations.update_one(
-                {"_id": document["_id"], "personal.kid": sealed["kid"]},
-                {"$set": {"personal": cipher.encrypt(value, context=document["_id"])}})
-            reencrypted += changed.modified_count
-        remaining = declarations.count_documents({"personal.kid": {"$in": earlier_keys}})
-        unknown = {"personal.kid": {"$exists": True, "$nin": list(cipher.keys)}}
-        unknown_keys = sorted(declarations.distinct("personal.kid", unknown))
-        self.log.info("declaration.personal_data_reencrypted", reencrypted=reencrypted,
-                      remaining=remaining, key_id=cipher.current_id)
-        return {"key_id": cipher.current_id, "reencrypted": reencrypted, "remaining": remaining,
-                "unreadable": declarations.count_documents(unknown) if unknown_keys else 0,
-                "unknown_keys": unknown_keys}
+        report = self.store.reencrypt(DECLARATIONS, "personal", self.keys.cipher, batch)
+        self.log.info("declaration.personal_data_reencrypted", reencrypted=report["reencrypted"],
+                      remaining=report["remaining"], key_id=report["key_id"])
+        return report
 
     # --- bulk path for load tests ---------------------------------------------------------
 
