@@ -141,6 +141,30 @@ class DocumentStore:
                                         session=session)
         return True
 
+    def reencrypt(self, collection, field, cipher, batch):
+        """Re-encrypts with the current data key up to ``batch`` documents whose ``field``
+        (sealed with the document's ``_id`` as context) an earlier, still configured key
+        encrypted. Data under a key that is no longer configured cannot be read: it is
+        counted and left as it is. Returns the report of ``reencrypt-personal-data``."""
+        documents = self.db[collection]
+        kid = f"{field}.kid"
+        earlier_keys = [key for key in cipher.keys if key != cipher.current_id]
+        reencrypted = 0
+        for document in documents.find({kid: {"$in": earlier_keys}}, {field: 1}).limit(batch):
+            sealed = document[field]
+            value = cipher.decrypt(sealed, context=document["_id"])
+            # Only if no other replica re-encrypted it meanwhile.
+            changed = documents.update_one(
+                {"_id": document["_id"], kid: sealed["kid"]},
+                {"$set": {field: cipher.encrypt(value, context=document["_id"])}})
+            reencrypted += changed.modified_count
+        unknown = {kid: {"$exists": True, "$nin": list(cipher.keys)}}
+        unknown_keys = sorted(documents.distinct(kid, unknown))
+        return {"key_id": cipher.current_id, "reencrypted": reencrypted,
+                "remaining": documents.count_documents({kid: {"$in": earlier_keys}}),
+                "unreadable": documents.count_documents(unknown) if unknown_keys else 0,
+                "unknown_keys": unknown_keys}
+
     def close(self):
         self.client.close()
         if self.embedded:

@@ -40,6 +40,8 @@ def main(argv=None):
     importer = commands.add_parser("import-reference",
                                    help="import municipalities.csv and pc4.csv from a folder")
     importer.add_argument("folder", type=Path)
+    commands.add_parser("announce-pc4-areas",
+                        help="publish the registry's PC4 areas again, for the travel-cost fund")
     points = commands.add_parser("import-support-points",
                                  help="import support points from a CSV file")
     points.add_argument("file", type=Path)
@@ -171,6 +173,15 @@ def import_reference(args):
     return 0 if not any(r["rejected"] for r in reports.values()) else 2
 
 
+def announce_pc4_areas(_args):
+    """The fund keeps its own copy of the PC4 centroids from the registry's events; a fund
+    deployed after the areas were imported gets them with this."""
+    ensure_broker(settings.amqp_uri())
+    with Platform().rpc(timeout=120) as rpc:
+        print(f"announced {rpc.registry.announce_pc4_areas()} PC4 areas")
+    return 0
+
+
 def import_support_points(args):
     ensure_broker(settings.amqp_uri())
     with Platform().rpc(timeout=120) as rpc:
@@ -215,24 +226,31 @@ def republish(args):
     return 0
 
 
+# The services that keep personal data encrypted with the data key.
+ENCRYPTING_SERVICES = ("declaration", "travel_costs")
+
+
 def reencrypt_personal_data(_args):
-    """Batches until no declaration is left on an earlier configured data key. Exit 2 when
-    some are under a key that is no longer configured: put it back behind the new one and
-    run again."""
+    """Batches, per service, until nothing is left on an earlier configured data key. Exit 2
+    when some data is under a key that is no longer configured: put it back behind the new
+    one and run again."""
     ensure_broker(settings.amqp_uri())
-    total = 0
+    failed = False
     with Platform().rpc(timeout=300) as rpc:
-        while True:
-            report = rpc.declaration.reencrypt_personal_data()
-            total += report["reencrypted"]
-            print(f"re-encrypted {total} with key {report['key_id']}; "
-                  f"{report['remaining']} left on earlier keys")
-            if not report["reencrypted"] or not report["remaining"]:
-                break
-    if report["unreadable"]:
-        print(f"{report['unreadable']} encrypted with keys that are not configured: "
-              f"{', '.join(report['unknown_keys'])}", file=sys.stderr)
-    return 2 if report["remaining"] or report["unreadable"] else 0
+        for service in ENCRYPTING_SERVICES:
+            total = 0
+            while True:
+                report = getattr(rpc, service).reencrypt_personal_data()
+                total += report["reencrypted"]
+                print(f"{service}: re-encrypted {total} with key {report['key_id']}; "
+                      f"{report['remaining']} left on earlier keys")
+                if not report["reencrypted"] or not report["remaining"]:
+                    break
+            if report["unreadable"]:
+                print(f"{service}: {report['unreadable']} encrypted with keys that are not "
+                      f"configured: {', '.join(report['unknown_keys'])}", file=sys.stderr)
+            failed |= bool(report["remaining"] or report["unreadable"])
+    return 2 if failed else 0
 
 
 def expire_declarations(args):
@@ -286,7 +304,7 @@ def token(args):
 
 DEVELOPMENT_ONLY = ("run", "token")
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
-            "import-support-points": import_support_points,
+            "import-support-points": import_support_points, "announce-pc4-areas": announce_pc4_areas,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
             "new-keys": new_keys, "probe": probe, "token": token}

@@ -82,6 +82,19 @@ class RegistryService(PlatformService):
                       rejected=len(report["rejected"]))
         return report
 
+    @rpc
+    def announce_pc4_areas(self, batch=500):
+        """Publishes every stored PC4 area again, ``batch`` areas a pc4_areas.imported event:
+        for a consumer that started after the areas were imported (``mantelzorg
+        announce-pc4-areas``). Returns how many areas it announced."""
+        areas = list(self.store.all_pc4_areas())
+        for start in range(0, len(areas), batch):
+            event = domain.pc4_areas_event(areas[start:start + batch])
+            self.store.in_transaction(
+                lambda session, event=event: self.outbox.record(session, "pc4_areas.imported", event))
+        self.log.info("registry.pc4_areas_announced", areas=len(areas))
+        return len(areas)
+
     # --- support points --------------------------------------------------------------------
 
     @rpc

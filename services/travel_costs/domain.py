@@ -66,6 +66,14 @@ def next_status(current, action, actor, reason=None):
     return step.after
 
 
+def review_reason(text):
+    """A reviewer's reason, tidied; None when there is none."""
+    text = (text or "").strip()
+    if len(text) > 500:
+        raise BadUserInput("reason: at most 500 characters", field="reason")
+    return text or None
+
+
 def actor_trace(actor):
     """Who did something, for the audit trail (a role and a pseudonymous id, never a BSN)."""
     return {"role": (actor or {}).get("role"), "sub": (actor or {}).get("sub")}

@@ -18,7 +18,7 @@ from common.service import PlatformService
 from common.storage import Storage, utcnow_millis
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import FundConfiguration
-from services.travel_costs.storage import TravelCostsStore
+from services.travel_costs.storage import CLAIMS, TravelCostsStore
 
 PAY_CHUNK = 1000          # claims marked paid (with their events) per transaction
 FILE_CHUNK = 4 * 1024 * 1024
@@ -195,7 +195,7 @@ class TravelCostsService(PlatformService):
         """The fund's decision: APPROVED or REJECTED (with a reason). A rejected claim's
         amount no longer counts towards the caregiver's annual cap."""
         domain.may_review(actor)
-        reason = (reason or "").strip()[:500] or None
+        reason = domain.review_reason(reason)
         action = "approve" if approve else "reject"
 
         def work(session):
@@ -334,6 +334,18 @@ class TravelCostsService(PlatformService):
             raise NotFound("no such payout batch")
         size, data = self.store.read_file(batch["file_id"], int(offset), FILE_CHUNK)
         return {"size": size, "data": base64.b64encode(data).decode(), "schema": batch["schema"]}
+
+    # --- rotation of the data key ---------------------------------------------------------
+
+    @rpc
+    def reencrypt_personal_data(self, batch=500):
+        """Re-encrypts with the current data key up to ``batch`` claims' accounts (IBAN, BIC,
+        account holder) that an earlier, still configured key encrypted; called by
+        ``mantelzorg reencrypt-personal-data`` until none remain."""
+        report = self.store.reencrypt(CLAIMS, "account", self.keys.cipher, batch)
+        self.log.info("travel_costs.personal_data_reencrypted", reencrypted=report["reencrypted"],
+                      remaining=report["remaining"], key_id=report["key_id"])
+        return report
 
     # --- statements -----------------------------------------------------------------------
 

@@ -390,3 +390,15 @@ def test_events_logs_and_answers_carry_no_iban_and_no_bsn(gql, fund_ready, platf
     assert IBAN not in text and caregiver.bsn not in text and "A. de Vries" not in text
     logged = json.dumps(log_lines(platform, "travel_costs") + log_lines(platform, "gateway"))
     assert IBAN not in logged and caregiver.bsn not in logged
+
+
+def test_the_registry_announces_its_areas_again_for_a_fund_deployed_later(rpc, fund_ready, platform):
+    metrics_url = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
+    sample = ('mantelzorg_events_handled_total{outcome="handled",service="travel_costs",'
+              'type="pc4_areas.imported"}')
+    before = scrape(metrics_url, sample)
+    areas = rpc.travel_costs.health()["pc4_areas"]
+    assert rpc.registry.announce_pc4_areas(1000) == areas
+    events = -(-areas // 1000)
+    assert eventually(lambda: scrape(metrics_url, sample) >= before + events)
+    assert rpc.travel_costs.health()["pc4_areas"] == areas

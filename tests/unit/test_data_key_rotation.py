@@ -1,5 +1,6 @@
-"""Rotation of the data key: the declaration service re-encrypts stored personal data with
-the new key, on the embedded store, so that the earlier key can be dropped."""
+"""Rotation of the data key: the declaration and travel_costs services re-encrypt stored
+personal data with the new key, on the embedded store, so that the earlier key can be
+dropped."""
 from types import SimpleNamespace
 
 from nameko.testing.services import worker_factory
@@ -59,3 +60,28 @@ def test_verification_codes_move_to_the_new_key_too(declaration_store):
     assert new_only.decrypt(stored["verification_code"], context="d1:verification_code") \
         == "ABCD-EFGH-JKMN"
     assert new_only.decrypt(stored["personal"], context="d1") == personal(1)
+def test_the_accounts_of_travel_claims_move_to_the_new_key():
+    from services.travel_costs.service import TravelCostsService
+    from services.travel_costs.storage import CLAIMS, TravelCostsStore
+
+    store = TravelCostsStore("rotation_probe", "", ":memory:")
+    try:
+        _accounts_move_to_the_new_key(store, TravelCostsService, CLAIMS)
+    finally:
+        store.close()
+
+
+def _accounts_move_to_the_new_key(store, TravelCostsService, CLAIMS):
+    old = DataCipher([OLD])
+    account = {"iban": "NL91ABNA0417164300", "bic": "ABNANL2A", "account_holder": "A. de Vries"}
+    for number in range(3):
+        store[CLAIMS].insert_one({"_id": f"c{number}", "account": old.encrypt(account, context=f"c{number}")})
+    service = worker_factory(TravelCostsService, store=store,
+                             keys=SimpleNamespace(cipher=DataCipher([NEW, OLD])))
+    assert service.reencrypt_personal_data(batch=2) == {
+        "key_id": "k2", "reencrypted": 2, "remaining": 1, "unreadable": 0, "unknown_keys": []}
+    assert service.reencrypt_personal_data(batch=2)["remaining"] == 0
+    new_only = DataCipher([NEW])
+    for number in range(3):
+        assert new_only.decrypt(store[CLAIMS].find_one({"_id": f"c{number}"})["account"],
+                                context=f"c{number}") == account

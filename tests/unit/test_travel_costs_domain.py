@@ -161,6 +161,9 @@ def test_what_needs_a_reason():
     with pytest.raises(BadUserInput):      # lifting a hold is a new review, with its reason
         domain.next_status("ON_HOLD", "approve", {"role": "fund"}, "")
     assert domain.next_status("SUBMITTED", "approve", {"role": "fund"}, None) == "APPROVED"
+    assert domain.review_reason("  checked ") == "checked" and domain.review_reason(" ") is None
+    with pytest.raises(BadUserInput):
+        domain.review_reason("x" * 501)
 
 
 def test_the_iban_is_shown_masked():
