@@ -2,7 +2,8 @@
 travel_costs service over RPC. The gateway checks the caller's role; the service checks that
 a claim or declaration is the caller's own.
 
-Added to the contract (documented in docs/travel_costs.md): ``TravelClaim.history``.
+Added to the contract (documented in docs/travel_costs.md): ``TravelClaim.history``,
+``Query.travelClaimPreview``.
 ``PayoutBatch.sepaXmlUrl`` and ``TravelStatement.pdfUrl`` are paths on the gateway, fetched
 with the same bearer token."""
 from datetime import date, datetime
@@ -73,6 +74,15 @@ class TravelClaim(graphene.ObjectType):
                             description="Added: the audit trail, oldest first.")
 
 
+class TravelClaimPreview(graphene.ObjectType):
+    """Added: what the fund would pay for a claim if it were submitted now, after the same
+    checks; nothing is stored."""
+    trips = graphene.List(graphene.NonNull(Trip), required=True)
+    amount_euros = Decimal(required=True)
+    reason = graphene.String(description="What would not be paid and why, or why the claim "
+                                         "would wait for a review.")
+
+
 class PayoutBatch(graphene.ObjectType):
     id = graphene.ID(required=True)
     claim_count = graphene.Int(required=True)
@@ -90,10 +100,14 @@ class TravelStatement(graphene.ObjectType):
 
 # --- between GraphQL values and RPC answers ---------------------------------------------
 
+def _trips(answer):
+    return [Trip(**{**t, "date": date.fromisoformat(t["date"])}) for t in answer["trips"]]
+
+
 def _claim(answer):
     if answer is None:
         return None
-    trips = [Trip(**{**t, "date": date.fromisoformat(t["date"])}) for t in answer["trips"]]
+    trips = _trips(answer)
     history = [ClaimTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
                for h in answer["history"]]
     return TravelClaim(**{**answer, "trips": trips, "history": history,
@@ -115,6 +129,9 @@ class TravelCostsQuery(graphene.ObjectType):
                                   after=graphene.String())
     travel_statement = graphene.Field(TravelStatement, required=True,
                                       year=graphene.Int(required=True))
+    travel_claim_preview = graphene.Field(
+        TravelClaimPreview, required=True, input=TravelClaimInput(required=True),
+        description="Added: what submitTravelClaim would pay for this input now; stores nothing.")
 
     @calls_services()
     def resolve_my_travel_claims(root, info):
@@ -135,6 +152,14 @@ class TravelCostsQuery(graphene.ObjectType):
         first = page_size(20 if first is None else first)
         found = context.call(SERVICE, "travel_claims", to_wire(status), first, after, context.actor)
         return [_claim(c) for c in found]
+
+    @calls_services()
+    def resolve_travel_claim_preview(root, info, input):
+        context = info.context
+        context.principal.require(*CAREGIVER)
+        answer = context.call(SERVICE, "preview_travel_claim", to_wire(input), context.actor)
+        return TravelClaimPreview(trips=_trips(answer), amount_euros=answer["amount_euros"],
+                                  reason=answer["reason"])
 
     @calls_services()
     def resolve_travel_statement(root, info, year):

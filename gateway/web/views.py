@@ -348,7 +348,8 @@ def submit_travel_claim(page):
                                preview=preview)
         except OperationRefused as refusal:
             form.refused(refusal, _claim_fields(rows), _claim_refusal(refusal))
-    return page.render("claim_form.html", form=form, rows=rows, declarations=usable, status=400)
+    return page.render("claim_form.html", form=form, errors=form.errors, rows=rows,
+                       declarations=usable, status=400)
 
 
 def _claim_refusal(refusal):

@@ -291,19 +291,23 @@ def mask_iban(iban):
     return " ".join(shown[i:i + 4] for i in range(0, len(shown), 4))
 
 
+def trip_documents(request, assessment):
+    """A claim's trips as stored, each with what the fund pays for it."""
+    return [{"date": t.date.isoformat(), "from_postcode": t.from_postcode,
+             "to_postcode": t.to_postcode, "distance_km": str(t.distance_km),
+             "return_trip": t.return_trip, "mode": t.mode,
+             "cost_euros": None if t.cost_euros is None else str(t.cost_euros),
+             "amount_cents": cents}
+            for t, cents in zip(request.trips, assessment.trip_cents)]
+
+
 def new_claim(claim_id, request, caregiver_key, actor, assessment, grants, notes, iban_masked,
               sealed_account, now):
     """A submitted claim. ``sealed_account``: IBAN, BIC and account holder, encrypted."""
-    trips = [{"date": t.date.isoformat(), "from_postcode": t.from_postcode,
-              "to_postcode": t.to_postcode, "distance_km": str(t.distance_km),
-              "return_trip": t.return_trip, "mode": t.mode,
-              "cost_euros": None if t.cost_euros is None else str(t.cost_euros),
-              "amount_cents": cents}
-             for t, cents in zip(request.trips, assessment.trip_cents)]
     return {
         "_id": claim_id, "status": SUBMITTED, "caregiver_key": caregiver_key,
         "owner": actor.get("sub"), "declaration_reference": request.declaration_reference,
-        "trips": trips, "amount_cents": sum(grants.values()),
+        "trips": trip_documents(request, assessment), "amount_cents": sum(grants.values()),
         "grants": {str(year): cents for year, cents in grants.items()},
         "notes": "; ".join(notes) or None, "status_reason": None,
         "iban_masked": iban_masked, "account": sealed_account,
@@ -390,17 +394,34 @@ def event_payload(claim):
             "payout_batch_id": claim.get("batch_id") if claim["status"] == PAID else None}
 
 
+def trip_view(trip):
+    return {"date": trip["date"], "from_postcode": trip["from_postcode"],
+            "to_postcode": trip["to_postcode"], "distance_km": trip["distance_km"],
+            "return_trip": trip["return_trip"], "mode": trip["mode"],
+            "amount_euros": str(from_cents(trip["amount_cents"]))}
+
+
+def joined_reason(*parts):
+    """The reason a caregiver reads: the hold or decision first, then what is not paid."""
+    return "; ".join(p for p in parts if p) or None
+
+
+def preview_view(request, assessment, grants, hold, notes):
+    """What a claim would be paid, as a submission now would store it (the contract's
+    TravelClaimPreview)."""
+    return {"trips": [trip_view(t) for t in trip_documents(request, assessment)],
+            "amount_euros": str(from_cents(sum(grants.values()))),
+            "reason": joined_reason(hold, "; ".join(notes))}
+
+
 def claim_view(claim):
     """The contract's TravelClaim (and its audit trail): the IBAN masked, nothing else of
     the account."""
-    reason = "; ".join(r for r in (claim.get("status_reason"), claim.get("notes")) if r) or None
+    reason = joined_reason(claim.get("status_reason"), claim.get("notes"))
     return {
         "id": claim["_id"], "status": claim["status"],
         "declaration_reference": claim["declaration_reference"],
-        "trips": [{"date": t["date"], "from_postcode": t["from_postcode"],
-                   "to_postcode": t["to_postcode"], "distance_km": t["distance_km"],
-                   "return_trip": t["return_trip"], "mode": t["mode"],
-                   "amount_euros": str(from_cents(t["amount_cents"]))} for t in claim["trips"]],
+        "trips": [trip_view(t) for t in claim["trips"]],
         "amount_euros": str(from_cents(claim["amount_cents"])),
         "iban_masked": claim["iban_masked"], "reason": reason,
         "submitted_at": claim["submitted_at"].isoformat(),

@@ -84,24 +84,44 @@ class TravelCostsService(PlatformService):
 
     # --- claims ---------------------------------------------------------------------------
 
-    @rpc
-    def submit_travel_claim(self, data, actor):
-        """A caregiver claims trips on their issued declaration. The amounts are the fund's;
-        a claim with an implausible distance, or on a declaration the fund knows has ended,
-        waits on hold for a review. Refusals store nothing."""
+    def _checked_claim(self, data, actor):
+        """Every check a claim passes before anything is stored, and its trips' amounts:
+        what a submission and its preview share. Refusals raise; nothing is written."""
         request = _validated(TravelClaimInput, data, "input")
         domain.may_submit(actor)
-        rules = self.fund.rules
         domain.refuse_repeated_trips(request.trips)
         assessment = domain.assess_trips(
             request.trips, self.store.centroids(
-                p[:4] for t in request.trips for p in (t.from_postcode, t.to_postcode)), rules)
+                p[:4] for t in request.trips for p in (t.from_postcode, t.to_postcode)),
+            self.fund.rules)
         self._ask_declaration("claim_eligibility", request.declaration_reference,
                               [trip.date.isoformat() for trip in request.trips], actor)
         caregiver_key = self.keys.hash("bsn", actor["bsn"])
         trip_keys = [self.keys.hash("trip", caregiver_key, *domain.trip_identity(trip))
                      for trip in request.trips]
         self._refuse_claimed_trips(request.trips, trip_keys)
+        return request, assessment, caregiver_key, trip_keys
+
+    @rpc
+    def preview_travel_claim(self, data, actor):
+        """What the fund would pay for a claim as things stand (the annual cap with this
+        caregiver's earlier claims), after the same checks as a submission; stores nothing."""
+        request, assessment, caregiver_key, _trip_keys = self._checked_claim(data, actor)
+        granted = self.store.granted(caregiver_key, sorted(assessment.cents_by_year), None)
+        grants, cap_notes = domain.annual_grants(assessment.cents_by_year, granted,
+                                                 self.fund.rules.annual_cap)
+        hold = domain.hold_reason(assessment,
+                                  self.store.declaration(request.declaration_reference))
+        return domain.preview_view(request, assessment, grants, hold,
+                                   assessment.notes + cap_notes)
+
+    @rpc
+    def submit_travel_claim(self, data, actor):
+        """A caregiver claims trips on their issued declaration. The amounts are the fund's;
+        a claim with an implausible distance, or on a declaration the fund knows has ended,
+        waits on hold for a review. Refusals store nothing."""
+        request, assessment, caregiver_key, trip_keys = self._checked_claim(data, actor)
+        rules = self.fund.rules
 
         claim_id = str(ObjectId())   # grows with time: the order of the fund's claim list
         iban, bic = sepa_account(request.iban)

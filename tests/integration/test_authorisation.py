@@ -43,6 +43,7 @@ declarationSettings       A    A    A     A     A       A      A      A    A    
 setDeclarationSettings    U    F    A     F     F       F      F      F    F        A
 health                    A    A    A     A     A       A      A      A    A        A
 submitTravelClaim         U    A    F     F     F       F      F      F    F        F
+travelClaimPreview        U    A    F     F     F       F      F      F    F        F
 myTravelClaims            U    A    F     F     F       F      F      F    F        F
 travelStatement           U    A    F     F     F       F      F      F    F        F
 travelClaim               U    A    F     F     F       F      F      A    F        A
@@ -268,6 +269,9 @@ OPERATIONS = {
     "health": ("{ health { status } }", lambda w, role: {}),
     "submitTravelClaim": (
         f"mutation($input: TravelClaimInput!) {{ submitTravelClaim(input: $input) {{ {CLAIM} }} }}",
+        lambda w, role: {"input": w.claim_input()}),
+    "travelClaimPreview": (
+        "query($input: TravelClaimInput!) { travelClaimPreview(input: $input) { amountEuros } }",
         lambda w, role: {"input": w.claim_input()}),
     "myTravelClaims": (f"query {{ myTravelClaims {{ {CLAIM} }} }}", lambda w, role: {}),
     "travelStatement": ("query($y: Int!) { travelStatement(year: $y) { year } }",

@@ -29,6 +29,8 @@ CLAIM_FIELDS = """id status declarationReference amountEuros ibanMasked reason s
   history { fromStatus toStatus action actorRole reason }"""
 SUBMIT = f"""mutation($input: TravelClaimInput!) {{
   submitTravelClaim(input: $input) {{ {CLAIM_FIELDS} }} }}"""
+PREVIEW = """query($input: TravelClaimInput!) { travelClaimPreview(input: $input) {
+  amountEuros reason trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros } } }"""
 REVIEW = f"""mutation($id: ID!, $approve: Boolean!, $reason: String) {{
   reviewTravelClaim(id: $id, approve: $approve, reason: $reason) {{ {CLAIM_FIELDS} }} }}"""
 CLAIM = f"""query($id: ID!) {{ travelClaim(id: $id) {{ {CLAIM_FIELDS} }} }}"""
@@ -76,8 +78,8 @@ class Caregiver:
     def reference(self):
         return self.declaration["reference"]
 
-    def claim(self, *trips, reference=None, iban=IBAN):
-        return self.gql(SUBMIT, {"input": {
+    def claim(self, *trips, reference=None, iban=IBAN, operation=SUBMIT):
+        return self.gql(operation, {"input": {
             "declarationReference": reference or self.reference, "iban": iban,
             "accountHolder": "A. de Vries", "trips": list(trips) or [trip()]}}, token=self.token)
 
@@ -85,6 +87,11 @@ class Caregiver:
         answer = self.claim(*trips)
         assert "errors" not in answer, answer
         return answer["data"]["submitTravelClaim"]
+
+    def previewed(self, *trips):
+        answer = self.claim(*trips, operation=PREVIEW)
+        assert "errors" not in answer, answer
+        return answer["data"]["travelClaimPreview"]
 
     def mine(self):
         return self.gql(MINE, token=self.token)["data"]["myTravelClaims"]
@@ -123,6 +130,46 @@ def test_a_claim_is_paid_per_km_at_the_rate_of_its_date(gql, fund_ready):
     assert [c["id"] for c in caregiver.mine()] == [claim["id"]]
     assert gql(CLAIM, {"id": claim["id"]}, token=caregiver.token)["data"]["travelClaim"] == claim
     assert gql(CLAIM, {"id": claim["id"]}, token=FUND)["data"]["travelClaim"] == claim
+
+
+def test_a_preview_answers_what_the_submission_then_stores_and_stores_nothing(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    trips = (trip(), trip(mode="PUBLIC_TRANSPORT", costEuros="12.40", toPostcode="3511 AB",
+                          returnTrip=False),
+             trip(distanceKm="8", toPostcode="1013 AA", mode="BICYCLE"))
+    preview = caregiver.previewed(*trips)
+    assert preview["amountEuros"] == "31.03"
+    assert [t["amountEuros"] for t in preview["trips"]] == ["18.63", "12.40", "0.00"]
+    assert "trip 3: 10 km one way or less is not paid" in preview["reason"]
+    assert caregiver.mine() == []
+    assert caregiver.previewed(*trips) == preview   # nothing counted towards the annual cap
+
+    claim = caregiver.submitted(*trips)   # the previewed trips are no duplicates
+    assert claim["status"] == "SUBMITTED"
+    assert {key: claim[key] for key in preview} == preview
+    assert [c["id"] for c in caregiver.mine()] == [claim["id"]]
+    # Now they are claimed: the preview refuses them as the submission would.
+    assert only_error(caregiver.claim(*trips, operation=PREVIEW)) == {
+        "code": "CONFLICT", "field": "input.trips.0"}
+
+
+def test_a_preview_refuses_and_holds_as_the_submission_does(gql, fund_ready):
+    caregiver = Caregiver(gql)
+    assert only_error(caregiver.claim(trip(distanceKm="6"), operation=PREVIEW)) == {
+        "code": "BAD_USER_INPUT", "field": "input.trips"}
+    assert only_error(caregiver.claim(reference=Caregiver(gql).reference, operation=PREVIEW)) == {
+        "code": "FORBIDDEN", "field": "input.declarationReference"}
+    held = caregiver.previewed(trip(distanceKm="150"))
+    assert held["amountEuros"] == "69.00"
+    assert held["reason"].startswith("implausible distance: trip 1: 150 km stated")
+    caregiver.submitted(*_cap_trips(15))   # 1,500.00 of this year's cap used
+    capped = caregiver.claim(trip(), operation=PREVIEW)
+    assert only_error(capped) == {"code": "BAD_USER_INPUT", "field": "input.trips"}
+    assert len(caregiver.mine()) == 1
+    anyone_else = gql(PREVIEW, {"input": {"declarationReference": caregiver.reference,
+                                          "iban": IBAN, "accountHolder": "A. de Vries",
+                                          "trips": [trip()]}}, token=FUND)
+    assert only_error(anyone_else)["code"] == "FORBIDDEN"
 
 
 @pytest.mark.parametrize("changes, field", [
