@@ -133,7 +133,7 @@ class GatewayService(CaregiverPages, InstrumentedService):
         """The GraphQL context of a request by ``principal``, with the RPC timeout and the
         request deadline of the configuration."""
         return GraphQLContext(
-            self, principal, timeout=settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 10),
+            self, principal, timeout=settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 5),
             deadline_seconds=settings.float_setting(self.config, "REQUEST_DEADLINE_SECONDS",
                                                     DEFAULT_DEADLINE_SECONDS))
 
