@@ -3,6 +3,7 @@
 services with data, the outbox relay."""
 import gc
 import uuid
+import weakref
 
 import amqp.exceptions
 import nameko.rpc
@@ -69,6 +70,35 @@ class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
 # Every @rpc entrypoint of a platform service shares this consumer (a class attribute that
 # nameko binds per container), so no service opts out by forgetting to.
 nameko.rpc.Rpc.rpc_consumer = AtMostOnceRpcConsumer()
+
+
+class TolerantReplyListener(nameko.rpc.ReplyListener):
+    """Receives the replies to the process's own RPC calls (the gateway's, a service's call
+    to another) and outlives a broker restart:
+
+    - acknowledging a reply on a connection the broker has just reset neither stops the
+      process (nameko's own consumer would) nor keeps the reply from its caller;
+    - the table of awaited replies keeps a call only while its caller waits: a call whose
+      reply never comes (its caller answered UNAVAILABLE) leaves nothing behind.
+
+    It reconnects as every consumer of the process does, with kombu's growing delay."""
+
+    queue_consumer = BrokerTolerantQueueConsumer()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # correlation id -> the event its caller waits on, as long as the caller holds it
+        self._reply_events = weakref.WeakValueDictionary()
+
+
+# Every RPC proxy of a platform process uses it, as every @rpc entrypoint uses the consumer
+# above.
+nameko.rpc.RpcProxy.rpc_reply_listener = TolerantReplyListener()
+
+# A call the broker cannot take fails at once after one reconnect (a connection of the pool
+# may have been closed by a broker restart), instead of retrying for seconds beyond the time
+# its caller waits; the caller answers UNAVAILABLE (kombu's OperationalError).
+CALL_RETRY_POLICY = {"max_retries": 1, "interval_start": 0}
 
 
 class StartupHeapFreeze(DependencyProvider):

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from common import config as settings
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
 from common.metrics import MetricsServer
-from common.service import InstrumentedService
+from common.service import CALL_RETRY_POLICY, InstrumentedService
 from gateway import printable
 from gateway.auth import Authentication
 from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext
@@ -133,7 +133,7 @@ class GatewayService(CaregiverPages, InstrumentedService):
         """The GraphQL context of a request by ``principal``, with the RPC timeout and the
         request deadline of the configuration."""
         return GraphQLContext(
-            self, principal, timeout=settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 10),
+            self, principal, timeout=settings.float_setting(self.config, "RPC_TIMEOUT_SECONDS", 5),
             deadline_seconds=settings.float_setting(self.config, "REQUEST_DEADLINE_SECONDS",
                                                     DEFAULT_DEADLINE_SECONDS))
 
@@ -172,5 +172,7 @@ class GatewayService(CaregiverPages, InstrumentedService):
 
 # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
 # answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
+# While the broker is away a call fails at once, within its timeout.
 for _service in settings.SERVICE_NAMES:
-    setattr(GatewayService, _service, ExpiringRpcProxy(_service, use_confirms=False))
+    setattr(GatewayService, _service, ExpiringRpcProxy(_service, use_confirms=False,
+                                                       retry_policy=CALL_RETRY_POLICY))

@@ -20,7 +20,7 @@ from ops.platform import PROCESSES, Platform  # noqa: E402
 from services.declaration.storage import DeclarationStore  # noqa: E402
 
 from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClient,  # noqa: E402
-                           eventually)
+                           fund_knows_areas)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -153,10 +153,9 @@ def pc4_areas(rpc, municipalities, shared_data):
     centroids complete (it learns them from the registry's events)."""
     from ops.reference import import_pc4_areas
 
-    import_pc4_areas(rpc, shared_data / "pc4.csv")
-    areas = sum(1 for _ in open(shared_data / "pc4.csv", encoding="utf-8")) - 1
-    assert eventually(lambda: rpc.travel_costs.health()["pc4_areas"] == areas, timeout=90)
-    return areas
+    report = import_pc4_areas(rpc, shared_data / "pc4.csv")
+    assert fund_knows_areas(rpc, shared_data / "pc4.csv")
+    return report["imported"] + report["unchanged"]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import random
 import re
 import time
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 
 import promql_parser
@@ -82,8 +83,8 @@ class GraphQLClient:
         return requests.post(self.url, data=json.dumps({"query": query, "variables": variables}),
                              headers=sent, timeout=30)
 
-    def __call__(self, query, variables=None, token=None):
-        response = self.post(query, variables, token)
+    def __call__(self, query, variables=None, token=None, headers=None):
+        response = self.post(query, variables, token, headers)
         assert response.headers["Content-Type"].startswith("application/json")
         return response.json()
 
@@ -92,6 +93,87 @@ def support_point_count(gql):
     """How many active support points the public overview counts."""
     answer = gql("{ supportPoints(first: 1) { total } }")
     return answer["data"]["supportPoints"]["total"]
+
+
+# --- travel claims ----------------------------------------------------------------------
+
+TODAY = date.today()
+CLAIMS_MUNICIPALITY = "GM0363"   # Amsterdam
+CLAIM_STAFF = token("municipality", "staff-amsterdam", municipality=CLAIMS_MUNICIPALITY)
+IBAN = "NL91ABNA0417164300"
+CLAIM_FIELDS = """id status declarationReference amountEuros ibanMasked reason submittedAt
+  trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }
+  history { fromStatus toStatus action actorRole reason }"""
+SUBMIT_CLAIM = f"""mutation($input: TravelClaimInput!) {{
+  submitTravelClaim(input: $input) {{ {CLAIM_FIELDS} }} }}"""
+PREVIEW_CLAIM = """query($input: TravelClaimInput!) { travelClaimPreview(input: $input) {
+  amountEuros reason trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros } } }"""
+MY_CLAIMS = f"""{{ myTravelClaims {{ {CLAIM_FIELDS} }} }}"""
+REQUEST_DECLARATION = """mutation($input: DeclarationRequestInput!) {
+  requestDeclaration(input: $input) { id reference } }"""
+ISSUE_DECLARATION = """mutation($id: ID!) {
+  decideDeclaration(id: $id, decision: ISSUE) { status } }"""
+
+
+class Caregiver:
+    """A caregiver with a token carrying their BSN and an issued declaration for that BSN,
+    in Amsterdam, through the gateway ``gql``."""
+
+    def __init__(self, gql, purposes=("TRAVEL_COST_FUND",), bsn=None):
+        self.gql = gql
+        self.bsn = bsn or random_bsn()
+        self.token = token("caregiver", f"cg-{uuid.uuid4().hex[:8]}", bsn=self.bsn)
+        data = {"municipalityCode": CLAIMS_MUNICIPALITY,
+                "caregiver": {"bsn": self.bsn, "name": "Anna de Vries", "postcode": "1012 AB"},
+                "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "3511 AA",
+                                  "relationship": "parent"},
+                "hoursPerWeek": "12", "careSince": (TODAY - timedelta(days=400)).isoformat(),
+                "purposes": list(purposes)}
+        answer = gql(REQUEST_DECLARATION, {"input": data}, token=self.token)
+        assert "errors" not in answer, answer
+        self.declaration = answer["data"]["requestDeclaration"]
+        issued = gql(ISSUE_DECLARATION, {"id": self.declaration["id"]}, token=CLAIM_STAFF)
+        assert issued["data"]["decideDeclaration"], issued
+
+    @property
+    def reference(self):
+        return self.declaration["reference"]
+
+    def claim(self, *trips, reference=None, iban=IBAN, operation=SUBMIT_CLAIM,
+              idempotency_key=None):
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.gql(operation, {"input": {
+            "declarationReference": reference or self.reference, "iban": iban,
+            "accountHolder": "A. de Vries", "trips": list(trips) or [trip()]}},
+            token=self.token, headers=headers)
+
+    def submitted(self, *trips):
+        answer = self.claim(*trips)
+        assert "errors" not in answer, answer
+        return answer["data"]["submitTravelClaim"]
+
+    def previewed(self, *trips):
+        answer = self.claim(*trips, operation=PREVIEW_CLAIM)
+        assert "errors" not in answer, answer
+        return answer["data"]["travelClaimPreview"]
+
+    def mine(self):
+        return self.gql(MY_CLAIMS, token=self.token)["data"]["myTravelClaims"]
+
+
+def trip(**changes):
+    """Amsterdam (1012) to Utrecht (3511), about 36 km in a straight line."""
+    return {"date": TODAY.isoformat(), "fromPostcode": "1012 AB", "toPostcode": "3511 AA",
+            "distanceKm": "40.5", "returnTrip": True, "mode": "CAR", **changes}
+
+
+def fund_knows_areas(rpc, pc4_csv, timeout=90):
+    """Whether the travel-cost fund has, within ``timeout`` seconds, a centroid of every area
+    of ``pc4_csv`` (it learns them from the registry's events; without them it refuses every
+    claim)."""
+    with open(pc4_csv, encoding="utf-8") as rows:
+        areas = sum(1 for _ in rows) - 1
+    return eventually(lambda: rpc.travel_costs.health()["pc4_areas"] == areas, timeout=timeout)
 
 
 def pdf_text(document):

@@ -14,7 +14,7 @@ from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, NotFound, Unavailable, bad_input_from_validation
 from common.messaging import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
-from common.service import PlatformService
+from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
 from common.storage import Storage, utcnow_millis
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import FundConfiguration
@@ -42,7 +42,7 @@ class TravelCostsService(PlatformService):
     keys = ServiceKeys()
     fund = FundConfiguration()
     # No publisher confirm per call: the reply is waited for anyway, with a timeout.
-    declaration = RpcProxy("declaration", use_confirms=False)
+    declaration = RpcProxy("declaration", use_confirms=False, retry_policy=CALL_RETRY_POLICY)
 
     # --- what the fund learns from other services -----------------------------------------
 
@@ -178,8 +178,13 @@ class TravelCostsService(PlatformService):
 
     def _ask_declaration(self, method, *args):
         """An RPC call to the declaration service that answers UNAVAILABLE instead of
-        waiting for ever; its refusals (FORBIDDEN, BAD_USER_INPUT) pass on as they are."""
-        reply = getattr(self.declaration, method).call_async(*args)
+        waiting for ever, or when the broker cannot take it; its refusals (FORBIDDEN,
+        BAD_USER_INPUT) pass on as they are."""
+        try:
+            reply = getattr(self.declaration, method).call_async(*args)
+        except BROKER_UNREACHABLE:
+            raise Unavailable("the declaration service cannot be reached; "
+                              "try again later") from None
         with eventlet.Timeout(self.fund.declaration_timeout, False):
             return reply.result()
         raise Unavailable("the declaration service did not answer; try again later")

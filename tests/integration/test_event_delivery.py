@@ -16,7 +16,7 @@ from common.messaging import (CORRELATION_HEADER, Outbox, declare_topology, hand
 from common.storage import utcnow
 from ops import cli
 from ops.platform import process_named
-from tests.integration.test_declaration import decide, request, request_input, staff
+from tests.integration.test_declaration import REVOKE, decide, request, request_input, staff
 from tests.support import drain, eventually, scrape
 
 EVENT = "support_point.updated"
@@ -174,6 +174,29 @@ def test_a_consumer_down_for_a_while_catches_up(platform, rpc, municipalities):
     platform.start_process(process_named("campaign"))
     platform.wait_until_healthy(names=["campaign"])
     assert eventually(lambda: rpc.campaign.support_point_reach([seat]) == before + 3)
+
+
+def test_a_fund_down_for_a_while_applies_an_issue_and_its_revocation_in_that_order(
+        platform, gql, rpc, municipalities):
+    fund = process_named("travel_costs")
+    metrics = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
+
+    def handled(event):   # by the fund's process since it started
+        return scrape(metrics, 'mantelzorg_events_handled_total{outcome="handled",'
+                               f'service="travel_costs",type="{event}"}}')
+
+    platform.stop_process(fund)
+    issued = decide(gql, request(gql, request_input("GM0363")))
+    revoked = gql(REVOKE, {"id": issued["id"], "reason": "no longer caring"}, token=staff())
+    assert revoked["data"]["revokeDeclaration"]["status"] == "REVOKED", revoked
+    platform.start_process(fund)
+    platform.wait_until_healthy(names=["travel_costs"])
+    # Both events waited in the fund's queue and are handled now; the revocation, the later
+    # of the two, is what holds, whichever of them its workers finish first.
+    assert eventually(lambda: handled("declaration.issued") == handled("declaration.revoked")
+                      == 1, timeout=30)
+    status = rpc.travel_costs.declaration_status(issued["reference"])
+    assert status["status"] == "REVOKED", status
 
 
 def _declaration_event(status, reference, occurred_at):

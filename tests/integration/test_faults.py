@@ -3,7 +3,7 @@ service killed with SIGKILL in the middle of its work, the broker restarted unde
 Whatever a caller was told succeeded exists exactly once afterwards, with exactly one event;
 whatever failed failed with UNAVAILABLE; the services reconnect by themselves."""
 import collections
-import contextlib
+import dataclasses
 import os
 import signal
 import uuid
@@ -20,14 +20,13 @@ from ops.platform import process_named
 from tests.conftest import free_port, running_platform
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.rabbit_node import RabbitNode, installed
-from tests.support import GraphQLClient, drain, error_codes, eventually, token
+from tests.support import (Caregiver, GraphQLClient, drain, error_codes, eventually,
+                           fund_knows_areas, token, trip)
 
 pytestmark = pytest.mark.skipif(not installed(), reason="needs rabbitmq-server to start a node")
 
 AMSTERDAM = "GM0363"
 STAFF = {"sub": "staff-fault", "role": "municipality", "municipality": AMSTERDAM}
-REGISTER = """mutation($input: SupportPointInput!) {
-  registerSupportPoint(input: $input) { id name } }"""
 HEALTH = "{ health { status services { name status } } }"
 
 
@@ -39,14 +38,16 @@ def rabbit(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def faulty(rabbit, tmp_path_factory):
-    """Every service and the gateway on the tests' own broker; the gateway gives up on a
-    call after 3 s, so that failed calls answer quickly."""
+    """Every service and the gateway on the tests' own broker, with the demo's municipalities
+    and PC4 areas known to the services that need them; the gateway gives up on a call after
+    3 s, so that failed calls answer quickly."""
     declare_topology({"AMQP_URI": rabbit.amqp_uri})
     with running_platform(rabbit.amqp_uri, tmp_path_factory,
                           GATEWAY_RPC_TIMEOUT_SECONDS="3") as running:
         with running.rpc(timeout=60) as rpc:
             reference.import_reference(rpc, reference.DEMO_DIR)
             assert eventually(lambda: known_to_declarations(rpc, AMSTERDAM), timeout=30)
+            assert fund_knows_areas(rpc, reference.DEMO_DIR / "pc4.csv")
         yield running
 
 
@@ -65,17 +66,46 @@ def clients(faulty):
         yield rpc, GraphQLClient(f"{faulty.gateway_url()}/graphql")
 
 
-@contextlib.contextmanager
-def event_listener(amqp_uri, source, event):
-    """A queue of the test's own that receives every ``event`` of ``source`` from now on."""
-    with Connection(amqp_uri) as connection:
-        queue = Queue(f"fault-probe-{uuid.uuid4().hex[:8]}", routing_key=event,
-                      exchange=get_event_exchange(source, {}))(connection.channel())
-        queue.declare()
-        try:
-            yield queue
-        finally:
-            queue.delete()
+class EventProbe:
+    """A durable queue of the test's own that keeps every ``event`` of ``source`` from now on,
+    also across a broker restart; each look opens a connection of its own."""
+
+    def __init__(self, amqp_uri, source, event):
+        self.amqp_uri = amqp_uri
+        self.queue = Queue(f"fault-probe-{uuid.uuid4().hex[:8]}", routing_key=event,
+                           exchange=get_event_exchange(source, {}), durable=True)
+
+    def __enter__(self):
+        with Connection(self.amqp_uri) as connection:
+            self.queue(connection.channel()).declare()
+        return self
+
+    def __exit__(self, *_exc):
+        with Connection(self.amqp_uri) as connection:
+            self.queue(connection.channel()).delete()
+
+    def received(self):
+        """The bodies that arrived since the last look."""
+        with Connection(self.amqp_uri) as connection:
+            return drain(self.queue(connection.channel()))
+
+    def event_ids_by(self, field, expected, of=lambda payload: True, timeout=60):
+        """{payload[field]: its event ids} of the events whose payload is ``of`` the test,
+        once ``expected`` values have arrived, and a second later for anything sent twice.
+        An outbox relay killed or cut off between publishing and forgetting an event sends
+        that same event again, which consumers drop: the same id twice is one event. (It
+        does so when its claim on the event runs out, which may be in the next test.)"""
+        seen = collections.defaultdict(set)
+
+        def arrived():
+            for body in self.received():
+                if of(body["payload"]):
+                    seen[body["payload"][field]].add(body["event_id"])
+            return len(seen) >= expected
+        assert eventually(arrived, timeout=timeout), f"{len(seen)} of {expected} events"
+        eventlet.sleep(1)
+        arrived()
+        return seen
 
 
 def outcome(answer, field):
@@ -83,6 +113,13 @@ def outcome(answer, field):
     if answer.get("errors"):
         return "failed", tuple(error_codes(answer))
     return "ok", answer["data"][field]
+
+
+def start_again(platform, name):
+    """Starts the killed process ``name`` again, as its supervisor would."""
+    platform.children[name].wait()
+    platform.start_process(process_named(name))
+    platform.wait_until_healthy(names=[name])
 
 
 def test_a_decision_killed_with_sigkill_is_done_exactly_once(faulty, clients, rabbit):
@@ -99,14 +136,12 @@ def test_a_decision_killed_with_sigkill_is_done_exactly_once(faulty, clients, ra
             first_answer.send()
         return declaration_id, answer
 
-    with event_listener(rabbit.amqp_uri, "declaration", "declaration.issued") as issued:
+    with EventProbe(rabbit.amqp_uri, "declaration", "declaration.issued") as issued:
         answers = eventlet.GreenPool(len(declarations)).imap(decide, [d["id"] for d in declarations])
         first_answer.wait()
         os.kill(faulty.children["declaration"].pid, signal.SIGKILL)   # the others at work
         results = dict(answers)
-        faulty.children["declaration"].wait()
-        faulty.start_process(process_named("declaration"))
-        faulty.wait_until_healthy(names=["declaration"])
+        start_again(faulty, "declaration")
 
         failed = {id_: codes for id_, (kind, codes) in results.items() if kind == "failed"}
         assert failed and len(failed) < len(results), "the kill fell outside the decisions"
@@ -123,50 +158,113 @@ def test_a_decision_killed_with_sigkill_is_done_exactly_once(faulty, clients, ra
             assert stored["status"] == "ISSUED", results[declaration["id"]]
             assert [h["action"] for h in stored["history"]] == ["request", "issue"]
 
-        # One event per declaration; an outbox relay killed between publishing and
-        # forgetting an event may send that same event again, which consumers drop.
-        events = collections.defaultdict(set)
-
-        def all_announced():
-            for body in drain(issued):
-                events[body["payload"]["reference"]].add(body["event_id"])
-            return len(events) == len(declarations)
-        assert eventually(all_announced, timeout=45)
-        eventlet.sleep(1)
-        all_announced()
+        references = {d["reference"] for d in declarations}
+        events = issued.event_ids_by("reference", len(declarations),
+                                     of=lambda payload: payload["reference"] in references)
+        assert sorted(events) == sorted(d["reference"] for d in declarations)
         assert all(len(event_ids) == 1 for event_ids in events.values())
 
 
-def support_point_input(name):
-    return {"name": name, "kind": "LOCAL", "municipalityCode": AMSTERDAM,
-            "areas": ["INFORMATION"],
-            "address": {"street": "Dam", "houseNumber": "1", "postcode": "1012 JS",
-                        "city": "Amsterdam"}}
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """One claim of one trip of its own (so that no other is a CONFLICT with it), sent with an
+    Idempotency-Key of its own."""
+    caregiver: Caregiver
+    to_postcode: str
+    key: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
+
+    def send(self):
+        """("ok", the claim) or ("failed", the error codes)."""
+        return outcome(self.caregiver.claim(trip(toPostcode=self.to_postcode),
+                                            idempotency_key=self.key), "submitTravelClaim")
+
+    @property
+    def trip(self):
+        return self.caregiver.reference, self.to_postcode
 
 
-def registered_names(rpc, prefix):
-    """Every support point whose name starts with ``prefix``, with how often it exists."""
-    names, cursor = collections.Counter(), None
-    while True:
-        page = rpc.registry.search_support_points(municipality_code=AMSTERDAM, first=100,
-                                                  after=cursor, include_inactive=True)
-        names.update(item["name"] for item in page["items"] if item["name"].startswith(prefix))
-        cursor = page["next_cursor"]
-        if not cursor:
-            return names
+def submissions(caregivers, count):
+    """``count`` claims of the caregivers in turn (claims sent at the same time are mostly of
+    different caregivers, as in life, and not in each other's way), each caregiver's to
+    another destination: 3511 AA, 3511 AB, ..."""
+    def destination(number):
+        return f"3511 {chr(65 + number // 26)}{chr(65 + number % 26)}"
+    return [Submission(caregivers[n % len(caregivers)], destination(n // len(caregivers)))
+            for n in range(count)]
 
 
-def test_a_broker_restart_under_load_loses_nothing_that_was_accepted(clients, rabbit):
+def stored_claims(caregivers):
+    """Every claim the caregivers have, by its trip (declaration, destination)."""
+    stored = collections.defaultdict(list)
+    for caregiver in caregivers:
+        for claim in caregiver.mine():
+            [its_trip] = claim["trips"]
+            stored[claim["declarationReference"], its_trip["toPostcode"]].append(claim["id"])
+    return stored
+
+
+def claims_of(caregivers):
+    """Whether a claim's event payload is of one of the caregivers."""
+    references = {caregiver.reference for caregiver in caregivers}
+    return lambda payload: payload["declaration_reference"] in references
+
+
+def test_a_claim_killed_with_sigkill_is_done_exactly_once(faulty, clients, rabbit):
+    _rpc, gateway = clients
+    caregivers = [Caregiver(gateway) for _ in range(10)]
+    sent = submissions(caregivers, 50)   # as many as the gateway takes at once
+    first_answer = eventlet.Event()
+
+    def submit(submission):
+        answer = submission.send()
+        if not first_answer.ready():
+            first_answer.send()
+        return submission, answer
+
+    with EventProbe(rabbit.amqp_uri, "travel_costs", "travel_claim.submitted") as submitted:
+        answers = eventlet.GreenPool(len(sent)).imap(submit, sent)
+        first_answer.wait()
+        os.kill(faulty.children["travel_costs"].pid, signal.SIGKILL)   # the others at work
+        results = dict(answers)
+        start_again(faulty, "travel_costs")
+
+        failed = [s for s, (kind, _) in results.items() if kind == "failed"]
+        assert failed and len(failed) < len(results), "the kill fell outside the claims"
+        assert {results[s][1] for s in failed} == {("UNAVAILABLE",)}
+        # The caller asks again with the same key. An accepted claim answers as it did the
+        # first time and runs nothing again. A failed one was done before the kill, run
+        # after it, or not at all: it is done now, or found done (its trip is claimed
+        # already, CONFLICT), never twice.
+        accepted = {s: claim["id"] for s, (kind, claim) in results.items() if kind == "ok"}
+        for submission, (kind, answer) in eventlet.GreenPool(10).imap(
+                lambda submission: (submission, submission.send()), sent):
+            if submission in accepted:
+                assert (kind, answer) == results[submission]
+            else:
+                assert kind == "ok" or answer == ("CONFLICT",), answer
+                if kind == "ok":
+                    accepted[submission] = answer["id"]
+
+        stored = stored_claims(caregivers)
+        assert sorted(stored) == sorted(s.trip for s in sent)       # none lost, none extra
+        assert [trip_ for trip_, ids in stored.items() if len(ids) != 1] == []
+        assert all(stored[s.trip] == [claim_id] for s, claim_id in accepted.items())
+
+        events = submitted.event_ids_by("id", len(sent), of=claims_of(caregivers))
+        assert sorted(events) == sorted(ids[0] for ids in stored.values())
+        assert all(len(event_ids) == 1 for event_ids in events.values())
+
+
+def test_a_broker_restart_under_load_loses_no_claim_that_was_accepted(faulty, clients, rabbit):
     rpc, gateway = clients
-    prefix = f"Herstart {uuid.uuid4().hex[:6]}"
-    admin = token("admin")
+    caregivers = [Caregiver(gateway) for _ in range(10)]
+    sent = submissions(caregivers, 200)
     answered = []
 
-    def register(name):
-        answer = outcome(gateway(REGISTER, {"input": support_point_input(name)}, token=admin),
-                         "registerSupportPoint")
-        answered.append(name)
-        return name, answer
+    def submit(submission):
+        answer = submission.send()
+        answered.append(submission)
+        return submission, answer
 
     def restart_when_under_way():
         eventually(lambda: len(answered) >= 40, timeout=60)
@@ -174,25 +272,36 @@ def test_a_broker_restart_under_load_loses_nothing_that_was_accepted(clients, ra
         eventlet.sleep(1)
         rabbit.start_app()
 
-    restart = eventlet.spawn(restart_when_under_way)
-    names = [f"{prefix} {number:03d}" for number in range(200)]
-    results = dict(eventlet.GreenPool(10).imap(register, names))
-    restart.wait()
+    with EventProbe(rabbit.amqp_uri, "travel_costs", "travel_claim.submitted") as submitted:
+        restart = eventlet.spawn(restart_when_under_way)
+        results = dict(eventlet.GreenPool(10).imap(submit, sent))
+        restart.wait()
 
-    succeeded = [name for name, (kind, _) in results.items() if kind == "ok"]
-    failures = collections.Counter(codes for kind, codes in results.values() if kind == "failed")
-    assert set(failures) <= {("UNAVAILABLE",)}, failures
+        accepted = {s: claim["id"] for s, (kind, claim) in results.items() if kind == "ok"}
+        failures = collections.Counter(codes for kind, codes in results.values()
+                                       if kind == "failed")
+        assert set(failures) == {("UNAVAILABLE",)}, failures   # never silently, never otherwise
+        assert accepted, "nothing was accepted"
 
-    # The services and the gateway reconnected by themselves.
-    health = []
-    assert eventually(lambda: health.append(gateway(HEALTH)) or
-                      health[-1].get("data", {}).get("health", {}).get("status") == "ok",
-                      timeout=60), health[-1]
-    assert register(f"{prefix} after")[1][0] == "ok"
+        # The services and the gateway reconnected by themselves: all answer, a declaration's
+        # event reaches the fund, a new claim is accepted and announced.
+        health = []
+        assert eventually(lambda: health.append(gateway(HEALTH)) or
+                          health[-1].get("data", {}).get("health", {}).get("status") == "ok",
+                          timeout=60), health[-1]
+        newcomer = Caregiver(gateway)
+        assert eventually(lambda: (rpc.travel_costs.declaration_status(newcomer.reference) or {})
+                          .get("status") == "ISSUED", timeout=30)
+        late = Submission(newcomer, "3511 AA")
+        kind, claim = late.send()
+        assert kind == "ok", claim
+        accepted[late] = claim["id"]
 
-    stored = registered_names(rpc, prefix)
-    assert [name for name in succeeded if stored[name] != 1] == []
-    assert [name for name, count in stored.items() if count > 1] == [], "a call ran twice"
-    # Their events reached the campaign service: the outbox relays reconnected too.
-    assert eventually(lambda: rpc.campaign.support_point_reach([AMSTERDAM]) >= len(stored),
-                      timeout=60)
+        stored = stored_claims([*caregivers, newcomer])
+        assert all(stored[s.trip] == [claim_id] for s, claim_id in accepted.items())
+        assert [trip_ for trip_, ids in stored.items() if len(ids) != 1] == [], "a claim ran twice"
+        assert set(stored) <= {s.trip for s in [*sent, late]}
+        # Every stored claim was announced once: the outbox relays reconnected too.
+        events = submitted.event_ids_by("id", len(stored), of=claims_of([*caregivers, newcomer]))
+        assert sorted(events) == sorted(ids[0] for ids in stored.values())
+        assert all(len(event_ids) == 1 for event_ids in events.values())

@@ -5,7 +5,7 @@ import csv
 import json
 import threading
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
@@ -17,36 +17,24 @@ import xmlschema
 from kombu import Connection, Exchange, Queue
 
 from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
-from tests.support import error_codes, eventually, log_lines, random_bsn, scrape, token
+from tests.support import error_codes, eventually, log_lines, scrape, token
+from tests.support import (CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
+                           PREVIEW_CLAIM as PREVIEW, SUBMIT_CLAIM as SUBMIT, TODAY, Caregiver,
+                           trip)
 
-TODAY = date.today()
-AMSTERDAM = "GM0363"
 PC4_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pc4.csv"
 UNKNOWN_PC4 = next(str(n) for n in range(1000, 10000)
                    if str(n) not in {row["pc4"] for row in csv.DictReader(open(PC4_FILE, encoding="utf-8"))})
-CLAIM_FIELDS = """id status declarationReference amountEuros ibanMasked reason submittedAt
-  trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }
-  history { fromStatus toStatus action actorRole reason }"""
-SUBMIT = f"""mutation($input: TravelClaimInput!) {{
-  submitTravelClaim(input: $input) {{ {CLAIM_FIELDS} }} }}"""
-PREVIEW = """query($input: TravelClaimInput!) { travelClaimPreview(input: $input) {
-  amountEuros reason trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros } } }"""
 REVIEW = f"""mutation($id: ID!, $approve: Boolean!, $reason: String) {{
   reviewTravelClaim(id: $id, approve: $approve, reason: $reason) {{ {CLAIM_FIELDS} }} }}"""
 CLAIM = f"""query($id: ID!) {{ travelClaim(id: $id) {{ {CLAIM_FIELDS} }} }}"""
-MINE = f"""{{ myTravelClaims {{ {CLAIM_FIELDS} }} }}"""
 LIST = """query($status: ClaimStatus, $first: Int, $after: String) {
   travelClaims(status: $status, first: $first, after: $after) { id status } }"""
 BATCH = """mutation { createPayoutBatch { id claimCount totalEuros createdAt sepaXmlUrl } }"""
 STATEMENT = """query($year: Int!) { travelStatement(year: $year) {
   year claimCount paidEuros pdfUrl } }"""
-REQUEST = """mutation($input: DeclarationRequestInput!) {
-  requestDeclaration(input: $input) { id reference } }"""
-ISSUE = """mutation($id: ID!) { decideDeclaration(id: $id, decision: ISSUE) { status } }"""
 REVOKE = """mutation($id: ID!) { revokeDeclaration(id: $id, reason: "no longer caring") { status } }"""
-IBAN = "NL91ABNA0417164300"
 FUND, ADMIN = token("fund", "fund-staff"), token("admin", "admin")
-STAFF = token("municipality", "staff-amsterdam", municipality=AMSTERDAM)
 
 
 @pytest.fixture(scope="module")
@@ -54,53 +42,6 @@ def fund_ready(pc4_areas, known, shared_data):
     """The registry has imported the PC4 areas and the fund has its copy of the centroids
     from the registry's events; the declaration service knows Amsterdam."""
     return shared_data
-
-
-class Caregiver:
-    """A caregiver with a token carrying their BSN and an issued declaration for that BSN."""
-
-    def __init__(self, gql, purposes=("TRAVEL_COST_FUND",), bsn=None):
-        self.gql = gql
-        self.bsn = bsn or random_bsn()
-        self.token = token("caregiver", f"cg-{uuid.uuid4().hex[:8]}", bsn=self.bsn)
-        data = {"municipalityCode": AMSTERDAM,
-                "caregiver": {"bsn": self.bsn, "name": "Anna de Vries", "postcode": "1012 AB"},
-                "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "3511 AA",
-                                  "relationship": "parent"},
-                "hoursPerWeek": "12", "careSince": (TODAY - timedelta(days=400)).isoformat(),
-                "purposes": list(purposes)}
-        answer = gql(REQUEST, {"input": data}, token=self.token)
-        assert "errors" not in answer, answer
-        self.declaration = answer["data"]["requestDeclaration"]
-        assert gql(ISSUE, {"id": self.declaration["id"]}, token=STAFF)["data"]["decideDeclaration"]
-
-    @property
-    def reference(self):
-        return self.declaration["reference"]
-
-    def claim(self, *trips, reference=None, iban=IBAN, operation=SUBMIT):
-        return self.gql(operation, {"input": {
-            "declarationReference": reference or self.reference, "iban": iban,
-            "accountHolder": "A. de Vries", "trips": list(trips) or [trip()]}}, token=self.token)
-
-    def submitted(self, *trips):
-        answer = self.claim(*trips)
-        assert "errors" not in answer, answer
-        return answer["data"]["submitTravelClaim"]
-
-    def previewed(self, *trips):
-        answer = self.claim(*trips, operation=PREVIEW)
-        assert "errors" not in answer, answer
-        return answer["data"]["travelClaimPreview"]
-
-    def mine(self):
-        return self.gql(MINE, token=self.token)["data"]["myTravelClaims"]
-
-
-def trip(**changes):
-    """Amsterdam (1012) to Utrecht (3511), about 36 km in a straight line."""
-    return {"date": TODAY.isoformat(), "fromPostcode": "1012 AB", "toPostcode": "3511 AA",
-            "distanceKm": "40.5", "returnTrip": True, "mode": "CAR", **changes}
 
 
 def review(gql, claim, approve=True, reason=None, who=FUND):

@@ -1,12 +1,19 @@
-"""How the gateway answers when a service fails or does not answer."""
+"""How the gateway answers when a service fails or does not answer, or the broker is away."""
+from types import SimpleNamespace
+
 import eventlet
+import kombu.utils.functional
 import pytest
 from graphql import GraphQLError
+from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError
 
 from common.errors import BadUserInput, Conflict
+from common.service import TolerantReplyListener
 from gateway.errors import format_error
-from gateway.context import GraphQLContext
+from gateway.context import ExpiringServiceProxy, GraphQLContext
+from gateway.service import GatewayService
+from tests.conftest import free_port
 
 
 class SilentService:
@@ -32,6 +39,30 @@ def test_a_service_that_does_not_answer_is_unavailable_not_a_hang():
     entry = format_error(GraphQLError("x", original_error=raised.value, path=["health"]))
     assert entry["extensions"] == {"code": "UNAVAILABLE"}
     assert entry["path"] == ["health"]
+
+
+class GatewayWithoutBroker:
+    """The gateway's own proxy to the registry in a worker whose broker does not answer: its
+    port is closed, as while RabbitMQ restarts."""
+
+    def __init__(self):
+        worker = SimpleNamespace(context_data={}, container=SimpleNamespace(
+            config={"AMQP_URI": f"amqp://guest:guest@127.0.0.1:{free_port()}/"}))
+        listener = TolerantReplyListener()
+        listener.routing_key = "gateway-replies"
+        self.registry = ExpiringServiceProxy(worker, "registry", listener,
+                                             **GatewayService.registry.options)
+
+
+def test_a_call_the_broker_cannot_take_is_unavailable_within_its_timeout(monkeypatch):
+    waits = []   # kombu's waits between its attempts to reconnect and publish again
+    monkeypatch.setattr(kombu.utils.functional, "sleep", waits.append)
+    context = GraphQLContext(GatewayWithoutBroker(), principal=None, timeout=3)
+    with pytest.raises(OperationalError) as raised:
+        context.call("registry", "health")
+    entry = format_error(GraphQLError("x", original_error=raised.value, path=["health"]))
+    assert entry["extensions"] == {"code": "UNAVAILABLE"}
+    assert sum(waits) < 3   # it does not keep the caller past its RPC timeout
 
 
 def test_domain_errors_keep_their_code_and_field():
