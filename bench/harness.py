@@ -265,6 +265,18 @@ def wait_for_outbox(rpc, service, timeout=600):
         time.sleep(0.2)
 
 
+def wait_until_municipality_known(rpc, code, timeout=60):
+    """The declaration service learns municipalities from the registry's events."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return rpc.declaration.municipality_settings(code)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def verdict(label, ok):
     print(f"  target {label}: {'met' if ok else 'NOT met'}")
     return ok
