@@ -205,7 +205,10 @@ def payout(platform, memory):
         batch = rpc.travel_costs.create_payout_batch(FUND)
     seconds = time.perf_counter() - started
     _, peak = memory.read()
-    return {"id": batch["id"], "claims": batch["claim_count"], "total": batch["total_euros"],
+    with platform.rpc(timeout=600) as rpc:
+        wait_for_outbox(rpc, "travel_costs", timeout=3600)
+    published = time.perf_counter() - started - seconds
+    return {"published_seconds": published, "id": batch["id"], "claims": batch["claim_count"], "total": batch["total_euros"],
             "seconds": seconds,
             "rss_before_mib": before, "peak_mib": peak, "peak_since_start": not reset}
 
@@ -219,16 +222,16 @@ def approve(platform, claim_ids):
     return result
 
 
-def restore_approved_copies(platform, paid_batch_id, count):
-    """``count`` approved, unpaid claims in the fund's store: copies of the claims of the paid
-    batch, written while the fund is stopped (see the module's description)."""
+def restore_approved_copies(platform, count):
+    """``count`` approved, unpaid claims in the fund's store: copies of the claims paid so
+    far, written while the fund is stopped (see the module's description)."""
     fund = process_named("travel_costs")
     platform.stop_process(fund)
     config = {"DATA_DIR": platform.environ["MANTELZORG_DATA_DIR"]}
     cipher = crypto.data_cipher(config, platform.environ)
     store = open_store(config, "mantelzorg_travel_costs", fund_storage.TravelCostsStore)
     try:
-        paid = list(store.db[fund_storage.CLAIMS].find({"batch_id": paid_batch_id}))
+        paid = list(store.db[fund_storage.CLAIMS].find({"status": "PAID"}))
         batch = []
         for original in itertools.islice(itertools.cycle(paid), count):
             copy_id = str(ObjectId())
@@ -278,36 +281,29 @@ def run():
             "rpc": measure(rpc_submissions(amqp_uri, claims), CLAIMS, CONCURRENCY, cpu=cpu),
         }
         submitted = list(claims.ids)
+        print_table(f"submitTravelClaim, 1-5 trips, {CONCURRENCY} concurrent clients back to "
+                    f"back, {CLAIMS:,} claims a row",
+                    [("through the gateway", results["gateway"]), ("direct RPC", results["rpc"])])
 
         with platform.rpc(timeout=600) as rpc:
             wait_for_outbox(rpc, "travel_costs")
-        small = submitted[:CLAIMS]
-        batches = {}
-        results["approve"] = approve(platform, small)
-        batches["small"] = payout(platform, memory)
-        with platform.rpc(timeout=600) as rpc:
-            wait_for_outbox(rpc, "travel_costs")
+        results["approve"] = approve(platform, submitted[:CLAIMS])
+        print("\ncreatePayoutBatch (direct RPC; SEPA file written, validated, stored, claims "
+              "paid), then the publication of the batch's PAID events")
+        report_batch(payout(platform, memory))
         started = time.perf_counter()
-        restore_approved_copies(platform, batches["small"]["id"], LARGE_BATCH)
-        print(f"  {LARGE_BATCH:,} approved copies restored into the fund's store in "
-              f"{time.perf_counter() - started:.0f} s")
-        memory = PeakMemory(platform.children["travel_costs"].pid)
-        batches["large"] = payout(platform, memory)
-    return report(results, batches)
-
-
-def report(results, batches):
-    print_table(f"submitTravelClaim, 1-5 trips, {CONCURRENCY} concurrent clients back to back, "
-                f"{CLAIMS:,} claims a row",
-                [("through the gateway", results["gateway"]), ("direct RPC", results["rpc"]),
-                 ("reviewTravelClaim (approve), direct RPC", results["approve"])])
-    print("\ncreatePayoutBatch (direct RPC; SEPA file written, validated, stored, claims paid)")
-    for key in ("small", "large"):
-        batch = batches[key]
-        note = " (peak since the process started)" if batch["peak_since_start"] else ""
-        print(f"  {batch['claims']:>7,} claims, {batch['total']:>13} EUR: {batch['seconds']:7.1f} s, "
-              f"travel_costs resident memory {batch['rss_before_mib']:.0f} MiB before, "
-              f"peak {batch['peak_mib']:.0f} MiB{note}")
+        restore_approved_copies(platform, LARGE_BATCH)
+        print(f"  ({LARGE_BATCH:,} approved copies restored into the fund's store in "
+              f"{time.perf_counter() - started:.0f} s)")
+        report_batch(payout(platform, PeakMemory(platform.children["travel_costs"].pid)))
     ok = all(r["errors"] == 0 for r in results.values())
     print(f"  no errors: {'yes' if ok else 'NO'}")
     return ok
+
+
+def report_batch(batch):
+    note = " (peak since the process started)" if batch["peak_since_start"] else ""
+    print(f"  {batch['claims']:>7,} claims, {batch['total']:>13} EUR: {batch['seconds']:7.1f} s, "
+          f"travel_costs resident memory {batch['rss_before_mib']:.0f} MiB before, "
+          f"peak {batch['peak_mib']:.0f} MiB{note}; its events published "
+          f"{batch['published_seconds']:.1f} s later")
