@@ -12,7 +12,8 @@ import random
 import time
 
 from bench.harness import (CpuClock, capacity, graphql_load, measure, print_capacity,
-                           print_table, rpc_load, running_platform, verdict)
+                           print_table, rpc_load, running_platform, verdict,
+                           wait_until_municipality_known)
 from common import config as settings
 from gateway.auth import issue_development_token
 from ops import reference
@@ -45,18 +46,6 @@ def _request(number):
             "purposes": ["PARKING_PERMIT", "CARE_HOUSING", "CO_TENANCY"]}
 
 
-def _wait_until_known(rpc, timeout=60):
-    """The declaration service learns municipalities from the registry's events."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return rpc.declaration.municipality_settings(MUNICIPALITY)
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def _file(platform, stored, count):
     """Files and issues ``count`` more declarations; adds (reference, verification code) of
     each to ``stored``."""
@@ -64,7 +53,7 @@ def _file(platform, stored, count):
     with platform.rpc(timeout=300) as rpc:
         if not stored:
             reference.import_municipalities(rpc, reference.DEMO_DIR / "municipalities.csv")
-            _wait_until_known(rpc)
+            wait_until_municipality_known(rpc, MUNICIPALITY)
         end = len(stored) + count
         for first in range(len(stored), end, BATCH):
             numbers = range(first, min(first + BATCH, end))

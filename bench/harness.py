@@ -261,8 +261,21 @@ def wait_for_outbox(rpc, service, timeout=600):
     """Until the service has published every event it recorded: a run is measured without
     its relay still at work."""
     deadline = time.monotonic() + timeout
+    # Not more often: on the embedded store each health answer counts the outbox by reading it.
     while getattr(rpc, service).health()["outbox_pending"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(1.0)
+
+
+def wait_until_municipality_known(rpc, code, timeout=60):
+    """The declaration service learns municipalities from the registry's events."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return rpc.declaration.municipality_settings(code)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def verdict(label, ok):

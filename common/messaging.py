@@ -15,6 +15,7 @@ EVENT_RETRY_MAX_DELAY_MS. The defaults (14 attempts, 1 s, 2 min) keep retrying f
 14 minutes, so that a failing event outlives a 10-minute store outage before it is parked.
 """
 import threading
+import time
 from datetime import timedelta
 from weakref import WeakKeyDictionary
 
@@ -26,7 +27,7 @@ from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 from nameko.standalone.events import get_event_exchange
 from pydantic import ValidationError
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 
 from common import config as settings
 from common import metrics
@@ -44,6 +45,10 @@ FAILED_AT_HEADER = "x-mantelzorg-failed-at"
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OUTBOX = "outbox"
 CLAIM_SECONDS = 15
+# How often the relay measures its outbox for the metrics. The embedded store counts a
+# collection by reading it, which with a large payout's events waiting cost more than
+# relaying them; an alert looks at minutes, not seconds.
+MEASURE_SECONDS = 5.0
 # An event no queue took stays in the outbox and is tried again after this long.
 UNROUTABLE_RETRY_SECONDS = 5
 # A publish that cannot reach the broker gives up after a few tries; the relay's timer
@@ -193,6 +198,7 @@ class Outbox:
         self.service = service
         self.config = config
         self.publisher = EventPublisher(service, config)
+        self.measured_at = None
 
     def add(self, session, type_name, payload, correlation_id):
         return self.add_many(session, [(type_name, payload)], correlation_id)[0]
@@ -232,10 +238,13 @@ class Outbox:
     def _claim(self, entry_id, now):
         """Only one relay (of this or another replica) holds an entry at a time; a relay
         that dies lets go when its claim runs out."""
-        return self.collection.find_one_and_update(
+        # A conditional update_one, then a read: the embedded store answers
+        # find_one_and_update by scanning the collection, which made relaying the events of
+        # a large payout quadratic; update_one and find_one go by the _id index.
+        claimed = self.collection.update_one(
             {"_id": entry_id, "claimed_until": {"$lte": now}},
-            {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS)}},
-            return_document=ReturnDocument.AFTER)
+            {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS)}})
+        return self.collection.find_one({"_id": entry_id}) if claimed.modified_count else None
 
     def relay(self, limit=500):
         """Publish pending events, oldest first, with publisher confirms, then remove them.
@@ -297,6 +306,9 @@ class Outbox:
             return queue_exists(connection, name)
 
     def _measure(self):
+        if self.measured_at is not None and time.monotonic() - self.measured_at < MEASURE_SECONDS:
+            return
+        self.measured_at = time.monotonic()
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
         oldest = self.collection.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
         age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0

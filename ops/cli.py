@@ -40,8 +40,6 @@ def main(argv=None):
     importer = commands.add_parser("import-reference",
                                    help="import municipalities.csv and pc4.csv from a folder")
     importer.add_argument("folder", type=Path)
-    commands.add_parser("announce-pc4-areas",
-                        help="publish the registry's PC4 areas again, for the travel-cost fund")
     points = commands.add_parser("import-support-points",
                                  help="import support points from a CSV file")
     points.add_argument("file", type=Path)
@@ -173,15 +171,6 @@ def import_reference(args):
     return 0 if not any(r["rejected"] for r in reports.values()) else 2
 
 
-def announce_pc4_areas(_args):
-    """The fund keeps its own copy of the PC4 centroids from the registry's events; a fund
-    deployed after the areas were imported gets them with this."""
-    ensure_broker(settings.amqp_uri())
-    with Platform().rpc(timeout=120) as rpc:
-        print(f"announced {rpc.registry.announce_pc4_areas()} PC4 areas")
-    return 0
-
-
 def import_support_points(args):
     ensure_broker(settings.amqp_uri())
     with Platform().rpc(timeout=120) as rpc:
@@ -304,7 +293,7 @@ def token(args):
 
 DEVELOPMENT_ONLY = ("run", "token")
 COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": import_reference,
-            "import-support-points": import_support_points, "announce-pc4-areas": announce_pc4_areas,
+            "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
             "new-keys": new_keys, "probe": probe, "token": token}

@@ -9,7 +9,7 @@ from common.storage import Storage, utcnow
 from common.validators import validate_municipality_code
 from services.registry import domain, search
 from services.registry.dependencies import SearchIndexHolder
-from services.registry.storage import MUNICIPALITIES, SUPPORT_POINTS, RegistryStore
+from services.registry.storage import MUNICIPALITIES, PC4_AREAS, SUPPORT_POINTS, RegistryStore
 
 
 def _now():
@@ -26,6 +26,8 @@ class RegistryService(PlatformService):
         "municipality.imported": (MUNICIPALITIES, domain.municipality_event_payload, {}),
         # every point as it is now, active or not
         "support_point.updated": (SUPPORT_POINTS, domain.event_payload, {}),
+        # one area an event: a fund deployed after the areas were imported gets them all
+        "pc4_areas.imported": (PC4_AREAS, lambda area: domain.pc4_areas_event([area]), {}),
     }
 
     # --- reference data ------------------------------------------------------------------
@@ -60,16 +62,18 @@ class RegistryService(PlatformService):
         report = {"imported": 0, "unchanged": 0, "rejected": []}
         known = self.store.municipality_codes()
         stored = self.store.pc4_areas((row.get("pc4") or "").strip() for row in rows)
-        changed = []
+        changed, now = [], _now()
         for number, row in enumerate(rows, start=first_row):
             try:
                 document = domain.pc4_row(row, known)
             except ValueError as exc:
                 report["rejected"].append({"row": number, "reason": str(exc)})
                 continue
-            if stored.get(document["_id"]) == document:
+            if domain.same_pc4_area(stored.get(document["_id"]), document):
                 report["unchanged"] += 1
                 continue
+            # the time of the change, which a republished event of the area carries
+            document["updated_at"] = now
             stored[document["_id"]] = document
             changed.append(document)
             report["imported"] += 1
@@ -81,19 +85,6 @@ class RegistryService(PlatformService):
         self.log.info("registry.pc4_areas_imported", imported=report["imported"],
                       rejected=len(report["rejected"]))
         return report
-
-    @rpc
-    def announce_pc4_areas(self, batch=500):
-        """Publishes every stored PC4 area again, ``batch`` areas a pc4_areas.imported event:
-        for a consumer that started after the areas were imported (``mantelzorg
-        announce-pc4-areas``). Returns how many areas it announced."""
-        areas = list(self.store.all_pc4_areas())
-        for start in range(0, len(areas), batch):
-            event = domain.pc4_areas_event(areas[start:start + batch])
-            self.store.in_transaction(
-                lambda session, event=event: self.outbox.record(session, "pc4_areas.imported", event))
-        self.log.info("registry.pc4_areas_announced", areas=len(areas))
-        return len(areas)
 
     # --- support points --------------------------------------------------------------------
 

@@ -305,10 +305,9 @@ class TravelCostsService(PlatformService):
         """Marks the batch's claims PAID with their events, a chunk per transaction; safe to
         run again for a batch whose run stopped halfway."""
         paid = 0
-        while True:
-            chunk = self.store.reserved_chunk(batch_id, PAY_CHUNK)
-            if not chunk:
-                break
+        unpaid = self.store.claims_to_pay(batch_id)
+        for start in range(0, len(unpaid), PAY_CHUNK):
+            chunk = unpaid[start:start + PAY_CHUNK]
 
             def work(session, chunk=chunk):
                 entry = domain.history_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,

@@ -16,6 +16,8 @@ import requests
 import xmlschema
 from kombu import Connection, Exchange, Queue
 
+from common.events import Subscription
+from ops import cli
 from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
 from tests.support import error_codes, eventually, log_lines, scrape, token
 from tests.support import (CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
@@ -380,13 +382,18 @@ def test_events_logs_and_answers_carry_no_iban_and_no_bsn(gql, fund_ready, platf
     assert IBAN not in logged and caregiver.bsn not in logged
 
 
-def test_the_registry_announces_its_areas_again_for_a_fund_deployed_later(rpc, fund_ready, platform):
+def test_the_registry_republishes_its_areas_to_a_fund_deployed_later(rpc, fund_ready, platform,
+                                                                    monkeypatch, capsys):
+    """``mantelzorg republish pc4_areas.imported``: every stored area once more, straight into
+    the fund's queue, and the fund's copy stays whole."""
     metrics_url = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
     sample = ('mantelzorg_events_handled_total{outcome="handled",service="travel_costs",'
               'type="pc4_areas.imported"}')
     before = scrape(metrics_url, sample)
     areas = rpc.travel_costs.health()["pc4_areas"]
-    assert rpc.registry.announce_pc4_areas(1000) == areas
-    events = -(-areas // 1000)
-    assert eventually(lambda: scrape(metrics_url, sample) >= before + events)
+    queue = Subscription("pc4_areas.imported", "travel_costs", "on_pc4_areas_imported").queue
+    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    assert cli.main(["republish", "pc4_areas.imported", "--to", queue]) == 0
+    assert f"sent {areas} pc4_areas.imported event(s)" in capsys.readouterr().out
+    assert eventually(lambda: scrape(metrics_url, sample) >= before + areas, timeout=120)
     assert rpc.travel_costs.health()["pc4_areas"] == areas
