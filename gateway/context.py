@@ -61,8 +61,8 @@ class GraphQLContext:
         # The request expires on the broker when its caller stops waiting: a call answered
         # UNAVAILABLE because its service is down does not run when the service returns.
         expires_in = self.seconds_left(timeout)
-        proxy = getattr(self.service, service_name).expiring(method, expires_in,
-                                                             self._call_identity(service_name, method))
+        proxy = getattr(self.service, service_name).expiring(
+            method, expires_in, request_id=self._call_identity(service_name, method))
         return PendingCall(self, proxy.call_async(*args, **kwargs))
 
     def _call_identity(self, service_name, method):
