@@ -19,6 +19,7 @@ from common.logging import CorrelatedLogging, get_logger
 from common.messaging import BrokerTolerantQueueConsumer, EventOutbox
 from common.metrics import (FROZEN_OBJECTS, RPC_REDELIVERIES_REFUSED, EntrypointMetrics,
                             metrics_response)
+from common.storage import RequestsOnce
 
 
 class UnconfirmedPublisher(Publisher):
@@ -130,6 +131,9 @@ class PlatformService(InstrumentedService):
         return metrics_response()
 
     outbox = EventOutbox()
+    # A mutation that creates something answers ``self.once.answer(...)`` and records
+    # ``self.once.record(session, answer)`` in its transaction: done once per request.
+    once = RequestsOnce()
     # The events the service can send again from what it stores, for a new consumer:
     # {event type: (collection, payload of a stored document, field values to select)}.
     # A document's ``updated_at``, when it has one, is the time its event says it occurred.

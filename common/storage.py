@@ -6,16 +6,22 @@ embedded MongoDB-wire-protocol server (SecantusDB) on a free local port, with it
 pymongo over the wire, through the same code.
 """
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, MongoClient
+from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from common import config as settings
 
 PROCESSED_EVENTS = "processed_events"
+# The requests a service has done, by the request identity the gateway derives from an
+# Idempotency-Key (see RequestsOnce), with their answers; kept for as long as the key.
+DONE_REQUESTS = "done_requests"
+REQUEST_KEY = "request_id"
+REQUESTS_KEPT_FOR = timedelta(hours=24)
 
 
 def utcnow():
@@ -84,6 +90,8 @@ class DocumentStore:
         self.db = self.client.get_database(
             database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"))
         self.db[PROCESSED_EVENTS].create_index([("handled_at", ASCENDING)])
+        self.db[DONE_REQUESTS].create_index(
+            [("done_at", ASCENDING)], expireAfterSeconds=int(REQUESTS_KEPT_FOR.total_seconds()))
 
     def ensure_indexes(self):
         """Create the service's indexes; called once when the service starts."""
@@ -128,6 +136,20 @@ class DocumentStore:
             return True
 
         return self.in_transaction(once)
+
+    def answer_of_request(self, request_id, now=None):
+        """The answer recorded for a request done within the last 24 hours, else None. An
+        older record still stored counts as forgotten (the TTL index removes it in time)."""
+        since = (now or utcnow()) - REQUESTS_KEPT_FOR
+        self.db[DONE_REQUESTS].delete_one({"_id": request_id, "done_at": {"$lte": since}})
+        done = self.db[DONE_REQUESTS].find_one({"_id": request_id, "done_at": {"$gt": since}})
+        return None if done is None else done["answer"]
+
+    def record_request(self, session, request_id, answer):
+        """Records a request as done with its answer, in the transaction of its write: a
+        second execution of the same request conflicts on the unique id and writes nothing."""
+        self.db[DONE_REQUESTS].insert_one({"_id": request_id, "answer": answer,
+                                           "done_at": utcnow()}, session=session)
 
     def replace_if_newer(self, collection, document, order_field, session=None):
         """Keep a projection of another service's data: replace the stored copy unless it
@@ -202,3 +224,59 @@ class Storage(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.store
+
+
+class OnceRequest:
+    """A worker's request identity (None when the caller sent none) and what was recorded
+    for it. See RequestsOnce."""
+
+    def __init__(self, store, request_id):
+        self.store = store
+        self.request_id = request_id
+        self.recording = False
+
+    def answer(self, run):
+        """``run()``'s answer the first time this request is done; the recorded answer when
+        it was done before. ``run`` writes in one transaction that calls ``record``."""
+        if self.request_id is None:
+            return run()
+        earlier = self.store.answer_of_request(self.request_id)
+        if earlier is not None:
+            return earlier
+        self.recording = True
+        try:
+            return run()
+        except DuplicateKeyError:
+            # The same request done at the same moment by another worker: its answer.
+            earlier = self.store.answer_of_request(self.request_id)
+            if earlier is None:
+                raise
+            return earlier
+        finally:
+            self.recording = False
+
+    def record(self, session, answer):
+        """Inside the transaction of the write under ``answer``: records the request as
+        done with ``answer`` (nothing without a request identity or outside ``answer``)."""
+        if self.recording:
+            self.store.record_request(session, self.request_id, answer)
+
+
+class RequestsOnce(DependencyProvider):
+    """Injects the worker's OnceRequest: a mutation that creates something is done once per
+    request identity. The gateway sends the identity with the call (context data
+    ``request_id``, derived from the caller's Idempotency-Key and body) when its reply may
+    have been lost: the retry gets the first answer and nothing is written twice.
+
+    The identity is taken out of the worker's context data, so the worker's own calls and
+    events do not carry it on. Answers are stored as they are, so they must hold no personal
+    data; the creating mutations' answers hold none (a public view, an order, a campaign)."""
+
+    MAX_ID_CHARS = 200
+
+    def get_dependency(self, worker_ctx):
+        storage = next(d for d in self.container.dependencies if isinstance(d, Storage))
+        request_id = worker_ctx.data.pop(REQUEST_KEY, None)
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= self.MAX_ID_CHARS:
+            request_id = None
+        return OnceRequest(storage.store, request_id)

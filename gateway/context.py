@@ -7,8 +7,14 @@ from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 
 from common import config as settings
 from common.errors import Unavailable
+from common.storage import REQUEST_KEY
 
 DEFAULT_DEADLINE_SECONDS = 15
+
+
+def call_identity(request_id, service_name, method, nth=1):
+    """The identity the ``nth`` call of ``service_name.method`` in a request carries."""
+    return f"{request_id}:{service_name}.{method}:{nth}"
 
 
 class DeadlineExceeded(Unavailable):
@@ -25,6 +31,10 @@ class GraphQLContext:
         self.timeout = timeout
         self.deadline_seconds = deadline_seconds
         self.deadline = time.monotonic() + self.deadline_seconds
+        # Set for a mutation sent with an Idempotency-Key (gateway/idempotency.py): every call
+        # carries an identity derived from it, the same again when the request is retried.
+        self.request_id = None
+        self._calls_made = {}
 
     @property
     def actor(self):
@@ -51,8 +61,18 @@ class GraphQLContext:
         # The request expires on the broker when its caller stops waiting: a call answered
         # UNAVAILABLE because its service is down does not run when the service returns.
         expires_in = self.seconds_left(timeout)
-        proxy = getattr(self.service, service_name).expiring(method, expires_in)
+        proxy = getattr(self.service, service_name).expiring(
+            method, expires_in, request_id=self._call_identity(service_name, method))
         return PendingCall(self, proxy.call_async(*args, **kwargs))
+
+    def _call_identity(self, service_name, method):
+        """The request identity of one call: the request's, and which call of this method it
+        is (a mutation's fields run one after another, so a retry numbers them alike)."""
+        if self.request_id is None:
+            return None
+        name = f"{service_name}.{method}"
+        self._calls_made[name] = made = self._calls_made.get(name, 0) + 1
+        return call_identity(self.request_id, service_name, method, made)
 
     def seconds_left(self, timeout=None):
         """How long a call may still wait: its own timeout, cut to the request's deadline."""
@@ -93,7 +113,24 @@ class ExpiringRpcProxy(RpcProxy):
 
 
 class ExpiringServiceProxy(ServiceProxy):
-    def expiring(self, method, seconds):
-        """The proxy of ``method`` whose requests the broker drops after ``seconds``."""
-        return MethodProxy(self.worker_ctx, self.service_name, method, self.reply_listener,
-                           expiration=seconds, **self.options)
+    def expiring(self, method, seconds, request_id=None):
+        """The proxy of ``method`` whose requests the broker drops after ``seconds``, and
+        that carry ``request_id`` (when given) in their context data."""
+        return IdentifiedMethodProxy(self.worker_ctx, self.service_name, method,
+                                     self.reply_listener, request_id, expiration=seconds,
+                                     **self.options)
+
+
+class IdentifiedMethodProxy(MethodProxy):
+    """A call with the request identity of its own in its headers, next to the worker's
+    context data (the correlation id)."""
+
+    def __init__(self, worker_ctx, service_name, method, reply_listener, request_id, **options):
+        super().__init__(worker_ctx, service_name, method, reply_listener, **options)
+        self.request_id = request_id
+
+    def get_message_headers(self, worker_ctx):
+        headers = super().get_message_headers(worker_ctx)
+        if self.request_id is not None:
+            headers[self._get_header_name(REQUEST_KEY)] = self.request_id
+        return headers

@@ -4,7 +4,14 @@
 Keys are scoped per caller (token subject and role), so two clients' keys never meet. The
 key is recorded as running before the mutation runs (one atomic insert decides who runs it);
 its answer is stored after, sealed with the data key bound to the record, because an answer
-may hold personal data or a secret such as a verification code."""
+may hold personal data or a secret such as a verification code.
+
+A request whose reply was lost after its service committed the work (the service killed, the
+broker restarted) is answered UNAVAILABLE and its key freed, so the retry runs again. The
+gateway therefore also sends each call of the request a request identity: a keyed hash of the
+key's record and the body, never the key itself. A service that creates something records
+that identity with its write and answers a second call with the first answer
+(``common.storage.RequestsOnce``)."""
 import hashlib
 import json
 from datetime import timedelta
@@ -13,7 +20,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from common import config as settings
-from common.crypto import data_cipher
+from common.crypto import data_cipher, keyed_hash
 from common.errors import BadUserInput, Conflict
 from common.storage import DocumentStore, Storage, utcnow
 
@@ -35,6 +42,12 @@ def body_hash(body):
 
 def record_id(principal, key):
     return _sha256("\x1f".join((principal.role or "", principal.sub or "", key)))
+
+
+def request_identity(lookup_hash, principal, key, body):
+    """What the services know of a request sent with an Idempotency-Key: the same for the
+    same caller, key and body, and nothing that could be turned back into them."""
+    return lookup_hash("idempotent-request", record_id(principal, key), body_hash(body))
 
 
 class IdempotencyStore(DocumentStore):
@@ -73,9 +86,13 @@ def _changed_nothing(answer):
 
 
 class IdempotentMutations:
-    def __init__(self, store, cipher):
+    def __init__(self, store, cipher, lookup_hash=None):
         self.store = store
         self.cipher = cipher
+        self.lookup_hash = lookup_hash
+
+    def request_identity(self, key, principal, body):
+        return request_identity(self.lookup_hash, principal, key, body)
 
     def answer_once(self, key, principal, body, run, now=None):
         """``run()``'s answer the first time this caller sends ``key`` with ``body``; the
@@ -105,8 +122,8 @@ class IdempotentMutations:
 
 
 class Idempotency(Storage):
-    """Injects the gateway's IdempotentMutations: its database (``mantelzorg_gateway``) and
-    the data key that seals the stored answers."""
+    """Injects the gateway's IdempotentMutations: its database (``mantelzorg_gateway``), the
+    data key that seals the stored answers and the lookup key of the request identities."""
 
     def __init__(self):
         super().__init__(IdempotencyStore)
@@ -116,7 +133,8 @@ class Idempotency(Storage):
         super().setup()
         with settings.stop_if_misconfigured():
             cipher = data_cipher(self.container.config)
-        self.mutations = IdempotentMutations(self.store, cipher)
+            lookup_hash = keyed_hash(self.container.config)
+        self.mutations = IdempotentMutations(self.store, cipher, lookup_hash)
 
     def get_dependency(self, worker_ctx):
         return self.mutations

@@ -60,6 +60,7 @@ class GatewayService(CaregiverPages, InstrumentedService):
             context = self.graphql_context(principal)
             key = request.headers.get(IDEMPOTENCY_HEADER)
             if key is not None and principal.authenticated and is_mutation(body):
+                context.request_id = self.idempotency.request_identity(key, principal, body)
                 return self._json(self.idempotency.answer_once(
                     key, principal, body, lambda: run_query(body, context)))
         except Exception as error:

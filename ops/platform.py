@@ -145,9 +145,9 @@ class Platform:
         port = settings.setting(None, "GATEWAY_PORT", 8000, environ=self.environ)
         return f"http://127.0.0.1:{port}"
 
-    def rpc(self, timeout=10):
+    def rpc(self, timeout=10, context_data=None):
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
-        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout)
+        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout, context_data=context_data)
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the

@@ -69,21 +69,32 @@ class CampaignService(PlatformService):
     @rpc
     def add_print_run(self, quantity, actor, run_id=None):
         """A print run adds to ``printed`` and ``available``. ``run_id`` makes it happen
-        once however often it is sent (the demo seed uses it)."""
+        once however often it is sent (the demo seed uses it), as does a request identity
+        (see common.storage.RequestsOnce), which answers the stock as it was then."""
         domain.may_run_campaigns(actor)
         run = domain.parse(PrintRunInput, {"quantity": quantity})
-        added = self.store.add_print_run({"_id": run_id or str(uuid.uuid4()),
-                                          "quantity": run.quantity, "at": utcnow(),
-                                          "by": domain.actor_trace(actor)})
-        self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
-        return domain.stock_view(self.store.stock())
+
+        def add():
+            added = self.store.add_print_run(
+                {"_id": run_id or str(uuid.uuid4()), "quantity": run.quantity, "at": utcnow(),
+                 "by": domain.actor_trace(actor)},
+                lambda session: self.once.record(
+                    session, domain.stock_view(self.store.stock(session))))
+            self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
+            return domain.stock_view(self.store.stock())
+
+        return self.once.answer(add)
 
     # --- bag orders ------------------------------------------------------------------------
 
     @rpc
     def order_bags(self, data, actor):
         """A municipality's order (or a support point's, for its own municipality); allocated
-        in full at once when the available stock covers it, otherwise it waits."""
+        in full at once when the available stock covers it, otherwise it waits. Placed once
+        per request identity (see common.storage.RequestsOnce)."""
+        return self.once.answer(lambda: self._order_bags(data, actor))
+
+    def _order_bags(self, data, actor):
         order_input = domain.parse(BagOrderInput, data)
         code = order_input.municipality_code
         municipality = self.store.municipality(code)
@@ -101,8 +112,7 @@ class CampaignService(PlatformService):
                                  waiting["own_lines"], now)
         stored = self.store.place_order(
             waiting, domain.allocated_in_full(waiting, insert, now),
-            lambda session, document: self._announce(session, document,
-                                                     len(document["history"])))
+            lambda session, document: self._announce_placed(session, document))
         self.log.info("campaign.bags_ordered", order_id=stored["_id"], municipality_code=code,
                       quantity=stored["quantity_requested"], status=stored["status"])
         return domain.order_view(stored)
@@ -146,6 +156,11 @@ class CampaignService(PlatformService):
     def _announce(self, session, order, entries=1):
         self.outbox.record_many(session, domain.announced(order, entries))
 
+    def _announce_placed(self, session, order):
+        """A new order's events and, for its request identity, its answer."""
+        self._announce(session, order, len(order["history"]))
+        self.once.record(session, domain.order_view(order))
+
     @rpc
     def run_bag_allocation(self, actor):
         """Shares the available bags over the waiting orders in proportion to population
@@ -187,16 +202,24 @@ class CampaignService(PlatformService):
 
     @rpc
     def create_campaign(self, data, actor):
+        """Created once per request identity (see common.storage.RequestsOnce)."""
+        return self.once.answer(lambda: self._create_campaign(data, actor))
+
+    def _create_campaign(self, data, actor):
         domain.may_run_campaigns(actor)
         campaign_input = domain.parse(CampaignInput, data, "input")
         codes = campaign_input.municipality_codes
         domain.require_known_municipalities(codes, self.store.municipalities(codes))
         campaign = self.store.insert_campaign(
             domain.new_campaign(campaign_input, actor, utcnow()),
-            lambda session, document: self.outbox.record(
-                session, "campaign.created", domain.campaign_event(document, 0)))
+            self._announce_created)
         self.log.info("campaign.created", campaign_id=campaign["_id"], scope=campaign["scope"])
         return domain.campaign_view(campaign, 0)
+
+    def _announce_created(self, session, campaign):
+        """A new campaign's event and, for its request identity, its answer."""
+        self.outbox.record(session, "campaign.created", domain.campaign_event(campaign, 0))
+        self.once.record(session, domain.campaign_view(campaign, 0))
 
     @rpc
     def launch_campaign(self, campaign_id, actor):

@@ -86,12 +86,13 @@ class CampaignStore(DocumentStore):
 
     # --- the stock -----------------------------------------------------------------------------
 
-    def stock(self):
-        return self.db[STOCK].find_one({"_id": BAGS})
+    def stock(self, session=None):
+        return self.db[STOCK].find_one({"_id": BAGS}, session=session)
 
-    def add_print_run(self, run):
-        """Adds a print run's bags to ``printed`` and ``available``. A run whose id was
-        recorded before adds nothing (returns False): a repeated seed or retry."""
+    def add_print_run(self, run, record=lambda session: None):
+        """Adds a print run's bags to ``printed`` and ``available``, and ``record(session)``
+        in the same transaction. A run whose id was recorded before adds nothing (returns
+        False): a repeated seed or retry."""
 
         def work(session):
             if self.db[PRINT_RUNS].find_one({"_id": run["_id"]}, {"_id": 1}, session=session):
@@ -102,6 +103,7 @@ class CampaignStore(DocumentStore):
                 {"$inc": {"printed": run["quantity"], "available": run["quantity"]},
                  "$setOnInsert": {"allocated": 0, "shipped": 0}},
                 upsert=True, session=session)
+            record(session)
             return True
 
         try:

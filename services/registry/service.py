@@ -90,7 +90,9 @@ class RegistryService(PlatformService):
 
     @rpc
     def register_support_point(self, data, actor):
-        return domain.public_view(self._register(domain.parse_support_point(data), actor))
+        """Registered once per request identity (see common.storage.RequestsOnce)."""
+        return self.once.answer(lambda: domain.public_view(
+            self._register(domain.parse_support_point(data), actor)))
 
     @rpc
     def update_support_point(self, support_point_id, data, expected_version, actor):
@@ -213,10 +215,13 @@ class RegistryService(PlatformService):
         """The point, its history entry and its event, in one transaction. ``old`` is the
         version the change was made from: if another change came first, nothing is written."""
         entry = domain.history_entry(document, change, old, actor, document["updated_at"], reason)
-        stale = self.store.save_support_point(
-            document, entry, lambda session: self.outbox.record(
-                session, f"support_point.{change}", domain.event_payload(document)),
-            replaces_version=old and old["version"])
+
+        def record(session):
+            self.outbox.record(session, f"support_point.{change}", domain.event_payload(document))
+            self.once.record(session, domain.public_view(document))
+
+        stale = self.store.save_support_point(document, entry, record,
+                                              replaces_version=old and old["version"])
         if stale is not None:
             raise domain.version_conflict(stale, old["version"])
         self.search_index.changed(self.store, "support_points", document)

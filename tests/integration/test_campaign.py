@@ -15,6 +15,7 @@ from nameko.standalone.events import get_event_exchange
 
 from common.events import new_envelope
 from common.messaging import CORRELATION_HEADER, publish
+from common.storage import REQUEST_KEY
 from tests.support import error_codes, eventually, scrape, token
 
 ADMIN = token("admin")
@@ -566,3 +567,34 @@ def test_bad_input_names_the_field_and_changes_nothing(gql, ready, query, variab
     assert "GM9999" not in answer["errors"][0]["message"]
     assert before == (stock(gql), len(ok(gql(ORDERS, token=ADMIN), "bagOrders")),
                       len(ok(gql(CAMPAIGNS, token=TEAM), "campaigns")))
+
+
+def test_an_order_a_campaign_and_a_print_run_sent_twice_with_one_identity_happen_once(
+        platform, rpc, ready):
+    """A call whose reply was lost is sent again by the gateway with the same request
+    identity: the second call writes nothing and answers what the first did."""
+    team = {"sub": "once-team", "role": "campaign", "municipality": None, "support_point": None}
+    buyer = {"sub": "once-buyer", "role": "municipality", "municipality": KAMPEN,
+             "support_point": None}
+    orders_before = len(rpc.campaign.bag_orders(KAMPEN, team))
+    campaign = campaign_input("REGIONAL", [KAMPEN, DALFSEN])
+    request = uuid.uuid4().hex
+
+    def sent(method, *args):
+        """``method`` called with the request identity of its call."""
+        with platform.rpc(timeout=30, context_data={REQUEST_KEY: f"{request}:{method}"}) as proxy:
+            return getattr(proxy.campaign, method)(*args)
+
+    order_data = {"municipalityCode": KAMPEN, "quantity": 3}
+    first_order, second_order = (sent("order_bags", order_data, buyer) for _ in range(2))
+    first_campaign, second_campaign = (sent("create_campaign", campaign, team) for _ in range(2))
+    printed_before = rpc.campaign.bag_stock(team)["printed"]
+    first_run, second_run = (sent("add_print_run", 7, team) for _ in range(2))
+    assert second_order == first_order
+    assert second_campaign == first_campaign
+    assert second_run == first_run
+    assert first_run["printed"] == rpc.campaign.bag_stock(team)["printed"] == printed_before + 7
+    orders = rpc.campaign.bag_orders(KAMPEN, team)
+    assert len(orders) == orders_before + 1
+    assert [o["id"] for o in orders].count(first_order["id"]) == 1
+    assert [c["name"] for c in rpc.campaign.campaigns(team)].count(campaign["name"]) == 1

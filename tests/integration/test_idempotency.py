@@ -5,6 +5,11 @@ import uuid
 
 import pytest
 
+from common.crypto import keyed_hash
+from common.storage import REQUEST_KEY
+from gateway.auth import Principal
+from gateway.context import call_identity
+from gateway.idempotency import request_identity
 from tests.integration.test_registry import REGISTER, point_input
 from tests.support import error_codes, token
 
@@ -82,3 +87,30 @@ def test_a_bad_key_is_refused_before_anything_runs(gql, municipalities, admin):
     assert refused.json()["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT",
                                                          "field": "Idempotency-Key"}
     assert stored_with_name(gql, data["name"]) == 0
+
+
+def test_a_retry_after_a_lost_reply_gets_the_point_that_was_registered(gql, platform,
+                                                                        municipalities):
+    """The service registered the point but its reply never reached the gateway (a service
+    killed after its commit, a broker restart): the call is made here as the gateway makes
+    it, with the identity it derives from the key, and its answer is dropped. The client's
+    retry through the gateway with the same key gets that point, and no second one."""
+    caller = Principal(sub=f"idempotency-{uuid.uuid4().hex[:8]}", role="admin")
+    data, key = point_input(SEAT), uuid.uuid4().hex
+    body = {"query": REGISTER, "variables": {"input": data}}   # what the client sends
+    lookup_hash = keyed_hash({"DATA_DIR": platform.environ["MANTELZORG_DATA_DIR"]},
+                             environ=platform.environ)
+    identity = call_identity(request_identity(lookup_hash, caller, key, body),
+                             "registry", "register_support_point")
+    with platform.rpc(timeout=30, context_data={REQUEST_KEY: identity}) as proxy:
+        lost = proxy.registry.register_support_point(data, caller.as_actor())
+        again = proxy.registry.register_support_point(data, caller.as_actor())
+    assert again == lost
+    assert stored_with_name(gql, data["name"]) == 1
+
+    retried = register(gql, data, key, token("admin", sub=caller.sub))
+    assert retried.status_code == 200
+    assert "errors" not in retried.json(), retried.json()
+    assert retried.json()["data"]["registerSupportPoint"]["id"] == lost["id"]
+    assert retried.json()["data"]["registerSupportPoint"]["version"] == lost["version"]
+    assert stored_with_name(gql, data["name"]) == 1

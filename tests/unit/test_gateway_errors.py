@@ -29,7 +29,7 @@ class SilentService:
 
 
 class Gateway:
-    registry = type("Proxy", (), {"expiring": lambda self, method, seconds: SilentService.method})()
+    registry = type("Proxy", (), {"expiring": lambda self, method, seconds, request_id=None: SilentService.method})()
 
 
 def test_a_service_that_does_not_answer_is_unavailable_not_a_hang():

@@ -20,6 +20,7 @@ class Services:
         self.most_at_once = 0
         self.calls = []
         self.expiries = []
+        self.request_ids = []
 
     def __getattr__(self, service):
         owner = self
@@ -47,8 +48,9 @@ class Services:
                 finally:
                     owner.running -= 1
 
-        def expiring(_self, method, seconds):
+        def expiring(_self, method, seconds, request_id=None):
             owner.expiries.append(seconds)
+            owner.request_ids.append(request_id)
             return Method(method)
 
         return type("Proxy", (), {"expiring": expiring})()
@@ -120,3 +122,18 @@ def test_every_call_expires_when_its_caller_stops_waiting():
     services = Services(delay=0)
     _run(POINTS, services, timeout=4, deadline=1)   # the request's deadline comes first
     assert all(0.5 < seconds <= 1 for seconds in services.expiries)
+
+
+def test_the_calls_of_a_request_with_a_request_identity_each_carry_their_own():
+    """Numbered per method in the order the calls are made: a retried request numbers them
+    alike; a request without an Idempotency-Key sends none."""
+    services = Services(delay=0)
+    context = GraphQLContext(services, ANONYMOUS, timeout=4)
+    for method in ("get_support_point", "get_support_point", "health"):
+        context.call("registry", method, "p1")
+    assert services.request_ids == [None] * 3
+    context.request_id = "r"
+    for method in ("get_support_point", "get_support_point", "health"):
+        context.call("registry", method, "p1")
+    assert services.request_ids[3:] == ["r:registry.get_support_point:1",
+                                        "r:registry.get_support_point:2", "r:registry.health:1"]

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from common.crypto import DataCipher
+from common.crypto import DataCipher, KeyedHash
 from common.errors import BadUserInput, Conflict
 from common.storage import utcnow
 from gateway.auth import Principal
-from gateway.idempotency import KEYS, IdempotencyStore, IdempotentMutations, record_id
+from gateway.idempotency import (KEYS, IdempotencyStore, IdempotentMutations, record_id,
+                                 request_identity)
 
 ADMIN = Principal(sub="a", role="admin")
 BODY = {"query": "mutation { x }", "variables": {"code": "123456"}}
@@ -123,3 +124,15 @@ def test_a_bad_key_is_refused_and_runs_nothing(mutations, key):
         mutations.answer_once(key, ADMIN, BODY, mutation)
     assert refused.value.field == "Idempotency-Key"
     assert mutation.runs == 0
+
+
+def test_the_request_identity_services_see_is_keyed_and_follows_caller_key_and_body():
+    lookup_hash = KeyedHash(os.urandom(32))
+    identity = request_identity(lookup_hash, ADMIN, "k-private", BODY)
+    assert identity == request_identity(lookup_hash, ADMIN, "k-private", dict(reversed(BODY.items())))
+    assert "k-private" not in identity and "123456" not in identity
+    others = {request_identity(lookup_hash, Principal(sub="b", role="admin"), "k-private", BODY),
+              request_identity(lookup_hash, ADMIN, "k-other", BODY),
+              request_identity(lookup_hash, ADMIN, "k-private", {**BODY, "variables": {}}),
+              request_identity(KeyedHash(os.urandom(32)), ADMIN, "k-private", BODY)}
+    assert identity not in others and len(others) == 4
