@@ -23,7 +23,7 @@ from bench.harness import GraphQLOverHttp, PeakMemory, running_platform
 from gateway.auth import issue_development_token
 from ops import reference
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REFERENCE_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
 ORDERS = 2000
 PRINT_RUN = 40_000
 TEAM = {"sub": "bench", "role": "campaign"}
@@ -154,12 +154,12 @@ def rounds(platform, gateway, memory):
 
 
 def run():
-    pc4_rows = list(csv.DictReader(open(SHARED_DATA / "pc4.csv", encoding="utf-8")))
-    municipality_rows = reference.read_rows(SHARED_DATA / "municipalities.csv")
+    pc4_rows = list(csv.DictReader(open(REFERENCE_DATA / "pc4.csv", encoding="utf-8")))
+    municipality_rows = reference.read_rows(REFERENCE_DATA / "municipalities.csv")
     with running_platform(MANTELZORG_JWT_SECRET=SECRET,
                           GATEWAY_RPC_TIMEOUT_SECONDS="300") as platform:
         with platform.rpc(timeout=300) as rpc:
-            reference.import_reference(rpc, SHARED_DATA)
+            reference.import_reference(rpc, REFERENCE_DATA)
         memory = PeakMemory(platform, "campaign")
         gateway = GraphQLOverHttp(platform.gateway_url(), {
             "Authorization": f"Bearer {issue_development_token(SECRET, 'campaign', 'bench')}"},

@@ -15,7 +15,7 @@ from bench.harness import (CpuClock, GraphQLOverHttp, capacity, graphql_load, me
                            wait_for_outbox)
 from ops import reference
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REFERENCE_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
 POINTS = 5000
 REQUESTS = 2000
 CONCURRENCY = 50
@@ -49,7 +49,7 @@ def support_point_rows(pc4_rows, count=POINTS, seed=2026):
 
 def load(rpc, pc4_rows):
     started = time.perf_counter()
-    reports = reference.import_reference(rpc, SHARED_DATA)
+    reports = reference.import_reference(rpc, REFERENCE_DATA)
     print(f"  reference data: {reference.summary('municipalities', reports['municipalities'])}; "
           f"{reference.summary('pc4 areas', reports['pc4_areas'])} "
           f"in {time.perf_counter() - started:.1f} s")
@@ -97,7 +97,7 @@ def liveness_client(url):
 
 
 def run():
-    pc4_rows = list(csv.DictReader(open(SHARED_DATA / "pc4.csv", encoding="utf-8")))
+    pc4_rows = list(csv.DictReader(open(REFERENCE_DATA / "pc4.csv", encoding="utf-8")))
     rng = random.Random(7)
     postcodes = [f"{rng.choice(pc4_rows)['pc4']} {rng.choice('ABCDEFGH')}{rng.choice('ABCDEFGH')}"
                  for _ in range(500)]

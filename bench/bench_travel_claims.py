@@ -39,7 +39,7 @@ from ops import reference
 from ops.platform import process_named
 from services.travel_costs import storage as fund_storage
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REFERENCE_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
 SECRET = "bench-secret-of-thirty-two-bytes-or-more"
 CLAIMS = int(os.environ.get("BENCH_TRAVEL_CLAIMS", "10000"))
 LARGE_BATCH = int(os.environ.get("BENCH_TRAVEL_LARGE_BATCH", "100000"))
@@ -255,14 +255,14 @@ def restore_approved_copies(platform, count):
 
 
 def run():
-    rows = list(csv.DictReader(open(SHARED_DATA / "pc4.csv", encoding="utf-8")))
+    rows = list(csv.DictReader(open(REFERENCE_DATA / "pc4.csv", encoding="utf-8")))
     people = caregivers(rows, CAREGIVERS, random.Random(11))
     with running_platform(MANTELZORG_JWT_SECRET=SECRET, TRAVEL_ANNUAL_CAP="100000000",
                           GATEWAY_MAX_WORKERS="40", TRAVEL_COSTS_MAX_WORKERS="40",
                           DECLARATION_MAX_WORKERS="40") as platform:
         started = time.perf_counter()
         with platform.rpc(timeout=600) as rpc:
-            reference.import_reference(rpc, SHARED_DATA)
+            reference.import_reference(rpc, REFERENCE_DATA)
             while rpc.travel_costs.health()["pc4_areas"] < len(rows):
                 time.sleep(0.5)
             wait_until_municipality_known(rpc, "GM0363")

@@ -33,7 +33,9 @@ FIRST_PRINT_RUN_ID = "first-print-run"
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mantelzorg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start every service and the gateway with demo data")
+    runner = commands.add_parser("run", help="start every service and the gateway with demo data")
+    runner.add_argument("--sample", action="store_true",
+                        help="import the ten-municipality sample instead of the national data")
     declare = commands.add_parser("declare-queues", help="declare every exchange and consumer queue")
     declare.add_argument("--check", action="store_true",
                          help="declare nothing; exit 1 while a queue is missing (an init container)")
@@ -83,7 +85,7 @@ def main(argv=None):
         return 1
 
 
-def run(_args):
+def run(args):
     ensure_broker(settings.amqp_uri())
     if not settings.setting(None, "MANTELZORG_JWT_SECRET"):
         os.environ["MANTELZORG_JWT_SECRET"] = secret = secrets.token_urlsafe(32)
@@ -95,7 +97,7 @@ def run(_args):
         platform.start()
         platform.wait_until_healthy()
         with platform.rpc(timeout=60) as rpc:
-            seed(rpc)
+            seed(rpc, sample=args.sample)
         print_welcome(platform)
         platform.wait_while_running()
     except (KeyboardInterrupt, StopRequested) as reason:
@@ -121,12 +123,13 @@ def stop_on_signals(*signums):
         signal.signal(signum, request_stop)
 
 
-def seed(rpc):
-    """Reference data from MANTELZORG_REFERENCE_DIR (else the built-in sample), the demo
+def seed(rpc, sample=False):
+    """Reference data from MANTELZORG_REFERENCE_DIR (else the national CBS data, or the small
+    sample with ``--sample``), the demo
     support points, then the first print run of information bags; every step is idempotent,
     so a restart adds nothing twice."""
     folder = settings.setting(None, "MANTELZORG_REFERENCE_DIR")
-    source = Path(folder) if folder else reference.DEMO_DIR
+    source = Path(folder) if folder else (reference.DEMO_DIR if sample else reference.NATIONAL_DIR)
     for name, report in reference.import_reference(rpc, source).items():
         print(f"{reference.summary(name, report)} (from {source})")
     report = reference.import_support_points(rpc, reference.DEMO_DIR / "support_points.csv",

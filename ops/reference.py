@@ -4,6 +4,8 @@ import csv
 from pathlib import Path
 
 DEMO_DIR = Path(__file__).parent / "demo"
+# All 342 municipalities and 4,067 PC4 areas (Bron: CBS, CC BY 4.0); DEMO_DIR holds a sample.
+NATIONAL_DIR = Path(__file__).parent / "reference_data"
 BATCH = 200
 IMPORTER = {"sub": "import", "role": "admin"}
 

@@ -23,7 +23,7 @@ from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClie
                            fund_knows_areas)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+REFERENCE_DATA = ROOT / "ops" / "reference_data"
 
 
 def free_port():
@@ -33,10 +33,10 @@ def free_port():
 
 
 @pytest.fixture(scope="session")
-def shared_data():
-    if not (SHARED_DATA / "municipalities.csv").exists():
-        pytest.fail(f"reference data missing: {SHARED_DATA}")
-    return SHARED_DATA
+def reference_data():
+    if not (REFERENCE_DATA / "municipalities.csv").exists():
+        pytest.fail(f"reference data missing: {REFERENCE_DATA}")
+    return REFERENCE_DATA
 
 
 @contextmanager
@@ -138,23 +138,23 @@ def gql(platform):
 
 
 @pytest.fixture(scope="session")
-def municipalities(rpc, shared_data):
+def municipalities(rpc, reference_data):
     """All 342 municipalities imported into the registry, as the import command does."""
     from ops.reference import import_municipalities
 
-    report = import_municipalities(rpc, shared_data / "municipalities.csv")
+    report = import_municipalities(rpc, reference_data / "municipalities.csv")
     assert not report["rejected"]
     return report
 
 
 @pytest.fixture(scope="session")
-def pc4_areas(rpc, municipalities, shared_data):
+def pc4_areas(rpc, municipalities, reference_data):
     """The PC4 areas imported into the registry, and the travel-cost fund's copy of their
     centroids complete (it learns them from the registry's events)."""
     from ops.reference import import_pc4_areas
 
-    report = import_pc4_areas(rpc, shared_data / "pc4.csv")
-    assert fund_knows_areas(rpc, shared_data / "pc4.csv")
+    report = import_pc4_areas(rpc, reference_data / "pc4.csv")
+    assert fund_knows_areas(rpc, reference_data / "pc4.csv")
     return report["imported"] + report["unchanged"]
 
 

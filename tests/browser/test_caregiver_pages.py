@@ -22,8 +22,8 @@ ISSUE = """mutation($id: ID!) { decideDeclaration(id: $id, decision: ISSUE) { st
 
 
 @pytest.fixture(scope="module")
-def support_point(gql, rpc, municipalities, shared_data):
-    assert import_pc4_areas(rpc, shared_data / "pc4.csv")["rejected"] == []
+def support_point(gql, rpc, municipalities, reference_data):
+    assert import_pc4_areas(rpc, reference_data / "pc4.csv")["rejected"] == []
     name = f"Steunpunt Mantelzorg Utrecht {uuid.uuid4().hex[:6]}"
     answer = gql("""mutation($input: SupportPointInput!) {
         registerSupportPoint(input: $input) { id } }""", {"input": {

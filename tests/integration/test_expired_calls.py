@@ -25,7 +25,7 @@ REGISTRY_EVENTS = "test.expired-calls.registry-events"
 
 
 @pytest.fixture(scope="module")
-def own_platform(amqp_uri, tmp_path_factory, shared_data):
+def own_platform(amqp_uri, tmp_path_factory, reference_data):
     base = amqp_uri.rsplit("/", 1)[0] + "/"
     vhost = f"mantelzorg-expiry-{uuid.uuid4().hex[:8]}"
     uri = create_vhost(base, vhost)
@@ -39,8 +39,8 @@ def own_platform(amqp_uri, tmp_path_factory, shared_data):
         gateway = {"gateway": {"GATEWAY_RPC_TIMEOUT_SECONDS": str(RPC_TIMEOUT_SECONDS)}}
         with running_platform(uri, tmp_path_factory, gateway) as running:
             with running.rpc(timeout=60) as rpc:
-                import_municipalities(rpc, shared_data / "municipalities.csv")
-                import_pc4_areas(rpc, shared_data / "pc4.csv")
+                import_municipalities(rpc, reference_data / "municipalities.csv")
+                import_pc4_areas(rpc, reference_data / "pc4.csv")
             yield running, uri
     finally:
         delete_vhost(base, vhost)

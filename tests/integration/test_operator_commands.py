@@ -54,14 +54,14 @@ def drain(amqp_uri, queue):
 
 
 def test_a_new_consumer_gets_the_current_state_and_nobody_else(
-        platform, new_consumer_queue, shared_data, monkeypatch, capsys):
+        platform, new_consumer_queue, reference_data, monkeypatch, capsys):
     monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
     assert cli.main(["republish", "municipality.imported", "--to", new_consumer_queue]) == 0
     received = [Envelope.model_validate(body) for body in drain(platform.environ["AMQP_URI"],
                                                                  new_consumer_queue)]
     # besides events published since the queue was declared, those sent by the command
     received = [e for e in received if e.correlation_id.startswith("republish-")]
-    with open(shared_data / "municipalities.csv", newline="", encoding="utf-8") as rows:
+    with open(reference_data / "municipalities.csv", newline="", encoding="utf-8") as rows:
         codes = {row["gemeentecode"] for row in csv.DictReader(rows)}
     assert {e.parsed_payload().code for e in received} >= codes
     assert all(e.type == "municipality.imported" and e.source == "registry" for e in received)

@@ -54,11 +54,11 @@ def register(gql, data, as_token=ADMIN):
 
 
 @pytest.fixture(scope="module")
-def reference(rpc, municipalities, shared_data):
-    report = import_pc4_areas(rpc, shared_data / "pc4.csv")
+def reference(rpc, municipalities, reference_data):
+    report = import_pc4_areas(rpc, reference_data / "pc4.csv")
     assert report["rejected"] == []
     return {row["pc4"]: (float(row["latitude"]), float(row["longitude"]))
-            for row in csv.DictReader(open(shared_data / "pc4.csv", encoding="utf-8"))}
+            for row in csv.DictReader(open(reference_data / "pc4.csv", encoding="utf-8"))}
 
 
 def test_register_update_deactivate_with_history_and_events(gql, rpc, reference):

@@ -30,16 +30,16 @@ def support_point_row(**changes):
     return row
 
 
-def test_reference_import_is_idempotent(rpc, municipalities, shared_data):
-    first = reference.import_reference(rpc, shared_data)
+def test_reference_import_is_idempotent(rpc, municipalities, reference_data):
+    first = reference.import_reference(rpc, reference_data)
     assert first["municipalities"]["rejected"] == [] and first["pc4_areas"]["rejected"] == []
-    again = reference.import_reference(rpc, shared_data)
+    again = reference.import_reference(rpc, reference_data)
     assert again["municipalities"] == {"imported": 0, "unchanged": 342, "rejected": []}
     assert again["pc4_areas"] == {"imported": 0, "unchanged": 4067, "rejected": []}
 
 
-def test_pc4_rows_that_cannot_be_used_are_reported(rpc, municipalities, shared_data, tmp_path):
-    rows = list(csv.DictReader(open(shared_data / "pc4.csv", encoding="utf-8")))
+def test_pc4_rows_that_cannot_be_used_are_reported(rpc, municipalities, reference_data, tmp_path):
+    rows = list(csv.DictReader(open(reference_data / "pc4.csv", encoding="utf-8")))
     columns = list(rows[0])
     amsterdam = next(r for r in rows if r["pc4"] == "1012")
     path = write_csv(tmp_path / "pc4.csv", columns, [
@@ -106,7 +106,7 @@ def test_a_municipality_may_import_only_its_own_points(rpc, municipalities, tmp_
     assert "own municipality" in report["rejected"][0]["reason"]
 
 
-def test_demo_seed_imports_the_sample_and_adds_nothing_when_run_again(
+def test_demo_seed_imports_the_national_data_and_adds_nothing_when_run_again(
         rpc, gql, municipalities, monkeypatch, capsys):
     monkeypatch.delenv("MANTELZORG_REFERENCE_DIR", raising=False)
     admin = {"sub": "test", "role": "admin"}
@@ -119,6 +119,7 @@ def test_demo_seed_imports_the_sample_and_adds_nothing_when_run_again(
     assert support_point_count(gql) == count
     assert rpc.campaign.bag_stock(admin) == seeded     # the first print run is added once
     output = capsys.readouterr().out
+    assert f"(from {reference.NATIONAL_DIR})" in output
     assert "demo support points: 0 registered, 0 updated, 8 unchanged, 0 rejected" in output
     seats = {row["municipality_code"] for row in
              reference.read_rows(reference.DEMO_DIR / "support_points.csv")}

@@ -24,7 +24,7 @@ from tests.support import (CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS a
                            PREVIEW_CLAIM as PREVIEW, SUBMIT_CLAIM as SUBMIT, TODAY, Caregiver,
                            trip)
 
-PC4_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pc4.csv"
+PC4_FILE = Path(__file__).resolve().parents[2] / "ops" / "reference_data" / "pc4.csv"
 UNKNOWN_PC4 = next(str(n) for n in range(1000, 10000)
                    if str(n) not in {row["pc4"] for row in csv.DictReader(open(PC4_FILE, encoding="utf-8"))})
 REVIEW = f"""mutation($id: ID!, $approve: Boolean!, $reason: String) {{
@@ -40,10 +40,10 @@ FUND, ADMIN = token("fund", "fund-staff"), token("admin", "admin")
 
 
 @pytest.fixture(scope="module")
-def fund_ready(pc4_areas, known, shared_data):
+def fund_ready(pc4_areas, known, reference_data):
     """The registry has imported the PC4 areas and the fund has its copy of the centroids
     from the registry's events; the declaration service knows Amsterdam."""
-    return shared_data
+    return reference_data
 
 
 def review(gql, claim, approve=True, reason=None, who=FUND):

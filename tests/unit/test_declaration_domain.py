@@ -198,6 +198,6 @@ def test_keyed_hash_and_development_keys(tmp_path):
     assert other.hash("x") != first.hash("x")
 
 
-def test_development_keys_are_refused_with_a_shared_database(tmp_path):
+def test_development_keys_are_refused_with_a_reference_database(tmp_path):
     with pytest.raises(RuntimeError, match="MANTELZORG_DATA_KEY must be set"):
         Keys({"DATA_DIR": str(tmp_path), "MONGO_URI": "mongodb://db.internal:27017/"}, environ={})
