@@ -68,6 +68,20 @@ def municipality_event_payload(document):
             "province": document["province"], "population": document["population"]}
 
 
+def municipality_view(document):
+    """What leaves the service about a municipality: the contract's code and name."""
+    return {"code": document["_id"], "name": document["name"]}
+
+
+def municipality_sort_key(view):
+    """Alphabetical as a Dutch reader looks for it: 's-Gravenhage under G, 't Zandt under Z."""
+    name = view["name"].casefold()
+    for article in ("'s-", "'s ", "'t-", "'t "):
+        if name.startswith(article):
+            name = name[len(article):]
+    return name, view["code"]
+
+
 def event_payload(document):
     return {
         "id": document["_id"], "name": document["name"], "kind": document["kind"],

@@ -6,7 +6,7 @@ from common.errors import BadUserInput, DomainError
 from common.limits import page_size
 from common.service import PlatformService
 from common.storage import Storage, utcnow
-from common.validators import validate_municipality_code
+from common.validators import pc4_of, validate_municipality_code
 from services.registry import domain, search
 from services.registry.dependencies import SearchIndexHolder
 from services.registry.storage import MUNICIPALITIES, PC4_AREAS, SUPPORT_POINTS, RegistryStore
@@ -87,6 +87,23 @@ class RegistryService(PlatformService):
         return report
 
     # --- support points --------------------------------------------------------------------
+
+    @rpc
+    def municipalities(self):
+        """Every municipality (code and name), sorted by name."""
+        return sorted((domain.municipality_view(m) for m in self.store.municipalities()),
+                      key=domain.municipality_sort_key)
+
+    @rpc
+    def municipality_for_postcode(self, postcode):
+        """The municipality of the postcode's PC4 area; None when the area is unknown."""
+        try:
+            pc4 = pc4_of(postcode)
+        except ValueError as exc:
+            raise BadUserInput(f"postcode: {exc}", field="postcode") from None
+        area = self.store.pc4_area(pc4)
+        municipality = area and self.store.municipality(area["municipality_code"])
+        return domain.municipality_view(municipality) if municipality else None
 
     @rpc
     def register_support_point(self, data, actor):

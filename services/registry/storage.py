@@ -50,6 +50,16 @@ class RegistryStore(DocumentStore):
         query = {} if among is None else {"_id": {"$in": list(among)}}
         return set(self.db[MUNICIPALITIES].distinct("_id", query))
 
+    def municipalities(self):
+        """Every stored municipality (code and name only)."""
+        return list(self.db[MUNICIPALITIES].find({}, {"name": 1}))
+
+    def municipality(self, code):
+        return self.db[MUNICIPALITIES].find_one({"_id": code})
+
+    def pc4_area(self, pc4):
+        return self.db[PC4_AREAS].find_one({"_id": pc4})
+
     def pc4_areas(self, pc4s):
         """The stored areas of these PC4s, by PC4."""
         found = self.db[PC4_AREAS].find({"_id": {"$in": list(pc4s)}})
