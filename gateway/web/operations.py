@@ -17,7 +17,21 @@ MY_DECLARATIONS = "query MyDeclarations { myDeclarations {" + DECLARATION_FIELDS
 
 REQUEST_DECLARATION = """
 mutation RequestDeclaration($input: DeclarationRequestInput!) {
-  requestDeclaration(input: $input) { id reference status }
+  requestDeclaration(input: $input) { id reference status decisionDueOn }
+}"""
+
+MUNICIPALITY_FOR_POSTCODE = """
+query MunicipalityForPostcode($postcode: String!) {
+  municipalityForPostcode(postcode: $postcode) { code name }
+}"""
+
+MUNICIPALITIES = "query Municipalities { municipalities { code name } }"
+
+DECLARATION_SETTINGS = """
+query DeclarationSettings($code: String!) {
+  declarationSettings(municipalityCode: $code) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
 }"""
 
 RENEW_VERIFICATION_CODE = """

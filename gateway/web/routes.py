@@ -51,6 +51,18 @@ class CaregiverPages:
     def page_request_declaration(self, request):
         return serve(self, request, views.request_declaration)
 
+    @http("GET,POST", "/verklaringen/aanvragen/gegevens")
+    def page_request_details(self, request):
+        return serve(self, request, views.request_details)
+
+    @http("GET,POST", "/verklaringen/aanvragen/controleren")
+    def page_request_check(self, request):
+        return serve(self, request, views.request_check)
+
+    @http("GET", "/verklaringen/aanvragen/verstuurd")
+    def page_request_sent(self, request):
+        return serve(self, request, views.request_sent)
+
     @http("GET", "/reiskosten")
     def page_travel_claims(self, request):
         return serve(self, request, views.travel_claims)

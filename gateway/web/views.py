@@ -162,7 +162,7 @@ def renew_code(page):
 
 DECLARATION_FORM_FIELDS = {
     "gemeente": ("input.municipalityCode",
-                 "Deze gemeentecode kennen we niet. Vul de code in zoals GM0363."),
+                 "Kies de gemeente waar de persoon voor wie u zorgt woont."),
     "naam": ("input.caregiver.name", "Vul uw naam in."),
     "postcode": ("input.caregiver.postcode", "Vul uw postcode in zoals 1234 AB."),
     "email": ("input.caregiver.email", "Vul een e-mailadres in zoals naam@voorbeeld.nl, "
@@ -175,44 +175,154 @@ DECLARATION_FORM_FIELDS = {
     "sinds": ("input.careSince", "Vul een datum in het verleden in, zoals 15-03-2025."),
     "doelen": ("input.purposes", "Kies waarvoor u de verklaring wilt gebruiken."),
 }
+# The answers of a request so far, kept in the sealed session between its steps, so that
+# the check page can link back to each question.
+REQUEST_DRAFT = "aanvraag"
+REQUEST_SENT = "aanvraag-verstuurd"
+REQUEST_START = "/verklaringen/aanvragen"
+REQUEST_DETAILS = "/verklaringen/aanvragen/gegevens"
+REQUEST_CHECK = "/verklaringen/aanvragen/controleren"
+REQUEST_DONE = "/verklaringen/aanvragen/verstuurd"
+DETAIL_FIELDS = ("naam", "postcode", "email", "naaste-naam", "relatie", "uren", "sinds")
+
+
+def _draft(page):
+    return dict(page.session.get(REQUEST_DRAFT) or {})
 
 
 def request_declaration(page):
+    """Step 1: where the person cared for lives. Their postcode decides the municipality;
+    only when the postcode area is unknown does the caregiver pick it, by name."""
     page.require_sign_in()
-    values = {name: page.form.get(name) for name in DECLARATION_FORM_FIELDS}
-    form = Form(values)
-    chosen = page.form.getlist("doelen") if page.request.method == "POST" else []
-    if page.request.method == "POST":
-        municipality = form.required("gemeente", "de code van de gemeente").upper()
-        caregiver = {"bsn": page.session["bsn"], "name": form.required("naam", "uw naam"),
-                     "postcode": form.postcode("postcode", "uw postcode"),
-                     "email": form.get("email") or None}
-        recipient = {"name": form.required("naaste-naam",
-                                           "de naam van de persoon voor wie u zorgt"),
-                     "postcode": form.postcode("naaste-postcode",
-                                               "de postcode van de persoon voor wie u zorgt"),
-                     "relationship": form.get("relatie")}
-        if recipient["relationship"] not in RELATIONSHIP_NAMES:
-            form.fail("relatie", "Kies wie de persoon voor u is.")
-        hours = form.decimal("uren", "het aantal uren per week", "8 of 12,5")
-        since = form.day("sinds", "de datum waarop u begon met zorgen", not_after=date.today())
-        if not chosen or any(p not in PURPOSE_NAMES for p in chosen):
-            form.fail("doelen", "Kies waarvoor u de verklaring wilt gebruiken.")
+    draft = _draft(page)
+    posted = page.request.method == "POST"
+    form = Form({"naaste-postcode": page.form.get("naaste-postcode") if posted
+                 else draft.get("naaste-postcode"),
+                 "gemeente": page.form.get("gemeente") if posted
+                 else draft.get("gemeente") if draft.get("gemeente-gekozen") else ""})
+    municipalities = _municipality_names(page) if draft.get("gemeente-gekozen") else None
+    if posted:
+        postcode = form.postcode("naaste-postcode", "de postcode van de persoon voor wie u zorgt")
+        found = None
         if not form.errors:
-            request = {"municipalityCode": municipality, "caregiver": caregiver,
-                       "careRecipient": recipient, "hoursPerWeek": hours, "careSince": since,
-                       "purposes": chosen}
             try:
-                made = page.graphql(operations.REQUEST_DECLARATION,
-                                    {"input": request})["requestDeclaration"]
-            except OperationRefused as refusal:
-                form.refused(refusal, DECLARATION_FORM_FIELDS, _general_refusal(refusal))
-            else:
-                page.session.flash(f"Uw aanvraag is verstuurd. Het kenmerk is "
-                                   f"{made['reference']}. De gemeente beoordeelt uw aanvraag.")
-                return page.redirect("/verklaringen")
+                found = page.graphql(operations.MUNICIPALITY_FOR_POSTCODE,
+                                     {"postcode": postcode})["municipalityForPostcode"]
+            except OperationRefused:
+                form.fail("naaste-postcode", DECLARATION_FORM_FIELDS["naaste-postcode"][1])
+        picked = found is None and not form.errors
+        if picked:
+            municipalities = _municipality_names(page)
+            if form.get("gemeente") in municipalities:
+                found = {"code": form.get("gemeente"), "name": municipalities[form.get("gemeente")]}
+            elif "gemeente" in page.form:
+                form.fail("gemeente", DECLARATION_FORM_FIELDS["gemeente"][1])
+        if found and not form.errors:
+            if found["code"] != draft.get("gemeente"):
+                draft.pop("doelen", None)   # another municipality may accept other purposes
+            draft.update({"naaste-postcode": postcode, "gemeente": found["code"],
+                          "gemeente-naam": found["name"], "gemeente-gekozen": picked})
+            page.session.set(REQUEST_DRAFT, draft)
+            return page.redirect(REQUEST_DETAILS)
+    return page.render("request_where.html", form=form, errors=form.errors,
+                       municipalities=municipalities, status=400 if form.errors else 200)
+
+
+def _municipality_names(page):
+    return {m["code"]: m["name"]
+            for m in page.graphql(operations.MUNICIPALITIES)["municipalities"]}
+
+
+def _criteria(page, code):
+    return page.graphql(operations.DECLARATION_SETTINGS, {"code": code})["declarationSettings"]
+
+
+def request_details(page, errors=None):
+    """Step 2: the municipality's criteria first, then the questions about the caregiver,
+    the person cared for and the care."""
+    page.require_sign_in()
+    draft = _draft(page)
+    if not draft.get("gemeente"):
+        return page.redirect(REQUEST_START)
+    criteria = _criteria(page, draft["gemeente"])
+    posted = page.request.method == "POST" and errors is None
+    source = page.form if posted else draft
+    form = Form({name: source.get(name) for name in DETAIL_FIELDS})
+    chosen = page.form.getlist("doelen") if posted else list(draft.get("doelen") or [])
+    if posted:
+        _check_details(form, chosen, criteria["purposes"])
+        if not form.errors:
+            draft.update({name: form.get(name) for name in DETAIL_FIELDS}, doelen=chosen)
+            page.session.set(REQUEST_DRAFT, draft)
+            return page.redirect(REQUEST_CHECK)
+    for name, message in (errors or {}).items():
+        form.fail(name, message)
     return page.render("request_declaration.html", form=form, errors=form.errors,
-                       chosen=chosen, status=400 if form.errors else 200)
+                       chosen=chosen, draft=draft, criteria=criteria,
+                       status=400 if form.errors else 200)
+
+
+def _check_details(form, chosen, purposes):
+    form.required("naam", "uw naam")
+    form.postcode("postcode", "uw postcode")
+    form.required("naaste-naam", "de naam van de persoon voor wie u zorgt")
+    if form.get("relatie") not in RELATIONSHIP_NAMES:
+        form.fail("relatie", "Kies wie de persoon voor u is.")
+    form.decimal("uren", "het aantal uren per week", "8 of 12,5")
+    form.day("sinds", "de datum waarop u begon met zorgen", not_after=date.today())
+    if not chosen or any(p not in purposes for p in chosen):
+        form.fail("doelen", "Kies waarvoor u de verklaring wilt gebruiken.")
+
+
+def _request_input(page, draft):
+    """The contract's DeclarationRequestInput from the checked answers."""
+    form = Form({name: draft.get(name) for name in DETAIL_FIELDS})
+    return {"municipalityCode": draft["gemeente"],
+            "caregiver": {"bsn": page.session["bsn"], "name": form.get("naam"),
+                          "postcode": form.postcode("postcode", "uw postcode"),
+                          "email": form.get("email") or None},
+            "careRecipient": {"name": form.get("naaste-naam"),
+                              "postcode": draft["naaste-postcode"],
+                              "relationship": form.get("relatie")},
+            "hoursPerWeek": form.decimal("uren", "het aantal uren per week", "8"),
+            "careSince": form.day("sinds", "de datum waarop u begon met zorgen"),
+            "purposes": list(draft["doelen"])}
+
+
+def request_check(page):
+    """Step 3: every answer once more, each with a link to change it; then sending."""
+    page.require_sign_in()
+    draft = _draft(page)
+    if not draft.get("gemeente"):
+        return page.redirect(REQUEST_START)
+    if "doelen" not in draft:
+        return page.redirect(REQUEST_DETAILS)
+    if page.request.method == "POST":
+        try:
+            made = page.graphql(operations.REQUEST_DECLARATION,
+                                {"input": _request_input(page, draft)})["requestDeclaration"]
+        except OperationRefused as refusal:
+            form = Form({})
+            form.refused(refusal, DECLARATION_FORM_FIELDS, _general_refusal(refusal))
+            if "naaste-postcode" in form.errors or "gemeente" in form.errors:
+                return page.redirect(REQUEST_START)
+            return request_details(page, errors=form.errors)
+        page.session.drop(REQUEST_DRAFT)
+        page.session.set(REQUEST_SENT, {"reference": made["reference"],
+                                        "municipality": draft["gemeente-naam"],
+                                        "decisionDueOn": made["decisionDueOn"],
+                                        "email": bool(draft.get("email"))})
+        return page.redirect(REQUEST_DONE)
+    return page.render("request_check.html", draft=draft)
+
+
+def request_sent(page):
+    """Step 4: the reference, the municipality and the day the decision is due."""
+    page.require_sign_in()
+    sent = page.session.get(REQUEST_SENT)
+    if not sent:
+        return page.redirect("/verklaringen")
+    return page.render("request_sent.html", sent=sent)
 
 
 def _general_refusal(refusal):

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from gateway.web.texts import MONTHS
 from ops.reference import import_pc4_areas
 from tests.support import random_bsn, token
 
@@ -95,32 +96,86 @@ def test_sign_in_and_request_a_declaration(caregiver, checked, gql, municipaliti
     assert page.url.endswith("/verklaringen/aanvragen")
     checked(page, "verklaring aanvragen")
 
+    checked(page, "verklaring aanvragen: waar woont de naaste")
+
+    where = page.get_by_label("Postcode van de persoon voor wie u zorgt")
+    where.fill("35")
+    page.get_by_role("button", name="Verder").click()
+    assert page.locator("#fout-naaste-postcode").is_visible()
+    error_summary_links_reach_their_fields(page)
+    checked(page, "verklaring aanvragen: postcode fout")
+
+    # 1099 has no CBS area: only then is the municipality asked, by name, never by code
+    where.fill("1099 AA")
+    page.get_by_role("button", name="Verder").click()
+    assert page.get_by_label("Gemeente", exact=True).is_visible()
+    assert "GM0" not in page.inner_text("main")
+    checked(page, "verklaring aanvragen: gemeente kiezen")
+    page.get_by_role("button", name="Verder").click()
+    assert page.locator("#fout-gemeente").is_visible()
+    checked(page, "verklaring aanvragen: gemeente niet gekozen")
+    page.get_by_label("Gemeente", exact=True).select_option(label="Utrecht")
+    page.get_by_role("button", name="Verder").click()
+
+    assert page.url.endswith("/verklaringen/aanvragen/gegevens")
+    criteria = page.locator("section", has_text="Wat Utrecht vraagt").inner_text()
+    assert "maanden" in criteria and "uur per week" in criteria
+    checked(page, "verklaring aanvragen: voorwaarden en gegevens")
     page.get_by_label("Uw naam").fill("Anna de Vries")
     page.get_by_label("Uw postcode").fill("3512")   # not a full postcode
-    page.get_by_role("button", name="Aanvraag versturen").click()
+    page.get_by_role("button", name="Verder naar controleren").click()
     assert page.get_by_label("Uw naam").input_value() == "Anna de Vries"
-    for field in ("gemeente", "postcode", "naaste-naam", "relatie", "uren", "sinds", "doelen"):
+    for field in ("postcode", "naaste-naam", "relatie", "uren", "sinds", "doelen"):
         assert page.locator(f"#fout-{field}").is_visible(), field
     error_summary_links_reach_their_fields(page)
     checked(page, "verklaring aanvragen met fouten")
 
-    page.get_by_label("Gemeentecode").fill(UTRECHT)
     page.get_by_label("Uw postcode").fill("3512 AB")
     page.get_by_label("Naam", exact=True).fill("Jan de Vries")
-    page.get_by_label("Postcode", exact=True).fill("3511 AB")
     page.get_by_label("Wie is deze persoon voor u?").select_option("parent")
     page.get_by_label("Hoeveel uur per week zorgt u?").fill("12,5")
     page.get_by_label("Sinds wanneer zorgt u?").fill(
         (date.today() - timedelta(days=730)).strftime("%d-%m-%Y"))
     page.get_by_label("Parkeervergunning").check()
     page.get_by_label("Reiskostenfonds").check()
+    page.get_by_role("button", name="Verder naar controleren").click()
+
+    assert page.url.endswith("/verklaringen/aanvragen/controleren")
+    answers = page.inner_text("main")
+    for shown in ("1099 AA", "Utrecht", "Anna de Vries", "3512 AB", "Jan de Vries",
+                  "Vader of moeder", "12,5", "Parkeervergunning"):
+        assert shown in answers, shown
+    checked(page, "verklaring aanvragen: controleren")
+
+    # every answer can be changed; the others are kept
+    page.get_by_role("link", name="Wijzigen uw naam").click()
+    assert page.get_by_label("Uw naam").input_value() == "Anna de Vries"
+    assert page.get_by_label("Reiskostenfonds").is_checked()
+    page.get_by_label("Uw naam").fill("Anna van Dijk")
+    page.get_by_role("button", name="Verder naar controleren").click()
+    assert "Anna van Dijk" in page.inner_text("main")
+    page.get_by_role("link", name="Wijzigen postcode van de persoon voor wie u zorgt").click()
+    assert where.input_value() == "1099 AA"
+    where.fill("3511 AB")                            # a known area: Utrecht follows from it
+    page.get_by_role("button", name="Verder").click()
+    page.get_by_role("button", name="Verder naar controleren").click()
+    assert "3511 AB" in page.inner_text("main") and "Anna van Dijk" in page.inner_text("main")
+
     page.get_by_role("button", name="Aanvraag versturen").click()
-    assert page.url.endswith("/verklaringen")
-    flash = page.get_by_role("status").inner_text()
-    reference = re.search(r"MZV-\d{4}-\d+", flash).group(0)
+    assert page.url.endswith("/verklaringen/aanvragen/verstuurd")
+    confirmation = page.inner_text("main")
+    reference = page.locator(".request-reference").inner_text()
+    assert re.fullmatch(r"MZV-\d{4}-\d+", reference)
+    assert "De gemeente Utrecht beoordeelt uw aanvraag" in confirmation
+    due = date.today() + timedelta(weeks=8)
+    assert page.locator(".decision-due").inner_text() == \
+        f"{due.day} {MONTHS[due.month - 1]} {due.year}"
+    checked(page, "verklaring aanvragen: verstuurd")
     caregiver["reference"] = reference
     requested = gql(DECISIONS, {"code": UTRECHT}, token=MUNICIPALITY)["data"]["declarations"]
     assert reference in [d["reference"] for d in requested]
+    page.goto("/verklaringen/aanvragen/controleren")   # sent: nothing left to send again
+    assert page.url.endswith("/verklaringen/aanvragen")
 
 
 def test_the_issued_declaration_is_shown_with_its_code(caregiver, checked, gql):
