@@ -115,6 +115,44 @@ class DeclarationService(PlatformService):
         return [self._view(document, actor) for document in found]
 
     @rpc
+    def applicants(self, declaration_ids, actor):
+        """{id: the applicant, or None} of each declaration: for its owner caregiver and the
+        municipality it was requested at, None for anyone else (admin included) and for an
+        id that is not there. Every read by someone but the owner is recorded before the
+        answer leaves, in the append-only log the owner sees (``personal_data_access``); the
+        application log never names it."""
+        actor = self._caller(actor)
+        answer, reads, now = {str(i): None for i in declaration_ids}, [], utcnow()
+        for document in self.store.find_by_ids(list(answer)):
+            reader = domain.applicant_reader(actor, document)
+            if reader is None:
+                continue
+            personal = self.keys.cipher.decrypt(
+                document["personal"], context=domain.sealing_context("personal", document["_id"]))
+            answer[document["_id"]] = domain.applicant_view(personal)
+            if reader == "recorded":
+                reads.append(domain.personal_data_read(document, actor, now, self.keys.cipher))
+        self.store.record_reads(reads)
+        return answer
+
+    @rpc
+    def personal_data_access(self, actor):
+        """The calling caregiver's log: every read of their personal data by someone else,
+        newest first."""
+        actor = self._caller(actor)
+        if "caregiver_key" not in actor:
+            raise Forbidden("only a caregiver has personal data of their own here")
+        return [domain.access_view(entry) for entry in self.store.reads_of(actor["caregiver_key"])]
+
+    @timer(interval=30, eager=True)
+    def measure_waiting(self):
+        """The operators' gauges: per municipality the requests waiting for a decision and
+        the age of the oldest (an alert fires when one passes its decision due date)."""
+        now = utcnow()
+        metrics.set_waiting_declarations(
+            self.store.waiting_per_municipality(domain.overdue_before(now.date())), now)
+
+    @rpc
     def decide_declaration(self, declaration_id, decision, reason, actor):
         action = {"ISSUE": "issue", "REJECT": "reject"}.get(decision)
         if action is None:
