@@ -3,7 +3,9 @@ signs in, requests a declaration, sees it once the municipality issued it (throu
 claims two trips with the keyboard alone and sees the claim SUBMITTED. Every page, and every
 form with its errors, is checked with axe-core and kept as a screenshot.
 
-The tests run in order and share one caregiver's browser session."""
+The request asks no municipal code: the municipality follows from the postcode of the person
+cared for, and is picked by name only when that area is unknown; a check page links back to
+every answer. The tests run in order and share one caregiver's browser session."""
 import re
 import uuid
 from datetime import date, timedelta
