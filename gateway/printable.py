@@ -127,6 +127,14 @@ def declaration_document(context, reference):
     return render(context.call("declaration", "printable", reference, context.actor))
 
 
+def travel_statement_document(context, year):
+    """The caregiver's statement of what the fund paid them in ``year``: the same for the
+    API (bearer token) and the caregiver's pages (session)."""
+    context.principal.require("caregiver")
+    return render_travel_statement(context.call("travel_costs", "travel_statement", year,
+                                                context.actor))
+
+
 def pdf_response(document, filename):
     return Response(document, mimetype="application/pdf", headers={
         "Content-Disposition": f'inline; filename="{filename}"',

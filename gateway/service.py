@@ -114,8 +114,7 @@ class GatewayService(CaregiverPages, InstrumentedService):
         """The caller's printable statement of what the fund paid them in a year."""
         return self._document(
             request, ("caregiver",), "application/pdf", f"reiskosten-{year}.pdf",
-            lambda context: printable.render_travel_statement(
-                context.call("travel_costs", "travel_statement", year, context.actor)))
+            lambda context: printable.travel_statement_document(context, year))
 
     def _document(self, request, roles, mimetype, filename, produce, disposition="inline"):
         """A document for the bearer of a token of one of ``roles``: ``produce(context)``

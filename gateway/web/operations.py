@@ -43,7 +43,8 @@ CLAIM_FIELDS = """
   id status declarationReference amountEuros ibanMasked reason submittedAt
   trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }"""
 
-MY_TRAVEL_CLAIMS = "query MyTravelClaims { myTravelClaims {" + CLAIM_FIELDS + " } }"
+MY_TRAVEL_CLAIMS = ("query MyTravelClaims { myTravelClaims {" + CLAIM_FIELDS
+                    + " history { toStatus at } } }")
 
 # What the fund would pay for a claim, computed by the fund without storing anything: the
 # check page shows it before the caregiver confirms.

@@ -67,6 +67,10 @@ class CaregiverPages:
     def page_travel_claims(self, request):
         return serve(self, request, views.travel_claims)
 
+    @http("GET", "/reiskosten/jaaroverzicht-<int:year>.pdf")
+    def page_travel_statement_pdf(self, request, year):
+        return serve(self, request, views.travel_statement_pdf, year)
+
     @http("GET,POST", "/reiskosten/indienen")
     def page_submit_travel_claim(self, request):
         return serve(self, request, views.submit_travel_claim)

@@ -135,10 +135,20 @@ def declarations(page):
 
 
 def declaration_pdf(page, reference):
+    return _document(page, lambda context: printable.declaration_document(context, reference),
+                     f"{reference}.pdf")
+
+
+def travel_statement_pdf(page, year):
+    return _document(page, lambda context: printable.travel_statement_document(context, year),
+                     f"reiskosten-{year}.pdf")
+
+
+def _document(page, produce, filename):
+    """A PDF of the signed-in caregiver's own: ``produce(context)`` makes it."""
     page.require_sign_in()
     try:
-        return printable.pdf_response(printable.declaration_document(page.context(), reference),
-                                      f"{reference}.pdf")
+        return printable.pdf_response(produce(page.context()), filename)
     except (NotFound, Forbidden):
         return not_found(page)
     except (RpcTimeout, UnknownService, TimeoutError, Unavailable):
@@ -342,7 +352,10 @@ def travel_claims(page):
     page.require_sign_in()
     claims = page.graphql(operations.MY_TRAVEL_CLAIMS)["myTravelClaims"]
     claims.sort(key=lambda c: c["submittedAt"], reverse=True)
-    return page.render("travel_claims.html", claims=claims)
+    # a statement for every calendar year in which the fund paid a claim
+    paid_years = sorted({step["at"][:4] for claim in claims for step in claim["history"]
+                         if step["toStatus"] == "PAID"}, reverse=True)
+    return page.render("travel_claims.html", claims=claims, paid_years=paid_years)
 
 
 TRIP_FIELDS = {   # form field of a trip row -> contract field, and the message when refused

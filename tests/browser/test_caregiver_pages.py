@@ -6,12 +6,14 @@ form with its errors, is checked with axe-core and kept as a screenshot.
 The request asks no municipal code: the municipality follows from the postcode of the person
 cared for, and is picked by name only when that area is unknown; a check page links back to
 every answer. The tests run in order and share one caregiver's browser session."""
+import io
 import re
 import uuid
 from datetime import date, timedelta
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
+from pypdf import PdfReader
 
 from gateway.web.texts import MONTHS
 from ops.reference import import_pc4_areas
@@ -304,6 +306,31 @@ def test_a_claim_with_two_trips_by_keyboard_alone(caregiver, checked):
     assert row.locator(".claim-status").get_attribute("data-status") == "SUBMITTED"
     assert "€ 31,03" in row.inner_text()
     checked(page, "mijn reiskosten")
+
+
+def test_a_paid_claim_brings_its_annual_statement(caregiver, checked, gql):
+    own = token("caregiver", bsn=caregiver["bsn"])
+    claims = gql("{ myTravelClaims { id status } }", token=own)["data"]["myTravelClaims"]
+    for claim in claims:
+        answer = gql("""mutation($id: ID!) { reviewTravelClaim(id: $id, approve: true) {
+            status } }""", {"id": claim["id"]}, token=token("fund"))
+        assert "errors" not in answer, answer
+    # four eyes: one fund member proposes the payout, another releases it
+    batch = gql("mutation { createPayoutBatch { id } }",
+                token=token("fund", sub="fund-proposer"))["data"]["createPayoutBatch"]
+    released = gql("mutation($id: ID!) { releasePayoutBatch(id: $id) { status } }",
+                   {"id": batch["id"]}, token=token("fund", sub="fund-releaser"))
+    assert released["data"]["releasePayoutBatch"]["status"] == "RELEASED", released
+    page = caregiver["page"]
+    page.goto("/reiskosten")
+    year = date.today().year
+    link = page.get_by_role("link", name=f"Jaaroverzicht {year} (pdf)")
+    assert link.count() == 1
+    checked(page, "mijn reiskosten uitbetaald")
+    statement = caregiver["context"].request.get(link.get_attribute("href"))
+    assert statement.ok and statement.headers["content-type"] == "application/pdf"
+    text = PdfReader(io.BytesIO(statement.body())).pages[0].extract_text()
+    assert f"Jaaroverzicht reiskostenfonds {year}" in text and "31,03" in text
 
 
 def test_sign_out(caregiver, checked):
