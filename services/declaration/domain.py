@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.schemas.declaration import DECLARATION_PURPOSES
+from common import workflow
 from common.workflow import Transition, Workflow
 
 REQUESTED, ISSUED, REJECTED, REVOKED, EXPIRED = "REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED"
@@ -19,6 +20,8 @@ ACTIVE = (REQUESTED, ISSUED)
 # The service itself, when its timer expires declarations.
 SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
 DECIDERS = ("municipality", "admin")   # a municipality only for its own declarations
+# Who did a step, in the audit trail: the role, the pseudonymous subject, the municipality.
+ACTOR_FIELDS = ("role", "sub", "municipality")
 
 
 # What the error says a step without a reason is.
@@ -84,8 +87,9 @@ def step_changes(declaration, after, action, actor, reason, now):
 
 
 def audit_entry(before, after, action, actor, reason, now):
-    return {"from": before, "to": after, "action": action, "at": now,
-            "by": actor_trace(actor), "reason": reason}
+    """The kit's audit entry; a declaration's also says which municipality acted."""
+    return workflow.audit_entry(before, after, action, actor, now, reason,
+                                actor_fields=ACTOR_FIELDS)
 
 
 # --- local choices with national defaults ------------------------------------------------
@@ -214,9 +218,8 @@ def caregiver_key(keys, bsn):
 
 
 def actor_trace(actor):
-    """Who did something, for the audit trail (a role and a pseudonymous id)."""
-    return {"role": (actor or {}).get("role"), "sub": (actor or {}).get("sub"),
-            "municipality": (actor or {}).get("municipality")}
+    """Who did something, for the audit trail (a role, a pseudonymous id, a municipality)."""
+    return workflow.actor_trace(actor, ACTOR_FIELDS)
 
 
 # --- who may see and do what -------------------------------------------------------------
@@ -234,21 +237,23 @@ def own_municipality(actor, declaration):
         and actor.get("municipality") == declaration["municipality_code"]
 
 
-def may_read(actor, declaration):
-    """The owner caregiver, the municipality it was requested at, admin."""
+def can_read(actor, declaration):
+    """Whether ``actor`` may read the declaration (a yes or no, not a refusal): the owner
+    caregiver, the municipality it was requested at, admin."""
     return actor.get("role") == "admin" or owns(actor, declaration) \
         or own_municipality(actor, declaration)
 
 
-def may_see_code(actor, declaration):
-    """The verification code, at any time: the owner caregiver and the issuing municipality."""
+def can_see_code(actor, declaration):
+    """Whether ``actor`` may see the verification code, at any time (a yes or no): the owner
+    caregiver and the issuing municipality."""
     return owns(actor, declaration) or own_municipality(actor, declaration)
 
 
 def readable(actor, declaration):
     """The declaration when ``actor`` may read it; NOT_FOUND otherwise, exactly as for one
     that does not exist, so that an answer never tells that a reference is in use."""
-    if declaration is None or not may_read(actor, declaration):
+    if declaration is None or not can_read(actor, declaration):
         raise NotFound("no such declaration")
     return declaration
 
@@ -262,7 +267,7 @@ def require_found(declaration):
 def require_owner_or_issuer(actor, declaration):
     """Printing it and renewing its code: the owner caregiver and the issuing municipality
     (admin reads it, but neither prints it nor renews its code)."""
-    if not may_see_code(actor, declaration):
+    if not can_see_code(actor, declaration):
         raise Forbidden("only the caregiver it belongs to or the municipality it was requested at")
 
 
@@ -387,7 +392,7 @@ def revealed_code(keys, actor, declaration):
     """The verification code, decrypted, for whom may see it (None for anyone else, and for
     a declaration filed before codes were kept to be shown again: it gets one when renewed)."""
     sealed = declaration.get("verification_code")
-    if not sealed or not may_see_code(actor, declaration):
+    if not sealed or not can_see_code(actor, declaration):
         return None
     return keys.cipher.decrypt(sealed, context=sealing_context("verification_code",
                                                                  declaration["_id"]))
@@ -398,7 +403,7 @@ def view(declaration, actor, verification_code=None):
     read it. Never the BSN or any other personal data; the token only for the owner, the
     issuing municipality and admin; the verification code (``revealed_code``) only for the
     owner and the issuing municipality."""
-    token_shown = may_read(actor, declaration) and declaration["status"] == ISSUED
+    token_shown = can_read(actor, declaration) and declaration["status"] == ISSUED
     return {
         "id": declaration["_id"], "reference": declaration["reference"],
         "status": declaration["status"], "municipality_code": declaration["municipality_code"],
@@ -406,11 +411,9 @@ def view(declaration, actor, verification_code=None):
         "care_since": declaration["care_since"], "valid_from": declaration.get("valid_from"),
         "valid_until": declaration.get("valid_until"),
         "decision_reason": declaration.get("decision_reason"),
-        "verification_code": verification_code if may_see_code(actor, declaration) else None,
+        "verification_code": verification_code if can_see_code(actor, declaration) else None,
         "token": declaration.get("token") if token_shown else None,
         "created_at": declaration["created_at"].isoformat(),
         "unmet_criteria": declaration.get("unmet_criteria", []),
-        "history": [{"from_status": h["from"], "to_status": h["to"], "action": h["action"],
-                     "at": h["at"].isoformat(), "actor_role": h["by"].get("role"),
-                     "reason": h.get("reason")} for h in declaration.get("history", [])],
+        "history": workflow.history_view(declaration.get("history")),
     }
