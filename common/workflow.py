@@ -58,7 +58,6 @@ from dataclasses import dataclass
 from common.errors import BadUserInput, Conflict, Forbidden
 
 ACTOR_FIELDS = ("role", "sub")
-SYSTEM_ROLE = "system"
 
 
 @dataclass(frozen=True)

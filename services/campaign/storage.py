@@ -1,7 +1,7 @@
 """The campaign service's collections, their indexes and its named queries: the only place
 in the service that writes a pymongo filter or update."""
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from common.errors import Conflict
 from common.storage import DocumentStore

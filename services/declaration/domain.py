@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from common.errors import BadUserInput, Conflict, Forbidden, NotFound
-from common.schemas.declaration import DECLARATION_PURPOSES
 from common import workflow
+from common.errors import BadUserInput, Forbidden, NotFound
+from common.schemas.declaration import DECLARATION_PURPOSES
 from common.workflow import Transition, Workflow
 
 REQUESTED, ISSUED, REJECTED, REVOKED, EXPIRED = "REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED"

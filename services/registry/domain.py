@@ -5,10 +5,10 @@ import uuid
 
 from pydantic.alias_generators import to_camel, to_snake
 
+from common import workflow
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.schemas.registry import SUPPORT_AREAS, SupportPointInput
 from common.validators import MUNICIPALITY_CODE
-from common import workflow
 from common.workflow import Transition, Workflow
 
 # What a client supplies; everything else in the document the registry keeps itself.

@@ -112,3 +112,13 @@ def test_the_history_view_is_what_leaves_the_service():
     detailed = history_view(history, "quantity", subjects=True)
     assert [(h["quantity"], h["actor_sub"]) for h in detailed] == [(None, "c-1"), (3, "b-1")]
     assert history_view(None) == []
+
+
+def test_every_event_a_service_table_records_is_in_the_catalogue():
+    from common.events import CATALOGUE
+    from services.campaign.domain import WORKFLOW as BAG_ORDERS
+    from services.declaration.domain import LIFECYCLE as DECLARATIONS
+    from services.registry.domain import WORKFLOW as SUPPORT_POINTS
+
+    for table in (BAG_ORDERS, DECLARATIONS, SUPPORT_POINTS):
+        assert table.events() and set(table.events()) <= set(CATALOGUE)
