@@ -24,8 +24,10 @@ The API (stable: services and their tests build on it)
 
     ``step(current, action)``          the row, or None
     ``transition(current, action)``    the row, or CONFLICT
-    ``require_role(action, actor)``    FORBIDDEN unless some row of ``action`` lets the
-                                       actor's role take it (``actor`` a dict with ``role``)
+    ``require_role(action, actor, transition=None)``
+                                       FORBIDDEN unless some row of ``action`` (or the row
+                                       ``transition``) lets the actor's role take it
+                                       (``actor`` a dict with ``role``)
     ``reason(transition, reason)``     the reason tidied (None when empty); BAD_USER_INPUT
                                        when the row needs one and there is none (an action's
                                        name instead of a row: when all its rows need one)
