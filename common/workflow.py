@@ -9,9 +9,9 @@ The API (stable: services and their tests build on it)
 ------------------------------------------------------
 ``Transition(before, action, after, made_by, event=None, needs=())``
     One row, keyed by (``before``, ``action``): ``before`` None is "not there yet" (the step
-    that creates the thing). ``made_by``: the roles that may take it (``"system"``: the
-    service itself, on a timer or as a consequence of another step). ``event``: the event
-    type the step records in the outbox (a literal, so grep finds it; None: no event).
+    that creates the thing). ``made_by``: the roles that may take it (``SYSTEM_ROLE``,
+    ``"system"``: the service itself, on a timer or as a consequence of another step).
+    ``event``: the event type the step records in the outbox (a literal, so grep finds it; None: no event).
     ``needs``: what the step cannot be taken without, as words the service checks or gives
     (``"reason"`` is checked by the kit; others, such as ``"stock"``, are for the service).
     ``needs_reason`` says whether ``"reason"`` is among them.
@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from common.errors import BadUserInput, Conflict, Forbidden
 
 ACTOR_FIELDS = ("role", "sub")
+SYSTEM_ROLE = "system"          # the role of the service itself in ``made_by``
 
 
 @dataclass(frozen=True)
