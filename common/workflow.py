@@ -11,9 +11,10 @@ The API (stable: services and their tests build on it)
     One row, keyed by (``before``, ``action``): ``before`` None is "not there yet" (the step
     that creates the thing). ``made_by``: the roles that may take it (``SYSTEM_ROLE``,
     ``"system"``: the service itself, on a timer or as a consequence of another step).
-    ``event``: the event type the step records in the outbox (a literal, so grep finds it; None: no event).
-    ``needs``: what the step cannot be taken without, as words the service checks or gives
-    (``"reason"`` is checked by the kit; others, such as ``"stock"``, are for the service).
+    ``event``: the event type the step records in the outbox (a literal, so grep finds it;
+    None: no event). ``needs``: what the step cannot be taken without, as words the service
+    checks or gives (``"reason"`` is checked by the kit; others, such as ``"stock"``, are for
+    the service).
     ``needs_reason`` says whether ``"reason"`` is among them.
 
 ``Workflow(*transitions, refused=..., forbidden=..., reason_missing=...)``
