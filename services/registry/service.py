@@ -236,5 +236,5 @@ class RegistryService(PlatformService):
         if stale is not None:
             raise domain.version_conflict(stale, old["version"])
         self.search_index.changed(self.store, "support_points", document)
-        self.log.info(f"registry.{transition.event.replace('.', '_')}", support_point_id=document["_id"],
-                      version=document["version"])
+        self.log.info(f"registry.{transition.event.replace('.', '_')}",
+                      support_point_id=document["_id"], version=document["version"])
