@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 from bench.bench_registry_search import POINTS, support_point_rows
-from bench.harness import (GraphQLOverHttp, PeakMemory, development_token, events_handled,
-                           problem, reference_folder, running_platform, size)
+from bench.harness import (GraphQLOverHttp, PeakMemory, development_token, problem,
+                           reference_folder, running_platform, size)
 from ops import reference
 
 ORDERS = size("CAMPAIGN_ORDERS", 2000)
@@ -42,7 +42,7 @@ def follow_read_model(platform, registered, stop, samples):
             now = time.perf_counter()
             held = registry.query(ACTIVE_POINTS, {})["data"]["supportPoints"]["total"]
             samples.append((now, held,
-                            events_handled(platform, "campaign", "support_point.registered")))
+                            platform.events_handled("campaign", "support_point.registered")))
             if stop.is_set() and samples[-1][2] >= registered():
                 return
             time.sleep(0.1)

@@ -25,9 +25,7 @@ import uuid
 from pathlib import Path
 
 import nameko.rpc
-import requests
 from nameko.standalone.rpc import ClusterRpcProxy
-from prometheus_client.parser import text_string_to_metric_families
 
 from common import config as settings
 from common.config import DEFAULT_AMQP_URI
@@ -35,7 +33,7 @@ from common.messaging import declare_topology
 from gateway.auth import issue_development_token
 from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
 from common.service import UnconfirmedPublisher
-from ops.platform import PROCESSES, Platform, metrics_address, process_named
+from ops.platform import PROCESSES, Platform
 
 NATIONAL_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
 # What went wrong in this run: failed requests (first error of each measured run) and the
@@ -331,14 +329,3 @@ def development_token(platform, role, sub, **claims):
     return issue_development_token(platform.environ["MANTELZORG_JWT_SECRET"], role, sub,
                                    **claims)
 
-
-def events_handled(platform, service, event_type):
-    """How many ``event_type`` events ``service`` has handled since its process started, as
-    its /metrics tells Prometheus."""
-    address = metrics_address(process_named(service), platform.environ)
-    text = requests.get(f"http://{address}/metrics", timeout=10).text
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples
-               if sample.name == "mantelzorg_events_handled_total"
-               and sample.labels.get("type") == event_type
-               and sample.labels.get("outcome") == "handled")
