@@ -71,13 +71,6 @@ class TravelCostsService(PlatformService):
                                      lambda session: self.store.save_pc4_areas(areas, session))
 
     @rpc
-    def declaration_status(self, reference):
-        """The fund's view of a declaration: the last status it was told of."""
-        document = self.store.declaration(reference)
-        return document and {"reference": document["_id"], "status": document["status"],
-                             "valid_until": document["valid_until"]}
-
-    @rpc
     def health(self):
         """Also how many PC4 centroids the fund has: without them it refuses every claim."""
         return {**super().health(), "pc4_areas": self.store.pc4_area_count()}
