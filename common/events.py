@@ -118,6 +118,12 @@ SUBSCRIPTIONS = (
     Subscription("declaration.revoked", "travel_costs", "on_declaration_changed"),
     Subscription("declaration.expired", "travel_costs", "on_declaration_changed"),
     Subscription("pc4_areas.imported", "travel_costs", "on_pc4_areas_imported"),
+    # The caregiver's messages: every decision, and the validity that the expiry notice
+    # 30 days ahead is counted from.
+    *(Subscription(f"declaration.{status}", "notifications", "on_declaration_changed")
+      for status in ("issued", "rejected", "revoked", "expired")),
+    *(Subscription(f"travel_claim.{status}", "notifications", "on_travel_claim_changed")
+      for status in ("on_hold", "approved", "rejected", "paid")),
 )
 
 

@@ -219,7 +219,7 @@ def republish(args):
 
 
 # The services that keep personal data encrypted with the data key.
-ENCRYPTING_SERVICES = ("declaration", "travel_costs")
+ENCRYPTING_SERVICES = ("declaration", "travel_costs", "notifications")
 
 
 def reencrypt_personal_data(_args):
