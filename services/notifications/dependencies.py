@@ -20,6 +20,7 @@ MAILS_WAITING = Gauge(
     "mantelzorg_notifications_mails_waiting",
     "E-mails by status in the mail queue: pending (not sent yet) or parked.", ["status"])
 MAIL_OUTCOMES = ("sent", "retried", "parked")
+MEASURE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,19 +58,28 @@ class Notices(DependencyProvider):
             expiry_notice_days=settings.int_setting(config, "EXPIRY_NOTICE_DAYS", 30),
             expiry_check_seconds=settings.float_setting(config, "EXPIRY_CHECK_SECONDS", 300),
             owner_timeout=settings.float_setting(config, "OWNER_TIMEOUT_SECONDS", 10))
-        self.expiry_checked_at = None
+        self.last_done = {}   # what this process does now and then -> when it last did
         for outcome in MAIL_OUTCOMES:   # every series from the start, at 0
             MAILS.labels(outcome)
 
-    def expiry_check_due(self):
-        """Whether this process looks for declarations due for their notice now (the timer
-        ticks every second; the look is made every ``expiry_check_seconds``)."""
+    def due(self, what, every_seconds):
+        """Whether this process does ``what`` now: the timers tick every second, some of
+        their work is done only every ``every_seconds``."""
         now = time.monotonic()
-        if self.expiry_checked_at is not None \
-                and now - self.expiry_checked_at < self.settings.expiry_check_seconds:
+        last = self.last_done.get(what)
+        if last is not None and now - last < every_seconds:
             return False
-        self.expiry_checked_at = now
+        self.last_done[what] = now
         return True
+
+    def expiry_check_due(self):
+        """Whether to look for declarations due for their expiry notice now."""
+        return self.due("expiry check", self.settings.expiry_check_seconds)
+
+    def measure_due(self):
+        """Whether to count the mail queue for the metrics now: the embedded store counts by
+        reading, and an alert looks at minutes, not seconds."""
+        return self.due("measure", MEASURE_SECONDS)
 
     def get_dependency(self, worker_ctx):
         return self

@@ -133,8 +133,9 @@ class NotificationsService(PlatformService):
             mail = self.store.claim_mail(mail_id, now, settings.lease_seconds)
             if mail is not None:
                 self._send(mail)
-        for status, count in self.store.mail_counts().items():
-            MAILS_WAITING.labels(status.lower()).set(count)
+        if self.notices.measure_due():
+            for status, count in self.store.mail_counts().items():
+                MAILS_WAITING.labels(status.lower()).set(count)
 
     def _send(self, mail):
         settings = self.notices.settings

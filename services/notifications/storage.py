@@ -9,6 +9,7 @@ from services.notifications.domain import PARKED, PENDING, SENT
 MESSAGES = "messages"          # each caregiver's messages, the text encrypted
 MAILS = "mail_queue"           # the e-mail of a message: waiting, sent or parked
 DECLARATIONS = "declarations"  # projection of declaration.* events: validity, expiry notice
+SENT_KEPT_FOR = timedelta(days=30)
 
 
 class NotificationsStore(DocumentStore):
@@ -16,6 +17,9 @@ class NotificationsStore(DocumentStore):
     def ensure_indexes(self):
         self.db[MESSAGES].create_index([("owner", ASCENDING), ("sent_at", DESCENDING)])
         self.db[MAILS].create_index([("status", ASCENDING), ("due_at", ASCENDING)])
+        # A sent e-mail (its address already removed) is kept a while as a record, then goes.
+        self.db[MAILS].create_index([("sent_at", ASCENDING)],
+                                    expireAfterSeconds=int(SENT_KEPT_FOR.total_seconds()))
         self.db[DECLARATIONS].create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
 
     # --- messages ---------------------------------------------------------------------------

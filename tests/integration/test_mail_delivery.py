@@ -139,7 +139,8 @@ def test_an_address_refused_for_good_is_parked_and_counted(gql, smtp, mail_platf
         queue = rpc.notifications.mail_queue()
     assert len(queue["parked"]) == 1 and "550" in queue["parked"][0]["error"]
     assert refused not in str(queue)
-    assert metric(mail_platform, 'mantelzorg_notifications_mails_waiting{status="parked"}') == 1
+    assert eventually(lambda: metric(
+        mail_platform, 'mantelzorg_notifications_mails_waiting{status="parked"}') == 1, timeout=15)
     # the message itself is in the caregiver's box all the same, without the typed reason
     box = messages(gql, data)
     assert [m["subject"] for m in box] == ["Uw aanvraag voor een mantelzorgverklaring is afgewezen"]
