@@ -5,16 +5,17 @@ e-mails that go with them.
 Events carry no personal data: whose message it is, the caregiver's name and e-mail address
 are asked of the declaration service (``notice_recipient``) when the message is written, and
 what the fund needs for a claim on hold of the travel_costs service (``claim_notice``)."""
-from datetime import date, timedelta
+from datetime import timedelta
 
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
+from common import clock
 from common.crypto import ServiceKeys
 from common.errors import Forbidden, Unavailable
 from common.messaging import handles_event
 from common.service import CALL_RETRY_POLICY, PlatformService, ask
-from common.storage import Storage, utcnow_millis
+from common.storage import Storage
 from services.notifications import domain
 from services.notifications.dependencies import MAILS, MAILS_WAITING, MESSAGES_WRITTEN, Notices
 from services.notifications.mail import MailDelayed, MailRefused, compose
@@ -101,7 +102,7 @@ class NotificationsService(PlatformService):
         if not self.notices.expiry_check_due():
             return
         settings = self.notices.settings
-        until = domain.expiry_notice_until(date.today(), settings.expiry_notice_days)
+        until = domain.expiry_notice_until(clock.today(), settings.expiry_notice_days)
         for declaration in self.store.due_for_expiry_notice(until, NOTICES_PER_CHECK):
             try:
                 recipient = self._recipient(declaration["reference"])
@@ -128,7 +129,7 @@ class NotificationsService(PlatformService):
     def relay_mail(self):
         """Sends the e-mails that are due, each held by one sender at a time."""
         settings = self.notices.settings
-        now = utcnow_millis()
+        now = clock.now_millis()
         for mail_id in self.store.due_mails(now, MAILS_PER_TICK):
             mail = self.store.claim_mail(mail_id, now, settings.lease_seconds)
             if mail is not None:
@@ -145,9 +146,9 @@ class NotificationsService(PlatformService):
         attempts = mail["attempts"] + 1
         try:
             self.notices.transport.send(compose(mail["_id"], settings.sender, address,
-                                                text["subject"], text["body"], utcnow_millis()))
+                                                text["subject"], text["body"], clock.now_millis()))
         except MailRefused as refusal:
-            self.store.mail_parked(mail["_id"], attempts, utcnow_millis(), str(refusal))
+            self.store.mail_parked(mail["_id"], attempts, clock.now_millis(), str(refusal))
             MAILS.labels("parked").inc()
             self.log.warning("notifications.mail_parked", mail_id=mail["_id"], attempts=attempts,
                              reason=str(refusal))
@@ -155,12 +156,12 @@ class NotificationsService(PlatformService):
             wait = domain.retry_delay_seconds(attempts, settings.retry_delay_ms,
                                               settings.retry_max_delay_ms)
             self.store.mail_retried(mail["_id"], attempts,
-                                    utcnow_millis() + timedelta(seconds=wait), str(delay))
+                                    clock.now_millis() + timedelta(seconds=wait), str(delay))
             MAILS.labels("retried").inc()
             self.log.warning("notifications.mail_delayed", mail_id=mail["_id"],
                              attempts=attempts, retry_in_seconds=wait, reason=str(delay))
         else:
-            self.store.mail_sent(mail["_id"], utcnow_millis())
+            self.store.mail_sent(mail["_id"], clock.now_millis())
             MAILS.labels("sent").inc()
             self.log.info("notifications.mail_sent", mail_id=mail["_id"], attempts=attempts,
                           via=self.notices.transport.describe())
@@ -216,7 +217,7 @@ class NotificationsService(PlatformService):
     def _write(self, session, key, recipient, letter, kind, about):
         """The message in the owner's box and, with an address, its e-mail in the queue."""
         subject, body = letter
-        now = utcnow_millis()
+        now = clock.now_millis()
         cipher = self.keys.cipher
         message = domain.new_message(key, recipient["caregiver_key"], kind, about, subject, body,
                                      cipher, now)
