@@ -252,6 +252,14 @@ class TravelCostsService(PlatformService):
             self._step(claim, "hold", domain.SYSTEM, reason, session)
             self.log.info("travel_claim.on_hold", claim_id=claim["_id"], declaration_reference=reference)
 
+    @rpc
+    def claim_notice(self, claim_id):
+        """Asked by the notifications service when a claim is put on hold: what the fund
+        needs before it decides (``hold``: DISTANCE, DECLARATION_REVOKED or
+        DECLARATION_EXPIRED). No personal data."""
+        claim = domain.require_found(self.store.claim(claim_id))
+        return domain.claim_notice(claim, self.store.declaration(claim["declaration_reference"]))
+
     # --- payouts --------------------------------------------------------------------------
 
     @rpc
