@@ -103,11 +103,6 @@ class SupportPointChange(graphene.ObjectType):
     def resolve_at(root, info):
         return _when(root["at"])
 
-    def resolve_actor_role(root, info):
-        return root["actor"].get("role")
-
-    def resolve_actor_sub(root, info):
-        return root["actor"].get("sub")
 
 
 class Municipality(graphene.ObjectType):
