@@ -11,7 +11,7 @@ query NearestSupportPoints($postcode: String!, $area: SupportArea) {
 
 DECLARATION_FIELDS = """
   id reference status municipalityCode purposes hoursPerWeek careSince validFrom validUntil
-  decisionReason verificationCode createdAt"""
+  decisionReason verificationCode createdAt decidedAt"""
 
 MY_DECLARATIONS = "query MyDeclarations { myDeclarations {" + DECLARATION_FIELDS + " } }"
 
@@ -44,4 +44,44 @@ query PreviewTravelClaim($input: TravelClaimInput!) {
 SUBMIT_TRAVEL_CLAIM = """
 mutation SubmitTravelClaim($input: TravelClaimInput!) {
   submitTravelClaim(input: $input) {""" + CLAIM_FIELDS + """ }
+}"""
+
+# --- the caregiver's view of who read their data ------------------------------------------
+
+MY_PERSONAL_DATA_ACCESS = "query MyPersonalDataAccess { myPersonalDataAccess { at role organisation what } }"
+
+# --- the municipality's desk -----------------------------------------------------------------
+
+# The queue shows no personal data: listing the applicant would record a read per request.
+QUEUE = """
+query Queue($code: String!, $status: DeclarationStatus, $first: Int, $after: String) {
+  declarations(municipalityCode: $code, status: $status, first: $first, after: $after) {
+    id reference status createdAt decisionDueOn decidedAt purposes unmetCriteria
+  }
+}"""
+
+# Opening one request shows its applicant: the service records that read for the caregiver.
+REQUEST_FOR_DECISION = """
+query RequestForDecision($reference: String!) {
+  declaration(reference: $reference) {
+    id reference status municipalityCode purposes hoursPerWeek careSince validFrom validUntil
+    decisionReason verificationCode createdAt decisionDueOn decidedAt unmetCriteria
+    history { fromStatus toStatus action at actorRole reason }
+    applicant { caregiverName caregiverPostcode caregiverEmail careRecipientName
+                careRecipientPostcode relationship }
+  }
+}"""
+
+# Only what a change needs to find the request: no personal data, no read recorded.
+REQUEST_STATUS = """
+query RequestStatus($reference: String!) { declaration(reference: $reference) { id status } }"""
+
+DECIDE = """
+mutation Decide($id: ID!, $decision: Decision!, $reason: String) {
+  decideDeclaration(id: $id, decision: $decision, reason: $reason) { id reference status }
+}"""
+
+REVOKE = """
+mutation Revoke($id: ID!, $reason: String!) {
+  revokeDeclaration(id: $id, reason: $reason) { id reference status }
 }"""

@@ -280,6 +280,24 @@ class DeclarationService(PlatformService):
         return domain.printable(document, self.store.municipality(document["municipality_code"]),
                                 domain.revealed_code(self.keys, actor, document))
 
+    @rpc
+    def decision_letter(self, reference, actor):
+        """What the decision letter says, for the owner caregiver or the municipality it was
+        requested at, once the municipality decided. It is addressed to the caregiver by
+        name: the municipality's letter is recorded as a read of the applicant's data."""
+        actor = self._caller(actor)
+        document = domain.readable(actor, self.store.find_by_reference(reference))
+        domain.require_owner_or_issuer(actor, document)
+        if domain.decided_at(document) is None:
+            raise Conflict("the municipality has not decided on this request yet")
+        personal = self.keys.cipher.decrypt(
+            document["personal"], context=domain.sealing_context("personal", document["_id"]))
+        if domain.applicant_reader(actor, document) == "recorded":
+            self.store.record_reads([domain.personal_data_read(
+                document, actor, utcnow(), self.keys.cipher, what="besluitbrief")])
+        return domain.decision_letter(document, self.store.municipality(
+            document["municipality_code"]), personal["caregiver"]["name"])
+
     # --- rotation of the data key ---------------------------------------------------------
 
     @rpc

@@ -1,0 +1,189 @@
+"""The municipality's desk in a real browser with JavaScript switched off: an employee of
+Amersfoort signs in, finds a caregiver's request in the queue, opens it (the caregiver then
+sees that read on their own pages), tries to reject it without a reason (the error is shown,
+nothing changes), issues it with the keyboard alone and downloads the decision letter, which
+the caregiver downloads too; an employee of De Bilt opening the same request gets the
+not-found page and nothing is recorded. Every page and every error state is checked with
+axe-core and kept as a screenshot.
+
+The tests run in order and share the employee's and the caregiver's browser sessions."""
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from tests.browser.test_caregiver_pages import press_button, tab_to
+from tests.support import eventually, pdf_text, personal_email, random_bsn, token
+
+AMERSFOORT, DE_BILT = "GM0307", "GM0310"
+REQUEST = """mutation($input: DeclarationRequestInput!) {
+    requestDeclaration(input: $input) { id reference status } }"""
+STATUS = "query($r: String!) { declaration(reference: $r) { status decisionReason } }"
+ACCESS = "query { myPersonalDataAccess { role organisation what } }"
+
+
+@pytest.fixture(scope="module")
+def desk(browser, platform, gql, municipalities):
+    query = 'query($m: String!) { declarationSettings(municipalityCode: $m) { validityMonths } }'
+    for code in (AMERSFOORT, DE_BILT):
+        assert eventually(lambda: "errors" not in gql(query, {"m": code}), timeout=60)
+    bsn = random_bsn()
+    recipient = f"Jan {uuid.uuid4().hex[:6]}"
+    owner = token("caregiver", f"desk-{uuid.uuid4().hex[:8]}", bsn=bsn)
+    filed = gql(REQUEST, {"input": {
+        "municipalityCode": AMERSFOORT,
+        "caregiver": {"bsn": bsn, "name": "Anna de Vries", "postcode": "3811 AA",
+                      "email": personal_email()},
+        "careRecipient": {"name": recipient, "postcode": "3812 AB", "relationship": "parent"},
+        "hoursPerWeek": "6", "careSince": (date.today() - timedelta(days=30)).isoformat(),
+        "purposes": ["PARKING_PERMIT"]}}, token=owner)
+    assert "errors" not in filed, filed
+    contexts = []
+
+    def context():
+        made = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
+                                   viewport={"width": 1000, "height": 900})
+        contexts.append(made)
+        return made
+
+    employee, caregiver, neighbour = context(), context(), context()
+    yield {"employee": employee.new_page(), "caregiver": caregiver.new_page(),
+           "neighbour": neighbour.new_page(), "employee_context": employee,
+           "caregiver_context": caregiver, "bsn": bsn, "owner": owner,
+           "recipient": recipient, "reference": filed["data"]["requestDeclaration"]["reference"]}
+    for made in contexts:
+        made.close()
+
+
+def accesses(gql, desk):
+    answer = gql(ACCESS, token=desk["owner"])
+    assert "errors" not in answer, answer
+    return answer["data"]["myPersonalDataAccess"]
+
+
+def sign_in_as_staff(page, checked, organisation, name, screenshots=False):
+    page.goto("/medewerkers/aanvragen")
+    assert "/medewerkers/inloggen" in page.url   # signed out: first the sign-in
+    if screenshots:
+        checked(page, "medewerkers inloggen")
+        page.get_by_role("button", name="Inloggen").click()
+        for field in ("rol", "naam"):
+            assert page.locator(f"#fout-{field}").is_visible(), field
+        checked(page, "medewerkers inloggen met fouten")
+    page.get_by_label("Rol").select_option("municipality")
+    page.get_by_label("Organisatie").fill(organisation)
+    page.get_by_label("Naam").fill(name)
+    page.get_by_role("button", name="Inloggen").click()
+    assert page.url.endswith("/medewerkers/aanvragen"), page.url
+
+
+def test_the_employee_finds_the_request_in_the_queue(desk, checked, gql):
+    page = desk["employee"]
+    sign_in_as_staff(page, checked, AMERSFOORT, "Sam de Jong", screenshots=True)
+    assert "Ingelogd als Sam de Jong voor gemeente GM0307" in page.inner_text("header")
+    checked(page, "aanvragen")
+    link = page.get_by_role("link", name=desk["reference"])
+    assert link.count() == 1
+    row = page.locator("tr", has=link).inner_text()
+    assert "0 dagen" in row and "Beslissen vóór" in page.inner_text("thead")
+    assert (date.today() + timedelta(weeks=8)).strftime("%Y") in row
+    assert accesses(gql, desk) == []   # the queue shows nobody's personal data
+
+    page.get_by_label("Status").select_option("ISSUED")
+    page.get_by_role("button", name="Tonen").click()
+    assert "status=ISSUED" in page.url
+    checked(page, "aanvragen afgegeven")
+
+
+def test_opening_the_request_shows_the_applicant_and_the_caregiver_sees_it(desk, checked, gql):
+    page = desk["employee"]
+    page.goto("/medewerkers/aanvragen")
+    page.get_by_role("link", name=desk["reference"]).click()
+    assert page.url.endswith(f"/medewerkers/aanvragen/{desk['reference']}")
+    main = page.inner_text("main")
+    assert "Anna de Vries" in main and desk["recipient"] in main and "3812 AB" in main
+    assert "minder uren per week" in main and "niet lang genoeg" in main
+    assert "Ingelogd als Sam de Jong" in page.inner_text("header")
+    checked(page, "aanvraag")
+    assert [(a["organisation"], a["what"]) for a in accesses(gql, desk)] == [
+        (AMERSFOORT, f"aanvraag {desk['reference']} bekeken")]
+
+    caregiver = desk["caregiver"]
+    caregiver.goto("/inloggen")
+    caregiver.get_by_label("BSN").fill(desk["bsn"])
+    caregiver.get_by_role("button", name="Inloggen").click()
+    caregiver.get_by_role("link", name="Wie heeft uw gegevens bekeken").click()
+    shown = caregiver.inner_text("main")
+    assert "Gemeente GM0307" in shown and f"Aanvraag {desk['reference']} bekeken" in shown
+    checked(caregiver, "wie heeft uw gegevens bekeken")
+
+
+def test_rejecting_without_a_reason_changes_nothing(desk, checked, gql):
+    page = desk["employee"]
+    page.goto(f"/medewerkers/aanvragen/{desk['reference']}")
+    page.get_by_role("button", name="Afwijzen").click()
+    assert page.locator("#fout-reden").is_visible()
+    assert page.title().startswith("Fout:")
+    assert page.locator(".error-summary a[href='#veld-reden']").count() == 1
+    checked(page, "afwijzen zonder reden")
+    assert gql(STATUS, {"r": desk["reference"]}, token=desk["owner"])["data"]["declaration"][
+        "status"] == "REQUESTED"
+
+
+def test_another_municipality_gets_the_not_found_page_and_nothing_is_recorded(desk, checked,
+                                                                             gql):
+    before = len(accesses(gql, desk))
+    page = desk["neighbour"]
+    sign_in_as_staff(page, checked, DE_BILT, "Kim Bakker")
+    assert page.get_by_role("link", name=desk["reference"]).count() == 0
+    answer = page.goto(f"/medewerkers/aanvragen/{desk['reference']}")
+    assert answer.status == 404 and "Pagina niet gevonden" in page.inner_text("main")
+    assert "Anna de Vries" not in page.content()
+    checked(page, "aanvraag van een andere gemeente")
+    answer = page.goto(f"/medewerkers/aanvragen/{desk['reference']}/besluit.pdf")
+    assert answer.status == 404
+    assert len(accesses(gql, desk)) == before
+
+
+def test_the_keyboard_alone_issues_the_declaration(desk, checked, gql):
+    page = desk["employee"]
+    page.goto(f"/medewerkers/aanvragen/{desk['reference']}")
+    page.keyboard.press("Tab")
+    tab_to(page, "veld-reden")
+    page.keyboard.type("Zorg is aangetoond met een verklaring van de huisarts.")
+    press_button(page, "Verklaring afgeven")
+    assert page.url.endswith(f"/medewerkers/aanvragen/{desk['reference']}")
+    assert "is afgegeven" in page.get_by_role("status").inner_text()
+    assert gql(STATUS, {"r": desk["reference"]}, token=desk["owner"])["data"]["declaration"][
+        "status"] == "ISSUED"
+    checked(page, "verklaring afgegeven")
+
+
+def test_the_decision_letter_for_the_municipality_and_the_caregiver(desk, checked):
+    for who in ("employee", "caregiver"):
+        page = desk[who]
+        path = (f"/medewerkers/aanvragen/{desk['reference']}/besluit.pdf" if who == "employee"
+                else f"/verklaringen/{desk['reference']}/besluit.pdf")
+        if who == "caregiver":
+            page.goto("/verklaringen")
+            assert page.get_by_role("link", name=f"Besluitbrief van de gemeente over "
+                                                 f"{desk['reference']} (pdf)").count() == 1
+            checked(page, "mijn verklaringen met besluitbrief")
+        letter = desk[f"{who}_context"].request.get(path)
+        assert letter.status == 200 and letter.headers["content-type"] == "application/pdf"
+        text = " ".join(pdf_text(letter.body()).split())
+        assert "Gemeente Amersfoort" in text and desk["reference"] in text
+        assert "u krijgt de mantelzorgverklaring" in text and "Parkeervergunning" in text
+        assert "binnen zes weken" in text and "bezwaar" in text
+        assert "Anna de Vries" in text and desk["bsn"] not in text
+
+
+def test_signing_out_of_the_desk(desk, checked):
+    page = desk["employee"]
+    page.goto("/medewerkers/aanvragen")
+    page.get_by_role("button", name="Uitloggen").click()
+    assert "/medewerkers/inloggen" in page.url
+    assert "U bent uitgelogd" in page.get_by_role("status").inner_text()
+    checked(page, "medewerkers uitgelogd")
+    page.goto("/medewerkers/aanvragen")
+    assert "/medewerkers/inloggen" in page.url
