@@ -85,3 +85,30 @@ REVOKE = """
 mutation Revoke($id: ID!, $reason: String!) {
   revokeDeclaration(id: $id, reason: $reason) { id reference status }
 }"""
+
+SETTINGS = """
+query Settings($code: String!) {
+  declarationSettings(municipalityCode: $code) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
+}"""
+
+SET_SETTINGS = """
+mutation SetSettings($code: String!, $input: DeclarationSettingsInput!) {
+  setDeclarationSettings(municipalityCode: $code, input: $input) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
+}"""
+
+CAMPAIGNS = """
+query Campaigns {
+  campaigns {
+    id name hashtag scope municipalityCodes startsOn endsOn launched
+    optedOutMunicipalityCodes materials
+  }
+}"""
+
+OPT_OUT = """
+mutation OptOut($id: ID!, $code: String!) {
+  optOutOfCampaign(id: $id, municipalityCode: $code) { id name }
+}"""

@@ -119,3 +119,11 @@ class StaffPages:
     @http("GET", "/medewerkers/aanvragen/<reference>/besluit.pdf")
     def staff_decision_letter(self, request, reference):
         return serve(self, request, staff.decision_letter, reference)
+
+    @http("GET,POST", "/medewerkers/instellingen")
+    def staff_settings(self, request):
+        return serve(self, request, staff.settings_page)
+
+    @http("GET,POST", "/medewerkers/campagnes")
+    def staff_campaigns(self, request):
+        return serve(self, request, staff.campaigns)

@@ -238,3 +238,75 @@ def decision_letter(page, reference):
     pages (``views.decision_letter``)."""
     page.require_staff(*DESK)
     return letter_response(page, reference)
+
+
+# --- the municipality's settings -------------------------------------------------------------
+
+SETTINGS_FIELDS = {   # form field -> (input path, message when the platform refuses it)
+    "maanden": ("input.minCareMonths", "Vul een aantal maanden in van 0 tot en met 120."),
+    "uren": ("input.minHoursPerWeek", "Vul een aantal uren per week in van 0 tot en met 168, "
+                                      "bijvoorbeeld 8 of 8,5."),
+    "geldigheid": ("input.validityMonths", "Vul een aantal maanden in van 1 tot en met 120."),
+    "doelen": ("input.purposes", "Kies ten minste één doel."),
+}
+
+
+def settings_page(page):
+    """The municipality's criteria over the national defaults (a field left empty takes
+    the national default)."""
+    page.require_staff(*DESK)
+    code = page.session["municipality"]
+    if page.request.method == "GET":
+        current = page.graphql(operations.SETTINGS, {"code": code})["declarationSettings"]
+        form = Form({"maanden": str(current["minCareMonths"]),
+                     "uren": current["minHoursPerWeek"].replace(".", ","),
+                     "geldigheid": str(current["validityMonths"])})
+        return page.render("staff_settings.html", form=form, chosen=current["purposes"])
+    form = Form({name: page.form.get(name) for name in ("maanden", "uren", "geldigheid")})
+    chosen = page.form.getlist("doelen")
+    chosen_input = {"minCareMonths": _whole(form, "maanden", "het aantal maanden zorg"),
+                    "minHoursPerWeek": form.decimal("uren", "het aantal uren per week", "8",
+                                                    required=False),
+                    "validityMonths": _whole(form, "geldigheid", "hoe lang een verklaring geldt"),
+                    "purposes": chosen or None}
+    if not form.errors:
+        try:
+            page.graphql(operations.SET_SETTINGS, {"code": code, "input": chosen_input})
+        except OperationRefused as refusal:
+            form.refused(refusal, SETTINGS_FIELDS, "Opslaan lukte niet. Controleer de waarden.")
+        else:
+            page.session.flash("De instellingen zijn opgeslagen. Ze gelden voor nieuwe "
+                               "aanvragen en besluiten.")
+            return page.redirect(STAFF_PAGES + "/instellingen")
+    return page.render("staff_settings.html", form=form, errors=form.errors, chosen=chosen,
+                       status=400)
+
+
+def _whole(form, name, what):
+    """A whole number from the form, None when left empty (the national default)."""
+    value = form.get(name)
+    if not value:
+        return None
+    if not value.isdigit():
+        form.fail(name, f"Vul {what} in als een heel getal, of laat het leeg.")
+        return None
+    return int(value)
+
+
+# --- the campaigns that include the municipality ---------------------------------------------
+
+def campaigns(page):
+    page.require_staff(*DESK)
+    code = page.session["municipality"]
+    if page.request.method == "POST":
+        try:
+            left = page.graphql(operations.OPT_OUT, {"id": page.form.get("campagne", ""),
+                                                     "code": code})["optOutOfCampaign"]
+        except OperationRefused:
+            page.session.flash("Afmelden lukte niet. U kunt uw gemeente alleen afmelden voor "
+                               "een regionale campagne waar zij bij hoort.")
+        else:
+            page.session.flash(f"Uw gemeente doet niet mee aan {left['name']}.")
+        return page.redirect(STAFF_PAGES + "/campagnes")
+    found = page.graphql(operations.CAMPAIGNS)["campaigns"]
+    return page.render("staff_campaigns.html", campaigns=found, code=code)

@@ -178,6 +178,47 @@ def test_the_decision_letter_for_the_municipality_and_the_caregiver(desk, checke
         assert "Anna de Vries" in text and desk["bsn"] not in text
 
 
+def test_the_municipality_chooses_its_own_criteria(desk, checked, gql):
+    page = desk["employee"]
+    page.get_by_role("link", name="Instellingen").click()
+    assert page.url.endswith("/medewerkers/instellingen")
+    assert page.get_by_label("Zorgt minimaal (uren per week)").input_value() == "8"
+    checked(page, "instellingen")
+    page.get_by_label("Zorgt minimaal (maanden)").fill("drie")
+    page.get_by_label("Zorgt minimaal (uren per week)").fill("10,5")
+    page.get_by_role("button", name="Opslaan").click()
+    assert page.locator("#fout-maanden").is_visible()
+    assert page.get_by_label("Zorgt minimaal (uren per week)").input_value() == "10,5"
+    checked(page, "instellingen met fout")
+    settings = 'query { declarationSettings(municipalityCode: "GM0307") { minHoursPerWeek minCareMonths } }'
+    assert gql(settings)["data"]["declarationSettings"]["minHoursPerWeek"] == "8"
+    page.get_by_label("Zorgt minimaal (maanden)").fill("6")
+    page.get_by_role("button", name="Opslaan").click()
+    assert "opgeslagen" in page.get_by_role("status").inner_text()
+    assert gql(settings)["data"]["declarationSettings"] == {"minHoursPerWeek": "10.5",
+                                                            "minCareMonths": 6}
+
+
+def test_the_municipality_opts_out_of_a_regional_campaign(desk, checked, gql):
+    created = gql("""mutation($input: CampaignInput!) { createCampaign(input: $input) { id } }""",
+                  {"input": {"name": f"Mantelzorg Eemland {uuid.uuid4().hex[:4]}",
+                             "hashtag": "#deeljezorg", "scope": "REGIONAL",
+                             "municipalityCodes": [AMERSFOORT, DE_BILT],
+                             "startsOn": date.today().isoformat(),
+                             "endsOn": (date.today() + timedelta(days=30)).isoformat(),
+                             "materials": ["poster"]}}, token=token("campaign"))
+    assert "errors" not in created, created
+    page = desk["employee"]
+    page.get_by_role("link", name="Campagnes").click()
+    section = page.locator("section", has_text="Mantelzorg Eemland")
+    assert "Doet mee" in section.inner_text()
+    checked(page, "campagnes")
+    section.get_by_role("button").click()
+    assert "niet mee aan Mantelzorg Eemland" in page.get_by_role("status").inner_text()
+    assert "Doet niet mee" in page.locator("section", has_text="Mantelzorg Eemland").inner_text()
+    checked(page, "campagnes afgemeld")
+
+
 def test_signing_out_of_the_desk(desk, checked):
     page = desk["employee"]
     page.goto("/medewerkers/aanvragen")
