@@ -112,3 +112,31 @@ OPT_OUT = """
 mutation OptOut($id: ID!, $code: String!) {
   optOutOfCampaign(id: $id, municipalityCode: $code) { id name }
 }"""
+
+POINT_FIELDS = """
+  id name kind municipalityCode address { street houseNumber postcode city } phone email
+  website areas active version updatedAt"""
+
+OWN_SUPPORT_POINTS = """
+query OwnSupportPoints($code: String!, $after: String) {
+  supportPoints(municipalityCode: $code, first: 100, after: $after) {
+    total nextCursor items {""" + POINT_FIELDS + """ }
+  }
+}"""
+
+SUPPORT_POINT = "query SupportPoint($id: ID!) { supportPoint(id: $id) {" + POINT_FIELDS + " } }"
+
+REGISTER_SUPPORT_POINT = """
+mutation RegisterSupportPoint($input: SupportPointInput!) {
+  registerSupportPoint(input: $input) { id name }
+}"""
+
+UPDATE_SUPPORT_POINT = """
+mutation UpdateSupportPoint($id: ID!, $input: SupportPointInput!, $version: Int!) {
+  updateSupportPoint(id: $id, input: $input, expectedVersion: $version) { id name version }
+}"""
+
+DEACTIVATE_SUPPORT_POINT = """
+mutation DeactivateSupportPoint($id: ID!, $reason: String!) {
+  deactivateSupportPoint(id: $id, reason: $reason) { id name active }
+}"""

@@ -127,3 +127,19 @@ class StaffPages:
     @http("GET,POST", "/medewerkers/campagnes")
     def staff_campaigns(self, request):
         return serve(self, request, staff.campaigns)
+
+    @http("GET", "/medewerkers/steunpunten")
+    def staff_support_points(self, request):
+        return serve(self, request, staff.support_points)
+
+    @http("GET,POST", "/medewerkers/steunpunten/nieuw")
+    def staff_register_support_point(self, request):
+        return serve(self, request, staff.register_support_point)
+
+    @http("GET,POST", "/medewerkers/steunpunten/<point_id>")
+    def staff_support_point(self, request, point_id):
+        return serve(self, request, staff.support_point, point_id)
+
+    @http("GET,POST", "/medewerkers/steunpunten/<point_id>/opheffen")
+    def staff_deactivate_support_point(self, request, point_id):
+        return serve(self, request, staff.deactivate_support_point, point_id)

@@ -10,7 +10,7 @@ from common import config as settings
 from gateway.web import operations, signin
 from gateway.web.app import STAFF_PAGES, OperationRefused
 from gateway.web.forms import Form
-from gateway.web.texts import QUEUE_STATUS_NAMES, ROLE_NAMES
+from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES
 from gateway.web.views import _next_page, complete_sign_in, letter_response, not_found
 
 HOME = signin.STAFF_HOME
@@ -310,3 +310,149 @@ def campaigns(page):
         return page.redirect(STAFF_PAGES + "/campagnes")
     found = page.graphql(operations.CAMPAIGNS)["campaigns"]
     return page.render("staff_campaigns.html", campaigns=found, code=code)
+
+
+# --- the municipality's support points ------------------------------------------------------
+
+POINTS = STAFF_PAGES + "/steunpunten"
+POINT_FORM_FIELDS = {   # form field -> (input path, message when the platform refuses it)
+    "naam": ("input.name", "Vul de naam van het steunpunt in."),
+    "soort": ("input.kind", "Kies wat voor steunpunt het is."),
+    "straat": ("input.address.street", "Vul de straat in."),
+    "huisnummer": ("input.address.houseNumber", "Vul het huisnummer in."),
+    "postcode": ("input.address.postcode", "Vul de postcode in zoals 1234 AB. Het platform "
+                                           "moet de postcode kennen."),
+    "plaats": ("input.address.city", "Vul de plaats in."),
+    "telefoon": ("input.phone", "Vul een Nederlands telefoonnummer in, zoals 030-123 45 67, "
+                                "of laat het leeg."),
+    "email": ("input.email", "Vul een e-mailadres in zoals info@voorbeeld.nl, of laat het leeg."),
+    "website": ("input.website", "Vul een webadres in dat begint met https://, of laat het "
+                                 "leeg."),
+    "hulp": ("input.areas", "Kies ten minste één soort hulp."),
+}
+CHANGED_MEANWHILE = ("Iemand anders heeft dit steunpunt gewijzigd nadat u het opende. Uw "
+                     "wijzigingen zijn niet opgeslagen. Hieronder ziet u hoe het steunpunt nu "
+                     "is opgeslagen; wat u invulde, staat nog in het formulier. Controleer het "
+                     "en sla opnieuw op.")
+
+
+def support_points(page):
+    page.require_staff(*DESK)
+    found = page.graphql(operations.OWN_SUPPORT_POINTS, {
+        "code": page.session["municipality"], "after": page.request.args.get("na") or None})[
+        "supportPoints"]
+    return page.render("staff_support_points.html", points=found["items"],
+                       total=found["total"], next_after=found["nextCursor"])
+
+
+def _point_values(point):
+    address = point["address"]
+    return {"naam": point["name"], "soort": point["kind"], "straat": address["street"],
+            "huisnummer": address["houseNumber"], "postcode": address["postcode"],
+            "plaats": address["city"], "telefoon": point.get("phone") or "",
+            "email": point.get("email") or "", "website": point.get("website") or ""}
+
+
+def _point_input(page, form, areas):
+    """The contract's SupportPointInput from the form (the seat: the own municipality)."""
+    point = {"name": form.required("naam", "de naam van het steunpunt"),
+             "kind": form.get("soort"), "municipalityCode": page.session["municipality"],
+             "address": {"street": form.required("straat", "de straat"),
+                         "houseNumber": form.required("huisnummer", "het huisnummer"),
+                         "postcode": form.postcode("postcode", "de postcode"),
+                         "city": form.required("plaats", "de plaats")},
+             "phone": form.get("telefoon") or None, "email": form.get("email") or None,
+             "website": form.get("website") or None, "areas": areas}
+    if point["kind"] not in KIND_NAMES:
+        form.fail("soort", "Kies wat voor steunpunt het is.")
+    if not areas or any(area not in AREA_NAMES for area in areas):
+        form.fail("hulp", "Kies ten minste één soort hulp.")
+    return None if form.errors else point
+
+
+def register_support_point(page):
+    page.require_staff(*DESK)
+    form = Form({name: page.form.get(name) for name in POINT_FORM_FIELDS if name != "hulp"})
+    areas = page.form.getlist("hulp")
+    if page.request.method == "POST":
+        point = _point_input(page, form, areas)
+        if point is not None:
+            try:
+                made = page.graphql(operations.REGISTER_SUPPORT_POINT,
+                                    {"input": point})["registerSupportPoint"]
+            except OperationRefused as refusal:
+                form.refused(refusal, POINT_FORM_FIELDS, "Registreren lukte niet. Controleer "
+                                                         "wat u heeft ingevuld.")
+            else:
+                page.session.flash(f"Steunpunt {made['name']} is geregistreerd.")
+                return page.redirect(POINTS)
+    return page.render("staff_support_point.html", form=form, errors=form.errors, areas=areas,
+                       point=None, stored=None,
+                       status=400 if form.errors else 200)
+
+
+def support_point(page, point_id):
+    """One of the municipality's support points: change it (with the version read when the
+    form was opened: someone else's change meanwhile is explained, not overwritten), or
+    deactivate it with a reason."""
+    page.require_staff(*DESK)
+    point = _own_point(page, point_id)
+    if point is None:
+        return not_found(page)
+    if page.request.method == "GET":
+        form = Form({**_point_values(point), "versie": str(point["version"])})
+        return page.render("staff_support_point.html", form=form, areas=point["areas"],
+                           point=point, stored=None)
+    form = Form({name: page.form.get(name) for name in (*POINT_FORM_FIELDS, "versie")
+                 if name != "hulp"})
+    areas = page.form.getlist("hulp")
+    changes = _point_input(page, form, areas)
+    version = form.get("versie")
+    stored = None
+    if changes is not None:
+        try:
+            page.graphql(operations.UPDATE_SUPPORT_POINT, {
+                "id": point_id, "input": changes,
+                "version": int(version) if version.isdigit() else point["version"]})
+        except OperationRefused as refusal:
+            if "CONFLICT" in refusal.codes:
+                form.fail("", CHANGED_MEANWHILE)
+                stored = point                       # what someone else saved
+                form.values["versie"] = str(point["version"])   # saving again overwrites it
+            else:
+                form.refused(refusal, POINT_FORM_FIELDS, "Opslaan lukte niet. Controleer wat "
+                                                         "u heeft ingevuld.")
+        else:
+            page.session.flash(f"Steunpunt {changes['name']} is gewijzigd.")
+            return page.redirect(POINTS)
+    return page.render("staff_support_point.html", form=form, errors=form.errors, areas=areas,
+                       point=point, stored=stored, status=409 if stored else 400)
+
+
+def deactivate_support_point(page, point_id):
+    page.require_staff(*DESK)
+    if page.request.method == "GET":
+        return page.redirect(f"{POINTS}/{point_id}")
+    point = _own_point(page, point_id)
+    if point is None:
+        return not_found(page)
+    form = Form({**_point_values(point), "versie": str(point["version"]),
+                 "reden": page.form.get("reden")})
+    if not form.required("reden", "de reden waarom het steunpunt stopt"):
+        return page.render("staff_support_point.html", form=form, errors=form.errors,
+                           areas=point["areas"], point=point, stored=None, status=400)
+    page.graphql(operations.DEACTIVATE_SUPPORT_POINT, {"id": point_id,
+                                                       "reason": form.get("reden")})
+    page.session.flash(f"Steunpunt {point['name']} is opgeheven.")
+    return page.redirect(POINTS)
+
+
+def _own_point(page, point_id):
+    """The support point when it is this municipality's, else None."""
+    try:
+        point = page.graphql(operations.SUPPORT_POINT, {"id": point_id})["supportPoint"]
+    except OperationRefused:   # not an id at all
+        return None
+    if point is None or point["municipalityCode"] != page.session["municipality"]:
+        return None
+    return point
