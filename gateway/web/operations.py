@@ -140,3 +140,21 @@ DEACTIVATE_SUPPORT_POINT = """
 mutation DeactivateSupportPoint($id: ID!, $reason: String!) {
   deactivateSupportPoint(id: $id, reason: $reason) { id name active }
 }"""
+
+BAG_ORDERS = """
+query BagOrders($code: String!) {
+  bagOrders(municipalityCode: $code) {
+    id supportPointId quantityRequested quantityAllocated status localInserts createdAt
+  }
+}"""
+
+ORDER_BAGS = """
+mutation OrderBags($code: String!, $point: ID, $quantity: Int!, $lines: [String!]) {
+  orderInformationBags(municipalityCode: $code, supportPointId: $point, quantity: $quantity,
+                       localInserts: $lines) { id quantityRequested }
+}"""
+
+CANCEL_BAG_ORDER = """
+mutation CancelBagOrder($id: ID!, $reason: String!) {
+  cancelBagOrder(id: $id, reason: $reason) { id status }
+}"""

@@ -143,3 +143,7 @@ class StaffPages:
     @http("GET,POST", "/medewerkers/steunpunten/<point_id>/opheffen")
     def staff_deactivate_support_point(self, request, point_id):
         return serve(self, request, staff.deactivate_support_point, point_id)
+
+    @http("GET,POST", "/medewerkers/informatietassen")
+    def staff_bag_orders(self, request):
+        return serve(self, request, staff.bag_orders)

@@ -386,9 +386,7 @@ def register_support_point(page):
             else:
                 page.session.flash(f"Steunpunt {made['name']} is geregistreerd.")
                 return page.redirect(POINTS)
-    return page.render("staff_support_point.html", form=form, errors=form.errors, areas=areas,
-                       point=None, stored=None,
-                       status=400 if form.errors else 200)
+    return _point_page(page, form, areas, status=400 if form.errors else 200)
 
 
 def support_point(page, point_id):
@@ -401,8 +399,7 @@ def support_point(page, point_id):
         return not_found(page)
     if page.request.method == "GET":
         form = Form({**_point_values(point), "versie": str(point["version"])})
-        return page.render("staff_support_point.html", form=form, areas=point["areas"],
-                           point=point, stored=None)
+        return _point_page(page, form, point["areas"], point)
     form = Form({name: page.form.get(name) for name in (*POINT_FORM_FIELDS, "versie")
                  if name != "hulp"})
     areas = page.form.getlist("hulp")
@@ -425,8 +422,7 @@ def support_point(page, point_id):
         else:
             page.session.flash(f"Steunpunt {changes['name']} is gewijzigd.")
             return page.redirect(POINTS)
-    return page.render("staff_support_point.html", form=form, errors=form.errors, areas=areas,
-                       point=point, stored=stored, status=409 if stored else 400)
+    return _point_page(page, form, areas, point, stored, status=409 if stored else 400)
 
 
 def deactivate_support_point(page, point_id):
@@ -439,12 +435,18 @@ def deactivate_support_point(page, point_id):
     form = Form({**_point_values(point), "versie": str(point["version"]),
                  "reden": page.form.get("reden")})
     if not form.required("reden", "de reden waarom het steunpunt stopt"):
-        return page.render("staff_support_point.html", form=form, errors=form.errors,
-                           areas=point["areas"], point=point, stored=None, status=400)
+        return _point_page(page, form, point["areas"], point, status=400)
     page.graphql(operations.DEACTIVATE_SUPPORT_POINT, {"id": point_id,
                                                        "reason": form.get("reden")})
     page.session.flash(f"Steunpunt {point['name']} is opgeheven.")
     return page.redirect(POINTS)
+
+
+def _point_page(page, form, areas, point=None, stored=None, status=200):
+    """The form of a support point: a new one (``point`` None) or one to change, with what
+    is stored now when someone else changed it meanwhile (``stored``)."""
+    return page.render("staff_support_point.html", form=form, errors=form.errors, areas=areas,
+                       point=point, stored=stored, status=status)
 
 
 def _own_point(page, point_id):
@@ -456,3 +458,61 @@ def _own_point(page, point_id):
     if point is None or point["municipalityCode"] != page.session["municipality"]:
         return None
     return point
+
+
+# --- information bags --------------------------------------------------------------------------
+
+BAGS = STAFF_PAGES + "/informatietassen"
+BAG_FORM_FIELDS = {
+    "aantal": ("quantity", "Vul een aantal tassen in van 1 tot en met 100.000."),
+    "voor": ("supportPointId", "Kies de gemeente zelf of een van haar steunpunten."),
+    "bijlage": ("localInserts", "Schrijf ten hoogste 20 regels van ten hoogste 300 tekens."),
+}
+
+
+def bag_orders(page):
+    """The municipality's orders of information bags and their state; a new order for itself
+    or one of its support points; cancelling one with a reason."""
+    page.require_staff(*DESK)
+    code = page.session["municipality"]
+    points = {p["id"]: p["name"] for p in page.graphql(operations.OWN_SUPPORT_POINTS, {
+        "code": code, "after": None})["supportPoints"]["items"]}
+    form = Form({name: page.form.get(name) for name in (*BAG_FORM_FIELDS, "reden")})
+    if page.request.method == "POST" and page.form.get("actie") == "annuleren":
+        if not form.get("reden"):
+            form.fail("", "Vul bij de bestelling in waarom u die annuleert, en annuleer "
+                          "opnieuw.")
+        else:
+            try:
+                page.graphql(operations.CANCEL_BAG_ORDER, {"id": page.form.get("bestelling", ""),
+                                                           "reason": form.get("reden")})
+            except OperationRefused:
+                form.fail("", "Annuleren lukte niet: de bestelling is al verzonden of "
+                              "geannuleerd.")
+            else:
+                page.session.flash("De bestelling is geannuleerd.")
+                return page.redirect(BAGS)
+    elif page.request.method == "POST":
+        quantity = form.required("aantal", "het aantal tassen")
+        if quantity and not quantity.replace(".", "").isdigit():
+            form.fail("aantal", "Vul het aantal tassen in als een heel getal, zoals 250.")
+        point = form.get("voor") or None
+        if point is not None and point not in points:
+            form.fail("voor", "Kies de gemeente zelf of een van haar steunpunten.")
+        lines = [line.strip() for line in form.get("bijlage").splitlines() if line.strip()]
+        if not form.errors:
+            try:
+                page.graphql(operations.ORDER_BAGS, {
+                    "code": code, "point": point, "quantity": int(quantity.replace(".", "")),
+                    "lines": lines or None})
+            except OperationRefused as refusal:
+                form.refused(refusal, BAG_FORM_FIELDS, "Bestellen lukte niet. Controleer wat u "
+                                                       "heeft ingevuld.")
+            else:
+                page.session.flash("Uw bestelling is ontvangen. Het campagneteam verdeelt de "
+                                   "tassen; u ziet hieronder hoe het ermee staat.")
+                return page.redirect(BAGS)
+    orders = page.graphql(operations.BAG_ORDERS, {"code": code})["bagOrders"]
+    orders.sort(key=lambda order: order["createdAt"], reverse=True)
+    return page.render("staff_bag_orders.html", orders=orders, points=points, form=form,
+                       errors=form.errors, status=400 if form.errors else 200)

@@ -73,6 +73,14 @@ QUEUE_STATUS_NAMES = {
     "EXPIRED": "Verlopen",
 }
 
+BAG_ORDER_STATUS_NAMES = {
+    "REQUESTED": "Besteld, wacht op verdeling",
+    "ALLOCATED": "Toegewezen, wordt verzonden",
+    "SHIPPED": "Verzonden",
+    "DELIVERED": "Bezorgd",
+    "CANCELLED": "Geannuleerd",
+}
+
 CRITERIA_NAMES = {
     "CARE_DURATION": "Zorgt nog niet lang genoeg (korter dan de gemeente vraagt)",
     "HOURS_PER_WEEK": "Zorgt minder uren per week dan de gemeente vraagt",
@@ -144,5 +152,5 @@ GLOBALS = {
     "CLAIM_STATUS_NAMES": CLAIM_STATUS_NAMES, "MODE_NAMES": MODE_NAMES,
     "RELATIONSHIP_NAMES": RELATIONSHIP_NAMES, "ROLE_NAMES": ROLE_NAMES, "ACTOR_NAMES": ACTOR_NAMES,
     "QUEUE_STATUS_NAMES": QUEUE_STATUS_NAMES, "CRITERIA_NAMES": CRITERIA_NAMES,
-    "ACTION_NAMES": ACTION_NAMES, "organisation_name": organisation_name,
+    "ACTION_NAMES": ACTION_NAMES, "BAG_ORDER_STATUS_NAMES": BAG_ORDER_STATUS_NAMES, "organisation_name": organisation_name,
 }
