@@ -15,7 +15,7 @@ from common.service import PlatformService
 from common.storage import Storage, utcnow
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
-from services.declaration.storage import DECLARATIONS, DeclarationStore
+from services.declaration.storage import DECLARATIONS, PERSONAL_DATA_READS, DeclarationStore
 
 
 class DeclarationService(PlatformService):
@@ -321,6 +321,12 @@ class DeclarationService(PlatformService):
             key_ids, count = self.store.unknown_key_ids(field, cipher.keys)
             unknown_keys.update(key_ids)
             unreadable += count
+        # the readers in the log of reads of personal data, each bound to its entry
+        readers = self.store.reencrypt(PERSONAL_DATA_READS, "reader", cipher, batch)
+        reencrypted += readers["reencrypted"]
+        remaining += readers["remaining"]
+        unreadable += readers["unreadable"]
+        unknown_keys.update(readers["unknown_keys"])
         self.log.info("declaration.personal_data_reencrypted", reencrypted=reencrypted,
                       remaining=remaining, key_id=cipher.current_id)
         return {"key_id": cipher.current_id, "reencrypted": reencrypted, "remaining": remaining,
