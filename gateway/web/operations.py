@@ -48,7 +48,8 @@ mutation SubmitTravelClaim($input: TravelClaimInput!) {
 
 # --- the caregiver's view of who read their data ------------------------------------------
 
-MY_PERSONAL_DATA_ACCESS = "query MyPersonalDataAccess { myPersonalDataAccess { at role organisation what } }"
+MY_PERSONAL_DATA_ACCESS = """
+query MyPersonalDataAccess { myPersonalDataAccess { at role organisation what } }"""
 
 # --- the municipality's desk -----------------------------------------------------------------
 
