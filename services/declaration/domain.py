@@ -451,7 +451,7 @@ def applicant_view(personal):
             "relationship": recipient["relationship"]}
 
 
-def personal_data_read(declaration, actor, now, cipher):
+def personal_data_read(declaration, actor, now, cipher, what="aanvraag"):
     """One entry of the append-only log of reads of a caregiver's personal data: when, by
     which role and organisation, what was read. It is found by the caregiver's keyed hash;
     the reader's own subject (it may name a person) is kept encrypted, bound to the entry."""
@@ -460,8 +460,26 @@ def personal_data_read(declaration, actor, now, cipher):
     return {"_id": entry_id, "caregiver_key": declaration["caregiver_key"],
             "declaration_id": declaration["_id"], "at": now, "role": role,
             "organisation": actor.get("municipality") or role,
-            "what": f"aanvraag {declaration['reference']} bekeken",
+            "what": f"{what} {declaration['reference']} bekeken",
             "reader": cipher.encrypt({"sub": actor.get("sub")}, context=entry_id)}
+
+
+def decision_letter(declaration, municipality, caregiver_name):
+    """What the decision letter says: the decision and its reason, the validity and
+    purposes, the municipality, the date, and to whom (the caregiver's name)."""
+    decision = next(entry for entry in declaration["history"] if entry["action"] in DECISIONS)
+    later = [entry for entry in declaration["history"] if entry["action"] == "revoke"]
+    return {"reference": declaration["reference"], "decision": decision["to"],
+            "reason": decision.get("reason"), "decided_at": decision["at"].isoformat(),
+            "requested_at": declaration["created_at"].isoformat(),
+            "status": declaration["status"], "purposes": declaration["purposes"],
+            "valid_from": declaration.get("valid_from"),
+            "valid_until": declaration.get("valid_until"),
+            "revoked_at": later[0]["at"].isoformat() if later else None,
+            "revocation_reason": later[0].get("reason") if later else None,
+            "municipality_code": declaration["municipality_code"],
+            "municipality_name": (municipality or {}).get("name"),
+            "caregiver_name": caregiver_name}
 
 
 def access_view(entry):
