@@ -51,6 +51,7 @@ def render(declaration):
     page, left, y = _page(buffer, f"Mantelzorgverklaring {declaration['reference']}",
                           "Mantelzorgverklaring")
     lines = [
+        ("Op naam van", declaration.get("holder_name") or ""),
         ("Kenmerk", declaration["reference"]),
         ("Afgegeven door", f"{declaration.get('municipality_name') or ''} "
                            f"({declaration['municipality_code']})".strip()),

@@ -386,10 +386,11 @@ def notice_recipient(declaration, personal):
             "email": caregiver.get("email")}
 
 
-def printable(declaration, municipality, verification_code):
-    """What the printable declaration shows (``municipality``: the stored one, or None): the
-    QR token and beside it the verification code, for a desk that checks online."""
-    return {"reference": declaration["reference"],
+def printable(declaration, municipality, verification_code, holder_name):
+    """What the printable declaration shows (``municipality``: the stored one, or None): its
+    holder's name as requested (no BSN, address or care recipient), the QR token and beside it
+    the verification code, for a desk that checks online."""
+    return {"reference": declaration["reference"], "holder_name": holder_name,
             "municipality_code": declaration["municipality_code"],
             "municipality_name": (municipality or {}).get("name"),
             "purposes": declaration["purposes"], "valid_from": declaration["valid_from"],

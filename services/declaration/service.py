@@ -295,8 +295,10 @@ class DeclarationService(PlatformService):
         domain.require_owner_or_issuer(actor, document)
         if document["status"] != domain.ISSUED:
             raise Conflict("only an issued declaration can be printed")
+        # It names its holder, so that a desk can hold it against an identity document.
+        holder = self._caregiver_name(document, actor, what="verklaring")
         return domain.printable(document, self.store.municipality(document["municipality_code"]),
-                                domain.revealed_code(self.keys, actor, document))
+                                domain.revealed_code(self.keys, actor, document), holder)
 
     @rpc
     def decision_letter(self, reference, actor):
@@ -308,13 +310,18 @@ class DeclarationService(PlatformService):
         domain.require_owner_or_issuer(actor, document)
         if domain.decided_at(document) is None:
             raise Conflict("the municipality has not decided on this request yet")
+        return domain.decision_letter(document, self.store.municipality(
+            document["municipality_code"]), self._caregiver_name(document, actor, "besluitbrief"))
+
+    def _caregiver_name(self, document, actor, what):
+        """The caregiver's name for a document addressed to them; a municipality's read of
+        it is recorded in the log the caregiver sees."""
         personal = self.keys.cipher.decrypt(
             document["personal"], context=domain.sealing_context("personal", document["_id"]))
         if domain.applicant_reader(actor, document) == "recorded":
             self.store.record_reads([domain.personal_data_read(
-                document, actor, clock.now(), self.keys.cipher, what="besluitbrief")])
-        return domain.decision_letter(document, self.store.municipality(
-            document["municipality_code"]), personal["caregiver"]["name"])
+                document, actor, clock.now(), self.keys.cipher, what=what)])
+        return personal["caregiver"]["name"]
 
     # --- rotation of the data key ---------------------------------------------------------
 

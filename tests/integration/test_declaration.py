@@ -439,7 +439,8 @@ def test_the_token_verifies_offline_with_the_published_key(gql, platform, known)
 
 def test_the_printable_declaration(gql, platform, known):
     bsn = random_bsn()
-    requested, decided, owner = issued(gql, request_input(bsn=bsn))
+    asked = request_input(bsn=bsn)
+    requested, decided, owner = issued(gql, asked)
     url = f"{platform.gateway_url()}/declarations/{requested['reference']}.pdf"
     get = lambda who: requests.get(url, headers={"Authorization": f"Bearer {who}"} if who else {}, timeout=20)
 
@@ -450,7 +451,16 @@ def test_the_printable_declaration(gql, platform, known):
     assert requested["reference"] in text
     # beside the QR code, the verification code a desk checks online
     assert requested["verificationCode"] in text
+    # it names its holder, for a desk to compare with an identity document, and nothing more
+    assert "Op naam van" in text and "Anna de Vries" in text
+    for private in (bsn, asked["caregiver"]["email"], asked["careRecipient"]["name"], "1012",
+                    "1013"):
+        assert private not in text
+    reads = lambda: gql("{ myPersonalDataAccess { what } }", token=owner)["data"][
+        "myPersonalDataAccess"]
+    assert reads() == []                       # the owner's own print is no one else's read
     assert get(staff()).status_code == 200
+    assert {"what": f"verklaring {requested['reference']} bekeken"} in reads()
 
     for who, status, code in ((None, 401, "UNAUTHENTICATED"), (caregiver(), 404, "NOT_FOUND"),
                               (staff(UTRECHT), 404, "NOT_FOUND"), (partner(), 403, "FORBIDDEN"),
