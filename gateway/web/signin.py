@@ -18,6 +18,7 @@ import hmac
 import os
 import threading
 import time
+from urllib.parse import unquote, urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -37,7 +38,33 @@ from gateway.web.session import new_subject
 
 METADATA_MAX_AGE_SECONDS = 3600
 HTTP_TIMEOUT_SECONDS = 10
+DEFAULT_NEXT_PATH = "/verklaringen"
+MAX_NEXT_PATH_CHARS = 2000
 log = get_logger()
+
+
+def safe_next_path(value, default=DEFAULT_NEXT_PATH):
+    """``value`` when it is a path of this site, else ``default``: where to go after signing
+    in (``volgende``), never another site (an open redirect). A path starts with one slash
+    and has no scheme, host, backslash or control character (browsers drop tabs and line
+    breaks, so ``/<tab>/evil.example`` would become ``//evil.example``), also once and twice
+    percent-decoded (``/%2F/evil.example``)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NEXT_PATH_CHARS:
+        return default
+    candidate = value
+    for _ in range(3):
+        if not candidate.startswith("/") or candidate.startswith("//") or "\\" in candidate:
+            return default
+        if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in candidate):
+            return default
+        parts = urlsplit(candidate)
+        if parts.scheme or parts.netloc:
+            return default
+        decoded = unquote(candidate)
+        if decoded == candidate:
+            return value
+        candidate = decoded
+    return default
 
 
 class SignInFailed(Exception):
@@ -122,7 +149,7 @@ class IdentityProvider:
         subject = str(claims["sub"])
         if bsn in subject:   # a provider that uses the BSN as subject: never pass it on
             subject = new_subject()
-        return {"bsn": bsn, "sub": subject, "next": pending.get("next") or "/verklaringen"}
+        return {"bsn": bsn, "sub": subject, "next": safe_next_path(pending.get("next"))}
 
     def _id_token_claims(self, id_token, metadata, pending):
         token = jwt.decode(id_token, self._keys, algorithms=["RS256", "ES256", "PS256"])

@@ -26,6 +26,7 @@ from ops.broker import create_vhost, delete_vhost
 from ops.platform import ROOT
 from tests.conftest import free_port
 from tests.support import random_bsn
+from tests.unit.test_web_forms_and_session import OTHER_SITES
 
 CLIENT_ID, CLIENT_SECRET = "mantelzorg-web", "client-secret-" + uuid.uuid4().hex
 BSN_CLAIM = "urn:nl:bsn"
@@ -230,3 +231,29 @@ def test_a_callback_with_a_foreign_state_or_token_signs_no_one_in(lone_gateway, 
         provider.audience = CLIENT_ID
     assert refused.status_code == 400
     assert 'action="/uitloggen"' not in browser.get(f"{site}/uitloggen", timeout=10).text
+
+
+def _signed_in_through_provider(site, provider, volgende):
+    """Where the gateway sends a caregiver after the provider's round trip that started
+    with ``volgende``."""
+    browser = requests.Session()
+    start = browser.get(f"{site}/inloggen/start", params={"volgende": volgende},
+                        allow_redirects=False, timeout=10)
+    assert start.status_code == 303
+    provider.next_bsn = random_bsn()
+    back = browser.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    signed_in = browser.get(back.headers["Location"], allow_redirects=False, timeout=10)
+    assert signed_in.status_code == 303, signed_in.text
+    return signed_in.headers["Location"]
+
+
+@pytest.mark.parametrize("volgende", [v for v in OTHER_SITES if isinstance(v, str) and v
+                                      and "\x00" not in v], ids=repr)
+def test_the_provider_round_trip_never_ends_on_another_site(lone_gateway, provider, volgende):
+    assert _signed_in_through_provider(lone_gateway["site"], provider, volgende) == \
+        "/verklaringen"
+
+
+def test_the_provider_round_trip_ends_on_the_page_asked_for(lone_gateway, provider):
+    asked = "/steunpunten?postcode=3511%20AB"
+    assert _signed_in_through_provider(lone_gateway["site"], provider, asked) == asked
