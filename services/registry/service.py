@@ -223,7 +223,7 @@ class RegistryService(PlatformService):
         stale = self.store.save_support_point(document, entry, record,
                                               replaces_version=old and old["version"])
         if stale is not None:
-            raise domain.version_conflict(stale, old["version"])
+            raise domain.version_conflict()
         self.search_index.changed(self.store, "support_points", document)
         self.log.info(f"registry.support_point_{change}", support_point_id=document["_id"],
                       version=document["version"])

@@ -172,9 +172,9 @@ class TravelCostsService(PlatformService):
 
     def _refuse_claimed_trips(self, trips, trip_keys):
         claimed = self.store.claimed_trips(trip_keys)
-        for number, (trip, key) in enumerate(zip(trips, trip_keys)):
+        for number, key in enumerate(trip_keys):
             if key in claimed:
-                raise domain.repeated_trip(number, trip, "a trip of an earlier claim")
+                raise domain.repeated_trip(number, "a trip of an earlier claim")
 
     def _ask_declaration(self, method, *args):
         """An RPC call to the declaration service that answers UNAVAILABLE instead of
