@@ -61,6 +61,8 @@ class JsonWsgiApp(WsgiApp):
         if cors:
             answer.headers.update(cors)
             answer.headers.add("Vary", "Origin")
+        # A browser takes every answer as the type it says it is (JSON stays JSON).
+        answer.headers["X-Content-Type-Options"] = "nosniff"
         return answer(environ, start_response)
 
     def _answered_here(self, request, entrypoint, answer):

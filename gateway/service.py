@@ -41,9 +41,12 @@ class GatewayService(CaregiverPages, InstrumentedService):
     @http("POST", "/graphql")
     def graphql(self, request):
         try:
-            return self._graphql(request)
+            response = self._graphql(request)
         except Exception as error:   # never nameko's error page: it leaks exception text
-            return self._error(error, status=500)
+            response = self._error(error, status=500)
+        # An answer may hold personal data or a verification code: no cache keeps it.
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def _graphql(self, request):
         raw = request.stream.read(MAX_BODY_BYTES + 1)   # never more, whatever the header says
@@ -53,6 +56,8 @@ class GatewayService(CaregiverPages, InstrumentedService):
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
+        except RecursionError:   # arrays or objects nested thousands deep
+            return self._error(BadRequest("the body is nested too deeply"))
         if not isinstance(body, dict):
             return self._error(BadRequest("the body must be a JSON object"))
         try:

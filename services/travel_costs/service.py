@@ -196,12 +196,12 @@ class TravelCostsService(PlatformService):
 
     @rpc
     def travel_claim(self, claim_id, actor):
-        """A claim for its caregiver or the fund's staff; None when there is none."""
+        """A claim for its caregiver or the fund's staff; None when there is none, and alike
+        when the caller may not read it, so that an answer never tells that an id is in use."""
         claim = self.store.claim(claim_id)
-        if claim is None:
-            return None
         caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
-        domain.may_read(actor, claim, caller_key, self.keys.hash.same)
+        if claim is None or not domain.may_read(actor, claim, caller_key, self.keys.hash.same):
+            return None
         return domain.claim_view(claim)
 
     @rpc

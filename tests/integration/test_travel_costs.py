@@ -323,7 +323,7 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
         (SUBMIT, {"input": {"declarationReference": caregiver.reference, "iban": IBAN,
                             "accountHolder": "x", "trips": [trip()]}}, (municipality, FUND, ADMIN)),
         (MINE, None, (FUND, ADMIN, municipality)),
-        (CLAIM, {"id": claim["id"]}, (other.token, municipality, partner)),
+        (CLAIM, {"id": claim["id"]}, (municipality, partner)),
         (LIST, {}, (caregiver.token, municipality, partner)),
         (REVIEW, {"id": claim["id"], "approve": True}, (caregiver.token, municipality)),
         (BATCH, None, (caregiver.token, municipality, partner)),
@@ -334,6 +334,9 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
             assert error_codes(gql(query, variables, token=who)) == ["FORBIDDEN"], (query, who)
         assert error_codes(gql(query, variables)) == ["UNAUTHENTICATED"], query
     assert gql(CLAIM, {"id": str(uuid.uuid4())}, token=FUND)["data"]["travelClaim"] is None
+    # Another caregiver's claim answers exactly as an id that is not in use.
+    assert gql(CLAIM, {"id": claim["id"]}, token=other.token) == \
+        gql(CLAIM, {"id": str(uuid.uuid4())}, token=other.token) == {"data": {"travelClaim": None}}
     listed = gql(LIST, {"status": "SUBMITTED", "first": 100}, token=ADMIN)["data"]["travelClaims"]
     assert all(c["status"] == "SUBMITTED" for c in listed)
     assert error_codes(gql(LIST, {"first": 101}, token=FUND)) == ["BAD_USER_INPUT"]
