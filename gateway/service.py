@@ -20,10 +20,9 @@ from gateway.executor import is_mutation, run_query
 from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
 from gateway.jwks import PublicKeys
 from gateway.schema import schema
-from gateway.server import http
+from gateway.server import MAX_BODY_BYTES, http
 from gateway.web.routes import CaregiverPages
 
-MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
 SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
 PUBLIC_KEYS = PublicKeys()

@@ -36,6 +36,21 @@ class PersonalData:
 SENT = PersonalData()
 
 
+class StartedPlatforms:
+    """The log files and data folders of every platform and gateway the tests start (the
+    shared one, the fault tests' own, the identity provider's gateway ...), for the scan."""
+
+    def __init__(self):
+        self.logs, self.data = [], []
+
+    def add(self, logs, data):
+        self.logs.append(Path(logs))
+        self.data.append(Path(data))
+
+
+STARTED = StartedPlatforms()
+
+
 def random_bsn():
     """A BSN that passes the 11-proef, different in every call."""
     while True:

@@ -5,11 +5,8 @@ runs on the loopback interface: discovery, keys, authorisation and token endpoin
 import base64
 import hashlib
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,10 +18,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.config import DEFAULT_AMQP_URI
-from ops.broker import create_vhost, delete_vhost
-from ops.platform import ROOT
-from tests.conftest import free_port
+from tests.conftest import lone_gateway as started_gateway
 from tests.support import random_bsn
 from tests.unit.test_web_forms_and_session import OTHER_SITES
 
@@ -129,38 +123,12 @@ def provider():
 @pytest.fixture(scope="module")
 def lone_gateway(provider, tmp_path_factory):
     """A gateway with no service behind it, signing caregivers in through ``provider``."""
-    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
-    vhost = f"mantelzorg-test-web-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    site = f"http://127.0.0.1:{port}"
-    environ = dict(os.environ, AMQP_URI=create_vhost(base, vhost), GATEWAY_PORT=str(port),
-                   MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("web-data")),
-                   GATEWAY_RPC_TIMEOUT_SECONDS="1", MANTELZORG_JWT_SECRET="unused",
-                   MANTELZORG_OIDC_ISSUER=provider.issuer, MANTELZORG_OIDC_CLIENT_ID=CLIENT_ID,
-                   MANTELZORG_OIDC_CLIENT_SECRET=CLIENT_SECRET,
-                   MANTELZORG_OIDC_REDIRECT_URL=f"{site}/inloggen/terug",
-                   MANTELZORG_OIDC_BSN_CLAIM=BSN_CLAIM, PYTHONWARNINGS="ignore")
-    log = open(tmp_path_factory.mktemp("web-logs") / "gateway.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nameko", "run", "--config", "gateway/config.yml",
-         "gateway.service:GatewayService"], cwd=ROOT, env=environ, stdout=log,
-        stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{site}/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
-            time.sleep(0.2)
-        yield {"site": site, "log": log.name}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-        delete_vhost(base, vhost)
+    with started_gateway(tmp_path_factory.mktemp("web"), MANTELZORG_OIDC_ISSUER=provider.issuer,
+                         MANTELZORG_OIDC_CLIENT_ID=CLIENT_ID,
+                         MANTELZORG_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+                         MANTELZORG_OIDC_REDIRECT_URL="{site}/inloggen/terug",
+                         MANTELZORG_OIDC_BSN_CLAIM=BSN_CLAIM) as gateway:
+        yield gateway
 
 
 def test_a_service_that_does_not_answer_gives_a_calm_page(lone_gateway):
