@@ -453,9 +453,50 @@ def test_only_the_gateway_is_reachable_from_outside_over_tls(target):
     backends = {path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
                 for path in rule["http"]["paths"]}
     assert backends == {"gateway"}
-    assert not [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]
-                if p["path"] in ("/", "/metrics", "/health")]
     assert {s["spec"].get("type", "ClusterIP") for s in objects(target, "Service").values()} == {"ClusterIP"}
+
+
+def _routed(ingress, path):
+    """Whether the Ingress sends ``path`` on (Kubernetes' Exact and Prefix matching: a prefix
+    matches whole path elements)."""
+    for rule in ingress["spec"]["rules"]:
+        for entry in rule["http"]["paths"]:
+            pattern = entry["path"]
+            if entry["pathType"] == "Exact" and path == pattern:
+                return True
+            if entry["pathType"] == "Prefix" and (
+                    pattern == "/" or path == pattern.rstrip("/")
+                    or path.startswith(pattern.rstrip("/") + "/")):
+                return True
+    return False
+
+
+def gateway_routes():
+    """An example path of each HTTP route the gateway serves, from its own entrypoints."""
+    from gateway.service import GatewayService
+    urls = {entrypoint.url for name in dir(GatewayService)
+            for entrypoint in getattr(getattr(GatewayService, name), "nameko_entrypoints", ())
+            if hasattr(entrypoint, "url")}
+    assert len(urls) > 15
+    return sorted(re.sub(r"<(?:int:)?\w+>", "2026", re.sub(r"<path:\w+>", "a/b.css", url))
+                  for url in urls)
+
+
+INTERNAL_ROUTES = ("/health", "/metrics")
+# Routes of the staff pages and messages that are being added: routed already, so that they
+# work the day they land.
+COMING_ROUTES = ("/medewerkers/", "/medewerkers/inloggen", "/controleren", "/berichten")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_ingress_routes_every_public_route_of_the_gateway_and_nothing_internal(target):
+    ingress, = objects(target, "Ingress").values()
+    public = [route for route in gateway_routes() if route not in INTERNAL_ROUTES]
+    assert {"/", "/inloggen/terug", "/static/a/b.css", "/graphql", "/graphql/schema.graphql",
+            "/.well-known/jwks.json", "/travel-statements/2026.pdf"} <= set(public)
+    assert [route for route in [*public, *COMING_ROUTES] if not _routed(ingress, route)] == []
+    assert [route for route in INTERNAL_ROUTES if _routed(ingress, route)] == []
+    assert not _routed(ingress, "/healthz") and not _routed(ingress, "/metrics/x")
 
 
 def test_network_policies_let_in_only_what_the_platform_needs():
