@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
-PLATFORM = [process.name for process in PROCESSES] + ["declare-queues"]
+PLATFORM = [process.name for process in PROCESSES] + ["declare-queues", "broker-users"]
 SECRET = re.compile(r"PASSWORD|SECRET|_KEY\b")
 
 
@@ -88,8 +88,11 @@ def test_secrets_come_only_from_the_uncommitted_env_file():
     assert secrets and secrets <= set(example), secrets - set(example)
     assert all(example[name] == "" for name in secrets), "the template holds no secret"
     # the ones the stack cannot run without stop `docker compose` when unset
-    for name in ("RABBITMQ_PASSWORD", "MONGO_ROOT_PASSWORD", "MANTELZORG_DATA_KEY",
-                 "MANTELZORG_LOOKUP_KEY", "MANTELZORG_SIGNING_KEY", "GRAFANA_ADMIN_PASSWORD"):
+    for name in ("RABBITMQ_ADMIN_PASSWORD", "MONGO_ROOT_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+                 "DECLARATION_MANTELZORG_DATA_KEY", "DECLARATION_MANTELZORG_LOOKUP_KEY",
+                 "DECLARATION_MANTELZORG_SIGNING_KEY", "TRAVEL_COSTS_MANTELZORG_DATA_KEY",
+                 "GATEWAY_MANTELZORG_SESSION_KEY", "REGISTRY_RABBITMQ_PASSWORD",
+                 "REGISTRY_MONGO_PASSWORD"):
         assert f"{name}:?" in COMPOSE_TEXT, name
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     assert "guest" not in COMPOSE_TEXT
