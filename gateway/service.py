@@ -15,7 +15,7 @@ from common.service import CALL_RETRY_POLICY, InstrumentedService
 from gateway import printable
 from gateway.auth import Authentication
 from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext
-from gateway.errors import HTTP_STATUS, BadRequest, format_error
+from gateway.errors import HTTP_STATUS, BadRequest, error_entry, format_error
 from gateway.executor import is_mutation, run_query
 from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
 from gateway.jwks import PublicKeys
@@ -150,6 +150,10 @@ class GatewayService(CaregiverPages, InstrumentedService):
 
     @http("GET", "/graphql")
     def graphiql(self, request):
+        """GraphiQL, for people trying the API: in development; in production only when an
+        operator turns it on (``GATEWAY_GRAPHIQL=true``), else NOT_FOUND."""
+        if not graphiql_enabled(self.config):
+            return self._json({"errors": [error_entry("no such resource", "NOT_FOUND")]}, 404)
         # Its scripts and styles come from the gateway itself (npm, see gateway/web/assets.py);
         # GraphiQL sets inline styles and has its fonts inlined as data: URLs.
         return Response(GRAPHIQL_PAGE, mimetype="text/html", headers={
@@ -173,6 +177,13 @@ class GatewayService(CaregiverPages, InstrumentedService):
         response.headers[CORRELATION_HEADER] = structlog.contextvars.get_contextvars().get(
             CORRELATION_KEY, "")
         return response
+
+
+def graphiql_enabled(config, environ=None):
+    """Whether GET /graphql serves GraphiQL: the setting GRAPHIQL, by default on in
+    development and off in production."""
+    return settings.flag(config, "GRAPHIQL", not settings.is_production(environ),
+                         environ=environ)
 
 
 # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout

@@ -19,7 +19,7 @@ from common.logging import quiet_libraries
 from common.messaging import (declare_topology, list_dead_letters, missing_queues,
                               replay_dead_letters)
 from gateway.auth import issue_development_token
-from ops import reference
+from ops import reference, tls
 from ops.broker import BrokerMissing, create_user, ensure_broker
 from ops.platform import PROCESSES, Platform, metrics_address
 
@@ -64,6 +64,10 @@ def main(argv=None):
                                 "permissions of deploy/k8s/base/rabbitmq-users.yaml (compose)")
     users.add_argument("file", type=Path, help="the rabbitmq-users.yaml of deploy/k8s/base")
     users.add_argument("--vhost", default="/", help="the virtual host (default: /)")
+    tls = commands.add_parser("new-tls-certificates", help="write a certificate authority and "
+                              "certificates of the broker and the database into a folder "
+                              "(compose)")
+    tls.add_argument("folder", type=Path)
     keys = commands.add_parser("new-keys", help="print new keys for personal data and declaration "
                                "tokens as lines of an .env file")
     keys.add_argument("--data-key-id", help="id of the new data key (default: k<today>)")
@@ -284,6 +288,12 @@ def broker_users(args):
     return 0 if made else 1
 
 
+def new_tls_certificates(args):
+    """For docker compose: ca.crt, rabbitmq.crt/.key and mongo.pem (docs/operations.md)."""
+    print(tls.new_certificates(args.folder, ["rabbitmq", "mongo"]))
+    return 0
+
+
 def broker_password_variable(user):
     return "BROKER_PASSWORD_" + user.upper().replace("-", "_")
 
@@ -349,7 +359,8 @@ COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": im
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
-            "new-keys": new_keys, "probe": probe, "token": token, "broker-users": broker_users}
+            "new-keys": new_keys, "probe": probe, "token": token, "broker-users": broker_users,
+            "new-tls-certificates": new_tls_certificates}
 
 if __name__ == "__main__":
     sys.exit(main())

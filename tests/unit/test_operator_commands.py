@@ -59,3 +59,16 @@ def test_new_keys_for_env_give_each_process_keys_of_its_own(capsys):
     assert len(set(lines.values())) == len(lines)   # no two processes share a key
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     assert all(f"\n{name}=" in example for name in lines)
+
+
+def test_new_tls_certificates_are_signed_by_their_authority(tmp_path):
+    from cryptography import x509
+
+    assert cli.main(["new-tls-certificates", str(tmp_path)]) == 0
+    authority = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    for server in ("rabbitmq", "mongo"):
+        certificate = x509.load_pem_x509_certificate((tmp_path / f"{server}.crt").read_bytes())
+        certificate.verify_directly_issued_by(authority)
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert server in names.value.get_values_for_type(x509.DNSName)
+        assert b"PRIVATE KEY" in (tmp_path / f"{server}.pem").read_bytes()

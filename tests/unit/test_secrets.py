@@ -102,7 +102,7 @@ def test_in_compose_each_process_gets_its_own_secrets_and_no_other():
         assert set(secret) <= expected and set(secret) >= expected - SIGN_IN, name
         own_user = process.name.replace("_", "-")
         assert references["AMQP_URI"] == [f"{prefix}RABBITMQ_PASSWORD"]
-        assert COMPOSE[name]["environment"]["AMQP_URI"].startswith(f"amqp://{own_user}:")
+        assert COMPOSE[name]["environment"]["AMQP_URI"].startswith(f"amqps://{own_user}:")
         assert references["MONGO_URI"] == [f"{prefix}MONGO_PASSWORD"]
         assert COMPOSE[name]["environment"]["MONGO_URI"].startswith(f"mongodb://{name}:")
         for variable in keys_of(name) & set(secret) - SIGN_IN:
