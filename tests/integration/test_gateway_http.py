@@ -165,3 +165,23 @@ def test_a_deeply_nested_json_body_is_bad_user_input_not_an_internal_error(gql):
         assert response.status_code == 400, response.text[:200]
         assert error_codes(response.json()) == ["BAD_USER_INPUT"]
         assert "Traceback" not in response.text and "Recursion" not in response.text
+
+
+def test_a_fragment_bomb_is_refused_at_once_while_others_are_answered(gql):
+    import threading
+    import time
+
+    from tests.unit.test_limits import _fragment_bomb
+
+    bomb = "query { supportPoints { items { ...F0 } } } " + _fragment_bomb("SupportPoint", "id name")
+    answers = []
+    attackers = [threading.Thread(target=lambda: answers.append(gql(bomb))) for _ in range(10)]
+    started = time.monotonic()
+    for attacker in attackers:
+        attacker.start()
+    health = requests.get(gql.url.replace("/graphql", "/health"), timeout=5)
+    for attacker in attackers:
+        attacker.join()
+    assert health.status_code == 200
+    assert time.monotonic() - started < 2.0
+    assert [error_codes(answer) for answer in answers] == [["BAD_USER_INPUT"]] * 10
