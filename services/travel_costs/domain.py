@@ -95,11 +95,14 @@ def may_review(actor):
 
 
 def may_read(actor, claim, caller_key, same):
-    """Fund staff, admin, and the caregiver whose BSN the claim was made with."""
+    """Fund staff, admin, and the caregiver whose BSN the claim was made with; for anyone
+    else FORBIDDEN, also when there is no such claim (``claim`` None)."""
     if actor.get("role") in FUND_STAFF:
-        return True
-    return bool(actor.get("role") == "caregiver" and caller_key
-                and same(claim["caregiver_key"], caller_key))
+        return
+    if actor.get("role") == "caregiver" and claim and caller_key and \
+            same(claim["caregiver_key"], caller_key):
+        return
+    raise Forbidden("only the caregiver who claimed it and the fund's staff")
 
 
 # --- the fund's rules, from its configuration --------------------------------------------

@@ -196,13 +196,13 @@ class TravelCostsService(PlatformService):
 
     @rpc
     def travel_claim(self, claim_id, actor):
-        """A claim for its caregiver or the fund's staff; None when there is none, and alike
-        when the caller may not read it, so that an answer never tells that an id is in use."""
+        """A claim for its caregiver or the fund's staff (None for them when there is none).
+        Anyone else gets FORBIDDEN alike for someone else's claim and an id not in use, so
+        that an answer never tells that an id is in use."""
         claim = self.store.claim(claim_id)
         caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
-        if claim is None or not domain.may_read(actor, claim, caller_key, self.keys.hash.same):
-            return None
-        return domain.claim_view(claim)
+        domain.may_read(actor, claim, caller_key, self.keys.hash.same)
+        return domain.claim_view(claim) if claim else None
 
     @rpc
     def travel_claims(self, status, first, after, actor):

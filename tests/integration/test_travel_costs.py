@@ -323,7 +323,7 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
         (SUBMIT, {"input": {"declarationReference": caregiver.reference, "iban": IBAN,
                             "accountHolder": "x", "trips": [trip()]}}, (municipality, FUND, ADMIN)),
         (MINE, None, (FUND, ADMIN, municipality)),
-        (CLAIM, {"id": claim["id"]}, (municipality, partner)),
+        (CLAIM, {"id": claim["id"]}, (other.token, municipality, partner)),
         (LIST, {}, (caregiver.token, municipality, partner)),
         (REVIEW, {"id": claim["id"], "approve": True}, (caregiver.token, municipality)),
         (BATCH, None, (caregiver.token, municipality, partner)),
@@ -335,8 +335,9 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
         assert error_codes(gql(query, variables)) == ["UNAUTHENTICATED"], query
     assert gql(CLAIM, {"id": str(uuid.uuid4())}, token=FUND)["data"]["travelClaim"] is None
     # Another caregiver's claim answers exactly as an id that is not in use.
-    assert gql(CLAIM, {"id": claim["id"]}, token=other.token) == \
-        gql(CLAIM, {"id": str(uuid.uuid4())}, token=other.token) == {"data": {"travelClaim": None}}
+    mine, unknown = (gql(CLAIM, {"id": claim_id}, token=other.token)
+                     for claim_id in (claim["id"], str(uuid.uuid4())))
+    assert mine == unknown and error_codes(mine) == ["FORBIDDEN"]
     listed = gql(LIST, {"status": "SUBMITTED", "first": 100}, token=ADMIN)["data"]["travelClaims"]
     assert all(c["status"] == "SUBMITTED" for c in listed)
     assert error_codes(gql(LIST, {"first": 101}, token=FUND)) == ["BAD_USER_INPUT"]

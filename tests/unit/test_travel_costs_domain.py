@@ -270,3 +270,19 @@ def test_a_declaration_that_does_not_carry_the_claim_is_bad_input(changes, dates
     with pytest.raises(BadUserInput) as refused:
         declaration_domain.claim_eligibility({**DECLARATION, **changes}, "mine", dates, _same)
     assert refused.value.field == field
+
+
+def test_a_caregiver_is_refused_alike_for_another_s_claim_and_an_unknown_one():
+    def same(left, right):
+        return left == right
+
+    claim = {"caregiver_key": "mine"}
+    caregiver = {"role": "caregiver", "bsn": "x"}
+    domain.may_read(caregiver, claim, "mine", same)
+    refusals = []
+    for other_claim, key in ((claim, "theirs"), (None, "theirs"), (None, "mine")):
+        with pytest.raises(Forbidden) as refused:
+            domain.may_read(caregiver, other_claim, key, same)
+        refusals.append(refused.value.message)
+    assert len(set(refusals)) == 1
+    domain.may_read({"role": "fund"}, None, None, same)   # staff: an unknown id is just none
