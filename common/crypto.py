@@ -246,6 +246,7 @@ PROCESS_KEYS = {
     "declaration": (DATA_KEY, LOOKUP_KEY, SIGNING_KEY),
     "travel_costs": (DATA_KEY, LOOKUP_KEY),      # claims' accounts; the claimant's BSN hash
     "campaign": (),
+    "notifications": (DATA_KEY, LOOKUP_KEY),     # the messages and e-mails; their owner's hash
     "gateway": (DATA_KEY, LOOKUP_KEY, SESSION_KEY),   # idempotent answers; sessions
 }
 

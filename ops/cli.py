@@ -60,6 +60,8 @@ def main(argv=None):
                                  help="expire issued declarations whose validity has ended")
     expiry.add_argument("--today", type=date.fromisoformat, default=None,
                         help="the day to expire for, YYYY-MM-DD (default: today)")
+    commands.add_parser("parked-mails", help="list the e-mails the mail server refused for "
+                        "good, with its answer (never the address)")
     users = commands.add_parser("broker-users", help="make each process's RabbitMQ user with the "
                                 "permissions of deploy/k8s/base/rabbitmq-users.yaml (compose)")
     users.add_argument("file", type=Path, help="the rabbitmq-users.yaml of deploy/k8s/base")
@@ -232,7 +234,7 @@ def republish(args):
 
 
 # The services that keep personal data encrypted with the data key.
-ENCRYPTING_SERVICES = ("declaration", "travel_costs")
+ENCRYPTING_SERVICES = ("declaration", "travel_costs", "notifications")
 
 
 def reencrypt_personal_data(_args):
@@ -256,6 +258,17 @@ def reencrypt_personal_data(_args):
                       f"configured: {', '.join(report['unknown_keys'])}", file=sys.stderr)
             failed |= bool(report["remaining"] or report["unreadable"])
     return 2 if failed else 0
+
+
+def parked_mails(_args):
+    """One JSON line per parked e-mail, then how many wait to be sent."""
+    ensure_broker(settings.amqp_uri())
+    with Platform().rpc(timeout=60) as rpc:
+        queue = rpc.notifications.mail_queue()
+    for entry in queue["parked"]:
+        print(json.dumps(entry))
+    print(f"{len(queue['parked'])} parked, {queue['pending']} waiting to be sent")
+    return 0
 
 
 def expire_declarations(args):
@@ -359,6 +372,7 @@ COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": im
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
+            "parked-mails": parked_mails,
             "new-keys": new_keys, "probe": probe, "token": token, "broker-users": broker_users,
             "new-tls-certificates": new_tls_certificates}
 

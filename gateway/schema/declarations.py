@@ -112,9 +112,7 @@ def _day(text):
 
 
 def _declaration(answer):
-    history = [DeclarationTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
-               for h in answer["history"]]
-    return Declaration(**{**answer, "history": history, "care_since": _day(answer["care_since"]),
+    return Declaration(**{**answer, "care_since": _day(answer["care_since"]),
                           "valid_from": _day(answer["valid_from"]),
                           "valid_until": _day(answer["valid_until"]),
                           "created_at": datetime.fromisoformat(answer["created_at"])})

@@ -45,3 +45,5 @@ SUBMIT_TRAVEL_CLAIM = """
 mutation SubmitTravelClaim($input: TravelClaimInput!) {
   submitTravelClaim(input: $input) {""" + CLAIM_FIELDS + """ }
 }"""
+
+MY_MESSAGES = "query MyMessages { myMessages { id sentAt subject body about } }"

@@ -609,6 +609,7 @@ def _egress_ports(policies, labels):
 def test_egress_of_every_pod_of_the_platform_is_limited_to_what_it_needs():
     policies = objects("base", "NetworkPolicy")
     outside = ("TCP", 443)
+    mail_server = (("TCP", 587), ("TCP", 465))
     for name, template in _pods("base"):
         labels = template["metadata"]["labels"]
         allowed = _egress_ports(policies, labels)
@@ -621,10 +622,13 @@ def test_egress_of_every_pod_of_the_platform_is_limited_to_what_it_needs():
             expected.add(("TCP", 27017))
         if name == "gateway":
             expected.add(outside)
+        if name == "notifications":
+            expected |= set(mail_server)
         assert ports == expected, name
         for protocol, port, peer in allowed:
-            if "ipBlock" in peer:   # only the gateway, only HTTPS, never the cluster's ranges
-                assert name == "gateway" and (protocol, port) == outside
+            if "ipBlock" in peer:   # the identity providers, the mail server; never the cluster
+                assert (name, (protocol, port)) in {("gateway", outside)} | {
+                    ("notifications", port) for port in mail_server}
                 assert "10.0.0.0/8" in json.loads(peer)["ipBlock"]["except"]
     rabbitmq = policies["rabbitmq"]["spec"]["ingress"]
     plain = [rule for rule in rabbitmq if {"protocol": "TCP", "port": 5672} in rule["ports"]]

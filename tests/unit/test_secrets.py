@@ -20,6 +20,9 @@ COMPANIONS = {crypto.SIGNING_KEY: {"MANTELZORG_SIGNING_KEY_ID", "MANTELZORG_SIGN
 # The gateway's own: the caregivers' OpenID Connect client.
 SIGN_IN = {"MANTELZORG_OIDC_ISSUER", "MANTELZORG_OIDC_CLIENT_ID", "MANTELZORG_OIDC_CLIENT_SECRET",
            "MANTELZORG_OIDC_REDIRECT_URL", "MANTELZORG_OIDC_BSN_CLAIM"}
+# The notifications service's own: its mail server (in a Secret of that name).
+MAIL = {"MANTELZORG_SMTP_URL", "MANTELZORG_MAIL_FROM"}
+OTHER_SECRETS = {"gateway": SIGN_IN, "notifications": MAIL}
 
 
 def keys_of(process):
@@ -27,7 +30,7 @@ def keys_of(process):
     needed = set(crypto.PROCESS_KEYS[process])
     for key in list(needed):
         needed |= COMPANIONS.get(key, set())
-    return needed | (SIGN_IN if process == "gateway" else set())
+    return needed | OTHER_SECRETS.get(process, set())
 
 
 def test_the_table_names_every_process_and_gives_keys_only_where_data_is_kept():
@@ -62,7 +65,8 @@ def test_in_kubernetes_each_process_gets_its_own_secrets_and_no_other(target):
         assert set(taken) == {"RABBITMQ_USERNAME", "RABBITMQ_PASSWORD", "MONGO_URI"} | \
             keys_of(process.name), name
         assert {secret for secret, _ in taken.values()} <= {
-            f"rabbitmq-user-{name}", f"mongodb-{name}", f"mantelzorg-{name}"}, name
+            f"rabbitmq-user-{name}", f"mongodb-{name}", f"mantelzorg-{name}"} | (
+            {"mantelzorg-smtp"} if name == "notifications" else set()), name
         for variable, (secret, key) in taken.items():
             if secret == f"mantelzorg-{name}":
                 assert key == variable
@@ -99,13 +103,13 @@ def test_in_compose_each_process_gets_its_own_secrets_and_no_other():
         expected = {"AMQP_URI", "MONGO_URI"} | keys_of(name)
         if name == "gateway":   # development tokens for a trial on one host
             expected |= {"MANTELZORG_SESSION_KEY", "MANTELZORG_JWT_SECRET"}
-        assert set(secret) <= expected and set(secret) >= expected - SIGN_IN, name
+        assert set(secret) <= expected and set(secret) >= expected - SIGN_IN - MAIL, name
         own_user = process.name.replace("_", "-")
         assert references["AMQP_URI"] == [f"{prefix}RABBITMQ_PASSWORD"]
         assert COMPOSE[name]["environment"]["AMQP_URI"].startswith(f"amqps://{own_user}:")
         assert references["MONGO_URI"] == [f"{prefix}MONGO_PASSWORD"]
         assert COMPOSE[name]["environment"]["MONGO_URI"].startswith(f"mongodb://{name}:")
-        for variable in keys_of(name) & set(secret) - SIGN_IN:
+        for variable in keys_of(name) & set(secret) - SIGN_IN - MAIL:
             assert references[variable] == [prefix + variable], (name, variable)
         for names in secret.values():
             for env_name in names:
