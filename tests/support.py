@@ -53,6 +53,15 @@ CAREGIVER_NAME = personal_name("Anna de Vries")
 ACCOUNT_HOLDER = personal_name("A. de Vries")
 
 
+def sent_to_the_caregiver():
+    """What a message or e-mail to a caregiver may not hold: everything the tests sent but
+    the caregiver's own name, with which it greets them (the contract's messages)."""
+    allowed = PersonalData()
+    allowed.bsns, allowed.ibans, allowed.emails = SENT.bsns, SENT.ibans, SENT.emails
+    allowed.names = SENT.names - {CAREGIVER_NAME}
+    return allowed
+
+
 class StartedPlatforms:
     """The log files and data folders of every platform and gateway the tests start (the
     shared one, the fault tests' own, the identity provider's gateway ...), for the scan."""

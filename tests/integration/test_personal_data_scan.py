@@ -16,8 +16,8 @@ import requests
 from kombu import Connection
 
 from ops.platform import PROCESSES, metrics_address
-from tests.support import (ANSWERS, CAREGIVER_NAME, EVENT_CAPTURE_QUEUE, SENT, STARTED,
-                           PersonalData, personal_data_in)
+from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, SENT, STARTED, personal_data_in,
+                           sent_to_the_caregiver)
 
 # Test modules that send personal data: when one of them ran, the scan must have values to
 # look for, or it would pass for nothing.
@@ -35,15 +35,6 @@ def _mail_files(platform):
         mail = message_from_bytes(path.read_bytes(), policy=policy.default)
         del mail["To"]
         yield path.name, mail.as_string()
-
-
-def _sent_but_the_caregivers_name():
-    """What a mail to a caregiver may not hold: everything but their own name, with which
-    it greets them (the contract's messages)."""
-    allowed = PersonalData()
-    allowed.bsns, allowed.ibans, allowed.emails = SENT.bsns, SENT.ibans, SENT.emails
-    allowed.names = SENT.names - {CAREGIVER_NAME}
-    return allowed
 
 
 def _published_events(amqp_uri):
@@ -99,7 +90,7 @@ def test_no_personal_data_the_tests_used_leaks_anywhere(request, platform, amqp_
     assert SENT.bsns and SENT.emails and SENT.names and SENT.ibans, \
         "the tests that send personal data recorded none"
     assert ANSWERS.answers, "no error answer was recorded"
-    findings, scanned, to_the_caregiver = [], {}, _sent_but_the_caregivers_name()
+    findings, scanned, to_the_caregiver = [], {}, sent_to_the_caregiver()
     for where, text in _sources(platform, amqp_uri):
         kind_of_source = where.split(" ", 1)[0]
         scanned[kind_of_source] = scanned.get(kind_of_source, 0) + 1
