@@ -2,14 +2,13 @@
 import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-from gateway.printable import PURPOSE_NAMES
+from gateway.printable import MONTHS, PURPOSE_NAMES
 
-MONTHS = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
-          "september", "oktober", "november", "december")
-
+DUTCH_TIME = ZoneInfo("Europe/Amsterdam")
 AREA_NAMES = {
     "INFORMATION": "Informatie",
     "ADVICE_AND_GUIDANCE": "Advies en begeleiding",
@@ -53,6 +52,67 @@ RELATIONSHIP_NAMES = {
     "neighbour": "Buur",
     "other": "Iemand anders",
 }
+
+
+# The staff roles as the sign-in form and the header name them.
+ROLE_NAMES = {
+    "municipality": "Gemeente",
+    "fund": "Reiskostenfonds",
+    "campaign": "Campagneteam",
+    "support_point": "Steunpunt mantelzorg",
+    "partner": "Partnerorganisatie",
+    "admin": "Beheer",
+}
+
+# Who made a step of a declaration's history.
+ACTOR_NAMES = {**ROLE_NAMES, "caregiver": "Mantelzorger", "system": "Het platform"}
+
+# A municipality's desk: the statuses as a filter names them.
+QUEUE_STATUS_NAMES = {
+    "REQUESTED": "Wachten op besluit",
+    "ISSUED": "Afgegeven",
+    "REJECTED": "Afgewezen",
+    "REVOKED": "Ingetrokken",
+    "EXPIRED": "Verlopen",
+}
+
+BAG_ORDER_STATUS_NAMES = {
+    "REQUESTED": "Besteld, wacht op verdeling",
+    "ALLOCATED": "Toegewezen, wordt verzonden",
+    "SHIPPED": "Verzonden",
+    "DELIVERED": "Bezorgd",
+    "CANCELLED": "Geannuleerd",
+}
+
+CRITERIA_NAMES = {
+    "CARE_DURATION": "Zorgt nog niet lang genoeg (korter dan de gemeente vraagt)",
+    "HOURS_PER_WEEK": "Zorgt minder uren per week dan de gemeente vraagt",
+}
+
+ACTION_NAMES = {
+    "request": "Aangevraagd", "issue": "Verklaring afgegeven", "reject": "Afgewezen",
+    "revoke": "Ingetrokken", "expire": "Verlopen", "renew_code": "Nieuwe controlecode",
+}
+
+
+def organisation_name(staff):
+    """Which organisation a signed-in staff member works for, in words."""
+    role = staff.get("role")
+    if role == "municipality":
+        return f"gemeente {staff.get('municipality')}"
+    if role == "support_point":
+        return f"steunpunt {staff.get('support_point')}"
+    return ROLE_NAMES.get(role, role or "").lower()
+
+
+def moment(value):
+    """'2026-03-01T09:05:00+00:00' -> '1 maart 2026, 10:05' (Dutch time)."""
+    try:
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value or "")
+    when = when.astimezone(DUTCH_TIME)
+    return f"{day(when.date())}, {when:%H:%M}"
 
 
 def day(value):
@@ -101,11 +161,19 @@ def linked(text):
     return Markup("<br>\n").join(Markup("").join(html).split("\n"))
 
 
-FILTERS = {"day": day, "euros": euros, "number": number, "paragraphs": paragraphs,
-           "linked": linked}
+def sentence(text):
+    """The first letter a capital, the rest as it is ('gemeente GM0344' -> 'Gemeente GM0344')."""
+    text = str(text or "")
+    return text[:1].upper() + text[1:]
+
+
+FILTERS = {"day": day, "euros": euros, "number": number, "moment": moment,
+           "sentence": sentence, "paragraphs": paragraphs, "linked": linked}
 GLOBALS = {
     "AREA_NAMES": AREA_NAMES, "KIND_NAMES": KIND_NAMES, "PURPOSE_NAMES": PURPOSE_NAMES,
     "DECLARATION_STATUS_NAMES": DECLARATION_STATUS_NAMES,
     "CLAIM_STATUS_NAMES": CLAIM_STATUS_NAMES, "MODE_NAMES": MODE_NAMES,
-    "RELATIONSHIP_NAMES": RELATIONSHIP_NAMES,
+    "RELATIONSHIP_NAMES": RELATIONSHIP_NAMES, "ROLE_NAMES": ROLE_NAMES, "ACTOR_NAMES": ACTOR_NAMES,
+    "QUEUE_STATUS_NAMES": QUEUE_STATUS_NAMES, "CRITERIA_NAMES": CRITERIA_NAMES,
+    "ACTION_NAMES": ACTION_NAMES, "BAG_ORDER_STATUS_NAMES": BAG_ORDER_STATUS_NAMES, "organisation_name": organisation_name,
 }

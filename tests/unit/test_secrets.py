@@ -17,9 +17,11 @@ from tests.unit.test_k8s import TARGETS, k8s_name, objects, rendered, secret_ref
 NAMES = [process.name for process in PROCESSES]
 # What a key setting brings along: the signing key's id and the public keys of earlier ones.
 COMPANIONS = {crypto.SIGNING_KEY: {"MANTELZORG_SIGNING_KEY_ID", "MANTELZORG_SIGNING_PUBLIC_KEYS"}}
-# The gateway's own: the caregivers' OpenID Connect client.
-SIGN_IN = {"MANTELZORG_OIDC_ISSUER", "MANTELZORG_OIDC_CLIENT_ID", "MANTELZORG_OIDC_CLIENT_SECRET",
-           "MANTELZORG_OIDC_REDIRECT_URL", "MANTELZORG_OIDC_BSN_CLAIM"}
+# The gateway's own: the OpenID Connect clients of the caregivers and of the staff.
+SIGN_IN = {f"MANTELZORG_{who}OIDC_{setting}" for who in ("", "STAFF_")
+           for setting in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URL")} | {
+    "MANTELZORG_OIDC_BSN_CLAIM"} | {f"MANTELZORG_STAFF_OIDC_{claim}_CLAIM"
+                                    for claim in ("ROLE", "MUNICIPALITY", "SUPPORT_POINT", "NAME")}
 # The notifications service's own: its mail server (in a Secret of that name).
 MAIL = {"MANTELZORG_SMTP_URL", "MANTELZORG_MAIL_FROM"}
 OTHER_SECRETS = {"gateway": SIGN_IN, "notifications": MAIL}
