@@ -12,7 +12,7 @@ from common.errors import BadUserInput, Forbidden
 from common.messaging import handles_event
 from common.schemas.campaign import BagOrderInput, CampaignInput, PrintRunInput
 from common.service import PlatformService
-from common.storage import Storage, utcnow
+from common.storage import Storage, once_per_request, utcnow
 from services.campaign import domain, inserts
 from services.campaign.storage import CampaignStore
 
@@ -67,34 +67,28 @@ class CampaignService(PlatformService):
         return domain.stock_view(self.store.stock())
 
     @rpc
+    @once_per_request
     def add_print_run(self, quantity, actor, run_id=None):
         """A print run adds to ``printed`` and ``available``. ``run_id`` makes it happen
-        once however often it is sent (the demo seed uses it), as does a request identity
-        (see common.storage.RequestsOnce), which answers the stock as it was then."""
+        once however often it is sent (the demo seed uses it), as does a request identity,
+        which answers the stock as it was then."""
         domain.may_run_campaigns(actor)
         run = domain.parse(PrintRunInput, {"quantity": quantity})
-
-        def add():
-            added = self.store.add_print_run(
-                {"_id": run_id or str(uuid.uuid4()), "quantity": run.quantity, "at": utcnow(),
-                 "by": domain.actor_trace(actor)},
-                lambda session: self.once.record(
-                    session, domain.stock_view(self.store.stock(session))))
-            self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
-            return domain.stock_view(self.store.stock())
-
-        return self.once.answer(add)
+        stock = {}
+        added = self.store.add_print_run(
+            {"_id": run_id or str(uuid.uuid4()), "quantity": run.quantity, "at": utcnow(),
+             "by": domain.actor_trace(actor)},
+            lambda session: stock.update(self.store.stock(session)))
+        self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
+        return domain.stock_view(stock if added else self.store.stock())
 
     # --- bag orders ------------------------------------------------------------------------
 
     @rpc
+    @once_per_request
     def order_bags(self, data, actor):
         """A municipality's order (or a support point's, for its own municipality); allocated
-        in full at once when the available stock covers it, otherwise it waits. Placed once
-        per request identity (see common.storage.RequestsOnce)."""
-        return self.once.answer(lambda: self._order_bags(data, actor))
-
-    def _order_bags(self, data, actor):
+        in full at once when the available stock covers it, otherwise it waits."""
         order_input = domain.parse(BagOrderInput, data)
         code = order_input.municipality_code
         municipality = self.store.municipality(code)
@@ -112,7 +106,8 @@ class CampaignService(PlatformService):
                                  waiting["own_lines"], now)
         stored = self.store.place_order(
             waiting, domain.allocated_in_full(waiting, insert, now),
-            lambda session, document: self._announce_placed(session, document))
+            lambda session, document: self._announce(session, document,
+                                                     len(document["history"])))
         self.log.info("campaign.bags_ordered", order_id=stored["_id"], municipality_code=code,
                       quantity=stored["quantity_requested"], status=stored["status"])
         return domain.order_view(stored)
@@ -127,6 +122,7 @@ class CampaignService(PlatformService):
         return [domain.order_view(order) for order in self.store.orders(code)]
 
     @rpc
+    @once_per_request
     def mark_bag_order_shipped(self, order_id, actor):
         shipped = self._order_step(order_id, "ship", actor)
         metrics.BAGS_SHIPPED.labels(shipped["municipality_code"]).inc(
@@ -134,10 +130,12 @@ class CampaignService(PlatformService):
         return domain.order_view(shipped)
 
     @rpc
+    @once_per_request
     def mark_bag_order_delivered(self, order_id, actor):
         return domain.order_view(self._order_step(order_id, "deliver", actor))
 
     @rpc
+    @once_per_request
     def cancel_bag_order(self, order_id, reason, actor):
         """From REQUESTED or ALLOCATED; the allocated bags go back to the available stock."""
         return domain.order_view(self._order_step(order_id, "cancel", actor, reason))
@@ -156,12 +154,8 @@ class CampaignService(PlatformService):
     def _announce(self, session, order, entries=1):
         self.outbox.record_many(session, domain.announced(order, entries))
 
-    def _announce_placed(self, session, order):
-        """A new order's events and, for its request identity, its answer."""
-        self._announce(session, order, len(order["history"]))
-        self.once.record(session, domain.order_view(order))
-
     @rpc
+    @once_per_request
     def run_bag_allocation(self, actor):
         """Shares the available bags over the waiting orders in proportion to population
         (largest remainder); the answer explains every share."""
@@ -201,11 +195,8 @@ class CampaignService(PlatformService):
     # --- the campaign ----------------------------------------------------------------------
 
     @rpc
+    @once_per_request
     def create_campaign(self, data, actor):
-        """Created once per request identity (see common.storage.RequestsOnce)."""
-        return self.once.answer(lambda: self._create_campaign(data, actor))
-
-    def _create_campaign(self, data, actor):
         domain.may_run_campaigns(actor)
         campaign_input = domain.parse(CampaignInput, data, "input")
         codes = campaign_input.municipality_codes
@@ -217,11 +208,10 @@ class CampaignService(PlatformService):
         return domain.campaign_view(campaign, 0)
 
     def _announce_created(self, session, campaign):
-        """A new campaign's event and, for its request identity, its answer."""
         self.outbox.record(session, "campaign.created", domain.campaign_event(campaign, 0))
-        self.once.record(session, domain.campaign_view(campaign, 0))
 
     @rpc
+    @once_per_request
     def launch_campaign(self, campaign_id, actor):
         """Distributes the material to every active support point in scope that has not had
         it; launching again distributes only to points that were missed (none, normally)."""
@@ -254,6 +244,7 @@ class CampaignService(PlatformService):
             if point_id not in done])
 
     @rpc
+    @once_per_request
     def opt_out_of_campaign(self, campaign_id, municipality_code, actor):
         """A municipality declines a regional campaign: from now on its support points get
         nothing from it."""

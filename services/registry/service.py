@@ -5,7 +5,7 @@ from pymongo.errors import DuplicateKeyError
 from common.errors import BadUserInput, DomainError
 from common.limits import page_size
 from common.service import PlatformService
-from common.storage import Storage, utcnow
+from common.storage import Storage, once_per_request, utcnow
 from common.validators import validate_municipality_code
 from services.registry import domain, search
 from services.registry.dependencies import SearchIndexHolder
@@ -89,12 +89,12 @@ class RegistryService(PlatformService):
     # --- support points --------------------------------------------------------------------
 
     @rpc
+    @once_per_request
     def register_support_point(self, data, actor):
-        """Registered once per request identity (see common.storage.RequestsOnce)."""
-        return self.once.answer(lambda: domain.public_view(
-            self._register(domain.parse_support_point(data), actor)))
+        return domain.public_view(self._register(domain.parse_support_point(data), actor))
 
     @rpc
+    @once_per_request
     def update_support_point(self, support_point_id, data, expected_version, actor):
         """Replace what a client supplies; a stale ``expected_version`` is a Conflict and
         changes nothing."""
@@ -103,6 +103,7 @@ class RegistryService(PlatformService):
         return domain.public_view(self._update(stored, point, actor, expected_version))
 
     @rpc
+    @once_per_request
     def deactivate_support_point(self, support_point_id, reason, actor):
         """Kept, marked inactive, left out of searches; the reason goes into its history."""
         reason = domain.required_reason("deactivate", reason)
@@ -216,14 +217,13 @@ class RegistryService(PlatformService):
         version the change was made from: if another change came first, nothing is written."""
         entry = domain.history_entry(document, change, old, actor, document["updated_at"], reason)
 
-        def record(session):
-            self.outbox.record(session, f"support_point.{change}", domain.event_payload(document))
-            self.once.record(session, domain.public_view(document))
-
-        stale = self.store.save_support_point(document, entry, record,
-                                              replaces_version=old and old["version"])
+        stale = self.store.save_support_point(
+            document, entry, lambda session: self.outbox.record(
+                session, f"support_point.{change}", domain.event_payload(document)),
+            replaces_version=old and old["version"])
         if stale is not None:
             raise domain.version_conflict(stale, old["version"])
-        self.search_index.changed(self.store, "support_points", document)
+        self.store.after_commit(
+            lambda: self.search_index.changed(self.store, "support_points", document))
         self.log.info(f"registry.support_point_{change}", support_point_id=document["_id"],
                       version=document["version"])
