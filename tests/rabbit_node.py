@@ -8,6 +8,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from ops.broker import reachable
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"    # not the wrapper that switches user
@@ -16,6 +18,13 @@ CONTROL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 def installed():
     return os.access(SERVER, os.X_OK) and os.access(CONTROL, os.X_OK)
+
+
+def require_installed():
+    """A test that needs a node of its own fails, never skips, without the server
+    (``make test`` installs it)."""
+    if not installed():
+        pytest.fail(f"{SERVER} is not installed (make test installs rabbitmq-server)")
 
 
 class RabbitNode:

@@ -5,7 +5,7 @@ import csv
 import json
 import threading
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
@@ -236,6 +236,33 @@ def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready,
     # A hold is lifted only by a new review.
     again = review(gql, held[approved["id"]], reason="trips were made while it was valid")
     assert again["status"] == "APPROVED"
+
+
+def test_expiry_puts_open_claims_on_hold_through_the_broker(gql, fund_ready, rpc):
+    """The declaration's validity ends (the daily expiry, here asked for the day after): its
+    submitted and approved claims wait on hold for a review, a rejected one stays as it is."""
+    caregiver = Caregiver(gql)
+    submitted = caregiver.submitted(trip())
+    approved = review(gql, caregiver.submitted(trip(mode="BICYCLE")))
+    rejected = review(gql, caregiver.submitted(trip(mode="TAXI", costEuros="40")), approve=False,
+                      reason="no receipt")
+    valid_until = rpc.travel_costs.declaration_status(caregiver.reference)["valid_until"]
+    day_after = (date.fromisoformat(valid_until) + timedelta(days=1)).isoformat()
+    assert rpc.declaration.expire_due(day_after) >= 1
+
+    def held():
+        claims = {c["id"]: c for c in caregiver.mine()}
+        on_hold = all(claims[c["id"]]["status"] == "ON_HOLD" for c in (submitted, approved))
+        return claims if on_hold else None
+
+    held = eventually(held)
+    assert held, caregiver.mine()
+    assert held[rejected["id"]]["status"] == "REJECTED"
+    hold = held[approved["id"]]["history"][-1]
+    assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
+        "APPROVED", "ON_HOLD", "system", "the declaration expired")
+    assert held[submitted["id"]]["reason"] == "the declaration expired"
+    assert rpc.travel_costs.declaration_status(caregiver.reference)["status"] == "EXPIRED"
 
 
 def _sepa_file(gql, batch, who=FUND):
