@@ -283,7 +283,7 @@ def test_a_broker_restart_under_load_loses_no_claim_that_was_accepted(faulty, cl
         accepted = {s: claim["id"] for s, (kind, claim) in results.items() if kind == "ok"}
         failures = collections.Counter(codes for kind, codes in results.values()
                                        if kind == "failed")
-        assert set(failures) == {("UNAVAILABLE",)}, failures   # never silently, never otherwise
+        assert set(failures) <= {("UNAVAILABLE",)}, failures   # never silently, never otherwise
         assert accepted, "nothing was accepted"
         # Asked again with its key, each failed claim is either found done (the claim stored
         # before its reply was lost) or done now: accepted once, whatever happened.

@@ -213,13 +213,28 @@ def test_the_annual_cap_holds_when_claims_come_in_at_once(gql, fund_ready):
         ["BAD_USER_INPUT", "BAD_USER_INPUT"]
 
 
-def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready, rpc):
+def _revoke(gql, rpc, caregiver):
+    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+
+
+def _expire(gql, rpc, caregiver):
+    """The daily expiry, asked for the day after the declaration's last valid day."""
+    valid_until = rpc.travel_costs.declaration_status(caregiver.reference)["valid_until"]
+    assert rpc.declaration.expire_due(
+        (date.fromisoformat(valid_until) + timedelta(days=1)).isoformat()) >= 1
+
+
+@pytest.mark.parametrize("end, reason, status", [
+    (_revoke, "the declaration was revoked", "REVOKED"),
+    (_expire, "the declaration expired", "EXPIRED")])
+def test_the_end_of_a_declaration_puts_open_claims_on_hold_through_the_broker(
+        gql, fund_ready, rpc, end, reason, status):
     caregiver = Caregiver(gql)
     submitted = caregiver.submitted(trip())
     approved = review(gql, caregiver.submitted(trip(mode="BICYCLE")))
     rejected = review(gql, caregiver.submitted(trip(mode="TAXI", costEuros="40")), approve=False,
                       reason="no receipt")
-    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+    end(gql, rpc, caregiver)
 
     def held():
         claims = {c["id"]: c for c in caregiver.mine()}
@@ -231,38 +246,12 @@ def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready,
     assert held[rejected["id"]]["status"] == "REJECTED"
     hold = held[approved["id"]]["history"][-1]
     assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
-        "APPROVED", "ON_HOLD", "system", "the declaration was revoked")
-    assert held[submitted["id"]]["reason"] == "the declaration was revoked"
+        "APPROVED", "ON_HOLD", "system", reason)
+    assert held[submitted["id"]]["reason"] == reason
+    assert rpc.travel_costs.declaration_status(caregiver.reference)["status"] == status
     # A hold is lifted only by a new review.
     again = review(gql, held[approved["id"]], reason="trips were made while it was valid")
     assert again["status"] == "APPROVED"
-
-
-def test_expiry_puts_open_claims_on_hold_through_the_broker(gql, fund_ready, rpc):
-    """The declaration's validity ends (the daily expiry, here asked for the day after): its
-    submitted and approved claims wait on hold for a review, a rejected one stays as it is."""
-    caregiver = Caregiver(gql)
-    submitted = caregiver.submitted(trip())
-    approved = review(gql, caregiver.submitted(trip(mode="BICYCLE")))
-    rejected = review(gql, caregiver.submitted(trip(mode="TAXI", costEuros="40")), approve=False,
-                      reason="no receipt")
-    valid_until = rpc.travel_costs.declaration_status(caregiver.reference)["valid_until"]
-    day_after = (date.fromisoformat(valid_until) + timedelta(days=1)).isoformat()
-    assert rpc.declaration.expire_due(day_after) >= 1
-
-    def held():
-        claims = {c["id"]: c for c in caregiver.mine()}
-        on_hold = all(claims[c["id"]]["status"] == "ON_HOLD" for c in (submitted, approved))
-        return claims if on_hold else None
-
-    held = eventually(held)
-    assert held, caregiver.mine()
-    assert held[rejected["id"]]["status"] == "REJECTED"
-    hold = held[approved["id"]]["history"][-1]
-    assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
-        "APPROVED", "ON_HOLD", "system", "the declaration expired")
-    assert held[submitted["id"]]["reason"] == "the declaration expired"
-    assert rpc.travel_costs.declaration_status(caregiver.reference)["status"] == "EXPIRED"
 
 
 def _sepa_file(gql, batch, who=FUND):
