@@ -28,7 +28,22 @@ def require_installed():
         pytest.fail(f"{SERVER} is not installed (make test installs rabbitmq-server)")
 
 
-class RabbitNode:
+class _Started:
+    """Started on entering, stopped on leaving (also when it fails to start half-way)."""
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc):
+        self.stop()
+
+
+class RabbitNode(_Started):
     def __init__(self, folder, amqp_port, dist_port, cookie=None):
         folder = Path(folder)
         self.name = f"mantelzorg-fault-{uuid.uuid4().hex[:8]}@localhost"
@@ -56,17 +71,6 @@ class RabbitNode:
             RABBITMQ_MNESIA_BASE=str(folder / "data"), RABBITMQ_LOG_BASE=str(folder / "log"),
             RABBITMQ_PID_FILE=str(self.pid_file))
         self.pid = None
-
-    def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc):
-        self.stop()
 
     def start(self, timeout=90):
         self.launch()
@@ -124,7 +128,7 @@ class RabbitNode:
         self.pid = None
 
 
-class RabbitCluster:
+class RabbitCluster(_Started):
     """``size`` nodes of a test's own, clustered (a shared Erlang cookie, each joined to the
     first), each with its own name, ports and data; ``vhost`` is made with quorum queues as
     its default queue type, so every queue declared durable without a type is one, as on the
@@ -137,26 +141,18 @@ class RabbitCluster:
         self.nodes = [RabbitNode(Path(folder) / f"node{n}", ports(), ports(), cookie=cookie)
                       for n in range(size)]
 
-    def __enter__(self):
-        try:
-            for node in self.nodes:       # side by side: each takes seconds to boot
-                node.launch()
-            for node in self.nodes:
-                node.wait_until_started()
-            first = self.nodes[0]
-            for node in self.nodes[1:]:
-                node.control("stop_app")
-                node.control("join_cluster", first.name)
-                node.start_app()
-            first.control("add_vhost", self.vhost, "--default-queue-type", "quorum")
-            first.control("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc):
-        self.stop()
+    def start(self):
+        for node in self.nodes:       # side by side: each takes seconds to boot
+            node.launch()
+        for node in self.nodes:
+            node.wait_until_started()
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.control("stop_app")
+            node.control("join_cluster", first.name)
+            node.start_app()
+        first.control("add_vhost", self.vhost, "--default-queue-type", "quorum")
+        first.control("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
 
     def stop(self):
         for node in self.nodes:

@@ -19,7 +19,7 @@ from tests.conftest import free_port, running_platform
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.integration.test_faults import (AMSTERDAM, HEALTH, STAFF, EventProbe, Submission,
                                            claims_of, known_to_declarations, outcome,
-                                           stored_claims, submissions)
+                                           sent_under_fault, stored_claims, submissions)
 from tests.rabbit_node import RabbitCluster, require_installed
 from tests.support import Caregiver, GraphQLClient, eventually, fund_knows_areas, token
 
@@ -86,29 +86,16 @@ def test_losing_the_node_of_the_queue_leaders_loses_and_doubles_nothing(clustere
     leader = cluster.node_named(leader_name)
 
     requests = [item for pair in zip(claims, decisions) for item in pair]
-    answered = []
-
-    def send(request):
-        answer = request.send()
-        answered.append(request)
-        return request, answer
-
-    def kill_when_under_way():
-        eventually(lambda: len(answered) >= 60, timeout=120)
-        leader.kill()
 
     with EventProbe(cluster.amqp_uri, "travel_costs", "travel_claim.submitted") as submitted, \
             EventProbe(cluster.amqp_uri, "declaration", "declaration.issued") as issued:
-        killer = eventlet.spawn(kill_when_under_way)
-        results = dict(eventlet.GreenPool(20).imap(send, requests))
-        killer.wait()
+        results = sent_under_fault(requests, leader.kill, after=60, at_once=20)
         leader.pid = None        # gone: the other two carry on
         assert cluster.queues()[next(iter(SERVICE_QUEUES))][1] != leader_name
 
         failures = collections.Counter(codes for kind, codes in results.values()
                                        if kind == "failed")
         assert set(failures) <= {("UNAVAILABLE",)}, failures
-        assert len(answered) == len(requests)
         accepted = {r: answer for r, (kind, answer) in results.items() if kind == "ok"}
         assert len(accepted) > len(requests) // 2, failures
 

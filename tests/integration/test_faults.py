@@ -258,27 +258,39 @@ def test_a_claim_killed_with_sigkill_is_done_exactly_once(faulty, clients, rabbi
         assert all(len(event_ids) == 1 for event_ids in events.values())
 
 
+def sent_under_fault(requests, fault, after, at_once):
+    """{request: its outcome} of ``requests`` (each with ``send()``), ``at_once`` of them at
+    a time, with ``fault()`` made once ``after`` of them were answered."""
+    answered = []
+
+    def send(request):
+        answer = request.send()
+        answered.append(request)
+        return request, answer
+
+    def when_under_way():
+        assert eventually(lambda: len(answered) >= after, timeout=120)
+        fault()
+
+    faulting = eventlet.spawn(when_under_way)
+    results = dict(eventlet.GreenPool(at_once).imap(send, requests))
+    faulting.wait()
+    return results
+
+
+def restart(rabbit):
+    rabbit.stop_app()
+    eventlet.sleep(1)
+    rabbit.start_app()
+
+
 def test_a_broker_restart_under_load_loses_no_claim_that_was_accepted(faulty, clients, rabbit):
     rpc, gateway = clients
     caregivers = [Caregiver(gateway) for _ in range(10)]
     sent = submissions(caregivers, 200)
-    answered = []
-
-    def submit(submission):
-        answer = submission.send()
-        answered.append(submission)
-        return submission, answer
-
-    def restart_when_under_way():
-        eventually(lambda: len(answered) >= 40, timeout=60)
-        rabbit.stop_app()
-        eventlet.sleep(1)
-        rabbit.start_app()
 
     with EventProbe(rabbit.amqp_uri, "travel_costs", "travel_claim.submitted") as submitted:
-        restart = eventlet.spawn(restart_when_under_way)
-        results = dict(eventlet.GreenPool(10).imap(submit, sent))
-        restart.wait()
+        results = sent_under_fault(sent, lambda: restart(rabbit), after=40, at_once=10)
 
         accepted = {s: claim["id"] for s, (kind, claim) in results.items() if kind == "ok"}
         failures = collections.Counter(codes for kind, codes in results.values()
