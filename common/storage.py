@@ -10,7 +10,7 @@ import functools
 import os
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from kombu.utils import json as kombu_json
 from nameko.extensions import DependencyProvider
@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from common import clock
 from common import config as settings
 from common.crypto import data_cipher
 from common.errors import Unavailable
@@ -34,14 +35,9 @@ REQUEST_ATTEMPTS = 20
 COMMIT_ATTEMPTS = 5
 
 
-def utcnow():
-    return datetime.now(timezone.utc)
-
-
-def utcnow_millis():
-    """The time as the store keeps it (milliseconds), so an answer equals a later read."""
-    now = utcnow()
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+# The platform's clock (common.clock), under the names the store's callers use.
+utcnow = clock.now
+utcnow_millis = clock.now_millis
 
 
 class EmbeddedServer:

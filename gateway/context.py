@@ -3,6 +3,7 @@ the request may take."""
 import time
 
 import eventlet
+import eventlet.semaphore
 from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 
 from common import config as settings
@@ -38,6 +39,11 @@ class GraphQLContext:
         # deadline (the Idempotency-Key is held as long).
         self.on_deadline_extended = None
         self._calls_made = {}
+        # Declaration applicants already answered in this request, by declaration id: their
+        # reads are recorded once, also when root fields running at once ask for the same
+        # one (gateway/schema/declarations.py).
+        self.applicants = {}
+        self.applicants_lock = eventlet.semaphore.Semaphore()
 
     @property
     def actor(self):

@@ -217,9 +217,14 @@ def _revoke(gql, rpc, caregiver):
     assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
 
 
+def _declaration(gql, caregiver):
+    return gql("""query($r: String!) { declaration(reference: $r) { status validUntil } }""",
+               {"r": caregiver.reference}, token=STAFF)["data"]["declaration"]
+
+
 def _expire(gql, rpc, caregiver):
     """The daily expiry, asked for the day after the declaration's last valid day."""
-    valid_until = rpc.travel_costs.declaration_status(caregiver.reference)["valid_until"]
+    valid_until = _declaration(gql, caregiver)["validUntil"]
     assert rpc.declaration.expire_due(
         (date.fromisoformat(valid_until) + timedelta(days=1)).isoformat()) >= 1
 
@@ -248,7 +253,7 @@ def test_the_end_of_a_declaration_puts_open_claims_on_hold_through_the_broker(
     assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
         "APPROVED", "ON_HOLD", "system", reason)
     assert held[submitted["id"]]["reason"] == reason
-    assert rpc.travel_costs.declaration_status(caregiver.reference)["status"] == status
+    assert _declaration(gql, caregiver)["status"] == status
     # A hold is lifted only by a new review.
     again = review(gql, held[approved["id"]], reason="trips were made while it was valid")
     assert again["status"] == "APPROVED"
