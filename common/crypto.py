@@ -20,7 +20,8 @@ Settings (environment; never in a config file or the repository):
 
 Each process is given only the keys it uses (``PROCESS_KEYS``), each its own: the fund's data
 and lookup keys are not the declaration's, and only the declaration holds the signing key;
-the registry and the campaign hold none. Deployments (deploy/k8s, docker-compose.yml) give
+the registry and the campaign hold only a data key of their own, for the answers they keep for
+retried requests. Deployments (deploy/k8s, docker-compose.yml) give
 each process exactly these, which tests/unit/test_secrets.py checks.
 
 When a setting is unset in development, a key is generated once and kept in the data folder
@@ -242,10 +243,10 @@ KEY_SETTINGS = (DATA_KEY, LOOKUP_KEY, SIGNING_KEY)
 # The keys each process is given, and no other; a key setting of one process is never the
 # same secret as another's (a stolen fund key opens nothing of the declaration's).
 PROCESS_KEYS = {
-    "registry": (),
+    "registry": (DATA_KEY,),                     # the answers it keeps for retried requests
     "declaration": (DATA_KEY, LOOKUP_KEY, SIGNING_KEY),
     "travel_costs": (DATA_KEY, LOOKUP_KEY),      # claims' accounts; the claimant's BSN hash
-    "campaign": (),
+    "campaign": (DATA_KEY,),                     # the answers it keeps for retried requests
     "notifications": (DATA_KEY, LOOKUP_KEY),     # the messages and e-mails; their owner's hash
     "gateway": (DATA_KEY, LOOKUP_KEY, SESSION_KEY),   # idempotent answers; sessions
 }

@@ -1,5 +1,6 @@
 """The gateway: GraphQL over HTTP in front of the services, which it reaches over RPC."""
 import base64
+import functools
 import json
 from pathlib import Path
 
@@ -68,8 +69,11 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
             key = request.headers.get(IDEMPOTENCY_HEADER)
             if key is not None and principal.authenticated and is_mutation(body):
                 context.request_id = self.idempotency.request_identity(key, principal, body)
+                context.on_deadline_extended = functools.partial(
+                    self.idempotency.extend, key, principal)
                 return self._json(self.idempotency.answer_once(
-                    key, principal, body, lambda: run_query(body, context)))
+                    key, principal, body, lambda: run_query(body, context),
+                    deadline_seconds=context.deadline_seconds))
         except Exception as error:
             return self._error(error)
         return self._json(run_query(body, context))

@@ -15,7 +15,7 @@ from common.errors import BadUserInput, Conflict, NotFound, Unavailable, bad_inp
 from common.messaging import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
 from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
-from common.storage import Storage, utcnow_millis
+from common.storage import Storage, once_per_request, utcnow_millis
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import FundConfiguration
 from services.travel_costs.storage import CLAIMS, TravelCostsStore
@@ -109,6 +109,7 @@ class TravelCostsService(PlatformService):
                                    assessment.notes + cap_notes)
 
     @rpc
+    @once_per_request
     def submit_travel_claim(self, data, actor):
         """A caregiver claims trips on their issued declaration. The amounts are the fund's;
         a claim with an implausible distance, or on a declaration the fund knows has ended,
@@ -209,6 +210,7 @@ class TravelCostsService(PlatformService):
         return [domain.claim_view(c) for c in self.store.claims_page(status, int(first), after)]
 
     @rpc
+    @once_per_request
     def review_travel_claim(self, claim_id, approve, reason, actor):
         """The fund's decision: APPROVED or REJECTED (with a reason). A rejected claim's
         amount no longer counts towards the caregiver's annual cap."""
@@ -263,6 +265,7 @@ class TravelCostsService(PlatformService):
     # --- payouts --------------------------------------------------------------------------
 
     @rpc
+    @once_per_request(in_steps=True)
     def create_payout_batch(self, actor):
         """Every approved claim not yet paid, in one SEPA credit transfer file (validated
         before it is stored), then marked PAID with an event each. Claims are reserved for

@@ -5,7 +5,7 @@ import csv
 import json
 import threading
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
@@ -213,13 +213,33 @@ def test_the_annual_cap_holds_when_claims_come_in_at_once(gql, fund_ready):
         ["BAD_USER_INPUT", "BAD_USER_INPUT"]
 
 
-def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready, rpc):
+def _revoke(gql, rpc, caregiver):
+    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+
+
+def _declaration(gql, caregiver):
+    return gql("""query($r: String!) { declaration(reference: $r) { status validUntil } }""",
+               {"r": caregiver.reference}, token=STAFF)["data"]["declaration"]
+
+
+def _expire(gql, rpc, caregiver):
+    """The daily expiry, asked for the day after the declaration's last valid day."""
+    valid_until = _declaration(gql, caregiver)["validUntil"]
+    assert rpc.declaration.expire_due(
+        (date.fromisoformat(valid_until) + timedelta(days=1)).isoformat()) >= 1
+
+
+@pytest.mark.parametrize("end, reason, status", [
+    (_revoke, "the declaration was revoked", "REVOKED"),
+    (_expire, "the declaration expired", "EXPIRED")])
+def test_the_end_of_a_declaration_puts_open_claims_on_hold_through_the_broker(
+        gql, fund_ready, rpc, end, reason, status):
     caregiver = Caregiver(gql)
     submitted = caregiver.submitted(trip())
     approved = review(gql, caregiver.submitted(trip(mode="BICYCLE")))
     rejected = review(gql, caregiver.submitted(trip(mode="TAXI", costEuros="40")), approve=False,
                       reason="no receipt")
-    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+    end(gql, rpc, caregiver)
 
     def held():
         claims = {c["id"]: c for c in caregiver.mine()}
@@ -231,8 +251,9 @@ def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready,
     assert held[rejected["id"]]["status"] == "REJECTED"
     hold = held[approved["id"]]["history"][-1]
     assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
-        "APPROVED", "ON_HOLD", "system", "the declaration was revoked")
-    assert held[submitted["id"]]["reason"] == "the declaration was revoked"
+        "APPROVED", "ON_HOLD", "system", reason)
+    assert held[submitted["id"]]["reason"] == reason
+    assert _declaration(gql, caregiver)["status"] == status
     # A hold is lifted only by a new review.
     again = review(gql, held[approved["id"]], reason="trips were made while it was valid")
     assert again["status"] == "APPROVED"

@@ -37,7 +37,9 @@ def keys_of(process):
 
 def test_the_table_names_every_process_and_gives_keys_only_where_data_is_kept():
     assert set(crypto.PROCESS_KEYS) == set(NAMES)
-    assert crypto.PROCESS_KEYS["campaign"] == crypto.PROCESS_KEYS["registry"] == ()
+    # no personal data: only a data key, for the answers kept for retried requests
+    assert crypto.PROCESS_KEYS["campaign"] == crypto.PROCESS_KEYS["registry"] == (
+        crypto.DATA_KEY,)
     assert [name for name in NAMES if crypto.SIGNING_KEY in crypto.PROCESS_KEYS[name]] == \
         ["declaration"]
 
@@ -152,8 +154,12 @@ def test_a_process_starts_with_its_own_keys_alone(monkeypatch):
             "MANTELZORG_LOOKUP_KEY": crypto.new_lookup_key()}
     keys = crypto.Keys({"DATA_DIR": ":memory:"}, fund, needs=crypto.PROCESS_KEYS["travel_costs"])
     assert keys.signer is None and keys.hash("bsn", "x") and keys.cipher
-    none = crypto.Keys({"DATA_DIR": ":memory:"}, dict(os.environ),
-                       needs=crypto.PROCESS_KEYS["campaign"])
-    assert (none.cipher, none.hash, none.signer) == (None, None, None)
+    with pytest.raises(settings.SettingsError, match="MANTELZORG_DATA_KEY"):
+        crypto.Keys({"DATA_DIR": ":memory:"}, dict(os.environ),
+                    needs=crypto.PROCESS_KEYS["campaign"])
+    campaign = crypto.Keys({"DATA_DIR": ":memory:"}, {
+        **os.environ, "MANTELZORG_DATA_KEY": crypto.new_data_key("k1")},
+        needs=crypto.PROCESS_KEYS["campaign"])
+    assert campaign.cipher and (campaign.hash, campaign.signer) == (None, None)
     with pytest.raises(settings.SettingsError, match="MANTELZORG_SIGNING_KEY"):
         crypto.Keys({"DATA_DIR": ":memory:"}, fund, needs=crypto.PROCESS_KEYS["declaration"])
