@@ -33,7 +33,7 @@ def test_valid_by_the_compose_specification():
 
 def test_the_whole_stack_is_there():
     assert set(SERVICES) == set(PLATFORM) | {"rabbitmq", "mongo", "prometheus", "grafana"}
-    assert SERVICES["rabbitmq"]["image"].endswith("-management")
+    assert SERVICES["rabbitmq"]["image"].partition("@")[0].endswith("-management")
     assert "--replSet" in SERVICES["mongo"]["command"]
     for process in PROCESSES:
         assert "MONGO_URI" in SERVICES[process.name]["environment"]

@@ -1,11 +1,15 @@
-"""deploy/k8s: the base and both overlays render with kustomize; every object is valid, the
+"""deploy/k8s: the base and both overlays render with kustomize (production as the release
+renders it, with the digest of the released image); every object is valid, the
 built-in kinds by the Kubernetes schemas (kubernetes-validate, strict, offline), the operators'
 resources by the CRDs the operators publish (tests/crds); and the manifests do what operations
 rely on."""
+import hashlib
 import importlib
 import json
 import re
+import shutil
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -29,12 +33,47 @@ KUBERNETES_VERSION = "1.37.0"
 SERVICES = [p for p in PROCESSES if p.name != "gateway"]
 
 
+PLATFORM_IMAGE = "mantelzorg/platform"
+# What the release writes into the production overlay beside the version's tag: the digest
+# of the image it pushed (docs/operations.md). This one is a value for the tests, the hash of
+# a sentence, not of an image.
+RELEASE_DIGEST = "sha256:" + hashlib.sha256(b"a release of the platform, for the tests").hexdigest()
+
+
+def kustomize(directory):
+    """kustomize's answer for a kustomization folder: (exit code, output, errors)."""
+    done = subprocess.run([str(kubectl_path()), "kustomize", str(directory)],
+                          capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+def release(tree, digest):
+    """Writes into the production overlay of the copy ``tree`` of deploy/k8s what the
+    release's `kustomize edit set image mantelzorg/platform=...@<digest>` writes: the digest
+    beside the version's tag (none: the overlay as it is before a release)."""
+    path = tree / "overlays" / "production" / "kustomization.yaml"
+    kustomization = yaml.safe_load(path.read_text())
+    entry, = [image for image in kustomization["images"] if image["name"] == PLATFORM_IMAGE]
+    entry.pop("digest", None)
+    if digest:
+        entry["digest"] = digest
+    path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return entry
+
+
 @cache
 def rendered(target):
-    done = subprocess.run([str(kubectl_path()), "kustomize", str(K8S / target)],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
+    """The objects a target renders; the production overlay as the release renders it, with
+    the released image's digest."""
+    with tempfile.TemporaryDirectory() as tree:
+        if target == "overlays/production":
+            shutil.copytree(K8S, Path(tree) / "k8s")
+            release(Path(tree) / "k8s", RELEASE_DIGEST)
+            code, output, errors = kustomize(Path(tree) / "k8s" / target)
+        else:
+            code, output, errors = kustomize(K8S / target)
+    assert code == 0, errors
+    return [d for d in yaml.safe_load_all(output) if d]
 
 
 def objects(target, kind):
