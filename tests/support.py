@@ -149,6 +149,19 @@ class Handled:
     def count(self):
         return self.platform.events_handled(self.service, self.event_type)
 
+    def settled(self, quiet=1.5, timeout=20):
+        """Counts from now on only once earlier events stopped arriving (unchanged for
+        ``quiet`` s), so that a straggler of an earlier test is not counted as ours."""
+        deadline = time.monotonic() + timeout
+        last, since = self.count(), time.monotonic()
+        while time.monotonic() - since < quiet and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = self.count()
+            if now != last:
+                last, since = now, time.monotonic()
+        self.before = last
+        return self
+
     def grown_by(self, more=1, timeout=15):
         """Whether exactly ``more`` have been handled since, waiting up to ``timeout`` s."""
         eventually(lambda: self.count() >= self.before + more, timeout=timeout)

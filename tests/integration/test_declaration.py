@@ -380,7 +380,7 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, plat
     rpc.declaration.expire_due(decided["validUntil"])   # its last valid day: not yet
     assert gql(GET, {"reference": requested["reference"]}, token=owner)["data"]["declaration"]["status"] == "ISSUED"
 
-    fund_expired = Handled(platform, "travel_costs", "declaration.expired")
+    fund_expired = Handled(platform, "travel_costs", "declaration.expired").settled()
     runs = [rpc.declaration.expire_due.call_async(after_validity) for _ in range(2)]
     moved = sum(run.result() for run in runs)
     assert moved >= 1
