@@ -150,9 +150,7 @@ def _day(text):
 
 
 def _declaration(answer):
-    history = [DeclarationTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
-               for h in answer["history"]]
-    return Declaration(**{**answer, "history": history, "care_since": _day(answer["care_since"]),
+    return Declaration(**{**answer, "care_since": _day(answer["care_since"]),
                           "valid_from": _day(answer["valid_from"]),
                           "valid_until": _day(answer["valid_until"]),
                           "decision_due_on": _day(answer["decision_due_on"]),

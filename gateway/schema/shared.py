@@ -17,13 +17,26 @@ def enum_of(name, values, description):
     return graphene.Enum(name, [(value, value) for value in values], description=description)
 
 
-def audit_step(name, status, description):
-    """The object type of one step of an audit trail whose statuses are the enum ``status``."""
-    return type(name, (graphene.ObjectType,), {
-        "__doc__": description,
-        "from_status": graphene.Field(status), "to_status": graphene.Field(status, required=True),
-        "action": graphene.String(required=True), "at": DateTime(required=True),
-        "actor_role": graphene.String(), "reason": graphene.String()})
+def audit_step(name, status, description, action_description=None, **details):
+    """The object type of one step of an audit trail whose statuses are the enum ``status``:
+    an entry of ``common.workflow.history_view``, answered as the service sent it (a dict,
+    ``at`` in ISO 8601) or built as an instance. ``details``: further fields of the step
+    (such as the bags of a bag order step), placed after ``action``."""
+    fields = {"from_status": graphene.Field(status),
+              "to_status": graphene.Field(status, required=True),
+              "action": graphene.String(required=True, description=action_description)}
+    for field_name, field in details.items():
+        field.reset_counter()           # listed where the step's details belong
+        fields[field_name] = field
+    fields.update(at=DateTime(required=True), actor_role=graphene.String(),
+                  reason=graphene.String())
+    return type(name, (graphene.ObjectType,), {"__doc__": description, **fields,
+                                               "resolve_at": _resolve_at})
+
+
+def _resolve_at(root, info):
+    at = root["at"] if isinstance(root, dict) else root.at
+    return datetime.fromisoformat(at) if isinstance(at, str) else at
 
 
 def to_wire(value):

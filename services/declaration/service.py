@@ -5,14 +5,14 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
-from common import metrics
+from common import clock, metrics
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.messaging import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
 from common.service import PlatformService
-from common.storage import Storage, utcnow
+from common.storage import Storage
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
 from services.declaration.storage import DECLARATIONS, DeclarationStore
@@ -49,7 +49,7 @@ class DeclarationService(PlatformService):
         domain.may_decide(actor, code)
         chosen = DeclarationSettingsInput.parsed(data)
         self.store.save_settings(domain.settings_document(code, chosen.model_dump(), actor,
-                                                          utcnow()))
+                                                          clock.now()))
         self.log.info("declaration.settings_changed", municipality_code=code)
         return {"municipality_code": code, **self._criteria(code).as_dict()}
 
@@ -73,13 +73,18 @@ class DeclarationService(PlatformService):
         active_key = domain.active_key(self.keys, request, code)
         self._refuse_duplicate(active_key)
 
-        now = utcnow()
+        now = clock.now()
         reference = domain.reference(now.year, self.store.next_reference_number(now.year))
         document, verification_code = domain.new_declaration(request, code, reference, criteria,
                                                              actor, self.keys, now)
+
+        def work(session):
+            self.store.insert(document, session)
+            self.outbox.record(session, domain.EVENT_OF[domain.REQUESTED],
+                               domain.event_payload(document))
+
         try:
-            self.store.insert_with_event(document, lambda session: self.outbox.record(
-                session, domain.EVENT_OF[domain.REQUESTED], domain.event_payload(document)))
+            self.store.in_transaction(work)
         except DuplicateKeyError:   # a concurrent duplicate won the race
             self._refuse_duplicate(active_key)
             raise
@@ -161,7 +166,7 @@ class DeclarationService(PlatformService):
 
         def issue(document):
             changes = domain.issue_changes(self._criteria(document["municipality_code"]),
-                                           date.today(), reason)
+                                           clock.today(), reason)
             return {**changes, "token": tokens.sign({**document, **changes}, self.keys.signer)}
 
         def reject(document):
@@ -185,7 +190,7 @@ class DeclarationService(PlatformService):
         actor = self._caller(actor)
         document = domain.require_found(self.store.find_by_id(declaration_id))
         domain.require_owner_or_issuer(actor, document)   # the contract: anyone else FORBIDDEN
-        now = utcnow()
+        now = clock.now()
         code, code_fields = domain.new_code(self.keys, document["_id"], document["reference"])
         changed = self.store.replace_code(document["_id"], document["verification_hash"],
                                           {**code_fields, "updated_at": now},
@@ -208,7 +213,7 @@ class DeclarationService(PlatformService):
         (``mantelzorg expire-declarations``). Safe to run in every replica at once: each
         declaration is claimed by a conditional update in the transaction that writes its
         event. Returns how many this call moved."""
-        today = date.fromisoformat(today) if today else date.today()
+        today = date.fromisoformat(today) if today else clock.today()
         expired = 0
         for declaration_id in self.store.due_for_expiry(today.isoformat(), limit):
             try:
@@ -233,7 +238,7 @@ class DeclarationService(PlatformService):
         offered = domain.code_hash(self.keys, reference, verification_code)
         if document is None or not self.keys.hash.same(offered, document["verification_hash"]):
             return self._failed_check(client)
-        return domain.check_answer(document, purpose, date.today())
+        return domain.check_answer(document, purpose, clock.today())
 
     @rpc
     def check_token(self, token, purpose, client):
@@ -245,7 +250,7 @@ class DeclarationService(PlatformService):
         document = self.store.find_for_check(reference) if reference else None
         if document is None or document.get("token") != token:
             return self._failed_check(client)
-        return domain.check_answer(document, purpose, date.today())
+        return domain.check_answer(document, purpose, clock.today())
 
     # --- the travel-cost fund -------------------------------------------------------------
 
@@ -366,7 +371,7 @@ class DeclarationService(PlatformService):
             domain.may_make(action, actor, document)
             after = domain.next_status(document["status"], action)
             fields, entry, release = domain.step_changes(document, after, action, actor, reason,
-                                                         utcnow())
+                                                         clock.now())
             fields.update(changes(document) if changes else {})
             changed = self.store.change_if_status(document["_id"], document["status"], fields,
                                                   entry, release, session)

@@ -146,14 +146,9 @@ class DeclarationStore(DocumentStore):
             {"status": ISSUED, "valid_until": {"$lt": today}}, {"_id": 1}).limit(limit)
         return [document["_id"] for document in found]
 
-    def insert_with_event(self, document, record_event):
-        """A new declaration and its event (``record_event(session)``), in one transaction."""
-
-        def work(session):
-            self.db[DECLARATIONS].insert_one(document, session=session)
-            record_event(session)
-
-        self.in_transaction(work)
+    def insert(self, document, session):
+        """A new declaration, in the caller's transaction."""
+        self.db[DECLARATIONS].insert_one(document, session=session)
 
     def change_if_status(self, declaration_id, status, changes, history_entry, release=(),
                          session=None):

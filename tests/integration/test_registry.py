@@ -265,3 +265,36 @@ def test_who_may_change_which_point(gql, reference):
         == ["FORBIDDEN"]
     assert gql(DEACTIVATE, {"id": point_id, "reason": "weg"}, token=itself)["data"][
         "deactivateSupportPoint"]["active"] is False
+
+
+MUNICIPALITIES = "{ municipalities { code name } }"
+FOR_POSTCODE = "query($p: String!) { municipalityForPostcode(postcode: $p) { code name } }"
+
+
+def test_every_municipality_is_listed_by_name_for_anyone(gql, reference, reference_data):
+    listed = gql(MUNICIPALITIES)["data"]["municipalities"]
+    with open(reference_data / "municipalities.csv", encoding="utf-8") as rows:
+        national = {row["gemeentecode"]: row["gemeentenaam"] for row in csv.DictReader(rows)}
+    assert {m["code"]: m["name"] for m in listed} == national
+    names = [m["name"] for m in listed]
+    # as a Dutch reader looks for them: 's-Gravenhage among the G, not before Aa en Hunze
+    assert names[0] == "Aa en Hunze"
+    assert names.index("Gouda") < names.index("'s-Gravenhage") < names.index("Groningen")
+    assert gql(MUNICIPALITIES, token=token("caregiver"))["data"]["municipalities"] == listed
+
+
+def test_the_municipality_of_a_postcode_follows_from_its_pc4_area(gql, reference):
+    assert gql(FOR_POSTCODE, {"p": "1012 AB"})["data"]["municipalityForPostcode"] == {
+        "code": "GM0363", "name": "Amsterdam"}
+    assert gql(FOR_POSTCODE, {"p": "1381ab"})["data"]["municipalityForPostcode"]["code"] \
+        == "GM0363"                                      # Weesp belongs to Amsterdam now
+    # 1099 has no CBS area: unknown is null, not an error
+    assert gql(FOR_POSTCODE, {"p": "1099 AA"}) == {"data": {"municipalityForPostcode": None}}
+
+
+def test_a_postcode_that_is_none_is_named_without_its_value(gql, reference):
+    answer = gql(FOR_POSTCODE, {"p": "XYZ-12"})
+    error = answer["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["field"] == "postcode"
+    assert "XYZ" not in error["message"]
