@@ -55,12 +55,19 @@ _PAST = {"submit": "submitted", "approve": "approved", "reject": "rejected", "ho
 def next_status(current, action, actor, reason=None):
     """The status after ``action``, if the table has the step, the actor's role may make it
     and a reason is given where the step needs one."""
-    step = TRANSITIONS.get((current, action))
+    return _next(TRANSITIONS, current, action, actor, reason, "claim",
+                 f"a {current.lower().replace('_', ' ') if current else 'new'} claim "
+                 f"cannot be {_PAST.get(action, action)}")
+
+
+def _next(table, current, action, actor, reason, what, refusal):
+    """One lifecycle table's step: its status after, or the refusal (CONFLICT), FORBIDDEN
+    for a role that may not make it, BAD_USER_INPUT for a missing reason."""
+    step = table.get((current, action))
     if step is None:
-        raise Conflict(f"a {current.lower().replace('_', ' ') if current else 'new'} claim "
-                       f"cannot be {_PAST.get(action, action)}")
+        raise Conflict(refusal)
     if (actor or {}).get("role") not in step.by:
-        raise Forbidden("this step of a claim is not yours to make")
+        raise Forbidden(f"this step of a {what} is not yours to make")
     if step.needs_reason and not reason:
         raise BadUserInput("reason: this step needs a reason", field="reason")
     return step.after
@@ -306,7 +313,7 @@ def new_claim(claim_id, request, caregiver_key, actor, assessment, grants, notes
     """A submitted claim. ``sealed_account``: IBAN, BIC and account holder, encrypted."""
     return {
         "_id": claim_id, "status": SUBMITTED, "caregiver_key": caregiver_key,
-        "owner": actor.get("sub"), "declaration_reference": request.declaration_reference,
+        "declaration_reference": request.declaration_reference, "batch_id": None,
         "trips": trip_documents(request, assessment), "amount_cents": sum(grants.values()),
         "grants": {str(year): cents for year, cents in grants.items()},
         "notes": "; ".join(notes) or None, "status_reason": None,
@@ -347,35 +354,91 @@ def pc4_projection(area, changed_at):
     return {"_id": area.pc4, "lat": area.lat, "lon": area.lon, "changed_at": changed_at}
 
 
-# --- payout batches ----------------------------------------------------------------------
+# --- payout batches: four eyes ----------------------------------------------------------
+
+# A batch is proposed by one fund member and released by another. PREPARING, RELEASING and
+# GIVEN_UP are the service's own: a proposal whose file is being written (or that stopped
+# before), a release whose claims are being marked paid.
+PREPARING, AWAITING_RELEASE, RELEASING, RELEASED, GIVEN_UP = (
+    "PREPARING", "AWAITING_RELEASE", "RELEASING", "RELEASED", "GIVEN_UP")
+
+# The batch's lifecycle, complete: (status now, action) -> the step.
+BATCH_TRANSITIONS = {
+    (None, "propose"): Step(PREPARING, FUND_STAFF),
+    # its file is written and stored; its claims stay APPROVED, reserved for it
+    (PREPARING, "file"): Step(AWAITING_RELEASE, SYSTEM_ONLY),
+    # nothing to pay, a file that could not be written, or a preparation that stopped
+    (PREPARING, "give_up"): Step(GIVEN_UP, SYSTEM_ONLY, needs_reason=True),
+    # by another fund member than the one who proposed it (see ``may_release``)
+    (AWAITING_RELEASE, "release"): Step(RELEASING, FUND_STAFF),
+    # every claim of it PAID, with its event
+    (RELEASING, "paid"): Step(RELEASED, SYSTEM_ONLY),
+}
+# How a batch shows to its readers; the others are not listed (NOT_FOUND).
+SHOWN_AS = {AWAITING_RELEASE: AWAITING_RELEASE, RELEASING: AWAITING_RELEASE, RELEASED: RELEASED}
+LISTED = tuple(SHOWN_AS)
+
+
+def next_batch_status(batch, action, actor, reason=None):
+    """The batch's status after ``action``, by its table."""
+    current = batch["status"] if batch else None
+    return _next(BATCH_TRANSITIONS, current, action, actor, reason, "payout batch",
+                 f"a payout batch that is {BATCH_STATE_WORDS.get(current, 'new')} "
+                 f"cannot be {_BATCH_PAST.get(action, action)}")
+
+
+BATCH_STATE_WORDS = {PREPARING: "being prepared", AWAITING_RELEASE: "awaiting release",
+                     RELEASING: "being released", RELEASED: "released", GIVEN_UP: "given up"}
+_BATCH_PAST = {"propose": "proposed", "file": "filed", "give_up": "given up",
+               "release": "released", "paid": "marked paid"}
+
+
+def may_release(actor, batch):
+    """Four eyes: the fund member who proposed a batch cannot release it."""
+    may_review(actor)
+    if (actor or {}).get("sub") == batch["created_by"].get("sub"):
+        raise Forbidden("a payout batch is released by another fund member than the one "
+                        "who proposed it")
+
 
 def new_batch(batch_id, actor, schema, now, lease_until):
-    """A batch being prepared: its claims are reserved for it until it is paid; a batch
-    whose preparation stopped (its lease ran out) is taken up again or let go."""
-    return {"_id": batch_id, "status": "PREPARING", "schema": schema, "created_at": now,
-            "created_by": actor_trace(actor), "lease_until": lease_until,
-            "claim_count": 0, "total_cents": 0}
+    """A proposed batch being prepared: its claims are reserved for it; a batch whose
+    preparation stopped (its lease ran out) is given up and its claims are free again."""
+    return {"_id": batch_id, "status": next_batch_status(None, "propose", actor),
+            "schema": schema, "created_at": now, "created_by": actor_trace(actor),
+            "lease_until": lease_until, "claim_count": 0, "total_cents": 0,
+            "history": [batch_entry(None, PREPARING, "propose", actor, None, now)]}
 
 
-def payment(claim, account):
-    """One credit transfer of the SEPA file (sepaxml's payment dict, without the date)."""
-    transfer = {"name": account["account_holder"], "IBAN": account["iban"],
-                "amount": claim["amount_cents"],
-                "description": f"Reiskostenfonds mantelzorg, declaratie {claim['_id']}",
-                "endtoend_id": claim["_id"]}
-    if account.get("bic"):
-        transfer["BIC"] = account["bic"]
-    return transfer
+def batch_entry(before, after, action, actor, reason, now):
+    return history_entry(before, after, action, actor, reason, now)
+
+
+def pay_chunks(claim_ids, size):
+    """The batch's claims (in the order of their ids) as chunks paid one transaction each:
+    the first and last id and how many, so that a chunk reads only its own claims."""
+    return [{"first": claim_ids[i], "last": claim_ids[min(i + size, len(claim_ids)) - 1],
+             "count": min(size, len(claim_ids) - i)} for i in range(0, len(claim_ids), size)]
 
 
 def batch_view(batch):
+    released = batch.get("released_at") if batch["status"] == RELEASED else None
     return {"id": batch["_id"], "claim_count": batch["claim_count"],
             "total_euros": str(from_cents(batch["total_cents"])),
-            "created_at": batch["created_at"].isoformat(), "schema": batch["schema"]}
+            "created_at": batch["created_at"].isoformat(), "schema": batch["schema"],
+            "status": SHOWN_AS[batch["status"]],
+            "released_at": released.isoformat() if released else None}
 
 
 def no_claims_to_pay():
     return BadUserInput("there are no approved claims to pay: a payout batch is never empty")
+
+
+def require_listed(batch):
+    """A batch its readers may see: proposed or released (not one being prepared or given up)."""
+    if batch is None or batch["status"] not in LISTED:
+        raise NotFound("no such payout batch")
+    return batch
 
 
 def require_found(document, what="claim"):
