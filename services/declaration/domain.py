@@ -21,45 +21,52 @@ SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
 DECIDERS = ("municipality", "admin")   # a municipality only for its own declarations
 
 
-# The lifecycle, complete. Anything else is a CONFLICT.
+# What the error says a step without a reason is.
+_NAMED = {"reject": "a rejection", "revoke": "a revocation"}
+
+
+def _refused(current, action):
+    return (f"a {current.lower() if current else 'new'} declaration cannot be "
+            f"{LIFECYCLE.rows(action)[0].after.lower()}")
+
+
+def _forbidden(action, actor):
+    return ("only the municipality the declaration was requested at"
+            if action != "request" else "you may not request a declaration")
+
+
+# The lifecycle, complete. Anything else is a CONFLICT. A municipality decides only on its
+# own declarations (``may_make``).
 LIFECYCLE = Workflow(
-    Transition(None, "request", REQUESTED, made_by=("caregiver", "municipality")),
-    Transition(REQUESTED, "issue", ISSUED, made_by=DECIDERS),
-    Transition(REQUESTED, "reject", REJECTED, made_by=DECIDERS, needs_reason="a rejection"),
-    Transition(ISSUED, "revoke", REVOKED, made_by=DECIDERS, needs_reason="a revocation"),
-    Transition(ISSUED, "expire", EXPIRED, made_by=(SYSTEM["role"],)),
+    Transition(None, "request", REQUESTED, ("caregiver", "municipality"),
+               "declaration.requested"),
+    Transition(REQUESTED, "issue", ISSUED, DECIDERS, "declaration.issued"),
+    Transition(REQUESTED, "reject", REJECTED, DECIDERS, "declaration.rejected",
+               needs=("reason",)),
+    Transition(ISSUED, "revoke", REVOKED, DECIDERS, "declaration.revoked", needs=("reason",)),
+    Transition(ISSUED, "expire", EXPIRED, (SYSTEM["role"],), "declaration.expired"),
+    refused=_refused, forbidden=_forbidden,
+    reason_missing=lambda t: f"reason: {_NAMED[t.action]} needs a reason",
 )
 # The event each resulting status is published as.
-EVENT_OF = {REQUESTED: "declaration.requested", ISSUED: "declaration.issued",
-            REJECTED: "declaration.rejected", REVOKED: "declaration.revoked",
-            EXPIRED: "declaration.expired"}
+EVENT_OF = {t.after: t.event for t in LIFECYCLE.rows()}
 
 
 def next_status(current, action):
-    transition = LIFECYCLE.step(current, action)
-    if transition is None:
-        raise Conflict(f"a {current.lower() if current else 'new'} declaration cannot be "
-                       f"{LIFECYCLE[action].after.lower()}")
-    return transition.after
+    return LIFECYCLE.transition(current, action).after
 
 
 def required_reason(action, reason):
     """The reason given, tidied (None when empty); BAD_USER_INPUT when the step needs one."""
-    reason = (reason or "").strip() or None
-    needs = LIFECYCLE[action].needs_reason
-    if needs and not reason:
-        raise BadUserInput(f"reason: {needs} needs a reason", field="reason")
-    return reason
+    return LIFECYCLE.reason(action, reason)
 
 
 def may_make(action, actor, declaration):
     """Raises Forbidden unless ``actor`` may make the step ``action`` on ``declaration``
     (for ``request``: the one about to be filed). A municipality acts only on its own
     declarations, a caregiver only on those that carry its own BSN."""
-    role = (actor or {}).get("role")
-    if role not in LIFECYCLE[action].made_by:
-        raise Forbidden("only the municipality the declaration was requested at"
-                        if action != "request" else "you may not request a declaration")
+    LIFECYCLE.require_role(action, actor)
+    role = actor.get("role")
     if role == "municipality" and not own_municipality(actor, declaration):
         raise Forbidden("only the municipality the declaration was requested at"
                         if action != "request" else

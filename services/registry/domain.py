@@ -96,11 +96,14 @@ def require_known_municipalities(document, known_codes, field="input"):
 
 # The workflow of a support point, complete: anything else is refused. Whose point an
 # editor may change (its own municipality's, itself) is checked in ``authorise``.
+EDITORS = ("admin", "municipality", "support_point")
 WORKFLOW = Workflow(
-    Transition(None, "register", "active", made_by=("admin", "municipality")),
-    Transition("active", "update", "active", made_by=("admin", "municipality", "support_point")),
-    Transition("active", "deactivate", "inactive",
-               made_by=("admin", "municipality", "support_point"), needs_reason="a deactivation"),
+    Transition(None, "register", "active", ("admin", "municipality"), "support_point.registered"),
+    Transition("active", "update", "active", EDITORS, "support_point.updated"),
+    Transition("active", "deactivate", "inactive", EDITORS, "support_point.deactivated",
+               needs=("reason",)),
+    refused=lambda state, action: f"an {state} support point cannot be changed by {action}",
+    reason_missing=lambda t: f"reason: give a reason of at most {MAX_REASON} characters",
 )
 MAX_REASON = 500
 
@@ -110,30 +113,24 @@ def state_of(document):
 
 
 def next_state(document, action):
-    state = state_of(document)
-    transition = WORKFLOW.step(state, action)
-    if transition is None:
-        raise Conflict(f"an {state} support point cannot be changed by {action}")
-    return transition.after
+    return WORKFLOW.transition(state_of(document), action).after
 
 
 def required_reason(action, reason):
     """The reason given, tidied; BAD_USER_INPUT when the step needs one and it is missing or
     longer than MAX_REASON characters."""
-    reason = (reason or "").strip()
-    if (WORKFLOW[action].needs_reason and not reason) or len(reason) > MAX_REASON:
+    reason = WORKFLOW.reason(action, reason)
+    if reason is not None and len(reason) > MAX_REASON:
         raise BadUserInput(f"reason: give a reason of at most {MAX_REASON} characters",
                            field="reason")
-    return reason or None
+    return reason
 
 
 def authorise(action, actor, seat, point_id=None, new_seat=None):
     """Raises Forbidden unless the actor may do ``action`` to the point seated in ``seat``
     (for ``register``: the point about to be registered there)."""
-    actor = actor or {}
+    WORKFLOW.require_role(action, actor)
     role = actor.get("role")
-    if role not in WORKFLOW[action].made_by:
-        raise Forbidden("this operation is not allowed for your role")
     if role == "municipality":
         if actor.get("municipality") != seat:
             raise Forbidden("only support points of your own municipality")
