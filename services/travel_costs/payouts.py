@@ -2,7 +2,7 @@
 claim (its SEPA file written, encrypted and stored, its claims reserved and still APPROVED),
 another releases it (its claims PAID, each with its event, and its file served).
 
-The batch's lifecycle is the table ``domain.BATCH_TRANSITIONS``; the SEPA writer is
+The batch's lifecycle is the table ``domain.BATCH_LIFECYCLE``; the SEPA writer is
 ``sepa.py``. A batch whose work stopped (a crash, a restart) holds a lease: once it has run
 out, the next proposal or release takes it up (a proposal without a stored file is given
 up, its claims free again; a release is finished)."""
@@ -13,6 +13,7 @@ from bson import ObjectId
 from common import metrics
 from common.errors import BadUserInput, Conflict
 from common.storage import utcnow_millis
+from common.workflow import actor_trace, audit_entry
 from services.travel_costs import domain, sepa
 
 PAY_CHUNK = 1000            # claims marked paid (with their events) per transaction
@@ -142,7 +143,7 @@ class Payouts:
         domain.may_release(actor, batch)
         now = utcnow_millis()
         if not self._step(batch, "release", actor, changes={
-                "released_by": domain.actor_trace(actor), "released_at": now,
+                "released_by": actor_trace(actor), "released_at": now,
                 "lease_until": self._lease(now)}):
             raise Conflict("the payout batch was released meanwhile")
         batch = self._pay(self.store.batch(batch_id))
@@ -155,8 +156,8 @@ class Payouts:
         run again for a release that stopped halfway."""
         for chunk in batch.get("chunks", []):
             def work(session, chunk=chunk):
-                entry = domain.history_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
-                                             None, utcnow_millis())
+                entry = audit_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
+                                    utcnow_millis())
                 claims = self.store.pay_chunk(batch["_id"], chunk, entry, session)
                 self.outbox.record_many(session, [(domain.EVENT_OF[domain.PAID],
                                                    domain.event_payload(c)) for c in claims])
@@ -229,6 +230,6 @@ class Payouts:
     def _step(self, batch, action, actor, reason=None, changes=None, unset=(), lease_until=None):
         """One step of the batch's table from the status read; False when another came first."""
         after = domain.next_batch_status(batch, action, actor, reason)
-        entry = domain.batch_entry(batch["status"], after, action, actor, reason, utcnow_millis())
+        entry = audit_entry(batch["status"], after, action, actor, utcnow_millis(), reason)
         return self.store.change_batch(batch["_id"], batch["status"], after, entry,
                                        changes=changes, unset=unset, lease_until=lease_until)

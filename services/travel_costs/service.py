@@ -16,6 +16,7 @@ from common.messaging import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
 from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
 from common.storage import Storage, utcnow_millis
+from common.workflow import audit_entry
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import FundConfiguration
 from services.travel_costs.storage import CLAIMS, PAYOUT_FILE_PARTS, TravelCostsStore
@@ -236,7 +237,7 @@ class TravelCostsService(PlatformService):
     def _stepped(self, claim, action, actor, reason, now):
         """The claim after one step of the table, as a document not yet stored."""
         after = domain.next_status(claim["status"], action, actor, reason)
-        entry = domain.history_entry(claim["status"], after, action, actor, reason, now)
+        entry = audit_entry(claim["status"], after, action, actor, now, reason)
         return {**claim, "status": after, "status_reason": reason, "updated_at": now,
                 "history": [*claim["history"], entry]}
 
@@ -244,7 +245,7 @@ class TravelCostsService(PlatformService):
         """One step of a stored claim, its audit entry and its event, in the caller's
         transaction; only from the status read, so two steps never both apply."""
         after = domain.next_status(claim["status"], action, actor, reason)
-        entry = domain.history_entry(claim["status"], after, action, actor, reason, utcnow_millis())
+        entry = audit_entry(claim["status"], after, action, actor, utcnow_millis(), reason)
         changed = self.store.change_claim(claim["_id"], claim["status"], after, entry, session,
                                           changes={"status_reason": reason, **(changes or {})})
         if changed is None:
