@@ -6,6 +6,7 @@ The batch's lifecycle is the table ``domain.BATCH_LIFECYCLE``; the SEPA writer i
 ``sepa.py``. A batch whose work stopped (a crash, a restart) holds a lease: once it has run
 out, the next proposal or release takes it up (a proposal without a stored file is given
 up, its claims free again; a release is finished)."""
+import time
 from datetime import timedelta
 
 from bson import ObjectId
@@ -154,7 +155,10 @@ class Payouts:
     def _pay(self, batch):
         """Marks the batch's claims PAID, a chunk (a range of ids) per transaction; safe to
         run again for a release that stopped halfway."""
+        seconds = []
         for chunk in batch.get("chunks", []):
+            started = time.perf_counter()
+
             def work(session, chunk=chunk):
                 entry = audit_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
                                     utcnow_millis())
@@ -167,7 +171,12 @@ class Payouts:
             metrics.TRAVEL_CLAIMS_PAID.inc(len(claims))
             metrics.TRAVEL_EUROS_PAID.inc(
                 float(domain.from_cents(sum(c["amount_cents"] for c in claims))))
+            seconds.append(time.perf_counter() - started)
         self._step(batch, "paid", domain.SYSTEM, unset=("lease_until",))
+        if seconds:   # each chunk costs the same however large the batch (docs/performance.md)
+            self.log.info("travel_costs.payout_chunks_paid", batch_id=batch["_id"],
+                          chunks=len(seconds), first_chunk_ms=round(seconds[0] * 1000, 1),
+                          last_chunk_ms=round(seconds[-1] * 1000, 1))
         return self.store.batch(batch["_id"])
 
     def take_up_stalled(self):
