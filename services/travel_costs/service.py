@@ -6,11 +6,10 @@ from types import SimpleNamespace
 import eventlet
 from bson import ObjectId
 from nameko.rpc import RpcProxy, rpc
-from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from common.crypto import ServiceKeys
-from common.errors import BadUserInput, Conflict, Unavailable, bad_input_from_validation
+from common.errors import BadUserInput, Conflict, Unavailable
 from common.limits import page_size
 from common.messaging import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
@@ -26,13 +25,6 @@ GRANT_ATTEMPTS = 20
 
 class _GrantsChanged(Exception):
     """Another claim of the same caregiver changed the annual counters meanwhile."""
-
-
-def _validated(model, data, prefix):
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        raise bad_input_from_validation(exc, prefix) from None
 
 
 class TravelCostsService(PlatformService):
@@ -86,7 +78,7 @@ class TravelCostsService(PlatformService):
     def _checked_claim(self, data, actor):
         """Every check a claim passes before anything is stored, and its trips' amounts:
         what a submission and its preview share. Refusals raise; nothing is written."""
-        request = _validated(TravelClaimInput, data, "input")
+        request = TravelClaimInput.parsed(data)
         domain.may_submit(actor)
         domain.refuse_repeated_trips(request.trips)
         assessment = domain.assess_trips(
@@ -271,7 +263,9 @@ class TravelCostsService(PlatformService):
     def release_payout_batch(self, batch_id, actor):
         """Releases a proposed batch (by another fund member than its proposer): its claims
         become PAID with their events and its file is served. A second release is CONFLICT,
-        so a retry never pays twice."""
+        so a retry never pays twice. Retry safety per request (the first answer again for a
+        repeat of the same request) wraps this entrypoint as a whole: its answer is the
+        batch's public view, without personal data."""
         return self._payouts().release(batch_id, actor)
 
     @rpc
