@@ -11,7 +11,7 @@ from datetime import date, datetime
 import graphene
 
 from common.limits import page_size
-from common.schemas.travel_costs import CLAIM_STATUSES, TRAVEL_MODES
+from common.schemas.travel_costs import CLAIM_STATUSES, PAYOUT_BATCH_STATUSES, TRAVEL_MODES
 from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import audit_step, enum_of, to_wire
@@ -22,6 +22,8 @@ FUND_STAFF = ("fund", "admin")
 
 TravelMode = enum_of("TravelMode", TRAVEL_MODES, "How a trip was made.")
 ClaimStatus = enum_of("ClaimStatus", CLAIM_STATUSES, "Where a travel claim is in its lifecycle.")
+PayoutBatchStatus = enum_of("PayoutBatchStatus", PAYOUT_BATCH_STATUSES,
+                            "Four eyes: proposed by one fund member, released by another.")
 
 
 def sepa_xml_path(batch_id):
@@ -84,11 +86,15 @@ class TravelClaimPreview(graphene.ObjectType):
 
 
 class PayoutBatch(graphene.ObjectType):
+    """Four eyes: one fund member proposes a batch, another releases it. Until it is
+    released its claims stay APPROVED and its SEPA file is not served (CONFLICT)."""
     id = graphene.ID(required=True)
     claim_count = graphene.Int(required=True)
     total_euros = Decimal(required=True)
     created_at = DateTime(required=True)
     sepa_xml_url = graphene.String(required=True)
+    status = graphene.Field(PayoutBatchStatus, required=True)
+    released_at = DateTime()
 
 
 class TravelStatement(graphene.ObjectType):
@@ -115,10 +121,12 @@ def _claim(answer):
 
 
 def _batch(answer):
+    released = answer["released_at"]
     return PayoutBatch(id=answer["id"], claim_count=answer["claim_count"],
                        total_euros=answer["total_euros"],
                        created_at=datetime.fromisoformat(answer["created_at"]),
-                       sepa_xml_url=sepa_xml_path(answer["id"]))
+                       sepa_xml_url=sepa_xml_path(answer["id"]), status=answer["status"],
+                       released_at=datetime.fromisoformat(released) if released else None)
 
 
 class TravelCostsQuery(graphene.ObjectType):
@@ -129,6 +137,8 @@ class TravelCostsQuery(graphene.ObjectType):
                                   after=graphene.String())
     travel_statement = graphene.Field(TravelStatement, required=True,
                                       year=graphene.Int(required=True))
+    payout_batches = graphene.List(graphene.NonNull(PayoutBatch), required=True,
+                                   first=graphene.Int(default_value=20), after=graphene.String())
     travel_claim_preview = graphene.Field(
         TravelClaimPreview, required=True, input=TravelClaimInput(required=True),
         description="Added: what submitTravelClaim would pay for this input now; stores nothing.")
@@ -152,6 +162,14 @@ class TravelCostsQuery(graphene.ObjectType):
         first = page_size(20 if first is None else first)
         found = context.call(SERVICE, "travel_claims", to_wire(status), first, after, context.actor)
         return [_claim(c) for c in found]
+
+    @calls_services()
+    def resolve_payout_batches(root, info, first=20, after=None):
+        context = info.context
+        context.principal.require(*FUND_STAFF)
+        first = page_size(20 if first is None else first)
+        return [_batch(b) for b in context.call(SERVICE, "payout_batches", first, after,
+                                                context.actor)]
 
     @calls_services()
     def resolve_travel_claim_preview(root, info, input):
@@ -178,6 +196,7 @@ class TravelCostsMutation(graphene.ObjectType):
                                          approve=graphene.Boolean(required=True),
                                          reason=graphene.String())
     create_payout_batch = graphene.Field(PayoutBatch, required=True)
+    release_payout_batch = graphene.Field(PayoutBatch, required=True, id=graphene.ID(required=True))
 
     @calls_services()
     def resolve_submit_travel_claim(root, info, input):
@@ -198,4 +217,12 @@ class TravelCostsMutation(graphene.ObjectType):
         context.principal.require(*FUND_STAFF)
         # A batch of many claims takes longer than an ordinary call.
         return _batch(context.long_call(SERVICE, "create_payout_batch", context.actor,
+                                        setting="PAYOUT_TIMEOUT_SECONDS", default=600))
+
+    @calls_services()
+    def resolve_release_payout_batch(root, info, id):
+        context = info.context
+        context.principal.require(*FUND_STAFF)
+        # Marking every claim of a large batch paid takes longer than an ordinary call.
+        return _batch(context.long_call(SERVICE, "release_payout_batch", id, context.actor,
                                         setting="PAYOUT_TIMEOUT_SECONDS", default=600))
