@@ -3,9 +3,10 @@ travel_costs service over RPC. The gateway checks the caller's role; the service
 a claim or declaration is the caller's own.
 
 Added to the contract (documented in docs/travel_costs.md): ``TravelClaim.history``,
-``Query.travelClaimPreview``.
+``Query.travelClaimPreview``, ``PayoutBatch.proposedByYou``.
 ``PayoutBatch.sepaXmlUrl`` and ``TravelStatement.pdfUrl`` are paths on the gateway, fetched
 with the same bearer token."""
+import base64
 from datetime import date, datetime
 
 import graphene
@@ -95,6 +96,9 @@ class PayoutBatch(graphene.ObjectType):
     sepa_xml_url = graphene.String(required=True)
     status = graphene.Field(PayoutBatchStatus, required=True)
     released_at = DateTime()
+    proposed_by_you = graphene.Boolean(
+        required=True, description="Added: whether the caller proposed this batch (and so "
+                                   "cannot release it: four eyes).")
 
 
 class TravelStatement(graphene.ObjectType):
@@ -126,7 +130,19 @@ def _batch(answer):
                        total_euros=answer["total_euros"],
                        created_at=datetime.fromisoformat(answer["created_at"]),
                        sepa_xml_url=sepa_xml_path(answer["id"]), status=answer["status"],
-                       released_at=datetime.fromisoformat(released) if released else None)
+                       released_at=datetime.fromisoformat(released) if released else None,
+                       proposed_by_you=bool(answer.get("proposed_by_you")))
+
+
+def payout_file(context, batch_id):
+    """The bytes of a released batch's SEPA file, fetched in pieces (one RPC message stays
+    small however large the file); CONFLICT while the batch awaits its release."""
+    content = bytearray()
+    while True:
+        piece = context.call(SERVICE, "payout_file", batch_id, len(content), context.actor)
+        content += base64.b64decode(piece["data"])
+        if not piece["data"] or len(content) >= piece["size"]:
+            return bytes(content)
 
 
 class TravelCostsQuery(graphene.ObjectType):

@@ -342,6 +342,21 @@ def campaign_view(campaign, reached):
             "opted_out_municipality_codes": campaign["opted_out_municipality_codes"]}
 
 
+def may_see_materials(actor):
+    """A support point sees the material distributed to itself; the id is its token's."""
+    if (actor or {}).get("role") != "support_point" or not actor.get("support_point"):
+        raise Forbidden("only a support point sees the material distributed to it")
+    return actor["support_point"]
+
+
+def material_view(distribution, campaign):
+    """One campaign's material as a support point received it."""
+    return {"campaign_name": campaign["name"], "hashtag": campaign["hashtag"],
+            "materials": distribution["materials"], "starts_on": campaign["starts_on"],
+            "ends_on": campaign["ends_on"],
+            "at": distribution["at"].isoformat()}
+
+
 def campaign_event(campaign, reached):
     view = campaign_view(campaign, reached)
     view.pop("materials")

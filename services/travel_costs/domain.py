@@ -407,9 +407,12 @@ def pay_chunks(claim_ids, size):
              "count": min(size, len(claim_ids) - i)} for i in range(0, len(claim_ids), size)]
 
 
-def batch_view(batch):
+def batch_view(batch, actor=None):
+    """A batch as it leaves the service; ``proposed_by_you`` tells ``actor`` whether the
+    batch is its own proposal (which it cannot release), without naming who proposed it."""
     released = batch.get("released_at") if batch["status"] == RELEASED else None
-    return {"id": batch["_id"], "claim_count": batch["claim_count"],
+    mine = bool(actor and actor.get("sub")) and actor["sub"] == batch["created_by"].get("sub")
+    return {"id": batch["_id"], "claim_count": batch["claim_count"], "proposed_by_you": mine,
             "total_euros": str(from_cents(batch["total_cents"])),
             "created_at": batch["created_at"].isoformat(), "schema": batch["schema"],
             "status": SHOWN_AS[batch["status"]],

@@ -61,7 +61,7 @@ class Payouts:
         batch = self.store.batch(batch["_id"])
         self.log.info("travel_costs.payout_batch_proposed", batch_id=batch["_id"],
                       claim_count=batch["claim_count"], schema=batch["schema"])
-        return domain.batch_view(batch)
+        return domain.batch_view(batch, actor)
 
     def _write_file(self, batch, execution_date):
         """Reads the batch's claims once, writes its file, stores it encrypted in parts;
@@ -150,7 +150,7 @@ class Payouts:
         batch = self._pay(self.store.batch(batch_id))
         self.log.info("travel_costs.payout_batch_released", batch_id=batch_id,
                       claim_count=batch["claim_count"])
-        return domain.batch_view(batch)
+        return domain.batch_view(batch, actor)
 
     def _pay(self, batch):
         """Marks the batch's claims PAID, a chunk (a range of ids) per transaction; safe to
@@ -198,7 +198,7 @@ class Payouts:
             after_batch = self.store.batch(after)
             if after_batch is None or after_batch["status"] not in domain.LISTED:
                 raise BadUserInput("after: not a payout batch of an earlier page", field="after")
-        return [domain.batch_view(b) for b in self.store.batches_page(first, after_batch)]
+        return [domain.batch_view(b, actor) for b in self.store.batches_page(first, after_batch)]
 
     def file_piece(self, batch_id, offset, actor):
         """A piece of a released batch's SEPA file, decrypted only now: {"size", "data"

@@ -61,6 +61,7 @@ bagStock                  U    F    F     F     F       F      F      F    A    
 createCampaign            U    F    F     F     F       F      F      F    A        A
 launchCampaign            U    F    F     F     F       F      F      F    A        A
 campaigns                 U    F    A     A     F       F      F      F    A        A
+supportPointMaterials     U    F    F     F     F       A      A      F    F        F
 optOutOfCampaign          U    F    A     F     F       F      F      F    F        A
 municipalities            A    A    A     A     A       A      A      A    A        A
 municipalityForPostcode   A    A    A     A     A       A      A      A    A        A
@@ -320,6 +321,8 @@ OPERATIONS = {
     "launchCampaign": (f"mutation($id: ID!) {{ launchCampaign(id: $id) {{ {CAMPAIGN} }} }}",
                        lambda w, role: {"id": w.fresh_campaign()["id"]}),
     "campaigns": (f"query {{ campaigns {{ {CAMPAIGN} }} }}", lambda w, role: {}),
+    "supportPointMaterials": ("query { supportPointMaterials { campaignName at } }",
+                              lambda w, role: {}),
     "optOutOfCampaign": (
         f"""mutation($id: ID!, $m: String!) {{ optOutOfCampaign(id: $id, municipalityCode: $m) {{
             {CAMPAIGN} }} }}""",
