@@ -286,7 +286,7 @@ def test_a_support_point_edits_its_entry_and_a_change_first_is_explained(desks, 
     assert after["name"].endswith("(gemeente)") and after["phone"] != "033 999 99 99"
 
 
-def test_the_support_point_sees_the_campaign_material_it_received(desks, checked):
+def test_the_support_point_sees_the_campaign_material_it_received(desks, checked, gql):
     page = desks["support_point"]
 
     def received():
@@ -296,6 +296,10 @@ def test_the_support_point_sees_the_campaign_material_it_received(desks, checked
     assert eventually(received, timeout=30)
     assert "Poster A3" in page.inner_text("main")
     checked(page, "steunpunt campagnemateriaal")
+    # another support point sees only its own material
+    other = gql("query { supportPointMaterials { campaignName } }",
+                token=token("support_point", support_point=f"elders-{uuid.uuid4().hex[:6]}"))
+    assert other == {"data": {"supportPointMaterials": []}}, other
 
 
 # --- a partner ---------------------------------------------------------------------------------

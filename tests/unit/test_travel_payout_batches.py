@@ -170,3 +170,15 @@ def test_a_new_data_key_covers_the_sepa_files(store):
         pass
     assert {p["sealed"]["kid"] for p in store[PAYOUT_FILE_PARTS].find()} == {"k2"}
     assert served_file(fund(store, DataCipher([NEW])), batch["id"]) == before
+
+
+def test_a_batch_tells_its_proposer_that_it_is_theirs_and_names_nobody(store):
+    cipher = DataCipher([OLD])
+    approved_claims(store, cipher, ACCOUNTS[:1])
+    proposer, releaser = fund(store, cipher), fund(store, cipher)
+    proposed = proposer.create_payout_batch(PROPOSER)
+    assert proposed["proposed_by_you"] is True
+    assert [b["proposed_by_you"] for b in proposer.payout_batches(20, None, PROPOSER)] == [True]
+    assert [b["proposed_by_you"] for b in releaser.payout_batches(20, None, RELEASER)] == [False]
+    assert PROPOSER["sub"] not in repr(releaser.payout_batches(20, None, RELEASER))
+    assert releaser.release_payout_batch(proposed["id"], RELEASER)["proposed_by_you"] is False
