@@ -85,3 +85,76 @@ REVOKE = """
 mutation Revoke($id: ID!, $reason: String!) {
   revokeDeclaration(id: $id, reason: $reason) { id reference status }
 }"""
+
+SETTINGS = """
+query Settings($code: String!) {
+  declarationSettings(municipalityCode: $code) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
+}"""
+
+SET_SETTINGS = """
+mutation SetSettings($code: String!, $input: DeclarationSettingsInput!) {
+  setDeclarationSettings(municipalityCode: $code, input: $input) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
+}"""
+
+CAMPAIGNS = """
+query Campaigns {
+  campaigns {
+    id name hashtag scope municipalityCodes startsOn endsOn launched
+    optedOutMunicipalityCodes materials
+  }
+}"""
+
+OPT_OUT = """
+mutation OptOut($id: ID!, $code: String!) {
+  optOutOfCampaign(id: $id, municipalityCode: $code) { id name }
+}"""
+
+POINT_FIELDS = """
+  id name kind municipalityCode address { street houseNumber postcode city } phone email
+  website areas active version updatedAt"""
+
+OWN_SUPPORT_POINTS = """
+query OwnSupportPoints($code: String!, $after: String) {
+  supportPoints(municipalityCode: $code, first: 100, after: $after) {
+    total nextCursor items {""" + POINT_FIELDS + """ }
+  }
+}"""
+
+SUPPORT_POINT = "query SupportPoint($id: ID!) { supportPoint(id: $id) {" + POINT_FIELDS + " } }"
+
+REGISTER_SUPPORT_POINT = """
+mutation RegisterSupportPoint($input: SupportPointInput!) {
+  registerSupportPoint(input: $input) { id name }
+}"""
+
+UPDATE_SUPPORT_POINT = """
+mutation UpdateSupportPoint($id: ID!, $input: SupportPointInput!, $version: Int!) {
+  updateSupportPoint(id: $id, input: $input, expectedVersion: $version) { id name version }
+}"""
+
+DEACTIVATE_SUPPORT_POINT = """
+mutation DeactivateSupportPoint($id: ID!, $reason: String!) {
+  deactivateSupportPoint(id: $id, reason: $reason) { id name active }
+}"""
+
+BAG_ORDERS = """
+query BagOrders($code: String!) {
+  bagOrders(municipalityCode: $code) {
+    id supportPointId quantityRequested quantityAllocated status localInserts createdAt
+  }
+}"""
+
+ORDER_BAGS = """
+mutation OrderBags($code: String!, $point: ID, $quantity: Int!, $lines: [String!]) {
+  orderInformationBags(municipalityCode: $code, supportPointId: $point, quantity: $quantity,
+                       localInserts: $lines) { id quantityRequested }
+}"""
+
+CANCEL_BAG_ORDER = """
+mutation CancelBagOrder($id: ID!, $reason: String!) {
+  cancelBagOrder(id: $id, reason: $reason) { id status }
+}"""

@@ -3,6 +3,7 @@ HTTP entrypoints of the gateway. Each hands its request to its view in ``views.p
 from gateway.server import http
 
 from gateway.web import assets, signin, staff, views
+from gateway.web.desks import campaign as desk_campaign
 from gateway.web.app import serve
 
 
@@ -119,3 +120,33 @@ class StaffPages:
     @http("GET", "/medewerkers/aanvragen/<reference>/besluit.pdf")
     def staff_decision_letter(self, request, reference):
         return serve(self, request, staff.decision_letter, reference)
+
+    @http("GET,POST", "/medewerkers/instellingen")
+    def staff_settings(self, request):
+        return serve(self, request, staff.settings_page)
+
+    @http("GET,POST", "/medewerkers/campagnes")
+    def staff_campaigns(self, request):
+        # the campaign team's page, or the municipality's own view (``staff.campaigns``)
+        return serve(self, request, desk_campaign.campaigns)
+
+    @http("GET", "/medewerkers/steunpunten")
+    def staff_support_points(self, request):
+        return serve(self, request, staff.support_points)
+
+    @http("GET,POST", "/medewerkers/steunpunten/nieuw")
+    def staff_register_support_point(self, request):
+        return serve(self, request, staff.register_support_point)
+
+    @http("GET,POST", "/medewerkers/steunpunten/<point_id>")
+    def staff_support_point(self, request, point_id):
+        return serve(self, request, staff.support_point, point_id)
+
+    @http("GET,POST", "/medewerkers/steunpunten/<point_id>/opheffen")
+    def staff_deactivate_support_point(self, request, point_id):
+        return serve(self, request, staff.deactivate_support_point, point_id)
+
+    @http("GET,POST", "/medewerkers/informatietassen")
+    def staff_bag_orders(self, request):
+        # the campaign team's page, or the municipality's own view (``staff.bag_orders``)
+        return serve(self, request, desk_campaign.bags)

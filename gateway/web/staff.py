@@ -10,7 +10,7 @@ from common import config as settings
 from gateway.web import operations, signin
 from gateway.web.app import STAFF_PAGES, OperationRefused
 from gateway.web.forms import Form
-from gateway.web.texts import QUEUE_STATUS_NAMES, ROLE_NAMES, STAFF_MENUS
+from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES, STAFF_MENUS
 from gateway.web.views import _next_page, complete_sign_in, letter_response, not_found
 
 HOME = signin.STAFF_HOME
@@ -239,3 +239,281 @@ def decision_letter(page, reference):
     pages (``views.decision_letter``)."""
     page.require_staff(*DESK)
     return letter_response(page, reference)
+
+
+# --- the municipality's settings -------------------------------------------------------------
+
+SETTINGS_FIELDS = {   # form field -> (input path, message when the platform refuses it)
+    "maanden": ("input.minCareMonths", "Vul een aantal maanden in van 0 tot en met 120."),
+    "uren": ("input.minHoursPerWeek", "Vul een aantal uren per week in van 0 tot en met 168, "
+                                      "bijvoorbeeld 8 of 8,5."),
+    "geldigheid": ("input.validityMonths", "Vul een aantal maanden in van 1 tot en met 120."),
+    "doelen": ("input.purposes", "Kies ten minste één doel."),
+}
+
+
+def settings_page(page):
+    """The municipality's criteria over the national defaults (a field left empty takes
+    the national default)."""
+    page.require_staff(*DESK)
+    code = page.session["municipality"]
+    if page.request.method == "GET":
+        current = page.graphql(operations.SETTINGS, {"code": code})["declarationSettings"]
+        form = Form({"maanden": str(current["minCareMonths"]),
+                     "uren": current["minHoursPerWeek"].replace(".", ","),
+                     "geldigheid": str(current["validityMonths"])})
+        return page.render("staff_settings.html", form=form, chosen=current["purposes"])
+    form = Form({name: page.form.get(name) for name in ("maanden", "uren", "geldigheid")})
+    chosen = page.form.getlist("doelen")
+    chosen_input = {"minCareMonths": _whole(form, "maanden", "het aantal maanden zorg"),
+                    "minHoursPerWeek": form.decimal("uren", "het aantal uren per week", "8",
+                                                    required=False),
+                    "validityMonths": _whole(form, "geldigheid", "hoe lang een verklaring geldt"),
+                    "purposes": chosen or None}
+    if not form.errors:
+        try:
+            page.graphql(operations.SET_SETTINGS, {"code": code, "input": chosen_input})
+        except OperationRefused as refusal:
+            form.refused(refusal, SETTINGS_FIELDS, "Opslaan lukte niet. Controleer de waarden.")
+        else:
+            page.session.flash("De instellingen zijn opgeslagen. Ze gelden voor nieuwe "
+                               "aanvragen en besluiten.")
+            return page.redirect(STAFF_PAGES + "/instellingen")
+    return page.render("staff_settings.html", form=form, errors=form.errors, chosen=chosen,
+                       status=400)
+
+
+def _whole(form, name, what):
+    """A whole number from the form, None when left empty (the national default)."""
+    value = form.get(name)
+    if not value:
+        return None
+    if not value.isdigit():
+        form.fail(name, f"Vul {what} in als een heel getal, of laat het leeg.")
+        return None
+    return int(value)
+
+
+# --- the campaigns that include the municipality ---------------------------------------------
+
+def campaigns(page):
+    page.require_staff(*DESK)
+    code = page.session["municipality"]
+    if page.request.method == "POST":
+        try:
+            left = page.graphql(operations.OPT_OUT, {"id": page.form.get("campagne", ""),
+                                                     "code": code})["optOutOfCampaign"]
+        except OperationRefused:
+            page.session.flash("Afmelden lukte niet. U kunt uw gemeente alleen afmelden voor "
+                               "een regionale campagne waar zij bij hoort.")
+        else:
+            page.session.flash(f"Uw gemeente doet niet mee aan {left['name']}.")
+        return page.redirect(STAFF_PAGES + "/campagnes")
+    found = page.graphql(operations.CAMPAIGNS)["campaigns"]
+    return page.render("staff_campaigns.html", campaigns=found, code=code)
+
+
+# --- the municipality's support points ------------------------------------------------------
+
+POINTS = STAFF_PAGES + "/steunpunten"
+POINT_FORM_FIELDS = {   # form field -> (input path, message when the platform refuses it)
+    "naam": ("input.name", "Vul de naam van het steunpunt in."),
+    "soort": ("input.kind", "Kies wat voor steunpunt het is."),
+    "straat": ("input.address.street", "Vul de straat in."),
+    "huisnummer": ("input.address.houseNumber", "Vul het huisnummer in."),
+    "postcode": ("input.address.postcode", "Vul de postcode in zoals 1234 AB. Het platform "
+                                           "moet de postcode kennen."),
+    "plaats": ("input.address.city", "Vul de plaats in."),
+    "telefoon": ("input.phone", "Vul een Nederlands telefoonnummer in, zoals 030-123 45 67, "
+                                "of laat het leeg."),
+    "email": ("input.email", "Vul een e-mailadres in zoals info@voorbeeld.nl, of laat het leeg."),
+    "website": ("input.website", "Vul een webadres in dat begint met https://, of laat het "
+                                 "leeg."),
+    "hulp": ("input.areas", "Kies ten minste één soort hulp."),
+}
+CHANGED_MEANWHILE = ("Iemand anders heeft dit steunpunt gewijzigd nadat u het opende. Uw "
+                     "wijzigingen zijn niet opgeslagen. Hieronder ziet u hoe het steunpunt nu "
+                     "is opgeslagen; wat u invulde, staat nog in het formulier. Controleer het "
+                     "en sla opnieuw op.")
+
+
+def support_points(page):
+    page.require_staff(*DESK)
+    found = page.graphql(operations.OWN_SUPPORT_POINTS, {
+        "code": page.session["municipality"], "after": page.request.args.get("na") or None})[
+        "supportPoints"]
+    return page.render("staff_support_points.html", points=found["items"],
+                       total=found["total"], next_after=found["nextCursor"])
+
+
+def _point_values(point):
+    address = point["address"]
+    return {"naam": point["name"], "soort": point["kind"], "straat": address["street"],
+            "huisnummer": address["houseNumber"], "postcode": address["postcode"],
+            "plaats": address["city"], "telefoon": point.get("phone") or "",
+            "email": point.get("email") or "", "website": point.get("website") or ""}
+
+
+def _point_input(page, form, areas):
+    """The contract's SupportPointInput from the form (the seat: the own municipality)."""
+    point = {"name": form.required("naam", "de naam van het steunpunt"),
+             "kind": form.get("soort"), "municipalityCode": page.session["municipality"],
+             "address": {"street": form.required("straat", "de straat"),
+                         "houseNumber": form.required("huisnummer", "het huisnummer"),
+                         "postcode": form.postcode("postcode", "de postcode"),
+                         "city": form.required("plaats", "de plaats")},
+             "phone": form.get("telefoon") or None, "email": form.get("email") or None,
+             "website": form.get("website") or None, "areas": areas}
+    if point["kind"] not in KIND_NAMES:
+        form.fail("soort", "Kies wat voor steunpunt het is.")
+    if not areas or any(area not in AREA_NAMES for area in areas):
+        form.fail("hulp", "Kies ten minste één soort hulp.")
+    return None if form.errors else point
+
+
+def register_support_point(page):
+    page.require_staff(*DESK)
+    form = Form({name: page.form.get(name) for name in POINT_FORM_FIELDS if name != "hulp"})
+    areas = page.form.getlist("hulp")
+    if page.request.method == "POST":
+        point = _point_input(page, form, areas)
+        if point is not None:
+            try:
+                made = page.graphql(operations.REGISTER_SUPPORT_POINT,
+                                    {"input": point})["registerSupportPoint"]
+            except OperationRefused as refusal:
+                form.refused(refusal, POINT_FORM_FIELDS, "Registreren lukte niet. Controleer "
+                                                         "wat u heeft ingevuld.")
+            else:
+                page.session.flash(f"Steunpunt {made['name']} is geregistreerd.")
+                return page.redirect(POINTS)
+    return _point_page(page, form, areas, status=400 if form.errors else 200)
+
+
+def support_point(page, point_id):
+    """One of the municipality's support points: change it (with the version read when the
+    form was opened: someone else's change meanwhile is explained, not overwritten), or
+    deactivate it with a reason."""
+    page.require_staff(*DESK)
+    point = _own_point(page, point_id)
+    if point is None:
+        return not_found(page)
+    if page.request.method == "GET":
+        form = Form({**_point_values(point), "versie": str(point["version"])})
+        return _point_page(page, form, point["areas"], point)
+    form = Form({name: page.form.get(name) for name in (*POINT_FORM_FIELDS, "versie")
+                 if name != "hulp"})
+    areas = page.form.getlist("hulp")
+    changes = _point_input(page, form, areas)
+    version = form.get("versie")
+    stored = None
+    if changes is not None:
+        try:
+            page.graphql(operations.UPDATE_SUPPORT_POINT, {
+                "id": point_id, "input": changes,
+                "version": int(version) if version.isdigit() else point["version"]})
+        except OperationRefused as refusal:
+            if "CONFLICT" in refusal.codes:
+                form.fail("", CHANGED_MEANWHILE)
+                stored = point                       # what someone else saved
+                form.values["versie"] = str(point["version"])   # saving again overwrites it
+            else:
+                form.refused(refusal, POINT_FORM_FIELDS, "Opslaan lukte niet. Controleer wat "
+                                                         "u heeft ingevuld.")
+        else:
+            page.session.flash(f"Steunpunt {changes['name']} is gewijzigd.")
+            return page.redirect(POINTS)
+    return _point_page(page, form, areas, point, stored, status=409 if stored else 400)
+
+
+def deactivate_support_point(page, point_id):
+    page.require_staff(*DESK)
+    if page.request.method == "GET":
+        return page.redirect(f"{POINTS}/{point_id}")
+    point = _own_point(page, point_id)
+    if point is None:
+        return not_found(page)
+    form = Form({**_point_values(point), "versie": str(point["version"]),
+                 "reden": page.form.get("reden")})
+    if not form.required("reden", "de reden waarom het steunpunt stopt"):
+        return _point_page(page, form, point["areas"], point, status=400)
+    page.graphql(operations.DEACTIVATE_SUPPORT_POINT, {"id": point_id,
+                                                       "reason": form.get("reden")})
+    page.session.flash(f"Steunpunt {point['name']} is opgeheven.")
+    return page.redirect(POINTS)
+
+
+def _point_page(page, form, areas, point=None, stored=None, status=200):
+    """The form of a support point: a new one (``point`` None) or one to change, with what
+    is stored now when someone else changed it meanwhile (``stored``)."""
+    return page.render("staff_support_point.html", form=form, errors=form.errors, areas=areas,
+                       point=point, stored=stored, status=status)
+
+
+def _own_point(page, point_id):
+    """The support point when it is this municipality's, else None."""
+    try:
+        point = page.graphql(operations.SUPPORT_POINT, {"id": point_id})["supportPoint"]
+    except OperationRefused:   # not an id at all
+        return None
+    if point is None or point["municipalityCode"] != page.session["municipality"]:
+        return None
+    return point
+
+
+# --- information bags --------------------------------------------------------------------------
+
+BAGS = STAFF_PAGES + "/informatietassen"
+BAG_FORM_FIELDS = {
+    "aantal": ("quantity", "Vul een aantal tassen in van 1 tot en met 100.000."),
+    "voor": ("supportPointId", "Kies de gemeente zelf of een van haar steunpunten."),
+    "bijlage": ("localInserts", "Schrijf ten hoogste 20 regels van ten hoogste 300 tekens."),
+}
+
+
+def bag_orders(page):
+    """The municipality's orders of information bags and their state; a new order for itself
+    or one of its support points; cancelling one with a reason."""
+    page.require_staff(*DESK)
+    code = page.session["municipality"]
+    points = {p["id"]: p["name"] for p in page.graphql(operations.OWN_SUPPORT_POINTS, {
+        "code": code, "after": None})["supportPoints"]["items"]}
+    form = Form({name: page.form.get(name) for name in (*BAG_FORM_FIELDS, "reden")})
+    if page.request.method == "POST" and page.form.get("actie") == "annuleren":
+        if not form.get("reden"):
+            form.fail("", "Vul bij de bestelling in waarom u die annuleert, en annuleer "
+                          "opnieuw.")
+        else:
+            try:
+                page.graphql(operations.CANCEL_BAG_ORDER, {"id": page.form.get("bestelling", ""),
+                                                           "reason": form.get("reden")})
+            except OperationRefused:
+                form.fail("", "Annuleren lukte niet: de bestelling is al verzonden of "
+                              "geannuleerd.")
+            else:
+                page.session.flash("De bestelling is geannuleerd.")
+                return page.redirect(BAGS)
+    elif page.request.method == "POST":
+        quantity = form.required("aantal", "het aantal tassen")
+        if quantity and not quantity.replace(".", "").isdigit():
+            form.fail("aantal", "Vul het aantal tassen in als een heel getal, zoals 250.")
+        point = form.get("voor") or None
+        if point is not None and point not in points:
+            form.fail("voor", "Kies de gemeente zelf of een van haar steunpunten.")
+        lines = [line.strip() for line in form.get("bijlage").splitlines() if line.strip()]
+        if not form.errors:
+            try:
+                page.graphql(operations.ORDER_BAGS, {
+                    "code": code, "point": point, "quantity": int(quantity.replace(".", "")),
+                    "lines": lines or None})
+            except OperationRefused as refusal:
+                form.refused(refusal, BAG_FORM_FIELDS, "Bestellen lukte niet. Controleer wat u "
+                                                       "heeft ingevuld.")
+            else:
+                page.session.flash("Uw bestelling is ontvangen. Het campagneteam verdeelt de "
+                                   "tassen; u ziet hieronder hoe het ermee staat.")
+                return page.redirect(BAGS)
+    orders = page.graphql(operations.BAG_ORDERS, {"code": code})["bagOrders"]
+    orders.sort(key=lambda order: order["createdAt"], reverse=True)
+    return page.render("staff_bag_orders.html", orders=orders, points=points, form=form,
+                       errors=form.errors, status=400 if form.errors else 200)

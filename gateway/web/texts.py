@@ -39,14 +39,6 @@ CLAIM_STATUS_NAMES = {
     "PAID": "Uitbetaald",
 }
 
-BAG_ORDER_STATUS_NAMES = {
-    "REQUESTED": "Besteld, wacht op tassen",
-    "ALLOCATED": "Tassen toegewezen",
-    "SHIPPED": "Verzonden",
-    "DELIVERED": "Afgeleverd",
-    "CANCELLED": "Geannuleerd",
-}
-
 MODE_NAMES = {"CAR": "Auto", "PUBLIC_TRANSPORT": "Openbaar vervoer", "BICYCLE": "Fiets",
               "TAXI": "Taxi"}
 
@@ -77,6 +69,8 @@ ROLE_NAMES = {
 # starts after signing in. A role reaches only its own pages.
 STAFF_MENUS = {
     "municipality": (("/medewerkers/aanvragen", "Aanvragen"),
+                     ("/medewerkers/instellingen", "Instellingen"),
+                     ("/medewerkers/steunpunten", "Steunpunten"),
                      ("/medewerkers/informatietassen", "Informatietassen"),
                      ("/medewerkers/campagnes", "Campagnes")),
     "fund": (("/medewerkers/reiskosten", "Declaraties beoordelen"),
@@ -97,6 +91,14 @@ QUEUE_STATUS_NAMES = {
     "REJECTED": "Afgewezen",
     "REVOKED": "Ingetrokken",
     "EXPIRED": "Verlopen",
+}
+
+BAG_ORDER_STATUS_NAMES = {
+    "REQUESTED": "Besteld, wacht op verdeling",
+    "ALLOCATED": "Toegewezen, wordt verzonden",
+    "SHIPPED": "Verzonden",
+    "DELIVERED": "Bezorgd",
+    "CANCELLED": "Geannuleerd",
 }
 
 CRITERIA_NAMES = {

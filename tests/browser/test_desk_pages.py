@@ -178,6 +178,137 @@ def test_the_decision_letter_for_the_municipality_and_the_caregiver(desk, checke
         assert "Anna de Vries" in text and desk["bsn"] not in text
 
 
+def test_the_municipality_chooses_its_own_criteria(desk, checked, gql):
+    page = desk["employee"]
+    page.get_by_role("link", name="Instellingen").click()
+    assert page.url.endswith("/medewerkers/instellingen")
+    assert page.get_by_label("Zorgt minimaal (uren per week)").input_value() == "8"
+    checked(page, "instellingen")
+    page.get_by_label("Zorgt minimaal (maanden)").fill("drie")
+    page.get_by_label("Zorgt minimaal (uren per week)").fill("10,5")
+    page.get_by_role("button", name="Opslaan").click()
+    assert page.locator("#fout-maanden").is_visible()
+    assert page.get_by_label("Zorgt minimaal (uren per week)").input_value() == "10,5"
+    checked(page, "instellingen met fout")
+    settings = 'query { declarationSettings(municipalityCode: "GM0307") { minHoursPerWeek minCareMonths } }'
+    assert gql(settings)["data"]["declarationSettings"]["minHoursPerWeek"] == "8"
+    page.get_by_label("Zorgt minimaal (maanden)").fill("6")
+    page.get_by_role("button", name="Opslaan").click()
+    assert "opgeslagen" in page.get_by_role("status").inner_text()
+    assert gql(settings)["data"]["declarationSettings"] == {"minHoursPerWeek": "10.5",
+                                                            "minCareMonths": 6}
+
+
+def test_the_municipality_opts_out_of_a_regional_campaign(desk, checked, gql):
+    created = gql("""mutation($input: CampaignInput!) { createCampaign(input: $input) { id } }""",
+                  {"input": {"name": f"Mantelzorg Eemland {uuid.uuid4().hex[:4]}",
+                             "hashtag": "#deeljezorg", "scope": "REGIONAL",
+                             "municipalityCodes": [AMERSFOORT, DE_BILT],
+                             "startsOn": date.today().isoformat(),
+                             "endsOn": (date.today() + timedelta(days=30)).isoformat(),
+                             "materials": ["poster"]}}, token=token("campaign"))
+    assert "errors" not in created, created
+    page = desk["employee"]
+    page.get_by_role("link", name="Campagnes").click()
+    section = page.locator("section", has_text="Mantelzorg Eemland")
+    assert "Doet mee" in section.inner_text()
+    checked(page, "campagnes")
+    section.get_by_role("button").click()
+    assert "niet mee aan Mantelzorg Eemland" in page.get_by_role("status").inner_text()
+    assert "Doet niet mee" in page.locator("section", has_text="Mantelzorg Eemland").inner_text()
+    checked(page, "campagnes afgemeld")
+
+
+UPDATE_POINT = """mutation($id: ID!, $input: SupportPointInput!, $v: Int!) {
+    updateSupportPoint(id: $id, input: $input, expectedVersion: $v) { version } }"""
+
+
+def test_a_support_point_registered_changed_meanwhile_and_closed(desk, checked, gql, pc4_areas):
+    page = desk["employee"]
+    page.get_by_role("link", name="Steunpunten").click()
+    checked(page, "steunpunten van de gemeente")
+    page.get_by_role("link", name="Een steunpunt registreren").click()
+    page.get_by_role("button", name="Registreren").click()
+    for field in ("naam", "soort", "straat", "postcode", "hulp"):
+        assert page.locator(f"#fout-{field}").is_visible(), field
+    checked(page, "steunpunt registreren met fouten")
+    name = f"Mantelzorgpunt Eemland {uuid.uuid4().hex[:4]}"
+    page.get_by_label("Naam", exact=True).fill(name)
+    page.get_by_label("Soort steunpunt").select_option("LOCAL")
+    page.get_by_label("Straat").fill("Stadsring")
+    page.get_by_label("Huisnummer").fill("12")
+    page.get_by_label("Postcode").fill("3811 AA")
+    page.get_by_label("Plaats").fill("Amersfoort")
+    page.get_by_label("Informatie").check()
+    page.get_by_role("button", name="Registreren").click()
+    assert "is geregistreerd" in page.get_by_role("status").inner_text()
+
+    page.get_by_role("link", name=name).click()
+    point_id = page.url.rsplit("/", 1)[1]
+    checked(page, "steunpunt wijzigen")
+    # a colleague changes it while this form is open
+    current = gql("query($id: ID!) { supportPoint(id: $id) { version } }", {"id": point_id})
+    changed = gql(UPDATE_POINT, {"id": point_id, "v": current["data"]["supportPoint"]["version"],
+                                 "input": {"name": name, "kind": "LOCAL",
+                                           "municipalityCode": AMERSFOORT,
+                                           "address": {"street": "Stadsring", "houseNumber": "14",
+                                                       "postcode": "3811 AA", "city": "Amersfoort"},
+                                           "phone": "033-123 45 67", "areas": ["INFORMATION"]}},
+                  token=token("municipality", municipality=AMERSFOORT))
+    assert "errors" not in changed, changed
+    page.get_by_label("Telefoon").fill("033-765 43 21")
+    page.get_by_role("button", name="Wijzigingen opslaan").click()
+    summary = page.locator(".error-summary").inner_text()
+    assert "Iemand anders heeft dit steunpunt gewijzigd" in summary
+    assert "Stadsring 14" in page.locator(".stored-version").inner_text()
+    assert page.get_by_label("Telefoon").input_value() == "033-765 43 21"
+    checked(page, "steunpunt intussen gewijzigd")
+    page.get_by_label("Huisnummer").fill("14")
+    page.get_by_role("button", name="Wijzigingen opslaan").click()
+    assert "is gewijzigd" in page.get_by_role("status").inner_text()
+    saved = gql("query($id: ID!) { supportPoint(id: $id) { phone address { houseNumber } } }",
+                {"id": point_id})["data"]["supportPoint"]
+    assert saved == {"phone": "033-765 43 21", "address": {"houseNumber": "14"}}
+
+    page.goto(f"/medewerkers/steunpunten/{point_id}")
+    page.get_by_role("button", name="Steunpunt opheffen").click()
+    assert page.locator("#fout-reden").is_visible()
+    checked(page, "steunpunt opheffen zonder reden")
+    page.get_by_label("Reden").fill("Samengegaan met het steunpunt in Leusden")
+    page.get_by_role("button", name="Steunpunt opheffen").click()
+    assert "is opgeheven" in page.get_by_role("status").inner_text()
+    # another municipality's point is not found
+    neighbour = desk["neighbour"]
+    assert neighbour.goto(f"/medewerkers/steunpunten/{point_id}").status == 404
+
+
+def test_information_bags_ordered_and_cancelled(desk, checked, gql):
+    page = desk["employee"]
+    page.get_by_role("link", name="Informatietassen").click()
+    checked(page, "informatietassen")
+    page.get_by_label("Aantal tassen").fill("veel")
+    page.get_by_role("button", name="Bestellen").click()
+    assert page.locator("#fout-aantal").is_visible()
+    checked(page, "informatietassen met fout")
+    page.get_by_label("Aantal tassen").fill("250")
+    page.get_by_label("Eigen tekst in de bijlage").fill("Mantelzorgloket Amersfoort: 033-469 40 00")
+    page.get_by_role("button", name="Bestellen").click()
+    assert "bestelling is ontvangen" in page.get_by_role("status").inner_text()
+    order = page.locator("section", has_text="250 tassen")
+    assert "Besteld, wacht op verdeling" in order.inner_text()
+    order.get_by_role("button").click()
+    assert "waarom u die annuleert" in page.locator(".error-summary").inner_text()
+    checked(page, "informatietassen annuleren zonder reden")
+    order = page.locator("section", has_text="250 tassen")
+    order.get_by_label("Reden om te annuleren").fill("Te veel besteld")
+    order.get_by_role("button").click()
+    assert "geannuleerd" in page.get_by_role("status").inner_text()
+    assert "Geannuleerd" in page.locator("section", has_text="250 tassen").inner_text()
+    orders = gql('query { bagOrders(municipalityCode: "GM0307") { status quantityRequested } }',
+                 token=token("campaign"))["data"]["bagOrders"]
+    assert {"status": "CANCELLED", "quantityRequested": 250} in orders
+
+
 def test_signing_out_of_the_desk(desk, checked):
     page = desk["employee"]
     page.goto("/medewerkers/aanvragen")

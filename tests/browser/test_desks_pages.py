@@ -185,18 +185,18 @@ def test_a_municipality_orders_bags_with_the_keyboard(desks, checked, gql):
     page.keyboard.press("Tab")
     tab_to(page, "veld-aantal")
     page.keyboard.type("40")
-    tab_to(page, "veld-tekst")
+    tab_to(page, "veld-bijlage")
     page.keyboard.type("Mantelzorgcafé elke dinsdag in de bibliotheek")
     press_button(page, "Bestellen")
-    assert "bestelling van 40 tassen" in page.get_by_role("status").inner_text()
-    assert "Bestelling annuleren" in page.inner_text("main")
+    assert "Uw bestelling is ontvangen" in page.get_by_role("status").inner_text()
+    assert "Bestelling van 40 tassen annuleren" in page.inner_text("main")
     # more than the stock holds: it waits for an allocation round
     available = gql("query { bagStock { available } }", token=token("campaign"))["data"][
         "bagStock"]["available"]
     desks["waiting_bags"] = available + 500
     page.get_by_label("Aantal tassen").fill(str(desks["waiting_bags"]))
     page.get_by_role("button", name="Bestellen").click()
-    assert "Besteld, wacht op tassen" in page.inner_text("tbody")
+    assert "Besteld, wacht op verdeling" in page.inner_text("main")
 
 
 def test_the_team_allocates_ships_and_delivers_and_filters_the_orders(desks, checked):

@@ -393,3 +393,27 @@ def test_who_may_do_what(gql, world, operation, role):
         wanted.add("FORBIDDEN")
     assert len(codes) == 1 and codes[0] in wanted, f"{operation} as {role}: {answer}"
     assert not (answer.get("data") or {}).get(operation)
+
+
+# Declaration.applicant, per role: the owner caregiver and the municipality it was requested
+# at see it; admin reads the declaration without it; for anyone else the declaration itself is
+# NOT_FOUND (its row above).
+APPLICANT_SEEN = {"caregiver": True, "municipality_own": True, "admin": False}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_who_sees_the_applicant(gql, world, role):
+    world.own_point_of_call = None
+    answer = gql("""query($r: String!) { declaration(reference: $r) {
+                      reference applicant { caregiverName relationship } } }""",
+                 {"r": world.declaration["reference"]}, token=bearer(world, role))
+    if role not in APPLICANT_SEEN:
+        codes = [error["extensions"]["code"] for error in answer.get("errors", [])]
+        assert codes == [CODES[EXPECTED["declaration"][role]]], answer
+        return
+    assert "errors" not in answer, answer
+    applicant = answer["data"]["declaration"]["applicant"]
+    if APPLICANT_SEEN[role]:
+        assert applicant == {"caregiverName": "Anna de Vries", "relationship": "parent"}
+    else:
+        assert applicant is None

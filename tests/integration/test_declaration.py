@@ -649,9 +649,9 @@ def test_the_applicant_is_for_the_owner_and_the_municipality_which_is_recorded(
 
 def test_the_operators_see_what_waits_per_municipality(gql, platform, known):
     metrics = f"http://{platform.environ['DECLARATION_WEB_ADDRESS']}/metrics"
-    request(gql, request_input("GM0014"))
-    waiting = 'mantelzorg_declarations_waiting{municipality="GM0014"}'
+    request(gql, request_input(UTRECHT))
+    waiting = 'mantelzorg_declarations_waiting{municipality="GM0344"}'
     assert eventually(lambda: scrape(metrics, waiting) >= 1, timeout=90)
-    oldest = 'mantelzorg_declarations_oldest_waiting_age_seconds{municipality="GM0014"}'
+    oldest = 'mantelzorg_declarations_oldest_waiting_age_seconds{municipality="GM0344"}'
     assert scrape(metrics, oldest) >= 0
-    assert scrape(metrics, 'mantelzorg_declarations_overdue{municipality="GM0014"}') == 0
+    assert scrape(metrics, 'mantelzorg_declarations_overdue{municipality="GM0344"}') == 0

@@ -1,8 +1,9 @@
 """Information bags and campaigns, one page per address with the role deciding what it
 shows: the campaign team runs the stock, the print runs, the allocation rounds, shipping and
-delivery, and the campaigns; a municipality orders bags for itself or one of its support
-points, sees and cancels its orders, and sees the campaigns that include it, opting out of
-a regional one."""
+delivery, and the campaigns (here); a municipality orders bags for itself or one of its
+support points, sees and cancels its orders, and sees the campaigns that include it, opting
+out of a regional one (its views in ``gateway/web/staff.py``)."""
+from gateway.web import staff
 from gateway.web.app import STAFF_PAGES, OperationRefused
 from gateway.web.desks import operations
 from gateway.web.forms import Form
@@ -20,24 +21,16 @@ def _orders(page, code=None):
 
 def _bags_page(page, form=None, round_=None, status=200):
     form = form or Form({})
-    role = page.session["role"]
     shown = page.request.args.get("status") or ""
     if shown not in BAG_ORDER_STATUS_NAMES:
         shown = ""
-    values = {"form": form, "errors": form.errors, "round": round_, "shown": shown}
-    if role == TEAM:
-        municipality = (page.request.args.get("gemeente") or "").strip().upper()
-        orders = _orders(page, municipality or None)
-        values.update(stock=page.graphql(operations.BAG_STOCK)["bagStock"],
-                      municipality=municipality)
-    else:
-        code = page.session["municipality"]
-        orders = _orders(page, code)
-        values["points"] = page.graphql(operations.MUNICIPALITY_POINTS,
-                                        {"code": code})["supportPoints"]["items"]
-    values["orders"] = [o for o in orders if not shown or o["status"] == shown]
-    template = "desk_bags_team.html" if role == TEAM else "desk_bags_municipality.html"
-    return page.render(template, status=status, share_words=share_words, **values)
+    municipality = (page.request.args.get("gemeente") or "").strip().upper()
+    orders = _orders(page, municipality or None)
+    return page.render("desk_bags.html", form=form, errors=form.errors, round=round_,
+                       shown=shown, municipality=municipality,
+                       orders=[o for o in orders if not shown or o["status"] == shown],
+                       stock=page.graphql(operations.BAG_STOCK)["bagStock"],
+                       share_words=share_words, status=status)
 
 
 def share_words(share):
@@ -52,11 +45,13 @@ def share_words(share):
 
 
 def bags(page):
+    """The campaign team's page; a municipality's own view of the same address."""
     page.require_staff(TEAM, MUNICIPALITY)
+    if page.session["role"] == MUNICIPALITY:
+        return staff.bag_orders(page)
     if page.request.method == "GET":
         return _bags_page(page)
-    action = page.form.get("actie")
-    handler = (TEAM_ACTIONS if page.session["role"] == TEAM else MUNICIPALITY_ACTIONS).get(action)
+    handler = TEAM_ACTIONS.get(page.form.get("actie"))
     if handler is None:
         form = Form({})
         form.fail("", "Kies wat u wilt doen.")
@@ -102,53 +97,12 @@ def _order_step(operation, done):
     return step
 
 
-def _order(page):
-    form = Form({name: page.form.get(name) for name in ("aantal", "steunpunt", "tekst")})
-    quantity = _quantity(form, "aantal", "het aantal tassen")
-    lines = [line.strip() for line in form.get("tekst").splitlines() if line.strip()]
-    if len(lines) > 20 or any(len(line) > 300 for line in lines):
-        form.fail("tekst", "Gebruik hoogstens 20 regels van elk hoogstens 300 tekens.")
-    if form.errors:
-        return _bags_page(page, form, status=400)
-    try:
-        page.graphql(operations.ORDER_BAGS, {
-            "code": page.session["municipality"], "point": form.get("steunpunt") or None,
-            "quantity": quantity, "inserts": lines})
-    except OperationRefused as refusal:
-        form.refused(refusal, {"aantal": ("quantity", "Vul een aantal van 1 tot en met "
-                                                     "100.000 in."),
-                               "steunpunt": ("supportPointId", "Kies een actief steunpunt van "
-                                                               "uw gemeente, of geen."),
-                               "tekst": ("localInserts", "Gebruik hoogstens 20 regels van elk "
-                                                         "hoogstens 300 tekens.")},
-                     "Bestellen lukte niet. Controleer wat u hebt ingevuld.")
-        return _bags_page(page, form, status=400)
-    page.session.flash(f"Uw bestelling van {quantity} tassen is geplaatst.")
-    return page.redirect(BAGS)
-
-
-def _cancel(page):
-    order_id = page.form.get("bestelling", "")
-    form = Form({f"reden-{order_id}": page.form.get("reden")})
-    reason = form.required(f"reden-{order_id}", "de reden waarom u annuleert")
-    if form.errors:
-        return _bags_page(page, form, status=400)
-    try:
-        page.graphql(operations.CANCEL_ORDER, {"id": order_id, "reason": reason})
-    except OperationRefused:
-        form.fail("", "Annuleren lukte niet: de bestelling is al verzonden of geannuleerd.")
-        return _bags_page(page, form, status=409)
-    page.session.flash("De bestelling is geannuleerd. De tassen gaan terug naar de voorraad.")
-    return page.redirect(BAGS)
-
-
 TEAM_ACTIONS = {
     "drukgang": _print_run,
     "verdelen": _allocate,
     "verzonden": _order_step(operations.MARK_SHIPPED, "De bestelling staat op verzonden."),
     "afgeleverd": _order_step(operations.MARK_DELIVERED, "De bestelling staat op afgeleverd."),
 }
-MUNICIPALITY_ACTIONS = {"bestellen": _order, "annuleren": _cancel}
 
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -170,33 +124,31 @@ def _campaigns_page(page, form=None, status=200):
     form = form or Form({})
     found = page.graphql(operations.CAMPAIGNS)["campaigns"]
     found.sort(key=lambda c: c["startsOn"], reverse=True)
-    template = ("desk_campaigns_team.html" if page.session["role"] == TEAM
-                else "desk_campaigns_municipality.html")
-    return page.render(template, campaigns=found, form=form, errors=form.errors,
+    return page.render("desk_campaigns.html", campaigns=found, form=form, errors=form.errors,
                        scopes=SCOPE_NAMES, status=status)
 
 
 def campaigns(page):
+    """The campaign team's page; a municipality's own view of the same address."""
     page.require_staff(TEAM, MUNICIPALITY)
+    if page.session["role"] == MUNICIPALITY:
+        return staff.campaigns(page)
     if page.request.method == "GET":
         return _campaigns_page(page)
     action = page.form.get("actie")
-    if page.session["role"] == TEAM and action == "aanmaken":
+    if action == "aanmaken":
         return _create_campaign(page)
-    if page.session["role"] == TEAM and action == "starten":
-        return _campaign_step(page, operations.LAUNCH_CAMPAIGN, {},
+    if action == "starten":
+        return _campaign_step(page, operations.LAUNCH_CAMPAIGN,
                               "De campagne is gestart. Het materiaal gaat naar de steunpunten.")
-    if page.session["role"] == MUNICIPALITY and action == "afmelden":
-        return _campaign_step(page, operations.OPT_OUT, {"code": page.session["municipality"]},
-                              "Uw gemeente doet niet mee aan deze campagne.")
     form = Form({})
     form.fail("", "Kies wat u wilt doen.")
     return _campaigns_page(page, form, status=400)
 
 
-def _campaign_step(page, operation, variables, done):
+def _campaign_step(page, operation, done):
     try:
-        page.graphql(operation, {"id": page.form.get("campagne", ""), **variables})
+        page.graphql(operation, {"id": page.form.get("campagne", "")})
     except OperationRefused:
         form = Form({})
         form.fail("", "Dit lukte niet: de campagne is intussen veranderd. Hieronder ziet u hoe "

@@ -1,4 +1,6 @@
-"""The contract's GraphQL operations the desks run, as the signed-in employee."""
+"""The contract's GraphQL operations the desks run, as the signed-in employee (beside the
+municipality's desk's in ``gateway/web/operations.py``)."""
+from gateway.web.operations import POINT_FIELDS
 
 CLAIM_ROW = "id status declarationReference amountEuros reason submittedAt"
 
@@ -45,6 +47,7 @@ ORDER_FIELDS = """id municipalityCode supportPointId quantityRequested quantityA
 
 BAG_STOCK = "query BagStock { bagStock { printed allocated shipped available } }"
 
+# The campaign team: every order, or one municipality's.
 BAG_ORDERS = """
 query BagOrders($code: String) { bagOrders(municipalityCode: $code) { """ + ORDER_FIELDS + """ } }"""
 
@@ -62,18 +65,10 @@ mutation RunAllocation {
 MARK_SHIPPED = "mutation Ship($id: ID!) { markBagOrderShipped(id: $id) { id status } }"
 MARK_DELIVERED = "mutation Deliver($id: ID!) { markBagOrderDelivered(id: $id) { id status } }"
 
-ORDER_BAGS = """
-mutation OrderBags($code: String!, $point: ID, $quantity: Int!, $inserts: [String!]) {
-  orderInformationBags(municipalityCode: $code, supportPointId: $point, quantity: $quantity,
-                       localInserts: $inserts) { """ + ORDER_FIELDS + """ }
-}"""
-
-CANCEL_ORDER = """
-mutation CancelOrder($id: ID!, $reason: String!) { cancelBagOrder(id: $id, reason: $reason) { id status } }"""
-
 CAMPAIGN_FIELDS = """id name hashtag scope municipalityCodes startsOn endsOn launched
     reachedSupportPoints optedOutMunicipalityCodes materials"""
 
+# The campaign team's view: with the reach of each.
 CAMPAIGNS = "query Campaigns { campaigns { " + CAMPAIGN_FIELDS + " } }"
 
 CREATE_CAMPAIGN = """
@@ -82,28 +77,11 @@ mutation CreateCampaign($input: CampaignInput!) { createCampaign(input: $input) 
 LAUNCH_CAMPAIGN = """
 mutation LaunchCampaign($id: ID!) { launchCampaign(id: $id) { id name reachedSupportPoints } }"""
 
-OPT_OUT = """
-mutation OptOut($id: ID!, $code: String!) {
-  optOutOfCampaign(id: $id, municipalityCode: $code) { id name }
-}"""
-
-MUNICIPALITY_POINTS = """
-query MunicipalityPoints($code: String!) {
-  supportPoints(municipalityCode: $code, first: 100) { items { id name } }
-}"""
-
 # --- a support point's own entry ----------------------------------------------------------
 
-SUPPORT_POINT_FIELDS = """id name kind municipalityCode servesMunicipalityCodes phone email website
-    areas active version updatedAt address { street houseNumber postcode city }"""
-
-SUPPORT_POINT = """
-query SupportPoint($id: ID!) { supportPoint(id: $id) { """ + SUPPORT_POINT_FIELDS + """ } }"""
-
-UPDATE_SUPPORT_POINT = """
-mutation UpdateSupportPoint($id: ID!, $input: SupportPointInput!, $version: Int!) {
-  updateSupportPoint(id: $id, input: $input, expectedVersion: $version) { id version }
-}"""
+# Its entry, with the municipalities it serves (kept as they are on a change).
+SUPPORT_POINT = ("query SupportPoint($id: ID!) { supportPoint(id: $id) {" + POINT_FIELDS
+                 + " servesMunicipalityCodes } }")
 
 SUPPORT_POINT_MATERIALS = """
 query Materials { supportPointMaterials { campaignName hashtag materials startsOn endsOn at } }"""

@@ -3,10 +3,13 @@ class beside the caregiver and municipality pages). Stable: bookmarks depend on 
 from gateway.server import http
 
 from gateway.web.app import serve
-from gateway.web.desks import campaign, check, fund, support_point
+from gateway.web.desks import check, fund, support_point
 
 
 class DeskPages:
+    """The fund's, a support point's and the partners' pages. The campaign team's pages share
+    their addresses with the municipality's (``gateway/web/routes.py``)."""
+
     @http("GET", "/medewerkers/reiskosten")
     def desk_claims(self, request):
         return serve(self, request, fund.claims)
@@ -34,14 +37,6 @@ class DeskPages:
     @http("GET", "/medewerkers/uitbetalingen/<batch_id>/sepa.xml")
     def desk_payout_file(self, request, batch_id):
         return serve(self, request, fund.sepa_file, batch_id)
-
-    @http("GET,POST", "/medewerkers/informatietassen")
-    def desk_bags(self, request):
-        return serve(self, request, campaign.bags)
-
-    @http("GET,POST", "/medewerkers/campagnes")
-    def desk_campaigns(self, request):
-        return serve(self, request, campaign.campaigns)
 
     @http("GET,POST", "/medewerkers/steunpunt")
     def desk_support_point(self, request):
