@@ -3,7 +3,8 @@ the campaign service over RPC. The gateway checks the caller's role; the service
 municipality an order is of.
 
 Added to the contract (documented in docs/campaign.md): ``BagOrder.history``,
-``Campaign.materials`` and ``Query.supportPointMaterials``."""
+``Campaign.materials``, ``BagAllocation.explanationInDutch`` and
+``Query.supportPointMaterials``."""
 from datetime import date, datetime
 
 import graphene
@@ -96,6 +97,12 @@ class BagAllocation(graphene.ObjectType):
     order = graphene.Field(BagOrder, required=True)
     allocated_now = graphene.Int(required=True)
     explanation = graphene.String(required=True)
+    explanation_in_dutch = graphene.String(
+        description="Added: the explanation in Dutch, as the campaign team's page shows it "
+                    "(null for a round kept before it was added).")
+
+    def resolve_explanation_in_dutch(root, info):
+        return root.get("explanation_nl")
 
 
 class BagAllocationRound(graphene.ObjectType):

@@ -251,12 +251,14 @@ def round_changes(given, actor, now, insert_for):
 
 
 def round_document(available_before, given, actor, now):
-    """What is kept of a round: per order the bags and the explanation."""
+    """What is kept of a round: per order the bags and the explanation (and in Dutch)."""
     return {"_id": str(uuid.uuid4()), "available_before": available_before,
             "allocated": sum(bags for _, bags, _ in given), "created_at": now,
             "by": actor_trace(actor),
             "allocations": [{"order_id": order["_id"], "allocated_now": bags,
-                             "explanation": words} for order, bags, words in given]}
+                             "explanation": str(words),
+                             "explanation_nl": getattr(words, "dutch", None)}
+                            for order, bags, words in given]}
 
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -406,4 +408,6 @@ def round_view(document, orders):
             "allocated": document["allocated"], "created_at": document["created_at"].isoformat(),
             "allocations": [{"order": order_view(orders[a["order_id"]]),
                              "allocated_now": a["allocated_now"],
-                             "explanation": a["explanation"]} for a in document["allocations"]]}
+                             "explanation": a["explanation"],
+                             "explanation_nl": a.get("explanation_nl")}
+                            for a in document["allocations"]]}

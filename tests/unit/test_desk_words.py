@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway import printable
 from gateway.web.app import staff_path
-from gateway.web.desks.campaign import share_words
+from services.campaign import allocation
 from gateway.web.desks.check import signed_by_the_platform
 from gateway.web.desks.words import claim_reasons
 
@@ -43,14 +43,28 @@ def test_each_part_of_a_reason_in_dutch_and_a_reviewers_own_words_as_they_are(re
     assert claim_reasons(None) == []
 
 
-@pytest.mark.parametrize("now, requested, allocated, words", [
-    (30, 40, 40, "Deze bestelling krijgt nu 30 tassen en is nu compleet."),
-    (1, 40, 10, "Deze bestelling krijgt nu 1 tas en wacht nog op 30."),
-    (0, 40, 10, "Deze bestelling krijgt in deze ronde geen tassen en wacht nog op 30."),
-])
-def test_an_allocation_share_in_a_sentence(now, requested, allocated, words):
-    assert share_words({"allocatedNow": now, "order": {
-        "quantityRequested": requested, "quantityAllocated": allocated}}) == words
+def test_an_allocation_share_is_explained_in_dutch_as_well():
+    from datetime import datetime, timezone
+
+    def waiting(order_id, code, requested, minute):
+        return {"_id": order_id, "municipality_code": code, "quantity_requested": requested,
+                "quantity_allocated": 0, "created_at": datetime(2026, 3, 1, 9, minute,
+                                                                tzinfo=timezone.utc)}
+
+    given = allocation.allocation_round(
+        1000, [waiting("o1", "GM0363", 1200, 1), waiting("o2", "GM0344", 100, 2)],
+        {"GM0363": {"name": "Amsterdam", "population": 900_000},
+         "GM0344": {"name": "Utrecht", "population": 100_000}})
+    dutch = {order["_id"]: words.dutch for order, _, words in given}
+    assert dutch["o2"] == (
+        "Utrecht (GM0344) had nog 100 tassen nodig, niet meer dan haar precieze aandeel van "
+        "100,00 (haar 100.000 inwoners van de 1.000.000 in de 2 gemeenten die 1.000 tassen "
+        "delen): zij krijgt ze alle 100. Deze bestelling, haar enige wachtende bestelling, "
+        "krijgt 100: alles wat zij nog nodig had.")
+    assert dutch["o1"].startswith("Amsterdam (GM0363) krijgt 900 tassen: haar 900.000 inwoners")
+    assert dutch["o1"].endswith("krijgt 900; zij wacht nog op 300.")
+    assert [str(words)[:9] for _, _, words in given] == ["Amsterdam", "Utrecht ("]
+    assert "gets 900 bags" in str(given[0][2])   # the contract's explanation stays as it was
 
 
 def test_the_qr_code_holds_a_link_to_the_check_page_with_the_token(monkeypatch):

@@ -30,18 +30,8 @@ def _bags_page(page, form=None, round_=None, status=200):
                        shown=shown, municipality=municipality,
                        orders=[o for o in orders if not shown or o["status"] == shown],
                        stock=page.graphql(operations.BAG_STOCK)["bagStock"],
-                       share_words=share_words, status=status)
+                       status=status)
 
-
-def share_words(share):
-    """One order's share of a round in a Dutch sentence; the service's explanation of the
-    arithmetic follows it."""
-    order = share["order"]
-    still = order["quantityRequested"] - order["quantityAllocated"]
-    got = share["allocatedNow"]
-    words = (f"Deze bestelling krijgt nu {got} {'tas' if got == 1 else 'tassen'}"
-             if got else "Deze bestelling krijgt in deze ronde geen tassen")
-    return words + (f" en wacht nog op {still}." if still else " en is nu compleet.")
 
 
 def bags(page):

@@ -58,7 +58,7 @@ RUN_ALLOCATION = """
 mutation RunAllocation {
   runBagAllocation {
     id availableBefore allocated createdAt
-    allocations { allocatedNow explanation order { """ + ORDER_FIELDS + """ } }
+    allocations { allocatedNow explanation explanationInDutch order { """ + ORDER_FIELDS + """ } }
   }
 }"""
 
