@@ -58,5 +58,6 @@ def check(page):
         answer = page.graphql(operations.CHECK_DECLARATION, {
             "reference": form.get("referentie").upper(), "code": form.get("controlecode"),
             "purpose": purpose})["checkDeclaration"]
-    return page.render("desk_check.html", form=form, token=token, answer=answer,
+    # The next check starts from an empty form: the code is not left on the page.
+    return page.render("desk_check.html", form=Form({}), token=token, answer=answer,
                        signed=signed, purpose=purpose)
