@@ -63,7 +63,7 @@ def require_in_production(names, because, environ=None):
 # The platform's services, by the name each answers to on the broker (and the folder it
 # lives in under services/). The launcher, the gateway's RPC proxies and its health field
 # all read this one list.
-SERVICE_NAMES = ("registry", "declaration", "travel_costs", "campaign")
+SERVICE_NAMES = ("registry", "declaration", "travel_costs", "campaign", "notifications")
 
 
 def _unset(value):
@@ -87,6 +87,13 @@ def int_setting(config, key, default, variable=None, environ=None):
 
 def float_setting(config, key, default, variable=None, environ=None):
     return float(setting(config, key, default, variable, environ))
+
+
+def public_url(config=None, environ=None):
+    """The site's public address (``MANTELZORG_PUBLIC_URL``, no trailing slash): what e-mails
+    link to and what a declaration's QR code opens."""
+    return setting(config, "PUBLIC_URL", "http://127.0.0.1:8000", "MANTELZORG_PUBLIC_URL",
+                   environ).rstrip("/")
 
 
 def amqp_uri(config=None):

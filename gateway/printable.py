@@ -36,12 +36,10 @@ CHECK_PAGE = "/controleren"
 
 
 def check_link(token, environ=None):
-    """What the declaration's QR code holds: the partners' check page with the signed token.
-    ``MANTELZORG_PUBLIC_BASE_URL`` is the site's public address (``https://mantelzorg.nl``);
-    the token in the link can also be verified offline with the published keys."""
-    base = settings.setting(None, "MANTELZORG_PUBLIC_BASE_URL", "http://localhost:8000",
-                            environ=environ).rstrip("/")
-    return f"{base}{CHECK_PAGE}?token={quote(token, safe='')}"
+    """What the declaration's QR code holds: the partners' check page on the site's public
+    address (``MANTELZORG_PUBLIC_URL``) with the signed token, which can also be verified
+    offline with the published keys."""
+    return f"{settings.public_url(environ=environ)}{CHECK_PAGE}?token={quote(token, safe='')}"
 
 
 def _day(text):

@@ -21,7 +21,7 @@ from gateway.jwks import published_keys
 from gateway.schema import schema
 from gateway.schema.travel_costs import payout_file
 from gateway.server import http
-from gateway.store import GatewayStore
+from gateway.storage import GatewayStore
 from gateway.web.app import WebSessions
 from gateway.web.desks.routes import DeskPages
 from gateway.web.routes import CaregiverPages, StaffPages

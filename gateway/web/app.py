@@ -114,7 +114,9 @@ class Page:
 
     def sign_in(self, **identity):
         """A new signed-in session (a caregiver's ``bsn`` and ``sub``, or a staff member's
-        ``role``, ``sub``, organisation and ``name``), recorded on the server."""
+        ``role``, ``sub``, organisation and ``name``), recorded on the server; a session
+        signed in before in this browser ends."""
+        self.records.end(self.session)
         if "bsn" in identity:
             self.session.sign_in(**identity)
         else:

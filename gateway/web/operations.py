@@ -46,9 +46,11 @@ mutation SubmitTravelClaim($input: TravelClaimInput!) {
   submitTravelClaim(input: $input) {""" + CLAIM_FIELDS + """ }
 }"""
 
+MY_MESSAGES = "query MyMessages { myMessages { id sentAt subject body about } }"
 # --- the caregiver's view of who read their data ------------------------------------------
 
-MY_PERSONAL_DATA_ACCESS = "query MyPersonalDataAccess { myPersonalDataAccess { at role organisation what } }"
+MY_PERSONAL_DATA_ACCESS = """
+query MyPersonalDataAccess { myPersonalDataAccess { at role organisation what } }"""
 
 # --- the municipality's desk -----------------------------------------------------------------
 

@@ -68,6 +68,10 @@ class CaregiverPages:
     def page_submit_travel_claim(self, request):
         return serve(self, request, views.submit_travel_claim)
 
+    @http("GET", "/berichten")
+    def page_messages(self, request):
+        return serve(self, request, views.messages)
+
     @http("GET", "/toegankelijkheid")
     def page_accessibility(self, request):
         return serve(self, request, views.accessibility)

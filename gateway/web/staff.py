@@ -70,8 +70,7 @@ def sign_in(page):
             else:
                 page.sign_in(**identity)
                 page.session.flash("U bent ingelogd.")
-                return page.redirect(next_page if next_page != HOME or role in DESK
-                                     else STAFF_PAGES)
+                return page.redirect(_landing(next_page, role))
     return page.render("staff_sign_in.html", form=form, errors=form.errors, provider=provider,
                        next_page=next_page, development=not settings.is_production(),
                        status=400 if form.errors else 200)
@@ -89,7 +88,17 @@ def sign_in_callback(page):
     provider = signin.staff_identity_provider()
     if not provider:
         return page.redirect(SIGN_IN)
-    return complete_sign_in(page, provider.complete_staff, "staff_sign_in.html", provider, HOME)
+    def complete(session, answer):
+        identity = provider.complete_staff(session, answer)
+        return {**identity, "next": _landing(identity["next"], identity["role"])}
+
+    return complete_sign_in(page, complete, "staff_sign_in.html", provider, HOME)
+
+
+def _landing(next_page, role):
+    """Where a staff member goes after signing in: the page asked for, and without one the
+    desk's queue, or for a role without a desk the staff start page."""
+    return next_page if next_page != HOME or role in DESK else STAFF_PAGES
 
 
 def sign_out(page):
@@ -108,8 +117,9 @@ def waiting_words(declaration, today):
     due = date.fromisoformat(declaration["decisionDueOn"])
     waited = (today - created).days
     late = (today - due).days
-    return {"days": waited, "due": due, "overdue": declaration["status"] == "REQUESTED" and late > 0,
-            "days_late": late, "days_left": -late}
+    overdue = declaration["status"] == "REQUESTED" and late > 0
+    return {"days": waited, "due": due, "overdue": overdue, "days_late": late,
+            "days_left": -late}
 
 
 def queue(page):

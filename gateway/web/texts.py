@@ -1,7 +1,10 @@
 """Plain Dutch names of the contract's values, and how the pages write dates and amounts."""
+import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
+
+from markupsafe import Markup, escape
 
 from gateway.printable import MONTHS, PURPOSE_NAMES
 
@@ -158,6 +161,26 @@ def number(value):
     return str(value or "").replace(".", ",")
 
 
+_ADDRESS = re.compile(r"https?://[^\s<>\"']+")
+
+
+def paragraphs(text):
+    """A message's body as its paragraphs (separated by an empty line)."""
+    return [part.strip("\n") for part in str(text or "").split("\n\n") if part.strip()]
+
+
+def linked(text):
+    """Plain text as HTML: escaped, its line breaks kept and every web address a link."""
+    html, end = [], 0
+    for match in _ADDRESS.finditer(text):
+        address = match.group().rstrip(".,;:")
+        html.append(escape(text[end:match.start()]))
+        html.append(Markup('<a class="utrecht-link" href="{0}">{0}</a>').format(address))
+        end = match.start() + len(address)
+    html.append(escape(text[end:]))
+    return Markup("<br>\n").join(Markup("").join(html).split("\n"))
+
+
 def sentence(text):
     """The first letter a capital, the rest as it is ('gemeente GM0344' -> 'Gemeente GM0344')."""
     text = str(text or "")
@@ -165,7 +188,7 @@ def sentence(text):
 
 
 FILTERS = {"day": day, "euros": euros, "number": number, "moment": moment,
-           "sentence": sentence}
+           "sentence": sentence, "paragraphs": paragraphs, "linked": linked}
 GLOBALS = {
     "AREA_NAMES": AREA_NAMES, "KIND_NAMES": KIND_NAMES, "PURPOSE_NAMES": PURPOSE_NAMES,
     "DECLARATION_STATUS_NAMES": DECLARATION_STATUS_NAMES,

@@ -388,3 +388,11 @@ def _claim_refusal(refusal):
     return _general_refusal(refusal)
 
 
+
+
+# --- messages -----------------------------------------------------------------------------
+
+def messages(page):
+    page.require_sign_in()
+    found = page.graphql(operations.MY_MESSAGES)["myMessages"]   # newest first
+    return page.render("messages.html", messages=found)

@@ -54,11 +54,6 @@ class CampaignService(PlatformService):
                       duplicate=not handled)
         return handled
 
-    @rpc
-    def support_point_reach(self, municipality_codes=None):
-        """How many active support points serve these municipalities (None: all)."""
-        return self.store.count_points_serving(municipality_codes)
-
     # --- the stock -------------------------------------------------------------------------
 
     @rpc

@@ -66,10 +66,6 @@ class CampaignStore(DocumentStore):
             query["serves_municipality_codes"] = {"$in": list(municipality_codes)}
         return query
 
-    def count_points_serving(self, municipality_codes=None):
-        """Active support points serving any of these municipalities (None: all)."""
-        return self.db[SUPPORT_POINTS].count_documents(self._serving(municipality_codes))
-
     def point_ids_serving(self, municipality_codes=None):
         found = self.db[SUPPORT_POINTS].find(self._serving(municipality_codes), {"_id": 1})
         return [document["_id"] for document in found]

@@ -377,6 +377,15 @@ def event_payload(declaration):
             "valid_until": declaration.get("valid_until")}
 
 
+def notice_recipient(declaration, personal):
+    """Who a message about the declaration goes to: the owner's keyed BSN hash, the
+    caregiver's name and e-mail address (None when none was given). Never the BSN, the care
+    recipient or the verification code."""
+    caregiver = personal["caregiver"]
+    return {"caregiver_key": declaration["caregiver_key"], "name": caregiver["name"],
+            "email": caregiver.get("email")}
+
+
 def printable(declaration, municipality, verification_code):
     """What the printable declaration shows (``municipality``: the stored one, or None): the
     QR token and beside it the verification code, for a desk that checks online."""

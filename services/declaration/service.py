@@ -266,6 +266,19 @@ class DeclarationService(PlatformService):
                                         [date.fromisoformat(day) for day in trip_dates],
                                         self.keys.hash.same)
 
+    # --- the caregiver's messages ---------------------------------------------------------
+
+    @rpc
+    def notice_recipient(self, reference):
+        """Asked by the notifications service when it writes a caregiver a message about a
+        declaration (events carry no personal data): whose it is, as the keyed hash of the
+        BSN, and the caregiver's name and e-mail address as requested; nothing else."""
+        document = domain.require_found(
+            self.store.find_by_reference(domain.normal_reference(reference)))
+        personal = self.keys.cipher.decrypt(
+            document["personal"], context=domain.sealing_context("personal", document["_id"]))
+        return domain.notice_recipient(document, personal)
+
     # --- signed documents -----------------------------------------------------------------
 
     @rpc

@@ -178,6 +178,27 @@ def test_the_decision_letter_for_the_municipality_and_the_caregiver(desk, checke
         assert "Anna de Vries" in text and desk["bsn"] not in text
 
 
+def test_a_new_code_and_revoking_with_a_reason(desk, checked, gql):
+    page = desk["employee"]
+    page.goto(f"/medewerkers/aanvragen/{desk['reference']}")
+    before = page.locator(".verification-code").inner_text()
+    page.get_by_role("button", name="Nieuwe controlecode maken").click()
+    assert "nieuwe controlecode" in page.get_by_role("status").inner_text()
+    assert page.locator(".verification-code").inner_text() != before
+
+    page.get_by_role("button", name="Verklaring intrekken").click()
+    assert page.locator("#fout-reden").is_visible()
+    checked(page, "intrekken zonder reden")
+    assert gql(STATUS, {"r": desk["reference"]}, token=desk["owner"])["data"]["declaration"][
+        "status"] == "ISSUED"
+    page.get_by_label("Reden").fill("De zorg is gestopt.")
+    page.get_by_role("button", name="Verklaring intrekken").click()
+    assert "is ingetrokken" in page.get_by_role("status").inner_text()
+    assert gql(STATUS, {"r": desk["reference"]}, token=desk["owner"])["data"]["declaration"] \
+        == {"status": "REVOKED", "decisionReason": "De zorg is gestopt."}
+    assert "Ingetrokken door gemeente. Reden: De zorg is gestopt." in page.inner_text(".history")
+
+
 def test_the_municipality_chooses_its_own_criteria(desk, checked, gql):
     page = desk["employee"]
     page.get_by_role("link", name="Instellingen").click()

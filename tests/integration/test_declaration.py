@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from ops import cli
-from tests.support import (error_codes, eventually, log_lines, pdf_text, personal_email,
-                           random_bsn, scrape, token)
+from tests.support import (Handled, error_codes, eventually, log_lines, pdf_text,
+                           personal_email, random_bsn, scrape, token)
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
 FIELDS = """id reference status municipalityCode purposes hoursPerWeek careSince validFrom
@@ -117,7 +117,10 @@ def issued(gql, data=None, owner=None):
     return requested, decide(gql, requested), owner
 
 
-def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
+def test_the_lifecycle_request_issue_check_revoke(gql, platform, known):
+    # the fund learns of the issue and the revocation through their events
+    fund_issued = Handled(platform, "travel_costs", "declaration.issued")
+    fund_revoked = Handled(platform, "travel_costs", "declaration.revoked")
     data = request_input()
     owner = filer(data)
     requested = request(gql, data, owner)
@@ -144,8 +147,7 @@ def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
     assert check(gql, reference, code, "CO_TENANCY")["purposeAccepted"] is False
     assert check(gql, reference, "WRONG-CODE-0000") == NOT_VALID
     assert check(gql, "MZV-1900-999999", code) == NOT_VALID
-    # the fund learns of it through the event
-    assert eventually(lambda: (rpc.travel_costs.declaration_status(reference) or {}).get("status") == "ISSUED")
+    assert fund_issued.grown_by(1)
 
     revoked = gql(REVOKE, {"id": requested["id"], "reason": "care ended"}, token=staff())
     assert revoked["data"]["revokeDeclaration"]["status"] == "REVOKED"
@@ -153,7 +155,7 @@ def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
     assert check(gql, reference, code) == {
         "valid": False, "status": "REVOKED", "validUntil": decided["validUntil"],
         "purposeAccepted": False, "municipalityCode": AMSTERDAM}
-    assert eventually(lambda: rpc.travel_costs.declaration_status(reference)["status"] == "REVOKED")
+    assert fund_revoked.grown_by(1)
 
     # anything outside the transition table is a conflict, and changes nothing
     again = gql(DECIDE, {"id": requested["id"], "decision": "ISSUE"}, token=staff())
@@ -378,6 +380,7 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, plat
     rpc.declaration.expire_due(decided["validUntil"])   # its last valid day: not yet
     assert gql(GET, {"reference": requested["reference"]}, token=owner)["data"]["declaration"]["status"] == "ISSUED"
 
+    fund_expired = Handled(platform, "travel_costs", "declaration.expired")
     runs = [rpc.declaration.expire_due.call_async(after_validity) for _ in range(2)]
     moved = sum(run.result() for run in runs)
     assert moved >= 1
@@ -390,7 +393,7 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, plat
     assert cli.main(["expire-declarations", "--today", after_validity]) == 0
     assert capsys.readouterr().out.strip() == "expired 0 declaration(s)"
     assert check(gql, requested["reference"], requested["verificationCode"])["status"] == "EXPIRED"
-    assert eventually(lambda: rpc.travel_costs.declaration_status(requested["reference"])["status"] == "EXPIRED")
+    assert fund_expired.grown_by(moved)    # this one and any other due then, each once
 
 
 def _jwks(platform):

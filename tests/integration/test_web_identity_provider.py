@@ -274,6 +274,11 @@ def test_staff_sign_in_through_their_organisations_provider(lone_gateway, provid
         allow_redirects=False, timeout=10)
     assert refused.status_code == 403
 
+    # a national role has no desk: the staff start page
+    fund = _through_the_provider(requests.Session(), site, {ROLE_CLAIM: "fund", "name": "Fenna"},
+                                 provider)
+    assert fund.status_code == 303 and fund.headers["Location"] == "/medewerkers"
+
     # a role the staff pages do not know, or a municipality without its code: no one
     for claims in ({ROLE_CLAIM: "caregiver"}, {ROLE_CLAIM: "municipality"},
                    {ROLE_CLAIM: "municipality", MUNICIPALITY_CLAIM: "Amersfoort"}):

@@ -155,6 +155,19 @@ def test_a_staff_member_signs_in_for_an_organisation_and_out_on_the_server(site,
     assert replayed.headers["Location"].startswith("/medewerkers/inloggen")
 
 
+def test_signing_in_anew_ends_the_session_before(site):
+    browser, _ = sign_in(site, random_bsn())
+    copied = browser.cookies["mantelzorg_sessie"]
+    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    answer = browser.post(f"{site}/medewerkers/inloggen", data={
+        "csrf_token": csrf_of(form.text), "rol": "fund", "organisatie": "", "naam": "Fonds"},
+        allow_redirects=False, timeout=10)
+    assert answer.status_code == 303
+    replayed = requests.get(f"{site}/verklaringen", cookies={"mantelzorg_sessie": copied},
+                            allow_redirects=False, timeout=10)
+    assert replayed.status_code == 303 and replayed.headers["Location"].startswith("/inloggen")
+
+
 @pytest.mark.parametrize("data, field", [
     ({"rol": "", "organisatie": "GM0344", "naam": "Sam"}, "rol"),
     ({"rol": "municipality", "organisatie": "", "naam": "Sam"}, "organisatie"),

@@ -70,7 +70,7 @@ def test_an_allocation_share_is_explained_in_dutch_as_well():
 def test_the_qr_code_holds_a_link_to_the_check_page_with_the_token(monkeypatch):
     token = "eyJhbGciOiJFZERTQSJ9.eyJyZWZlcmVuY2UiOiJNWlYifQ.c2ln+/="
     link = printable.check_link(token, environ={
-        "MANTELZORG_PUBLIC_BASE_URL": "https://mantelzorg.example.nl/"})
+        "MANTELZORG_PUBLIC_URL": "https://mantelzorg.example.nl/"})
     assert link == ("https://mantelzorg.example.nl/controleren?token="
                     "eyJhbGciOiJFZERTQSJ9.eyJyZWZlcmVuY2UiOiJNWlYifQ.c2ln%2B%2F%3D")
 
