@@ -270,10 +270,10 @@ def run():
             submitted = submitted[size:]
             batches.append(payout(platform, size))
             report_batch(batches[-1])
-        ok = compare_batches(batches)
-    ok = all(r["errors"] == 0 for r in results.values()) and ok
+        targets_met = compare_batches(batches)
+    ok = all(r["errors"] == 0 for r in results.values())
     print(f"  no errors: {'yes' if ok else 'NO'}")
-    return ok
+    return ok and targets_met
 
 
 def report_batch(batch):

@@ -41,7 +41,7 @@ class Payouts:
         batch = domain.new_batch(str(ObjectId()), actor, self.settings.sepa_schema, now,
                                  self._lease(now))
         self.store.insert_batch(batch)
-        if not self.store.reserve_approved_claims(batch["_id"]):
+        if not self.store.reserve_approved_claims(batch["_id"], PAY_CHUNK):
             self._give_up(batch, "no approved claims")
             raise domain.no_claims_to_pay()
         try:
@@ -96,8 +96,7 @@ class Payouts:
     def _hold_unwritable(self, claim_id, why):
         """A claim the file cannot carry leaves the batch and waits on hold for a review:
         one caregiver's data never stops a payout for everyone."""
-        reason = f"not paid: {why}; correct it with the caregiver, then approve it again"
-
+        reason = f"not paid: {why}; the fund's staff contact the caregiver"
         self.store.in_transaction(lambda session: self.claims.step(
             self.store.claim(claim_id, session), "hold", domain.SYSTEM, reason, session,
             changes={"batch_id": None}))

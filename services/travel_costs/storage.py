@@ -216,11 +216,21 @@ class TravelCostsStore(DocumentStore):
             {"_id": batch["_id"], "status": batch["status"], "lease_until": batch["lease_until"]},
             {"$set": {"lease_until": lease_until}}).modified_count == 1
 
-    def reserve_approved_claims(self, batch_id):
-        """Every approved claim not in a batch is reserved for this one. Each claim is
-        taken by one update only, so two batches made at once never share a claim."""
-        return self.db[CLAIMS].update_many(
-            {"batch_id": None, "status": APPROVED}, {"$set": {"batch_id": batch_id}}).modified_count
+    def reserve_approved_claims(self, batch_id, chunk):
+        """Every approved claim not in a batch is reserved for this one: their ids read once,
+        then ``chunk`` claims at a time by their range of ids, each range read through the
+        index alone (one update of the whole set, or a search for the next chunk, cost the
+        embedded store more per claim the more claims there were). Each claim is taken by
+        one update only, so two batches made at once never share a claim. How many."""
+        free = {"batch_id": None, "status": APPROVED}
+        ids = sorted(c["_id"] for c in self.db[CLAIMS].find(free, {"_id": 1}))
+        reserved = 0
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            reserved += self.db[CLAIMS].update_many(
+                {**free, "_id": {"$gte": part[0], "$lte": part[-1]}},
+                {"$set": {"batch_id": batch_id}}).modified_count
+        return reserved
 
     def reserved_claims(self, batch_id):
         """The batch's claims, read once for its file: only what the file needs."""
