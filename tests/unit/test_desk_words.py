@@ -36,6 +36,9 @@ def test_a_held_claim_says_why_in_dutch():
      "Rit 1: € 75,00 vergoed, het hoogste bedrag per rit."),
     ("12.50 over the annual cap of 1500.00 for 2026 is not paid",
      "€ 12,50 boven het maximum van € 1500,00 per jaar (2026) wordt niet vergoed."),
+    ("not paid: its bank account cannot be read",
+     "Niet betaald: het rekeningnummer kon niet worden gelezen."),
+    ("the fund's staff contact the caregiver", "Neem contact op met de mantelzorger."),
     ("Gebeld met de mantelzorger: klopt.", "Gebeld met de mantelzorger: klopt."),
 ])
 def test_each_part_of_a_reason_in_dutch_and_a_reviewers_own_words_as_they_are(reason, words):
@@ -118,3 +121,10 @@ def test_a_token_signed_with_a_published_key_and_a_forged_one():
     ("/verklaringen", False), ("/", False)])
 def test_which_pages_are_the_staff_pages(path, staff):
     assert staff_path(path) is staff
+
+
+def test_a_claim_the_payout_file_could_not_carry_says_so_in_dutch():
+    assert claim_reasons("not paid: the account holder's name has characters a bank transfer "
+                         "cannot carry; the fund's staff contact the caregiver") == [
+        "Niet betaald: de naam van de rekeninghouder heeft tekens die een bankoverschrijving "
+        "niet kan meenemen.", "Neem contact op met de mantelzorger."]

@@ -15,6 +15,16 @@ _PARTS = (
      lambda m: "De mantelzorgverklaring is ingetrokken door de gemeente."),
     (re.compile(r"the declaration expired"),
      lambda m: "De mantelzorgverklaring is verlopen."),
+    (re.compile(r"not paid: the account holder's name has characters a bank transfer "
+                r"cannot carry"),
+     lambda m: ("Niet betaald: de naam van de rekeninghouder heeft tekens die een "
+                "bankoverschrijving niet kan meenemen.")),
+    (re.compile(r"not paid: its bank account cannot be read"),
+     lambda m: "Niet betaald: het rekeningnummer kon niet worden gelezen."),
+    (re.compile(r"not paid: the transfer does not meet the rules of a SEPA file"),
+     lambda m: "Niet betaald: de overschrijving voldoet niet aan de regels van een SEPA-bestand."),
+    (re.compile(r"the fund's staff contact the caregiver"),
+     lambda m: "Neem contact op met de mantelzorger."),
     (re.compile(r"trip (\d+): ([\d.]+) km one way or less is not paid"),
      lambda m: f"Rit {m[1]}: {number(m[2])} km enkele reis of minder wordt niet vergoed."),
     (re.compile(r"trip (\d+): ([\d.]+) paid, the most per trip"),
