@@ -146,6 +146,11 @@ def test_one_fund_member_proposes_a_batch_and_cannot_release_it(desks, checked, 
 def test_a_second_fund_member_releases_it_and_downloads_the_sepa_file(desks, checked, gql):
     page = desks["fund_b"]
     sign_in(page, "fund", "", "Bram Betaal", "/medewerkers/uitbetalingen")
+    release = page.locator("form[action$='/vrijgeven']").first.get_attribute("action")
+    too_early = page.goto(release.replace("/vrijgeven", "/sepa.xml"))
+    assert too_early.status == 409 and "pas als een collega" in page.inner_text("main")
+    checked(page, "betaalbestand voor het vrijgeven")
+    page.goto("/medewerkers/uitbetalingen")
     press_button(page, page.get_by_role("button", name=re.compile("^Vrijgeven")).first
                  .inner_text().strip())
     assert "is vrijgegeven" in page.get_by_role("status").inner_text()

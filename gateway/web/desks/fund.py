@@ -4,11 +4,12 @@ rejecting it with a reason; payout batches proposed by one fund member and relea
 another (four eyes), and the released batch's SEPA file."""
 from decimal import Decimal
 
+from nameko.exceptions import RpcTimeout, UnknownService
 from werkzeug.wrappers import Response
 
-from common.errors import Conflict, Forbidden, NotFound
+from common.errors import Conflict, Forbidden, NotFound, Unavailable
 from gateway.schema.travel_costs import payout_file
-from gateway.web.app import STAFF_PAGES, OperationRefused
+from gateway.web.app import STAFF_PAGES, OperationRefused, ServiceDown
 from gateway.web.desks import operations
 from gateway.web.desks.words import claim_reasons
 from gateway.web.forms import Form
@@ -168,5 +169,7 @@ def sepa_file(page, batch_id):
     except Conflict:
         return _payouts(page, {"": "Het betaalbestand is er pas als een collega de "
                                    "uitbetaling heeft vrijgegeven."}, status=409)
+    except (RpcTimeout, UnknownService, TimeoutError, Unavailable):
+        raise ServiceDown() from None
     return Response(content, mimetype="application/xml", headers={
         "Content-Disposition": f'attachment; filename="sepa-{batch_id}.xml"'})
