@@ -131,8 +131,10 @@ def propose(page):
                                "Voorstellen lukte niet: er is intussen iets veranderd. "
                                "Bekijk hieronder de uitbetalingen en probeer het opnieuw."},
                         status=409)
-    page.session.flash(f"U hebt een uitbetaling voorgesteld van {batch['claimCount']} "
-                       f"declaraties. Een collega van het fonds moet haar nu vrijgeven.")
+    count = batch["claimCount"]
+    page.session.flash(f"U hebt een uitbetaling voorgesteld van {count} "
+                       f"{'declaratie' if count == 1 else 'declaraties'}. Een collega van het "
+                       f"fonds moet haar nu vrijgeven.")
     return page.redirect(PAYOUTS)
 
 
