@@ -10,6 +10,8 @@ from tests.support import eventually, token
 MUNICIPALITY = "GM0344"   # Utrecht
 PAGES = {   # page -> the roles whose page it is
     "/medewerkers/aanvragen": {"municipality"},
+    "/medewerkers/instellingen": {"municipality"},
+    "/medewerkers/steunpunten": {"municipality"},
     "/medewerkers/reiskosten": {"fund"},
     "/medewerkers/uitbetalingen": {"fund"},
     "/medewerkers/informatietassen": {"campaign", "municipality"},
@@ -18,6 +20,15 @@ PAGES = {   # page -> the roles whose page it is
     "/controleren": {"partner"},
 }
 ROLES = ("municipality", "fund", "campaign", "support_point", "partner", "admin")
+# Pages of one thing: the role is checked before the thing is looked for, so another role
+# learns nothing of it; for the page's own role an unknown one is the not-found page.
+ONE_THING = {
+    "/medewerkers/aanvragen/MZV-2026-999999": {"municipality"},
+    "/medewerkers/steunpunten/onbekend": {"municipality"},
+    "/medewerkers/reiskosten/onbekend": {"fund"},
+    "/medewerkers/reiskosten/0123456789abcdef01234567": {"fund"},
+    "/medewerkers/uitbetalingen/onbekend/sepa.xml": {"fund"},
+}
 REGISTER = """mutation($input: SupportPointInput!) { registerSupportPoint(input: $input) { id } }"""
 
 
@@ -65,6 +76,15 @@ def test_every_role_reaches_only_its_own_pages(signed_in, path, role):
         assert "Deze pagina is niet voor uw rol" in answer.text
         assert "<table" not in answer.text and "<form method=\"post\" action=\"" + path \
             not in answer.text
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("path", ONE_THING)
+def test_a_page_of_one_thing_refuses_other_roles_before_it_looks(signed_in, path, role):
+    site, sessions = signed_in
+    answer = sessions[role].get(f"{site}{path}", allow_redirects=False, timeout=30)
+    expected = 404 if role in ONE_THING[path] else 403
+    assert answer.status_code == expected, (path, role, answer.status_code)
 
 
 @pytest.mark.parametrize("path", PAGES)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from nameko.exceptions import RpcTimeout, UnknownService
 from werkzeug.wrappers import Response
 
-from common.errors import Conflict, Forbidden, NotFound, Unavailable
+from common.errors import BadUserInput, Conflict, Forbidden, NotFound, Unavailable
 from gateway.schema.travel_costs import payout_file
 from gateway.web.app import STAFF_PAGES, OperationRefused, ServiceDown
 from gateway.web.desks import operations
@@ -166,7 +166,7 @@ def sepa_file(page, batch_id):
     context = page.context()
     try:
         content = payout_file(context, batch_id)
-    except (NotFound, Forbidden):
+    except (NotFound, Forbidden, BadUserInput):   # BAD_USER_INPUT: not an id at all
         return not_found(page)
     except Conflict:
         return _payouts(page, {"": "Het betaalbestand is er pas als een collega de "
