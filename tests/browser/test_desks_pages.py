@@ -224,6 +224,10 @@ def test_the_team_allocates_ships_and_delivers_and_filters_the_orders(desks, che
     page.get_by_label("Stand").select_option("DELIVERED")
     page.get_by_role("button", name="Tonen").click()
     assert "status=DELIVERED" in page.url and AMERSFOORT in page.inner_text("tbody")
+    page.get_by_label("Gemeente").fill("Amersfoort")
+    page.get_by_role("button", name="Tonen").click()
+    error_shown(page, "gemeente")
+    checked(page, "bestellingen van een onbekende gemeente")
 
 
 def test_a_regional_campaign_is_created_opted_out_of_and_launched(desks, checked):

@@ -25,13 +25,18 @@ def _bags_page(page, form=None, round_=None, status=200):
     if shown not in BAG_ORDER_STATUS_NAMES:
         shown = ""
     municipality = (page.request.args.get("gemeente") or "").strip().upper()
-    orders = _orders(page, municipality or None)
+    try:
+        orders = _orders(page, municipality or None)
+    except OperationRefused:   # not a municipality's code
+        orders = []
+        form.fail("gemeente", "Vul de CBS-code van een gemeente in, zoals GM0307, of laat "
+                              "het veld leeg voor alle gemeenten.")
+        status = 400
     return page.render("desk_bags.html", form=form, errors=form.errors, round=round_,
                        shown=shown, municipality=municipality,
                        orders=[o for o in orders if not shown or o["status"] == shown],
                        stock=page.graphql(operations.BAG_STOCK)["bagStock"],
                        status=status)
-
 
 
 def bags(page):
