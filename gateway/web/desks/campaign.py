@@ -66,14 +66,26 @@ def _print_run(page):
     quantity = _quantity(form, "aantal", "het aantal gedrukte tassen")
     if form.errors:
         return _bags_page(page, form, status=400)
-    page.graphql(operations.ADD_PRINT_RUN, {"quantity": quantity})
+    try:
+        page.graphql(operations.ADD_PRINT_RUN, {"quantity": quantity})
+    except OperationRefused as refusal:
+        form.refused(refusal, {"aantal": ("quantity", "Vul een aantal in dat het platform "
+                                                     "aanneemt, zoals 25000.")},
+                     "Toevoegen lukte niet. Probeer het opnieuw.")
+        return _bags_page(page, form, status=400)
     page.session.flash(f"De drukgang van {quantity:,} tassen is toegevoegd aan de voorraad."
                        .replace(",", "."))
     return page.redirect(BAGS)
 
 
 def _allocate(page):
-    round_ = page.graphql(operations.RUN_ALLOCATION)["runBagAllocation"]
+    try:
+        round_ = page.graphql(operations.RUN_ALLOCATION)["runBagAllocation"]
+    except OperationRefused:   # another round or order changed the stock meanwhile
+        form = Form({})
+        form.fail("", "De verdeelronde lukte niet: de voorraad veranderde intussen. Voer de "
+                      "ronde opnieuw uit.")
+        return _bags_page(page, form, status=409)
     return _bags_page(page, round_=round_)
 
 
