@@ -5,8 +5,11 @@ not, the status, the end of validity and whether the purpose is accepted; nothin
 Each check is the contract's operation as the signed-in partner, so a failed one counts
 toward the same limit as through the API."""
 import jwt
+from nameko.exceptions import RpcTimeout, UnknownService
 
+from common.errors import Unavailable
 from gateway.jwks import published_keys
+from gateway.web.app import ServiceDown
 from gateway.web.desks import operations
 from gateway.web.forms import Form
 from gateway.web.texts import PURPOSE_NAMES
@@ -50,7 +53,11 @@ def check(page):
                            status=400)
     signed = None
     if token:
-        signed = signed_by_the_platform(token, published_keys(page.context()))
+        try:
+            keys = published_keys(page.context())
+        except (RpcTimeout, UnknownService, TimeoutError, Unavailable):
+            raise ServiceDown() from None
+        signed = signed_by_the_platform(token, keys)
         # Asked online also when the signature is not ours: the failure counts.
         answer = page.graphql(operations.CHECK_TOKEN, {"token": token, "purpose": purpose})[
             "checkDeclarationToken"]
