@@ -91,6 +91,13 @@ def float_setting(config, key, default, variable=None, environ=None):
     return float(setting(config, key, default, variable, environ))
 
 
+def public_url(config=None, environ=None):
+    """The site's public address (``MANTELZORG_PUBLIC_URL``, no trailing slash): what e-mails
+    link to and what a declaration's QR code opens."""
+    return setting(config, "PUBLIC_URL", "http://127.0.0.1:8000", "MANTELZORG_PUBLIC_URL",
+                   environ).rstrip("/")
+
+
 def amqp_uri(config=None):
     return setting(config, "AMQP_URI", DEFAULT_AMQP_URI)
 

@@ -1,5 +1,4 @@
 """The gateway: GraphQL over HTTP in front of the services, which it reaches over RPC."""
-import base64
 import functools
 import json
 from pathlib import Path
@@ -19,19 +18,20 @@ from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLC
 from gateway.errors import HTTP_STATUS, BadRequest, error_entry, format_error
 from gateway.executor import is_mutation, run_query
 from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
-from gateway.jwks import PublicKeys
+from gateway.jwks import published_keys
 from gateway.schema import schema
+from gateway.schema.travel_costs import payout_file
 from gateway.server import MAX_BODY_BYTES, http
 from gateway.storage import GatewayStore
 from gateway.web.app import WebSessions
+from gateway.web.desks.routes import DeskPages
 from gateway.web.routes import CaregiverPages, StaffPages
 
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
 SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
-PUBLIC_KEYS = PublicKeys()
 
 
-class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
+class GatewayService(CaregiverPages, StaffPages, DeskPages, InstrumentedService):
     name = "gateway"
     config = Config()
     tokens = Authentication()
@@ -83,7 +83,7 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
         """The public keys of the declarations' signed tokens, for offline verification."""
         try:
             context = self.graphql_context(None)
-            document = PUBLIC_KEYS.get(lambda: context.call("declaration", "signing_keys"))
+            document = published_keys(context)
         except Exception as error:
             return self._error(error)
         response = self._json(document)
@@ -108,17 +108,10 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
     @http("GET", "/payout-batches/<batch_id>/sepa.xml")
     def payout_file(self, request, batch_id):
         """The SEPA credit transfer file of a payout batch: fund staff and admin."""
-        def fetch(context):
-            content = bytearray()
-            while True:   # in pieces: one RPC message stays small however large the file
-                piece = context.call("travel_costs", "payout_file", batch_id, len(content),
-                                     context.actor)
-                content += base64.b64decode(piece["data"])
-                if not piece["data"] or len(content) >= piece["size"]:
-                    return bytes(content)
-
         return self._document(request, ("fund", "admin"), "application/xml",
-                              f"sepa-{batch_id}.xml", fetch, disposition="attachment")
+                              f"sepa-{batch_id}.xml",
+                              lambda context: payout_file(context, batch_id),
+                              disposition="attachment")
 
     @http("GET", "/travel-statements/<int:year>.pdf")
     def travel_statement_pdf(self, request, year):

@@ -10,7 +10,7 @@ from common import config as settings
 from gateway.web import operations, signin
 from gateway.web.app import STAFF_PAGES, OperationRefused
 from gateway.web.forms import Form
-from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES
+from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES, STAFF_MENUS
 from gateway.web.views import complete_sign_in, letter_response, not_found
 
 HOME = signin.STAFF_HOME
@@ -33,8 +33,9 @@ def development_subject(role, organisation, name):
 
 
 def home(page):
-    if page.session.staff and page.session["role"] in DESK:
-        return page.redirect(HOME)
+    """Each role's first page (``texts.STAFF_MENUS``)."""
+    if page.session.staff and page.session["role"] in STAFF_MENUS:
+        return page.redirect(STAFF_MENUS[page.session["role"]][0][0])
     return page.render("staff_home.html")
 
 

@@ -291,6 +291,12 @@ class CampaignService(PlatformService):
         return domain.campaign_view(changed or campaign, reached)
 
     @rpc
+    def support_point_materials(self, actor):
+        """The campaign material distributed to the calling support point, newest first."""
+        point_id = domain.may_see_materials(actor)
+        return [domain.material_view(d, c) for d, c in self.store.distributions_to(point_id)]
+
+    @rpc
     def campaigns(self, actor):
         found = self.store.campaigns(including=domain.campaigns_visible_to(actor))
         reached = self.store.reached([c["_id"] for c in found])

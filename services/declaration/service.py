@@ -12,7 +12,7 @@ from common.messaging import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
 from common.service import PlatformService
-from common.storage import Storage, once_per_request, utcnow
+from common.storage import Storage, once_per_request
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
 from services.declaration.storage import DECLARATIONS, PERSONAL_DATA_READS, DeclarationStore
