@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 export PYTHONWARNINGS ?= ignore
 
-.PHONY: run test install bench clean prometheus web-assets browser
+.PHONY: run test install bench clean prometheus rabbitmq web-assets browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 run: install web-assets
 	$(PY) -m ops.cli run
 
-test: install prometheus web-assets browser
+test: install prometheus rabbitmq web-assets browser
 	$(PY) -m ops.testenv
 	$(PY) -m pytest
 
@@ -35,6 +35,13 @@ prometheus:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq >/dev/null && \
 	  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends prometheus >/dev/null; }
+# RabbitMQ's server for the fault tests, which start nodes of their own (a node restarted
+# under load, a cluster losing a node); they fail without it, never skip.
+rabbitmq:
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq >/dev/null && \
+	  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends rabbitmq-server >/dev/null; }
 # The gateway's browser assets (NL Design System CSS, GraphiQL, axe-core for the tests), from
 # the committed lock file; again whenever package.json or the lock file changes.
 WEB := gateway/web

@@ -150,8 +150,8 @@ class PlatformService(InstrumentedService):
         return metrics_response()
 
     outbox = EventOutbox()
-    # A mutation that creates something answers ``self.once.answer(...)`` and records
-    # ``self.once.record(session, answer)`` in its transaction: done once per request.
+    # Each mutation is done once per request identity: ``@once_per_request`` under its
+    # ``@rpc`` (common.storage).
     once = RequestsOnce()
     # The events the service can send again from what it stores, for a new consumer:
     # {event type: (collection, payload of a stored document, field values to select)}.

@@ -5,17 +5,24 @@ embedded MongoDB-wire-protocol server (SecantusDB) on a free local port, with it
 ``$MANTELZORG_DATA_DIR/<database>`` so they survive restarts. Either way the service talks
 pymongo over the wire, through the same code.
 """
+import contextvars
+import functools
 import os
+import random
+import time
 from datetime import timedelta
 
+from kombu.utils import json as kombu_json
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, MongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from common import clock
 from common import config as settings
+from common.crypto import data_cipher
+from common.errors import Unavailable
 
 PROCESSED_EVENTS = "processed_events"
 # The requests a service has done, by the request identity the gateway derives from an
@@ -23,6 +30,9 @@ PROCESSED_EVENTS = "processed_events"
 DONE_REQUESTS = "done_requests"
 REQUEST_KEY = "request_id"
 REQUESTS_KEPT_FOR = timedelta(hours=24)
+# How often a request done once starts again when its transaction met another's writes.
+REQUEST_ATTEMPTS = 20
+COMMIT_ATTEMPTS = 5
 
 
 # The platform's clock (common.clock), under the names the store's callers use.
@@ -81,6 +91,8 @@ class DocumentStore:
             # check of it waits too. A short check timeout would mark it down and cancel
             # every operation in flight.
             options["connectTimeoutMS"] = 120_000
+        else:
+            options.update(settings.mongo_tls_options())
         self.client = MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=10_000,
                                   uuidRepresentation="standard", **options)
         self.db = self.client.get_database(
@@ -111,7 +123,12 @@ class DocumentStore:
         return self.db.command("ping").get("ok") == 1
 
     def in_transaction(self, work):
-        """Run ``work(session)`` in one multi-document transaction, retried when transient."""
+        """Run ``work(session)`` in one multi-document transaction, retried when transient.
+        Inside a request done once (``in_request_transaction``) it joins that request's
+        transaction instead, which commits when the request has its answer."""
+        joined = _REQUEST_TRANSACTION.get()
+        if joined is not None and joined.store is self:
+            return joined.run(work)
         with self.client.start_session() as session:
             return session.with_transaction(work)
 
@@ -133,19 +150,73 @@ class DocumentStore:
 
         return self.in_transaction(once)
 
-    def answer_of_request(self, request_id, now=None):
-        """The answer recorded for a request done within the last 24 hours, else None. An
-        older record still stored counts as forgotten (the TTL index removes it in time)."""
+    def done_request(self, request_id, now=None):
+        """The record of a request done within the last 24 hours, else None. An older record
+        still stored counts as forgotten (the TTL index removes it in time)."""
         since = (now or utcnow()) - REQUESTS_KEPT_FOR
         self.db[DONE_REQUESTS].delete_one({"_id": request_id, "done_at": {"$lte": since}})
-        done = self.db[DONE_REQUESTS].find_one({"_id": request_id, "done_at": {"$gt": since}})
-        return None if done is None else done["answer"]
+        return self.db[DONE_REQUESTS].find_one({"_id": request_id, "done_at": {"$gt": since}})
 
-    def record_request(self, session, request_id, answer):
-        """Records a request as done with its answer, in the transaction of its write: a
-        second execution of the same request conflicts on the unique id and writes nothing."""
-        self.db[DONE_REQUESTS].insert_one({"_id": request_id, "answer": answer,
-                                           "done_at": utcnow()}, session=session)
+    def in_request_transaction(self, request_id, run, seal, unseal):
+        """``run()``'s answer the first time the request ``request_id`` is done; the answer
+        recorded then for every later call with that identity (see RequestsOnce).
+
+        Everything ``run`` writes through ``in_transaction`` joins one transaction of the
+        request, which also records the request as done with its answer (``seal(answer)``)
+        and commits only when ``run`` has answered. So a process killed at any moment either
+        did nothing of the request or did all of it and kept its answer; of two calls with
+        the same identity at once, one commits and the other answers what it did."""
+        for attempt in range(REQUEST_ATTEMPTS):
+            done = self.done_request(request_id)
+            if done is not None:
+                return unseal(done)
+            joined = None
+            try:
+                with self.client.start_session() as session:
+                    joined = RequestTransaction(self, session)
+                    with joined:
+                        answer = run()
+                        if joined.failed:   # a step failed and was caught: start again
+                            raise RequestTransactionFailed()
+                        self.db[DONE_REQUESTS].insert_one(
+                            {"_id": request_id, "sealed_answer": seal(answer),
+                             "done_at": utcnow()}, session=session)
+                        joined.commit()
+            except Exception as error:
+                done = self.done_request(request_id)
+                if done is not None:     # the same request, done at the same moment elsewhere
+                    return unseal(done)
+                if not _may_try_again(error):
+                    raise
+                time.sleep(min(0.005 * 2 ** attempt, 0.2) * random.random())
+                continue
+            for callback in joined.after_commit:
+                callback()
+            return answer
+        raise Unavailable("the request met too many others at once; try again")
+
+    def in_request_steps(self, request_id, run, seal, unseal):
+        """``run()``'s answer the first time the request ``request_id`` is done, for work
+        that commits in steps of its own: the answer is recorded after its last step."""
+        done = self.done_request(request_id)
+        if done is not None:
+            return unseal(done)
+        answer = run()
+        try:
+            self.db[DONE_REQUESTS].insert_one({"_id": request_id, "sealed_answer": seal(answer),
+                                               "done_at": utcnow()})
+        except DuplicateKeyError:   # the same request, done at the same moment elsewhere
+            return unseal(self.done_request(request_id))
+        return answer
+
+    def after_commit(self, callback):
+        """Runs ``callback()`` once what the worker wrote is committed: at once, or when the
+        transaction of its request (``in_request_transaction``) commits."""
+        joined = _REQUEST_TRANSACTION.get()
+        if joined is not None and joined.store is self:
+            joined.after_commit.append(callback)
+        else:
+            callback()
 
     def replace_if_newer(self, collection, document, order_field, session=None):
         """Keep a projection of another service's data: replace the stored copy unless it
@@ -222,57 +293,128 @@ class Storage(DependencyProvider):
         return self.store
 
 
-class OnceRequest:
-    """A worker's request identity (None when the caller sent none) and what was recorded
-    for it. See RequestsOnce."""
+class RequestTransactionFailed(Exception):
+    """A step of a request's transaction failed and the request went on: the transaction
+    holds that step's writes in part, so the whole request starts again."""
 
-    def __init__(self, store, request_id):
+
+_REQUEST_TRANSACTION = contextvars.ContextVar("request_transaction", default=None)
+
+
+def _may_try_again(error):
+    if isinstance(error, RequestTransactionFailed):
+        return True
+    return isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError")
+
+
+class RequestTransaction:
+    """The one transaction of a request done once, which every ``in_transaction`` of the
+    worker's green thread joins (a context variable: each worker has its own)."""
+
+    def __init__(self, store, session):
+        self.store = store
+        self.session = session
+        self.failed = False
+        self.after_commit = []
+        self._token = None
+
+    def __enter__(self):
+        self.session.start_transaction()
+        self._token = _REQUEST_TRANSACTION.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _REQUEST_TRANSACTION.reset(self._token)
+        if self.session.in_transaction:
+            self.session.abort_transaction()
+
+    def run(self, work):
+        """``work(session)`` in the request's transaction. A step that raises leaves its
+        writes in it, so when the request carries on all the same it starts again."""
+        if self.failed:
+            raise RequestTransactionFailed()
+        try:
+            return work(self.session)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def commit(self):
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self.session.commit_transaction()
+                return
+            except PyMongoError as error:
+                if attempt + 1 == COMMIT_ATTEMPTS or \
+                        not error.has_error_label("UnknownTransactionCommitResult"):
+                    raise
+
+
+class OnceRequest:
+    """A worker's request identity (None when the caller sent none). See RequestsOnce."""
+
+    def __init__(self, store, request_id, cipher):
         self.store = store
         self.request_id = request_id
-        self.recording = False
+        self.cipher = cipher
 
-    def answer(self, run):
-        """``run()``'s answer the first time this request is done; the recorded answer when
-        it was done before. ``run`` writes in one transaction that calls ``record``."""
+    def answer(self, run, in_steps=False):
+        """``run()``'s answer, done once per request identity."""
         if self.request_id is None:
             return run()
-        earlier = self.store.answer_of_request(self.request_id)
-        if earlier is not None:
-            return earlier
-        self.recording = True
-        try:
-            return run()
-        except DuplicateKeyError:
-            # The same request done at the same moment by another worker: its answer.
-            earlier = self.store.answer_of_request(self.request_id)
-            if earlier is None:
-                raise
-            return earlier
-        finally:
-            self.recording = False
+        done = self.store.in_request_steps if in_steps else self.store.in_request_transaction
+        return done(self.request_id, run, self._seal, self._unseal)
 
-    def record(self, session, answer):
-        """Inside the transaction of the write under ``answer``: records the request as
-        done with ``answer`` (nothing without a request identity or outside ``answer``)."""
-        if self.recording:
-            self.store.record_request(session, self.request_id, answer)
+    def _seal(self, answer):
+        # As the RPC reply carries it (times and dates included), so the retry's is the same.
+        return self.cipher.encrypt(kombu_json.dumps(answer), context=self.request_id)
+
+    def _unseal(self, done):
+        if "sealed_answer" not in done:   # recorded by an earlier release, as it was
+            return done["answer"]
+        return kombu_json.loads(self.cipher.decrypt(done["sealed_answer"],
+                                                    context=self.request_id))
 
 
 class RequestsOnce(DependencyProvider):
-    """Injects the worker's OnceRequest: a mutation that creates something is done once per
-    request identity. The gateway sends the identity with the call (context data
-    ``request_id``, derived from the caller's Idempotency-Key and body) when its reply may
-    have been lost: the retry gets the first answer and nothing is written twice.
+    """Injects the worker's OnceRequest; with ``once_per_request`` on an entrypoint, a
+    mutation is done once per request identity. The gateway sends the identity with each
+    call of a request sent with an Idempotency-Key (context data ``request_id``, derived
+    from the caller's key and body): a retry after a lost reply, a killed service or a
+    restarted gateway gets the first answer and nothing is written twice.
 
     The identity is taken out of the worker's context data, so the worker's own calls and
-    events do not carry it on. Answers are stored as they are, so they must hold no personal
-    data; the creating mutations' answers hold none (a public view, an order, a campaign)."""
+    events do not carry it on. The answers are sealed with the service's data key: an
+    answer may hold personal data or a verification code."""
 
     MAX_ID_CHARS = 200
+
+    def setup(self):
+        with settings.stop_if_misconfigured():
+            self.cipher = data_cipher(self.container.config)
 
     def get_dependency(self, worker_ctx):
         storage = next(d for d in self.container.dependencies if isinstance(d, Storage))
         request_id = worker_ctx.data.pop(REQUEST_KEY, None)
         if not isinstance(request_id, str) or not 0 < len(request_id) <= self.MAX_ID_CHARS:
             request_id = None
-        return OnceRequest(storage.store, request_id)
+        return OnceRequest(storage.store, request_id, self.cipher)
+
+
+def once_per_request(entrypoint=None, *, in_steps=False):
+    """Put under ``@rpc`` of a mutation: done once per request identity, every later call
+    with that identity answers what the first one answered (see RequestsOnce). The service
+    has ``once = RequestsOnce()`` (every PlatformService has) and writes through its
+    store's ``in_transaction``; what must wait for the commit goes to ``after_commit``.
+
+    ``in_steps=True`` for work that commits in steps of its own, each of which a later run
+    takes up (a payout batch marks its claims paid a chunk per transaction): the steps
+    commit as they go and the answer is recorded after the last one."""
+    if entrypoint is None:
+        return functools.partial(once_per_request, in_steps=in_steps)
+
+    @functools.wraps(entrypoint)
+    def done_once(self, *args, **kwargs):
+        return self.once.answer(lambda: entrypoint(self, *args, **kwargs), in_steps)
+
+    return done_once

@@ -35,6 +35,9 @@ class GraphQLContext:
         # Set for a mutation sent with an Idempotency-Key (gateway/idempotency.py): every call
         # carries an identity derived from it, the same again when the request is retried.
         self.request_id = None
+        # Told how many seconds from now the request may take when a long call extends its
+        # deadline (the Idempotency-Key is held as long).
+        self.on_deadline_extended = None
         self._calls_made = {}
         # Declaration applicants already answered in this request, by declaration id: their
         # reads are recorded once, also when root fields running at once ask for the same
@@ -52,6 +55,8 @@ class GraphQLContext:
         is extended to as well."""
         seconds = max(self.timeout, settings.float_setting(self.service.config, setting, default))
         self.deadline = max(self.deadline, time.monotonic() + seconds)
+        if self.on_deadline_extended is not None:
+            self.on_deadline_extended(self.deadline - time.monotonic())
         return self.call(service_name, method, *args, timeout=seconds)
 
     def call(self, service_name, method, *args, timeout=None, **kwargs):

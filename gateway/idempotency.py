@@ -1,5 +1,6 @@
 """The ``Idempotency-Key`` header: a mutation sent again with the same key and body within
-24 hours answers what the first one answered and runs nothing again.
+24 hours answers what the first one answered and runs nothing again. A key whose request
+never finished (its gateway died) is free again once that request's deadline has passed.
 
 Keys are scoped per caller (token subject and role), so two clients' keys never meet. The
 key is recorded as running before the mutation runs (one atomic insert decides who runs it);
@@ -9,9 +10,9 @@ may hold personal data or a secret such as a verification code.
 A request whose reply was lost after its service committed the work (the service killed, the
 broker restarted) is answered UNAVAILABLE and its key freed, so the retry runs again. The
 gateway therefore also sends each call of the request a request identity: a keyed hash of the
-key's record and the body, never the key itself. A service that creates something records
-that identity with its write and answers a second call with the first answer
-(``common.storage.RequestsOnce``)."""
+key's record and the body, never the key itself. Every mutation of a service records that
+identity with its writes and answers a second call with the first answer
+(``common.storage.once_per_request``)."""
 import hashlib
 import json
 from datetime import timedelta
@@ -29,6 +30,7 @@ KEPT_FOR = timedelta(hours=24)
 MAX_KEY_CHARS = 255
 KEYS = "idempotency_keys"
 RUNNING, DONE = "running", "done"
+DEFAULT_CLOCK_SKEW = 2.0
 
 
 def _sha256(text):
@@ -58,16 +60,31 @@ class IdempotencyStore(DocumentStore):
         self.db[KEYS].create_index([("created_at", ASCENDING)],
                                    expireAfterSeconds=int(KEPT_FOR.total_seconds()))
 
-    def claim(self, record, body, now):
-        """Records the key as running; returns None when this request may run, else the
-        record that is there (running or done)."""
+    def claim(self, record, body, now, deadline):
+        """Records the key as running until ``deadline``; returns None when this request
+        may run, else the record that is there (running or done).
+
+        A key still running after its deadline belongs to a request whose gateway died or
+        lost its database: nothing of it runs any more (a service refuses a call past its
+        deadline), so a retry with the same body takes the key over."""
         self.db[KEYS].delete_one({"_id": record, "created_at": {"$lte": now - KEPT_FOR}})
         try:
             self.db[KEYS].insert_one({"_id": record, "body": body, "state": RUNNING,
-                                      "created_at": now})
+                                      "created_at": now, "deadline": deadline})
             return None
         except DuplicateKeyError:
-            return self.db[KEYS].find_one({"_id": record})
+            pass
+        taken = self.db[KEYS].update_one(
+            {"_id": record, "body": body, "state": RUNNING, "deadline": {"$lt": now}},
+            {"$set": {"created_at": now, "deadline": deadline}})
+        if taken.modified_count == 1:
+            return None
+        return self.db[KEYS].find_one({"_id": record})
+
+    def extend(self, record, deadline):
+        """The running request takes longer (a long call): its key is held until then."""
+        self.db[KEYS].update_one({"_id": record, "state": RUNNING, "deadline": {"$lt": deadline}},
+                                 {"$set": {"deadline": deadline}})
 
     def finish(self, record, sealed_answer):
         self.db[KEYS].update_one({"_id": record, "state": RUNNING},
@@ -86,22 +103,35 @@ def _changed_nothing(answer):
 
 
 class IdempotentMutations:
-    def __init__(self, store, cipher, lookup_hash=None):
+    def __init__(self, store, cipher, lookup_hash=None, clock_skew_seconds=DEFAULT_CLOCK_SKEW):
         self.store = store
         self.cipher = cipher
         self.lookup_hash = lookup_hash
+        # How far the clocks of two gateway replicas may differ: a key is taken over only
+        # that long after its deadline by the other's clock.
+        self.clock_skew = timedelta(seconds=clock_skew_seconds)
+
+    def _until(self, now, seconds):
+        return now + timedelta(seconds=seconds) + self.clock_skew
+
+    def extend(self, key, principal, seconds):
+        """The request with ``key`` may now take ``seconds`` from now (a long call)."""
+        self.store.extend(record_id(principal, key), self._until(utcnow(), seconds))
 
     def request_identity(self, key, principal, body):
         return request_identity(self.lookup_hash, principal, key, body)
 
-    def answer_once(self, key, principal, body, run, now=None):
+    def answer_once(self, key, principal, body, run, now=None, deadline_seconds=60):
         """``run()``'s answer the first time this caller sends ``key`` with ``body``; the
-        stored answer after that."""
+        stored answer after that. ``deadline_seconds``: how long the request may take (the
+        key of a request that has not finished by then, its gateway gone, is free again
+        after that and ``clock_skew``)."""
         if not key.isprintable() or not key.strip() or len(key) > MAX_KEY_CHARS:
             raise BadUserInput(f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_KEY_CHARS} "
                                "printable characters", field=IDEMPOTENCY_HEADER)
         record, digest = record_id(principal, key), body_hash(body)
-        stored = self.store.claim(record, digest, now or utcnow())
+        now = now or utcnow()
+        stored = self.store.claim(record, digest, now, self._until(now, deadline_seconds))
         if stored is not None:
             if stored["body"] != digest:
                 raise Conflict(f"this {IDEMPOTENCY_HEADER} was used for a different request; "
@@ -135,7 +165,9 @@ class Idempotency(Storage):
         with settings.stop_if_misconfigured():
             cipher = data_cipher(self.container.config)
             lookup_hash = keyed_hash(self.container.config)
-        self.mutations = IdempotentMutations(self.store, cipher, lookup_hash)
+        self.mutations = IdempotentMutations(
+            self.store, cipher, lookup_hash, settings.float_setting(
+                self.container.config, "CLOCK_SKEW_SECONDS", DEFAULT_CLOCK_SKEW))
 
     def get_dependency(self, worker_ctx):
         return self.mutations

@@ -19,3 +19,12 @@ class PublicKeys:
                                       for key in document["keys"]]}
             self.fetched_at = time.monotonic()
         return self.document
+
+
+# One copy per gateway process, for ``/.well-known/jwks.json`` and the partners' check page.
+PUBLIC_KEYS = PublicKeys()
+
+
+def published_keys(context):
+    """The JWKS document, asked of the declaration service through ``context`` when old."""
+    return PUBLIC_KEYS.get(lambda: context.call("declaration", "signing_keys"))

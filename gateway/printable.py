@@ -1,11 +1,13 @@
 """Printable documents, as A4 PDFs: the declaration (the reference, the validity, the purposes,
-a QR code of the signed token, which a desk scans and verifies with the published keys, and
-beside it the verification code, with which a desk checks it online), the local insert of an
+a QR code linking to the partners' check page with the signed token, which a desk scans and
+verifies there or offline with the published keys, and beside it the verification code, with
+which a desk checks it online), the local insert of an
 order of information bags, and the travel-cost fund's yearly statement of what it paid a
 caregiver, for the tax return."""
 import io
 from datetime import date
 from decimal import Decimal
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from reportlab.graphics import renderPDF
@@ -18,6 +20,8 @@ from reportlab.pdfgen import canvas
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer
 from werkzeug.wrappers import Response
 
+from common import config as settings
+
 PURPOSE_NAMES = {
     "PARKING_PERMIT": "Parkeervergunning",
     "CARE_HOUSING": "Mantelzorgwoning",
@@ -28,6 +32,14 @@ PURPOSE_NAMES = {
     "OTHER": "Overig",
 }
 QR_SIZE = 70 * mm
+CHECK_PAGE = "/controleren"
+
+
+def check_link(token, environ=None):
+    """What the declaration's QR code holds: the partners' check page on the site's public
+    address (``MANTELZORG_PUBLIC_URL``) with the signed token, which can also be verified
+    offline with the published keys."""
+    return f"{settings.public_url(environ=environ)}{CHECK_PAGE}?token={quote(token, safe='')}"
 
 
 def _day(text):
@@ -69,7 +81,7 @@ def render(declaration):
         y -= 7 * mm
         page.drawString(left + 5 * mm, y, f"- {PURPOSE_NAMES.get(purpose, purpose)}")
 
-    widget = QrCodeWidget(declaration["token"], barLevel="M")
+    widget = QrCodeWidget(check_link(declaration["token"]), barLevel="M")
     x0, y0, x1, y1 = widget.getBounds()
     drawing = Drawing(QR_SIZE, QR_SIZE,
                       transform=[QR_SIZE / (x1 - x0), 0, 0, QR_SIZE / (y1 - y0), 0, 0])
@@ -83,8 +95,8 @@ def render(declaration):
         page.drawString(beside, qr_bottom + QR_SIZE / 2 - 3 * mm, declaration["verification_code"])
     page.setFont("Helvetica", 9)
     page.drawString(left, y - 20 * mm - QR_SIZE,
-                    "De QR-code bevat een ondertekende verklaring; controleer die met de sleutels "
-                    "op /.well-known/jwks.json.")
+                    "Scan de QR-code om de verklaring te controleren. De link bevat een ondertekende "
+                    "verklaring (token), te controleren met de sleutels op /.well-known/jwks.json.")
     page.showPage()
     page.save()
     return buffer.getvalue()

@@ -1,5 +1,5 @@
 """The gateway: GraphQL over HTTP in front of the services, which it reaches over RPC."""
-import base64
+import functools
 import json
 from pathlib import Path
 
@@ -15,23 +15,23 @@ from common.service import CALL_RETRY_POLICY, InstrumentedService
 from gateway import printable
 from gateway.auth import Authentication
 from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext
-from gateway.errors import HTTP_STATUS, BadRequest, format_error
+from gateway.errors import HTTP_STATUS, BadRequest, error_entry, format_error
 from gateway.executor import is_mutation, run_query
 from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
-from gateway.jwks import PublicKeys
+from gateway.jwks import published_keys
 from gateway.schema import schema
-from gateway.server import http
+from gateway.schema.travel_costs import payout_file
+from gateway.server import MAX_BODY_BYTES, http
 from gateway.storage import GatewayStore
 from gateway.web.app import WebSessions
+from gateway.web.desks.routes import DeskPages
 from gateway.web.routes import CaregiverPages, StaffPages
 
-MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
 SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
-PUBLIC_KEYS = PublicKeys()
 
 
-class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
+class GatewayService(CaregiverPages, StaffPages, DeskPages, InstrumentedService):
     name = "gateway"
     config = Config()
     tokens = Authentication()
@@ -44,9 +44,12 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
     @http("POST", "/graphql")
     def graphql(self, request):
         try:
-            return self._graphql(request)
+            response = self._graphql(request)
         except Exception as error:   # never nameko's error page: it leaks exception text
-            return self._error(error, status=500)
+            response = self._error(error, status=500)
+        # An answer may hold personal data or a verification code: no cache keeps it.
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def _graphql(self, request):
         raw = request.stream.read(MAX_BODY_BYTES + 1)   # never more, whatever the header says
@@ -56,6 +59,8 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
+        except RecursionError:   # arrays or objects nested thousands deep
+            return self._error(BadRequest("the body is nested too deeply"))
         if not isinstance(body, dict):
             return self._error(BadRequest("the body must be a JSON object"))
         try:
@@ -64,8 +69,11 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
             key = request.headers.get(IDEMPOTENCY_HEADER)
             if key is not None and principal.authenticated and is_mutation(body):
                 context.request_id = self.idempotency.request_identity(key, principal, body)
+                context.on_deadline_extended = functools.partial(
+                    self.idempotency.extend, key, principal)
                 return self._json(self.idempotency.answer_once(
-                    key, principal, body, lambda: run_query(body, context)))
+                    key, principal, body, lambda: run_query(body, context),
+                    deadline_seconds=context.deadline_seconds))
         except Exception as error:
             return self._error(error)
         return self._json(run_query(body, context))
@@ -75,7 +83,7 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
         """The public keys of the declarations' signed tokens, for offline verification."""
         try:
             context = self.graphql_context(None)
-            document = PUBLIC_KEYS.get(lambda: context.call("declaration", "signing_keys"))
+            document = published_keys(context)
         except Exception as error:
             return self._error(error)
         response = self._json(document)
@@ -100,17 +108,10 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
     @http("GET", "/payout-batches/<batch_id>/sepa.xml")
     def payout_file(self, request, batch_id):
         """The SEPA credit transfer file of a payout batch: fund staff and admin."""
-        def fetch(context):
-            content = bytearray()
-            while True:   # in pieces: one RPC message stays small however large the file
-                piece = context.call("travel_costs", "payout_file", batch_id, len(content),
-                                     context.actor)
-                content += base64.b64decode(piece["data"])
-                if not piece["data"] or len(content) >= piece["size"]:
-                    return bytes(content)
-
         return self._document(request, ("fund", "admin"), "application/xml",
-                              f"sepa-{batch_id}.xml", fetch, disposition="attachment")
+                              f"sepa-{batch_id}.xml",
+                              lambda context: payout_file(context, batch_id),
+                              disposition="attachment")
 
     @http("GET", "/travel-statements/<int:year>.pdf")
     def travel_statement_pdf(self, request, year):
@@ -148,6 +149,10 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
 
     @http("GET", "/graphql")
     def graphiql(self, request):
+        """GraphiQL, for people trying the API: in development; in production only when an
+        operator turns it on (``GATEWAY_GRAPHIQL=true``), else NOT_FOUND."""
+        if not graphiql_enabled(self.config):
+            return self._json({"errors": [error_entry("no such resource", "NOT_FOUND")]}, 404)
         # Its scripts and styles come from the gateway itself (npm, see gateway/web/assets.py);
         # GraphiQL sets inline styles and has its fonts inlined as data: URLs.
         return Response(GRAPHIQL_PAGE, mimetype="text/html", headers={
@@ -171,6 +176,13 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
         response.headers[CORRELATION_HEADER] = structlog.contextvars.get_contextvars().get(
             CORRELATION_KEY, "")
         return response
+
+
+def graphiql_enabled(config, environ=None):
+    """Whether GET /graphql serves GraphiQL: the setting GRAPHIQL, by default on in
+    development and off in production."""
+    return settings.flag(config, "GRAPHIQL", not settings.is_production(environ),
+                         environ=environ)
 
 
 # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout

@@ -165,7 +165,8 @@ class Platform:
 
     def rpc(self, timeout=10, context_data=None):
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
-        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout, context_data=context_data)
+        return ClusterRpcProxy({"AMQP_URI": amqp, "AMQP_SSL": settings.amqp_ssl(environ=self.environ)},
+                               timeout=timeout, context_data=context_data)
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the

@@ -1,9 +1,12 @@
 """Event and RPC payloads of the travel-cost fund."""
+import string
+import unicodedata
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 from schwifty import IBAN
+from text_unidecode import unidecode
 
 from common.schemas import InputPayload, PastDate, Payload, Postcode, RequiredText
 from common.validators import one_of
@@ -12,6 +15,11 @@ TRAVEL_MODES = ("CAR", "PUBLIC_TRANSPORT", "BICYCLE", "TAXI")
 # Paid per km from the dated rate table; the others at the cost the caregiver states.
 PER_KM_MODES = ("CAR", "BICYCLE")
 CLAIM_STATUSES = ("SUBMITTED", "ON_HOLD", "APPROVED", "REJECTED", "PAID")
+# What a payout batch shows its readers (four eyes: proposed, then released by another).
+PAYOUT_BATCH_STATUSES = ("AWAITING_RELEASE", "RELEASED")
+# The characters every bank in the SEPA zone accepts in a credit transfer (the EPC's basic
+# Latin set); other letters are written as their nearest of these (Å as A, ß as ss).
+SEPA_CHARACTERS = frozenset(string.ascii_letters + string.digits + "/-?:().,'+ ")
 MAX_TRIPS_PER_CLAIM = 50
 
 
@@ -40,6 +48,19 @@ def sepa_account(value):
         raise ValueError("is not an account in the SEPA zone")
     bic = iban.bic
     return iban.compact, str(bic) if bic else None
+
+
+def sepa_text(value):
+    """``value`` as a bank transfer carries it: transliterated into the SEPA character set.
+    ValueError (naming the rule, never the value) for control or invisible characters and
+    for anything that has no counterpart in that set."""
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError("holds a control or invisible character")
+    written = unidecode(value).strip()
+    if not written or not SEPA_CHARACTERS.issuperset(written):
+        raise ValueError("can hold only letters, digits, spaces and / - ? : ( ) . , ' + "
+                         "(the characters of a bank transfer)")
+    return written
 
 
 class TripInput(InputPayload):
@@ -89,3 +110,9 @@ class TravelClaimInput(InputPayload):
     @classmethod
     def _iban(cls, value):
         return sepa_account(value)[0]
+
+    @field_validator("account_holder")
+    @classmethod
+    def _account_holder(cls, value):
+        sepa_text(value)    # checked only: the name is kept as the caregiver wrote it
+        return value

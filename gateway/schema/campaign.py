@@ -2,8 +2,9 @@
 the campaign service over RPC. The gateway checks the caller's role; the service checks whose
 municipality an order is of.
 
-Added to the contract (documented in docs/campaign.md): ``BagOrder.history`` and
-``Campaign.materials``."""
+Added to the contract (documented in docs/campaign.md): ``BagOrder.history``,
+``Campaign.materials``, ``BagAllocation.explanationInDutch`` and
+``Query.supportPointMaterials``."""
 from datetime import date, datetime
 
 import graphene
@@ -96,6 +97,12 @@ class BagAllocation(graphene.ObjectType):
     order = graphene.Field(BagOrder, required=True)
     allocated_now = graphene.Int(required=True)
     explanation = graphene.String(required=True)
+    explanation_in_dutch = graphene.String(
+        description="Added: the explanation in Dutch, as the campaign team's page shows it "
+                    "(null for a round kept before it was added).")
+
+    def resolve_explanation_in_dutch(root, info):
+        return root.get("explanation_nl")
 
 
 class BagAllocationRound(graphene.ObjectType):
@@ -107,6 +114,25 @@ class BagAllocationRound(graphene.ObjectType):
 
     def resolve_created_at(root, info):
         return _moment(root["created_at"])
+
+
+class CampaignMaterial(graphene.ObjectType):
+    """Added: one campaign's material as it was distributed to a support point."""
+    campaign_name = graphene.String(required=True)
+    hashtag = graphene.String(required=True)
+    materials = graphene.List(graphene.NonNull(graphene.String), required=True)
+    starts_on = Date(required=True)
+    ends_on = Date(required=True)
+    at = DateTime(required=True, description="when it was distributed to the support point")
+
+    def resolve_starts_on(root, info):
+        return _day(root["starts_on"])
+
+    def resolve_ends_on(root, info):
+        return _day(root["ends_on"])
+
+    def resolve_at(root, info):
+        return _moment(root["at"])
 
 
 def _call(info, roles, method, *args):
@@ -121,6 +147,10 @@ class CampaignQuery(graphene.ObjectType):
     bag_orders = graphene.List(graphene.NonNull(BagOrder), required=True,
                                municipality_code=graphene.String())
     campaigns = graphene.List(graphene.NonNull(Campaign), required=True)
+    support_point_materials = graphene.List(
+        graphene.NonNull(CampaignMaterial), required=True,
+        description="Added: the campaign material distributed to the calling support point, "
+                    "newest first.")
 
     @calls_services()
     def resolve_bag_stock(root, info):
@@ -134,6 +164,10 @@ class CampaignQuery(graphene.ObjectType):
     def resolve_campaigns(root, info):
         # a municipality: the campaigns that include it (the service chooses them)
         return _call(info, (*TEAM, "municipality"), "campaigns")
+
+    @calls_services()
+    def resolve_support_point_materials(root, info):
+        return _call(info, ("support_point",), "support_point_materials")
 
 
 class CampaignMutation(graphene.ObjectType):

@@ -3,15 +3,16 @@ travel_costs service over RPC. The gateway checks the caller's role; the service
 a claim or declaration is the caller's own.
 
 Added to the contract (documented in docs/travel_costs.md): ``TravelClaim.history``,
-``Query.travelClaimPreview``.
+``Query.travelClaimPreview``, ``PayoutBatch.proposedByYou``.
 ``PayoutBatch.sepaXmlUrl`` and ``TravelStatement.pdfUrl`` are paths on the gateway, fetched
 with the same bearer token."""
+import base64
 from datetime import date, datetime
 
 import graphene
 
 from common.limits import page_size
-from common.schemas.travel_costs import CLAIM_STATUSES, TRAVEL_MODES
+from common.schemas.travel_costs import CLAIM_STATUSES, PAYOUT_BATCH_STATUSES, TRAVEL_MODES
 from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime, Decimal
 from gateway.schema.shared import audit_step, enum_of, to_wire
@@ -22,6 +23,8 @@ FUND_STAFF = ("fund", "admin")
 
 TravelMode = enum_of("TravelMode", TRAVEL_MODES, "How a trip was made.")
 ClaimStatus = enum_of("ClaimStatus", CLAIM_STATUSES, "Where a travel claim is in its lifecycle.")
+PayoutBatchStatus = enum_of("PayoutBatchStatus", PAYOUT_BATCH_STATUSES,
+                            "Four eyes: proposed by one fund member, released by another.")
 
 
 def sepa_xml_path(batch_id):
@@ -84,11 +87,18 @@ class TravelClaimPreview(graphene.ObjectType):
 
 
 class PayoutBatch(graphene.ObjectType):
+    """Four eyes: one fund member proposes a batch, another releases it. Until it is
+    released its claims stay APPROVED and its SEPA file is not served (CONFLICT)."""
     id = graphene.ID(required=True)
     claim_count = graphene.Int(required=True)
     total_euros = Decimal(required=True)
     created_at = DateTime(required=True)
     sepa_xml_url = graphene.String(required=True)
+    status = graphene.Field(PayoutBatchStatus, required=True)
+    released_at = DateTime()
+    proposed_by_you = graphene.Boolean(
+        required=True, description="Added: whether the caller proposed this batch (and so "
+                                   "cannot release it: four eyes).")
 
 
 class TravelStatement(graphene.ObjectType):
@@ -115,10 +125,24 @@ def _claim(answer):
 
 
 def _batch(answer):
+    released = answer["released_at"]
     return PayoutBatch(id=answer["id"], claim_count=answer["claim_count"],
                        total_euros=answer["total_euros"],
                        created_at=datetime.fromisoformat(answer["created_at"]),
-                       sepa_xml_url=sepa_xml_path(answer["id"]))
+                       sepa_xml_url=sepa_xml_path(answer["id"]), status=answer["status"],
+                       released_at=datetime.fromisoformat(released) if released else None,
+                       proposed_by_you=bool(answer.get("proposed_by_you")))
+
+
+def payout_file(context, batch_id):
+    """The bytes of a released batch's SEPA file, fetched in pieces (one RPC message stays
+    small however large the file); CONFLICT while the batch awaits its release."""
+    content = bytearray()
+    while True:
+        piece = context.call(SERVICE, "payout_file", batch_id, len(content), context.actor)
+        content += base64.b64decode(piece["data"])
+        if not piece["data"] or len(content) >= piece["size"]:
+            return bytes(content)
 
 
 class TravelCostsQuery(graphene.ObjectType):
@@ -129,6 +153,8 @@ class TravelCostsQuery(graphene.ObjectType):
                                   after=graphene.String())
     travel_statement = graphene.Field(TravelStatement, required=True,
                                       year=graphene.Int(required=True))
+    payout_batches = graphene.List(graphene.NonNull(PayoutBatch), required=True,
+                                   first=graphene.Int(default_value=20), after=graphene.String())
     travel_claim_preview = graphene.Field(
         TravelClaimPreview, required=True, input=TravelClaimInput(required=True),
         description="Added: what submitTravelClaim would pay for this input now; stores nothing.")
@@ -152,6 +178,14 @@ class TravelCostsQuery(graphene.ObjectType):
         first = page_size(20 if first is None else first)
         found = context.call(SERVICE, "travel_claims", to_wire(status), first, after, context.actor)
         return [_claim(c) for c in found]
+
+    @calls_services()
+    def resolve_payout_batches(root, info, first=20, after=None):
+        context = info.context
+        context.principal.require(*FUND_STAFF)
+        first = page_size(20 if first is None else first)
+        return [_batch(b) for b in context.call(SERVICE, "payout_batches", first, after,
+                                                context.actor)]
 
     @calls_services()
     def resolve_travel_claim_preview(root, info, input):
@@ -178,6 +212,7 @@ class TravelCostsMutation(graphene.ObjectType):
                                          approve=graphene.Boolean(required=True),
                                          reason=graphene.String())
     create_payout_batch = graphene.Field(PayoutBatch, required=True)
+    release_payout_batch = graphene.Field(PayoutBatch, required=True, id=graphene.ID(required=True))
 
     @calls_services()
     def resolve_submit_travel_claim(root, info, input):
@@ -198,4 +233,12 @@ class TravelCostsMutation(graphene.ObjectType):
         context.principal.require(*FUND_STAFF)
         # A batch of many claims takes longer than an ordinary call.
         return _batch(context.long_call(SERVICE, "create_payout_batch", context.actor,
+                                        setting="PAYOUT_TIMEOUT_SECONDS", default=600))
+
+    @calls_services()
+    def resolve_release_payout_batch(root, info, id):
+        context = info.context
+        context.principal.require(*FUND_STAFF)
+        # Marking every claim of a large batch paid takes longer than an ordinary call.
+        return _batch(context.long_call(SERVICE, "release_payout_batch", id, context.actor,
                                         setting="PAYOUT_TIMEOUT_SECONDS", default=600))

@@ -41,6 +41,17 @@ codec = SessionCodec()
 
 
 STAFF_PAGES = "/medewerkers"
+# A partner's desk checks declarations here, signed in on the staff sign-in.
+PARTNER_PAGES = "/controleren"
+
+
+def staff_path(path):
+    """Whether ``path`` is one of the staff pages (the header and sign-in are the staff's)."""
+    return any(path == base or path.startswith(base + "/")
+               for base in (STAFF_PAGES, PARTNER_PAGES))
+
+
+templates.globals["staff_path"] = staff_path
 
 
 class WebSessions(DependencyProvider):
@@ -54,6 +65,10 @@ class WebSessions(DependencyProvider):
 
 class SignInNeeded(Exception):
     """The page is for a signed-in caregiver (or, under /medewerkers, staff member)."""
+
+
+class NotYourPage(Exception):
+    """A signed-in staff member on a page of another role: the refusal page."""
 
 
 class ServiceDown(Exception):
@@ -95,7 +110,7 @@ class Page:
 
     @property
     def for_staff(self):
-        return self.request.path == STAFF_PAGES or self.request.path.startswith(STAFF_PAGES + "/")
+        return staff_path(self.request.path)
 
     def sign_in(self, **identity):
         """A new signed-in session (a caregiver's ``bsn`` and ``sub``, or a staff member's
@@ -125,9 +140,12 @@ class Page:
             raise SignInNeeded()
 
     def require_staff(self, *roles):
-        """The page is for staff of one of ``roles``; others are sent to the staff sign-in."""
-        if not self.session.staff or self.session["role"] not in roles:
+        """The page is for staff of one of ``roles``: anyone not signed in as staff is sent to
+        the staff sign-in, a staff member of another role gets the refusal page."""
+        if not self.session.staff:
             raise SignInNeeded()
+        if self.session["role"] not in roles:
+            raise NotYourPage()
 
     def context(self):
         """The GraphQL context of any other client, with the session's caregiver."""
@@ -173,6 +191,8 @@ def serve(service, request, view, *args):
         back = request.full_path.rstrip("?") if request.method == "GET" else request.path
         sign_in = STAFF_PAGES + "/inloggen" if page.for_staff else "/inloggen"
         response = page.redirect(f"{sign_in}?volgende=" + quote(back))
+    except NotYourPage:
+        response = page.render("staff_not_yours.html", status=403)
     except RequestEntityTooLarge:
         response = page.render("refused.html", status=413)
     except ServiceDown:

@@ -3,6 +3,7 @@ HTTP entrypoints of the gateway. Each hands its request to its view in ``views.p
 from gateway.server import http
 
 from gateway.web import assets, signin, staff, views
+from gateway.web.desks import campaign as desk_campaign
 from gateway.web.app import serve
 
 
@@ -146,7 +147,8 @@ class StaffPages:
 
     @http("GET,POST", "/medewerkers/campagnes")
     def staff_campaigns(self, request):
-        return serve(self, request, staff.campaigns)
+        # the campaign team's page, or the municipality's own view (``staff.campaigns``)
+        return serve(self, request, desk_campaign.campaigns)
 
     @http("GET", "/medewerkers/steunpunten")
     def staff_support_points(self, request):
@@ -166,4 +168,5 @@ class StaffPages:
 
     @http("GET,POST", "/medewerkers/informatietassen")
     def staff_bag_orders(self, request):
-        return serve(self, request, staff.bag_orders)
+        # the campaign team's page, or the municipality's own view (``staff.bag_orders``)
+        return serve(self, request, desk_campaign.bags)

@@ -10,8 +10,8 @@ from common import config as settings
 from gateway.web import operations, signin
 from gateway.web.app import STAFF_PAGES, OperationRefused
 from gateway.web.forms import Form
-from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES
-from gateway.web.views import _next_page, complete_sign_in, letter_response, not_found
+from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES, STAFF_MENUS
+from gateway.web.views import complete_sign_in, letter_response, not_found
 
 HOME = signin.STAFF_HOME
 SIGN_IN = STAFF_PAGES + "/inloggen"
@@ -20,8 +20,8 @@ DESK = ("municipality",)   # who works the desk of declaration requests
 
 
 def _staff_next_page(value):
-    """Only a staff page of this site (see ``views._next_page``)."""
-    chosen = _next_page(value)
+    """Only a staff page of this site (see ``signin.safe_next_path``)."""
+    chosen = signin.safe_next_path(value)
     return chosen if chosen == STAFF_PAGES or chosen.startswith(STAFF_PAGES + "/") else HOME
 
 
@@ -33,8 +33,9 @@ def development_subject(role, organisation, name):
 
 
 def home(page):
-    if page.session.staff and page.session["role"] in DESK:
-        return page.redirect(HOME)
+    """Each role's first page (``texts.STAFF_MENUS``)."""
+    if page.session.staff and page.session["role"] in STAFF_MENUS:
+        return page.redirect(STAFF_MENUS[page.session["role"]][0][0])
     return page.render("staff_home.html")
 
 

@@ -30,6 +30,10 @@ DECLARATION_STATUS_NAMES = {
     "EXPIRED": "Verlopen",
 }
 
+# A declaration's status as a partner's check shows it.
+CHECK_STATUS_NAMES = {"REQUESTED": "Aangevraagd, nog niet afgegeven", "ISSUED": "Afgegeven",
+                      "REJECTED": "Afgewezen", "REVOKED": "Ingetrokken", "EXPIRED": "Verlopen"}
+
 CLAIM_STATUS_NAMES = {
     "SUBMITTED": "Ingediend",
     "ON_HOLD": "In behandeling, er is iets nagevraagd",
@@ -62,6 +66,22 @@ ROLE_NAMES = {
     "support_point": "Steunpunt mantelzorg",
     "partner": "Partnerorganisatie",
     "admin": "Beheer",
+}
+
+# The pages of each staff role, as the staff header lists them; the first is where the role
+# starts after signing in. A role reaches only its own pages.
+STAFF_MENUS = {
+    "municipality": (("/medewerkers/aanvragen", "Aanvragen"),
+                     ("/medewerkers/instellingen", "Instellingen"),
+                     ("/medewerkers/steunpunten", "Steunpunten"),
+                     ("/medewerkers/informatietassen", "Informatietassen"),
+                     ("/medewerkers/campagnes", "Campagnes")),
+    "fund": (("/medewerkers/reiskosten", "Declaraties beoordelen"),
+             ("/medewerkers/uitbetalingen", "Uitbetalingen")),
+    "campaign": (("/medewerkers/informatietassen", "Informatietassen"),
+                 ("/medewerkers/campagnes", "Campagnes")),
+    "support_point": (("/medewerkers/steunpunt", "Ons steunpunt"),),
+    "partner": (("/controleren", "Verklaring controleren"),),
 }
 
 # Who made a step of a declaration's history.
@@ -175,5 +195,7 @@ GLOBALS = {
     "CLAIM_STATUS_NAMES": CLAIM_STATUS_NAMES, "MODE_NAMES": MODE_NAMES,
     "RELATIONSHIP_NAMES": RELATIONSHIP_NAMES, "ROLE_NAMES": ROLE_NAMES, "ACTOR_NAMES": ACTOR_NAMES,
     "QUEUE_STATUS_NAMES": QUEUE_STATUS_NAMES, "CRITERIA_NAMES": CRITERIA_NAMES,
-    "ACTION_NAMES": ACTION_NAMES, "BAG_ORDER_STATUS_NAMES": BAG_ORDER_STATUS_NAMES, "organisation_name": organisation_name,
+    "ACTION_NAMES": ACTION_NAMES, "organisation_name": organisation_name,
+    "STAFF_MENUS": STAFF_MENUS, "BAG_ORDER_STATUS_NAMES": BAG_ORDER_STATUS_NAMES,
+    "CHECK_STATUS_NAMES": CHECK_STATUS_NAMES,
 }

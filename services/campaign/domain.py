@@ -251,12 +251,14 @@ def round_changes(given, actor, now, insert_for):
 
 
 def round_document(available_before, given, actor, now):
-    """What is kept of a round: per order the bags and the explanation."""
+    """What is kept of a round: per order the bags and the explanation (and in Dutch)."""
     return {"_id": str(uuid.uuid4()), "available_before": available_before,
             "allocated": sum(bags for _, bags, _ in given), "created_at": now,
             "by": actor_trace(actor),
             "allocations": [{"order_id": order["_id"], "allocated_now": bags,
-                             "explanation": words} for order, bags, words in given]}
+                             "explanation": str(words),
+                             "explanation_nl": getattr(words, "dutch", None)}
+                            for order, bags, words in given]}
 
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -342,6 +344,21 @@ def campaign_view(campaign, reached):
             "opted_out_municipality_codes": campaign["opted_out_municipality_codes"]}
 
 
+def may_see_materials(actor):
+    """A support point sees the material distributed to itself; the id is its token's."""
+    if (actor or {}).get("role") != "support_point" or not actor.get("support_point"):
+        raise Forbidden("only a support point sees the material distributed to it")
+    return actor["support_point"]
+
+
+def material_view(distribution, campaign):
+    """One campaign's material as a support point received it."""
+    return {"campaign_name": campaign["name"], "hashtag": campaign["hashtag"],
+            "materials": distribution["materials"], "starts_on": campaign["starts_on"],
+            "ends_on": campaign["ends_on"],
+            "at": distribution["at"].isoformat()}
+
+
 def campaign_event(campaign, reached):
     view = campaign_view(campaign, reached)
     view.pop("materials")
@@ -391,4 +408,6 @@ def round_view(document, orders):
             "allocated": document["allocated"], "created_at": document["created_at"].isoformat(),
             "allocations": [{"order": order_view(orders[a["order_id"]]),
                              "allocated_now": a["allocated_now"],
-                             "explanation": a["explanation"]} for a in document["allocations"]]}
+                             "explanation": a["explanation"],
+                             "explanation_nl": a.get("explanation_nl")}
+                            for a in document["allocations"]]}

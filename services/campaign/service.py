@@ -12,7 +12,7 @@ from common.errors import BadUserInput, Forbidden
 from common.messaging import handles_event
 from common.schemas.campaign import BagOrderInput, CampaignInput, PrintRunInput
 from common.service import PlatformService
-from common.storage import Storage
+from common.storage import Storage, once_per_request
 from services.campaign import allocation, domain, leaflet
 from services.campaign.storage import CampaignStore
 
@@ -62,41 +62,36 @@ class CampaignService(PlatformService):
         return domain.stock_view(self.store.stock())
 
     @rpc
+    @once_per_request
     def add_print_run(self, quantity, actor, run_id=None):
         """A print run adds to ``printed`` and ``available``. ``run_id`` makes it happen
-        once however often it is sent (the demo seed uses it), as does a request identity
-        (see common.storage.RequestsOnce), which answers the stock as it was then."""
+        once however often it is sent (the demo seed uses it), as does a request identity,
+        which answers the stock as it was then."""
         domain.may_run_campaigns(actor)
         run = PrintRunInput.parsed({"quantity": quantity}, "")
         document = {"_id": run_id or str(uuid.uuid4()), "quantity": run.quantity,
                     "at": clock.now(), "by": domain.actor_trace(actor)}
+        stock = {}
 
         def work(session):
             added = self.store.add_print_run(document, session)
-            if added:
-                self.once.record(session, domain.stock_view(self.store.stock(session)))
+            stock.update(self.store.stock(session))   # as it is in this transaction
             return added
 
-        def add():
-            try:
-                added = self.store.in_transaction(work)
-            except DuplicateKeyError:    # the same run recorded at the same moment elsewhere
-                added = False
-            self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
-            return domain.stock_view(self.store.stock())
-
-        return self.once.answer(add)
+        try:
+            added = self.store.in_transaction(work)
+        except DuplicateKeyError:    # the same run recorded at the same moment elsewhere
+            added = False
+        self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
+        return domain.stock_view(stock if added else self.store.stock())
 
     # --- bag orders ------------------------------------------------------------------------
 
     @rpc
+    @once_per_request
     def order_bags(self, data, actor):
         """A municipality's order (or a support point's, for its own municipality); allocated
-        in full at once when the available stock covers it, otherwise it waits. Placed once
-        per request identity (see common.storage.RequestsOnce)."""
-        return self.once.answer(lambda: self._order_bags(data, actor))
-
-    def _order_bags(self, data, actor):
+        in full at once when the available stock covers it, otherwise it waits."""
         order_input = BagOrderInput.parsed(data, "")
         code = order_input.municipality_code
         municipality = self.store.municipality(code)
@@ -117,7 +112,6 @@ class CampaignService(PlatformService):
         def work(session):
             document = self.store.place_order(waiting, allocated, session)
             self._announce(session, document, len(document["history"]))
-            self.once.record(session, domain.order_view(document))
             return document
 
         stored = self.store.in_transaction(work)
@@ -135,6 +129,7 @@ class CampaignService(PlatformService):
         return [domain.order_view(order) for order in self.store.orders(code)]
 
     @rpc
+    @once_per_request
     def mark_bag_order_shipped(self, order_id, actor):
         shipped = self._order_step(order_id, "ship", actor)
         metrics.BAGS_SHIPPED.labels(shipped["municipality_code"]).inc(
@@ -142,10 +137,12 @@ class CampaignService(PlatformService):
         return domain.order_view(shipped)
 
     @rpc
+    @once_per_request
     def mark_bag_order_delivered(self, order_id, actor):
         return domain.order_view(self._order_step(order_id, "deliver", actor))
 
     @rpc
+    @once_per_request
     def cancel_bag_order(self, order_id, reason, actor):
         """From REQUESTED or ALLOCATED; the allocated bags go back to the available stock."""
         return domain.order_view(self._order_step(order_id, "cancel", actor, reason))
@@ -171,6 +168,7 @@ class CampaignService(PlatformService):
         self.outbox.record_many(session, domain.announced(order, entries))
 
     @rpc
+    @once_per_request
     def run_bag_allocation(self, actor):
         """Shares the available bags over the waiting orders in proportion to population
         (largest remainder); the answer explains every share."""
@@ -214,11 +212,8 @@ class CampaignService(PlatformService):
     # --- the campaign ----------------------------------------------------------------------
 
     @rpc
+    @once_per_request
     def create_campaign(self, data, actor):
-        """Created once per request identity (see common.storage.RequestsOnce)."""
-        return self.once.answer(lambda: self._create_campaign(data, actor))
-
-    def _create_campaign(self, data, actor):
         domain.may_run_campaigns(actor)
         campaign_input = CampaignInput.parsed(data)
         codes = campaign_input.municipality_codes
@@ -228,13 +223,13 @@ class CampaignService(PlatformService):
         def work(session):
             self.store.insert_campaign(campaign, session)
             self.outbox.record(session, "campaign.created", domain.campaign_event(campaign, 0))
-            self.once.record(session, domain.campaign_view(campaign, 0))
 
         self.store.in_transaction(work)
         self.log.info("campaign.created", campaign_id=campaign["_id"], scope=campaign["scope"])
         return domain.campaign_view(campaign, 0)
 
     @rpc
+    @once_per_request
     def launch_campaign(self, campaign_id, actor):
         """Distributes the material to every active support point in scope that has not had
         it; launching again distributes only to points that were missed (none, normally)."""
@@ -273,6 +268,7 @@ class CampaignService(PlatformService):
             if point_id not in done])
 
     @rpc
+    @once_per_request
     def opt_out_of_campaign(self, campaign_id, municipality_code, actor):
         """A municipality declines a regional campaign: from now on its support points get
         nothing from it."""
@@ -293,6 +289,12 @@ class CampaignService(PlatformService):
         self.log.info("campaign.opted_out", campaign_id=campaign["_id"], municipality_code=code,
                       already=changed is None)
         return domain.campaign_view(changed or campaign, reached)
+
+    @rpc
+    def support_point_materials(self, actor):
+        """The campaign material distributed to the calling support point, newest first."""
+        point_id = domain.may_see_materials(actor)
+        return [domain.material_view(d, c) for d, c in self.store.distributions_to(point_id)]
 
     @rpc
     def campaigns(self, actor):

@@ -1,6 +1,6 @@
 """The campaign service's collections, their indexes and its named queries: the only place
 in the service that writes a pymongo filter or update."""
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from common.errors import Conflict
@@ -34,6 +34,7 @@ class CampaignStore(DocumentStore):
         self.db[CAMPAIGNS].create_index([("created_at", ASCENDING)])
         self.db[DISTRIBUTIONS].create_index([("campaign_id", ASCENDING),
                                              ("support_point_id", ASCENDING)], unique=True)
+        self.db[DISTRIBUTIONS].create_index([("support_point_id", ASCENDING), ("at", ASCENDING)])
 
     # --- read models of the registry's events ------------------------------------------------
 
@@ -213,6 +214,15 @@ class CampaignStore(DocumentStore):
         """Launched campaigns that have not ended (``today`` as an ISO date)."""
         return list(self.db[CAMPAIGNS].find({"launched": True, "ends_on": {"$gte": today}},
                                             session=session))
+
+    def distributions_to(self, point_id):
+        """What one support point received, newest first, each with its campaign."""
+        received = list(self.db[DISTRIBUTIONS].find({"support_point_id": str(point_id)})
+                        .sort([("at", DESCENDING)]))
+        campaigns = {c["_id"]: c for c in self.db[CAMPAIGNS].find(
+            {"_id": {"$in": [d["campaign_id"] for d in received]}})}
+        return [(d, campaigns[d["campaign_id"]]) for d in received
+                if d["campaign_id"] in campaigns]
 
     def distributed_point_ids(self, campaign_id):
         return set(self.db[DISTRIBUTIONS].distinct("support_point_id",

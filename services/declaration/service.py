@@ -12,7 +12,7 @@ from common.messaging import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
 from common.service import PlatformService
-from common.storage import Storage
+from common.storage import Storage, once_per_request
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
 from services.declaration.storage import DECLARATIONS, PERSONAL_DATA_READS, DeclarationStore
@@ -43,6 +43,7 @@ class DeclarationService(PlatformService):
         return {"municipality_code": code, **self._criteria(code).as_dict()}
 
     @rpc
+    @once_per_request
     def set_municipality_settings(self, municipality_code, data, actor):
         """Admin or the municipality itself; a value left out keeps the national default."""
         code = self._known_municipality(municipality_code, "municipalityCode")
@@ -56,6 +57,7 @@ class DeclarationService(PlatformService):
     # --- the lifecycle --------------------------------------------------------------------
 
     @rpc
+    @once_per_request
     def request_declaration(self, data, actor):
         """A caregiver for their own BSN, or the municipality on the caregiver's behalf,
         files a request; either way it is the caregiver's whose BSN it carries. Answers the
@@ -158,6 +160,7 @@ class DeclarationService(PlatformService):
             self.store.waiting_per_municipality(domain.overdue_before(now.date())), now)
 
     @rpc
+    @once_per_request
     def decide_declaration(self, declaration_id, decision, reason, actor):
         action = {"ISSUE": "issue", "REJECT": "reject"}.get(decision)
         if action is None:
@@ -177,6 +180,7 @@ class DeclarationService(PlatformService):
         return self._view(changed, actor)
 
     @rpc
+    @once_per_request
     def revoke_declaration(self, declaration_id, reason, actor):
         reason = domain.required_reason("revoke", reason)
         changed = self._transition(declaration_id, "revoke", actor, reason,
@@ -184,6 +188,7 @@ class DeclarationService(PlatformService):
         return self._view(changed, actor)
 
     @rpc
+    @once_per_request
     def renew_verification_code(self, declaration_id, actor):
         """A new verification code, for the owner caregiver or the issuing municipality;
         from now on the old one fails every check. The audit trail records who renewed it."""

@@ -167,10 +167,10 @@ class DeclarationStore(DocumentStore):
         """A new verification code (``code_fields``) and its audit entry, only while the
         code is still the one with ``verification_hash``: of two renewals at once, one finds
         nothing. Returns the changed declaration or None."""
-        return self.db[DECLARATIONS].find_one_and_update(
+        return self.in_transaction(lambda session: self.db[DECLARATIONS].find_one_and_update(
             {"_id": declaration_id, "verification_hash": verification_hash},
-            {"$set": code_fields, "$push": {"history": history_entry}},
-            return_document=ReturnDocument.AFTER)
+            {"$set": code_fields, "$push": {"history": history_entry}}, session=session,
+            return_document=ReturnDocument.AFTER))
 
     # --- encrypted fields under earlier keys ----------------------------------------------
 

@@ -48,8 +48,7 @@ class Notices(DependencyProvider):
                 "e-mails need a sender and the address of the pages they link to")
             self.transport = mail.transport(config)
         self.settings = NoticeSettings(
-            site=settings.setting(config, "PUBLIC_URL", "http://127.0.0.1:8000",
-                                  "MANTELZORG_PUBLIC_URL").rstrip("/"),
+            site=settings.public_url(config),
             sender=settings.setting(config, "MAIL_FROM", "Mantelzorg <noreply@mantelzorg.localhost>",
                                     "MANTELZORG_MAIL_FROM"),
             retry_delay_ms=settings.int_setting(config, "MAIL_RETRY_DELAY_MS", 1000),

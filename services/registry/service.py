@@ -6,7 +6,7 @@ from common import clock
 from common.errors import BadUserInput, DomainError
 from common.limits import page_size
 from common.service import PlatformService
-from common.storage import Storage
+from common.storage import Storage, once_per_request
 from common.validators import pc4_of, validate_municipality_code
 from services.registry import domain, search
 from services.registry.dependencies import SearchIndexHolder
@@ -102,12 +102,12 @@ class RegistryService(PlatformService):
         return domain.municipality_view(municipality) if municipality else None
 
     @rpc
+    @once_per_request
     def register_support_point(self, data, actor):
-        """Registered once per request identity (see common.storage.RequestsOnce)."""
-        return self.once.answer(lambda: domain.public_view(
-            self._register(domain.parse_support_point(data), actor)))
+        return domain.public_view(self._register(domain.parse_support_point(data), actor))
 
     @rpc
+    @once_per_request
     def update_support_point(self, support_point_id, data, expected_version, actor):
         """Replace what a client supplies; a stale ``expected_version`` is a Conflict and
         changes nothing."""
@@ -116,6 +116,7 @@ class RegistryService(PlatformService):
         return domain.public_view(self._update(stored, point, actor, expected_version))
 
     @rpc
+    @once_per_request
     def deactivate_support_point(self, support_point_id, reason, actor):
         """Kept, marked inactive, left out of searches; the reason goes into its history."""
         reason = domain.required_reason("deactivate", reason)
@@ -246,12 +247,12 @@ class RegistryService(PlatformService):
                                                   replaces_version=old and old["version"])
             if stale is None:
                 self.outbox.record(session, transition.event, domain.event_payload(document))
-                self.once.record(session, domain.public_view(document))
             return stale
 
         stale = self.store.in_transaction(work)
         if stale is not None:
-            raise domain.version_conflict(stale, old["version"])
-        self.search_index.changed(self.store, "support_points", document)
+            raise domain.version_conflict()
+        self.store.after_commit(
+            lambda: self.search_index.changed(self.store, "support_points", document))
         self.log.info(f"registry.{transition.event.replace('.', '_')}",
                       support_point_id=document["_id"], version=document["version"])

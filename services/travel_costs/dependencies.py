@@ -6,7 +6,7 @@ from nameko.extensions import DependencyProvider
 
 from common.schemas.travel_costs import sepa_account
 from services.travel_costs.domain import FundRules
-from services.travel_costs.payouts import SUPPORTED_SCHEMAS
+from services.travel_costs.sepa import SUPPORTED_SCHEMAS
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.geo import haversine_km
 from common.schemas.travel_costs import CLAIM_STATUSES, PER_KM_MODES
+from common.workflow import Transition, Workflow, actor_trace, audit_entry, history_view
 
 SUBMITTED, ON_HOLD, APPROVED, REJECTED, PAID = CLAIM_STATUSES
 # Claims not decided for good: a declaration that ends puts these on hold.
@@ -24,46 +25,48 @@ SYSTEM = {"role": "system", "sub": "travel-costs", "municipality": None}
 
 # --- the claim's lifecycle ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Step:
-    after: str
-    by: tuple              # the roles that may make it
-    needs_reason: bool = False
+_PAST = {"submit": "submitted", "approve": "approved", "reject": "rejected", "hold": "put on hold",
+         "pay": "paid"}
+
+
+def _claim_refused(current, action):
+    return (f"a {current.lower().replace('_', ' ') if current else 'new'} claim "
+            f"cannot be {_PAST.get(action, action)}")
+
+
+def _reason_missing(transition):
+    return "reason: this step needs a reason"
 
 
 # The lifecycle, complete: (status now, action) -> the step. Anything else is a CONFLICT.
-TRANSITIONS = {
-    (None, "submit"): Step(SUBMITTED, CAREGIVER),
-    (SUBMITTED, "approve"): Step(APPROVED, FUND_STAFF),
-    (SUBMITTED, "reject"): Step(REJECTED, FUND_STAFF, needs_reason=True),
+CLAIM_LIFECYCLE = Workflow(
+    Transition(None, "submit", SUBMITTED, CAREGIVER, "travel_claim.submitted"),
+    Transition(SUBMITTED, "approve", APPROVED, FUND_STAFF, "travel_claim.approved"),
+    Transition(SUBMITTED, "reject", REJECTED, FUND_STAFF, "travel_claim.rejected",
+               needs=("reason",)),
     # A hold is lifted only by a new review, which says why the claim can be paid after all.
-    (ON_HOLD, "approve"): Step(APPROVED, FUND_STAFF, needs_reason=True),
-    (ON_HOLD, "reject"): Step(REJECTED, FUND_STAFF, needs_reason=True),
-    (SUBMITTED, "hold"): Step(ON_HOLD, SYSTEM_ONLY, needs_reason=True),
-    (APPROVED, "hold"): Step(ON_HOLD, SYSTEM_ONLY, needs_reason=True),
-    (ON_HOLD, "hold"): Step(ON_HOLD, SYSTEM_ONLY, needs_reason=True),   # one more reason
-    (APPROVED, "pay"): Step(PAID, SYSTEM_ONLY),
-}
+    Transition(ON_HOLD, "approve", APPROVED, FUND_STAFF, "travel_claim.approved",
+               needs=("reason",)),
+    Transition(ON_HOLD, "reject", REJECTED, FUND_STAFF, "travel_claim.rejected",
+               needs=("reason",)),
+    # A declaration that ended, an implausible distance, or an account the SEPA file cannot
+    # carry; one more reason for a claim on hold already.
+    Transition(SUBMITTED, "hold", ON_HOLD, SYSTEM_ONLY, "travel_claim.on_hold", needs=("reason",)),
+    Transition(APPROVED, "hold", ON_HOLD, SYSTEM_ONLY, "travel_claim.on_hold", needs=("reason",)),
+    Transition(ON_HOLD, "hold", ON_HOLD, SYSTEM_ONLY, "travel_claim.on_hold", needs=("reason",)),
+    # When another fund member releases the payout batch the claim is in.
+    Transition(APPROVED, "pay", PAID, SYSTEM_ONLY, "travel_claim.paid"),
+    refused=_claim_refused, forbidden="this step of a claim is not yours to make",
+    reason_missing=_reason_missing,
+)
 # The event each resulting status is published as.
-EVENT_OF = {SUBMITTED: "travel_claim.submitted", ON_HOLD: "travel_claim.on_hold",
-            APPROVED: "travel_claim.approved", REJECTED: "travel_claim.rejected",
-            PAID: "travel_claim.paid"}
-_PAST = {"submit": "submitted", "approve": "approved", "reject": "rejected", "hold": "put on hold",
-         "pay": "paid"}
+EVENT_OF = {t.after: t.event for t in CLAIM_LIFECYCLE.rows()}
 
 
 def next_status(current, action, actor, reason=None):
     """The status after ``action``, if the table has the step, the actor's role may make it
     and a reason is given where the step needs one."""
-    step = TRANSITIONS.get((current, action))
-    if step is None:
-        raise Conflict(f"a {current.lower().replace('_', ' ') if current else 'new'} claim "
-                       f"cannot be {_PAST.get(action, action)}")
-    if (actor or {}).get("role") not in step.by:
-        raise Forbidden("this step of a claim is not yours to make")
-    if step.needs_reason and not reason:
-        raise BadUserInput("reason: this step needs a reason", field="reason")
-    return step.after
+    return CLAIM_LIFECYCLE.take(current, action, actor, reason).after
 
 
 def review_reason(text):
@@ -72,16 +75,6 @@ def review_reason(text):
     if len(text) > 500:
         raise BadUserInput("reason: at most 500 characters", field="reason")
     return text or None
-
-
-def actor_trace(actor):
-    """Who did something, for the audit trail (a role and a pseudonymous id, never a BSN)."""
-    return {"role": (actor or {}).get("role"), "sub": (actor or {}).get("sub")}
-
-
-def history_entry(before, after, action, actor, reason, now):
-    return {"from": before, "to": after, "action": action, "at": now,
-            "by": actor_trace(actor), "reason": reason}
 
 
 def may_submit(actor):
@@ -95,10 +88,12 @@ def may_review(actor):
 
 
 def may_read(actor, claim, caller_key, same):
-    """Fund staff, admin, and the caregiver whose BSN the claim was made with."""
+    """Fund staff, admin, and the caregiver whose BSN the claim was made with; for anyone
+    else FORBIDDEN, also when there is no such claim (``claim`` None)."""
     if actor.get("role") in FUND_STAFF:
         return
-    if actor.get("role") == "caregiver" and caller_key and same(claim["caregiver_key"], caller_key):
+    if actor.get("role") == "caregiver" and claim and caller_key and \
+            same(claim["caregiver_key"], caller_key):
         return
     raise Forbidden("only the caregiver who claimed it and the fund's staff")
 
@@ -192,15 +187,16 @@ def refuse_repeated_trips(trips):
     for number, trip in enumerate(trips):
         identity = trip_identity(trip)
         if identity in seen:
-            raise repeated_trip(number, trip, f"trip {seen[identity] + 1} of this claim")
+            raise repeated_trip(number, f"trip {seen[identity] + 1} of this claim")
         seen[identity] = number
 
 
-def repeated_trip(number, trip, where):
+def repeated_trip(number, where):
+    """The same date, postcodes and mode claimed again; the message names the trip by its
+    place in the claim, never by what the caregiver entered."""
     field = f"input.trips.{number}"
-    return Conflict(f"{field}: this trip ({trip.date.isoformat()} by "
-                    f"{trip.mode.lower().replace('_', ' ')}) is already claimed as {where}",
-                    field=field)
+    return Conflict(f"{field}: a trip on the same date, between the same postcodes and by the "
+                    f"same means is already claimed as {where}", field=field)
 
 
 @dataclass(frozen=True)
@@ -223,8 +219,8 @@ def assess_trips(trips, centroids, rules):
         for name, postcode in (("fromPostcode", trip.from_postcode), ("toPostcode", trip.to_postcode)):
             centroid = centroids.get(postcode[:4])
             if centroid is None:
-                raise BadUserInput(f"{field}.{name}: postcode area {postcode[:4]} is unknown to "
-                                   f"the fund", field=f"{field}.{name}")
+                raise BadUserInput(f"{field}.{name}: the postcode area is unknown to the fund",
+                                   field=f"{field}.{name}")
             ends.append(centroid)
         amount, note = trip_amount(number, trip, rules, f"{field}.date")
         trip_cents.append(to_cents(amount))
@@ -306,13 +302,13 @@ def new_claim(claim_id, request, caregiver_key, actor, assessment, grants, notes
     """A submitted claim. ``sealed_account``: IBAN, BIC and account holder, encrypted."""
     return {
         "_id": claim_id, "status": SUBMITTED, "caregiver_key": caregiver_key,
-        "owner": actor.get("sub"), "declaration_reference": request.declaration_reference,
+        "declaration_reference": request.declaration_reference, "batch_id": None,
         "trips": trip_documents(request, assessment), "amount_cents": sum(grants.values()),
         "grants": {str(year): cents for year, cents in grants.items()},
         "notes": "; ".join(notes) or None, "status_reason": None,
         "iban_masked": iban_masked, "account": sealed_account,
         "submitted_at": now, "updated_at": now,
-        "history": [history_entry(None, SUBMITTED, "submit", actor, None, now)],
+        "history": [audit_entry(None, SUBMITTED, "submit", actor, now)],
     }
 
 
@@ -360,35 +356,94 @@ def pc4_projection(area, changed_at):
     return {"_id": area.pc4, "lat": area.lat, "lon": area.lon, "changed_at": changed_at}
 
 
-# --- payout batches ----------------------------------------------------------------------
+# --- payout batches: four eyes ----------------------------------------------------------
+
+# A batch is proposed by one fund member and released by another. PREPARING, RELEASING and
+# GIVEN_UP are the service's own: a proposal whose file is being written (or that stopped
+# before), a release whose claims are being marked paid.
+PREPARING, AWAITING_RELEASE, RELEASING, RELEASED, GIVEN_UP = (
+    "PREPARING", "AWAITING_RELEASE", "RELEASING", "RELEASED", "GIVEN_UP")
+
+def _batch_refused(current, action):
+    return (f"a payout batch that is {BATCH_STATE_WORDS.get(current, 'new')} "
+            f"cannot be {_BATCH_PAST.get(action, action)}")
+
+
+BATCH_STATE_WORDS = {PREPARING: "being prepared", AWAITING_RELEASE: "awaiting release",
+                     RELEASING: "being released", RELEASED: "released", GIVEN_UP: "given up"}
+_BATCH_PAST = {"propose": "proposed", "file": "filed", "give_up": "given up",
+               "release": "released", "paid": "marked paid"}
+
+# The batch's lifecycle, complete: (status now, action) -> the step. No event of its own:
+# its claims' events say what happened to each.
+BATCH_LIFECYCLE = Workflow(
+    Transition(None, "propose", PREPARING, FUND_STAFF),
+    # its file is written and stored; its claims stay APPROVED, reserved for it
+    Transition(PREPARING, "file", AWAITING_RELEASE, SYSTEM_ONLY),
+    # nothing to pay, a file that could not be written, or a preparation that stopped
+    Transition(PREPARING, "give_up", GIVEN_UP, SYSTEM_ONLY, needs=("reason",)),
+    # four eyes: by another fund member than the one who proposed it (``may_release``)
+    Transition(AWAITING_RELEASE, "release", RELEASING, FUND_STAFF, needs=("four eyes",)),
+    # every claim of it PAID, with its event
+    Transition(RELEASING, "paid", RELEASED, SYSTEM_ONLY),
+    refused=_batch_refused, forbidden="this step of a payout batch is not yours to make",
+    reason_missing=_reason_missing,
+)
+# How a batch shows to its readers; the others are not listed (NOT_FOUND).
+SHOWN_AS = {AWAITING_RELEASE: AWAITING_RELEASE, RELEASING: AWAITING_RELEASE, RELEASED: RELEASED}
+LISTED = tuple(SHOWN_AS)
+
+
+def next_batch_status(batch, action, actor, reason=None):
+    """The batch's status after ``action``, by its table."""
+    return BATCH_LIFECYCLE.take(batch["status"] if batch else None, action, actor, reason).after
+
+
+def may_release(actor, batch):
+    """Four eyes: the fund member who proposed a batch cannot release it."""
+    may_review(actor)
+    if (actor or {}).get("sub") == batch["created_by"].get("sub"):
+        raise Forbidden("a payout batch is released by another fund member than the one "
+                        "who proposed it")
+
 
 def new_batch(batch_id, actor, schema, now, lease_until):
-    """A batch being prepared: its claims are reserved for it until it is paid; a batch
-    whose preparation stopped (its lease ran out) is taken up again or let go."""
-    return {"_id": batch_id, "status": "PREPARING", "schema": schema, "created_at": now,
-            "created_by": actor_trace(actor), "lease_until": lease_until,
-            "claim_count": 0, "total_cents": 0}
+    """A proposed batch being prepared: its claims are reserved for it; a batch whose
+    preparation stopped (its lease ran out) is given up and its claims are free again."""
+    return {"_id": batch_id, "status": next_batch_status(None, "propose", actor),
+            "schema": schema, "created_at": now, "created_by": actor_trace(actor),
+            "lease_until": lease_until, "claim_count": 0, "total_cents": 0,
+            "history": [audit_entry(None, PREPARING, "propose", actor, now)]}
 
 
-def payment(claim, account):
-    """One credit transfer of the SEPA file (sepaxml's payment dict, without the date)."""
-    transfer = {"name": account["account_holder"], "IBAN": account["iban"],
-                "amount": claim["amount_cents"],
-                "description": f"Reiskostenfonds mantelzorg, declaratie {claim['_id']}",
-                "endtoend_id": claim["_id"]}
-    if account.get("bic"):
-        transfer["BIC"] = account["bic"]
-    return transfer
+def pay_chunks(claim_ids, size):
+    """The batch's claims (in the order of their ids) as chunks paid one transaction each:
+    the first and last id and how many, so that a chunk reads only its own claims."""
+    return [{"first": claim_ids[i], "last": claim_ids[min(i + size, len(claim_ids)) - 1],
+             "count": min(size, len(claim_ids) - i)} for i in range(0, len(claim_ids), size)]
 
 
-def batch_view(batch):
-    return {"id": batch["_id"], "claim_count": batch["claim_count"],
+def batch_view(batch, actor=None):
+    """A batch as it leaves the service; ``proposed_by_you`` tells ``actor`` whether the
+    batch is its own proposal (which it cannot release), without naming who proposed it."""
+    released = batch.get("released_at") if batch["status"] == RELEASED else None
+    mine = bool(actor and actor.get("sub")) and actor["sub"] == batch["created_by"].get("sub")
+    return {"id": batch["_id"], "claim_count": batch["claim_count"], "proposed_by_you": mine,
             "total_euros": str(from_cents(batch["total_cents"])),
-            "created_at": batch["created_at"].isoformat(), "schema": batch["schema"]}
+            "created_at": batch["created_at"].isoformat(), "schema": batch["schema"],
+            "status": SHOWN_AS[batch["status"]],
+            "released_at": released.isoformat() if released else None}
 
 
 def no_claims_to_pay():
     return BadUserInput("there are no approved claims to pay: a payout batch is never empty")
+
+
+def require_listed(batch):
+    """A batch its readers may see: proposed or released (not one being prepared or given up)."""
+    if batch is None or batch["status"] not in LISTED:
+        raise NotFound("no such payout batch")
+    return batch
 
 
 def require_found(document, what="claim"):
@@ -438,9 +493,7 @@ def claim_view(claim):
         "amount_euros": str(from_cents(claim["amount_cents"])),
         "iban_masked": claim["iban_masked"], "reason": reason,
         "submitted_at": claim["submitted_at"].isoformat(),
-        "history": [{"from_status": h["from"], "to_status": h["to"], "action": h["action"],
-                     "at": h["at"].isoformat(), "actor_role": h["by"].get("role"),
-                     "reason": h.get("reason")} for h in claim.get("history", [])],
+        "history": history_view(claim.get("history")),
     }
 
 

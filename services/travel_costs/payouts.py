@@ -1,55 +1,243 @@
-"""The SEPA credit transfer file (ISO 20022 pain.001) of a payout batch: written with
-sepaxml, then validated against the XML schema of its version, which sepaxml ships, before
-the fund stores it.
+"""The fund's payouts, with four eyes: one fund member proposes a batch of every approved
+claim (its SEPA file written, encrypted and stored, its claims reserved and still APPROVED),
+another releases it (its claims PAID, each with its event, and its file served).
 
-pain.001.001.09 is the default; pain.001.001.03 is there for banks that still want it.
-sepaxml can validate while it exports, with the pure-Python xmlschema; lxml (libxml2) checks
-the same schema file in about half a second for 100,000 transfers, where xmlschema takes
-half a minute, so the file is checked with lxml."""
-from functools import lru_cache
-from importlib.resources import files
+The batch's lifecycle is the table ``domain.BATCH_LIFECYCLE``; the SEPA writer is
+``sepa.py``. A batch whose work stopped (a crash, a restart) holds a lease: once it has run
+out, the next proposal or release takes it up (a proposal without a stored file is given
+up, its claims free again; a release is finished)."""
+import time
+from datetime import timedelta
 
-from lxml import etree
-from sepaxml import SepaTransfer
+from bson import ObjectId
 
-SUPPORTED_SCHEMAS = ("pain.001.001.09", "pain.001.001.03")
+from common import metrics
+from common.errors import BadUserInput, Conflict
+from common.storage import utcnow_millis
+from common.workflow import actor_trace, audit_entry
+from services.travel_costs import domain, sepa
 
-
-class InvalidTransferFile(Exception):
-    """The written file does not validate: a bug or a value no bank accepts; never stored."""
-
-
-def credit_transfer_file(account, payments, schema, execution_date):
-    """The file's bytes: one payment information block, debited from the fund's
-    ``account``, with one credit transfer per payment (see ``domain.payment``)."""
-    config = {"name": account.name, "IBAN": account.iban, "batch": True, "currency": "EUR"}
-    if account.bic:
-        config["BIC"] = account.bic
-    transfer = SepaTransfer(config, schema=schema)
-    for payment in payments:
-        transfer.add_payment({**payment, "execution_date": execution_date})
-    xml = transfer.export(validate=False)
-    del transfer    # the element tree is about as large again as the parsed copy below
-    validate(xml, schema)
-    return xml
+PAY_CHUNK = 1000            # claims marked paid (with their events) per transaction
+FILE_PART = 1024 * 1024     # plain bytes of the SEPA file per encrypted part
 
 
-@lru_cache(maxsize=None)
-def xml_schema(schema):
-    if schema not in SUPPORTED_SCHEMAS:
-        raise ValueError(f"unsupported file version {schema}")
-    return etree.XMLSchema(etree.parse(str(files("sepaxml") / "schemas" / f"{schema}.xsd")))
+class Payouts:
+    """One worker's view of the payouts: the fund's store, data key, settings and outbox."""
 
+    def __init__(self, store, cipher, settings, outbox, log, claims):
+        """``claims``: the service's steps of a claim (``step(claim, action, actor, reason,
+        session, changes)`` and ``hold_open_claims(reference, reason, session)``)."""
+        self.store, self.cipher, self.settings = store, cipher, settings
+        self.outbox, self.log, self.claims = outbox, log, claims
 
-def validate(xml, schema):
-    """Raises InvalidTransferFile unless ``xml`` (bytes) is valid against the schema."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-    try:
-        document = etree.fromstring(xml, parser)
-    except etree.XMLSyntaxError as error:
-        raise InvalidTransferFile(f"not well-formed XML (line {error.lineno})") from None
-    checker = xml_schema(schema)
-    if not checker.validate(document):
-        # Where and what kind, never the message: it quotes the value (a name, an IBAN).
-        error = checker.error_log.last_error
-        raise InvalidTransferFile(f"not valid {schema}: {error.type_name} at line {error.line}")
+    # --- propose --------------------------------------------------------------------------
+
+    def propose(self, actor):
+        """A batch of every approved claim not in another batch. A claim that cannot be
+        written into the file is put on hold with the reason; the others are in it."""
+        domain.may_review(actor)
+        self.take_up_stalled()
+        now = utcnow_millis()
+        batch = domain.new_batch(str(ObjectId()), actor, self.settings.sepa_schema, now,
+                                 self._lease(now))
+        self.store.insert_batch(batch)
+        if not self.store.reserve_approved_claims(batch["_id"], PAY_CHUNK):
+            self._give_up(batch, "no approved claims")
+            raise domain.no_claims_to_pay()
+        try:
+            written = self._write_file(batch, now.date())
+        except Exception:
+            self._give_up(batch, "the file could not be written")
+            raise
+        if written is None:
+            self._give_up(batch, "no claim could be written")
+            raise BadUserInput("no approved claim can be written into a SEPA file: each is "
+                               "on hold now with the reason")
+        filed = self._step(batch, "file", domain.SYSTEM, lease_until=batch["lease_until"],
+                           changes=written, unset=("lease_until",))
+        if not filed:
+            self.store.delete_file_parts(batch["_id"])
+            raise Conflict("the payout batch took too long and was given up; propose a new one")
+        batch = self.store.batch(batch["_id"])
+        self.log.info("travel_costs.payout_batch_proposed", batch_id=batch["_id"],
+                      claim_count=batch["claim_count"], schema=batch["schema"])
+        return domain.batch_view(batch, actor)
+
+    def _write_file(self, batch, execution_date):
+        """Reads the batch's claims once, writes its file, stores it encrypted in parts;
+        what the batch records of it, or None when no claim could be written."""
+        written = sepa.TransferFile(self.settings.account, batch["schema"], execution_date)
+        paid_ids, total, unwritable = [], 0, []
+        for claim in self.store.reserved_claims(batch["_id"]):
+            try:
+                account = self.cipher.decrypt(claim["account"], context=claim["_id"])
+            except Exception:
+                unwritable.append((claim["_id"], "its bank account cannot be read"))
+                continue
+            try:
+                written.add(claim["_id"], claim["amount_cents"], account,
+                            f"Reiskostenfonds mantelzorg, declaratie {claim['_id']}")
+            except sepa.UnwritableTransfer as why:
+                unwritable.append((claim["_id"], str(why)))
+                continue
+            paid_ids.append(claim["_id"])
+            total += claim["amount_cents"]
+        for claim_id, why in unwritable:
+            self._hold_unwritable(claim_id, why)
+        if not paid_ids:
+            return None
+        content = written.export()
+        del written
+        self._save_file(batch["_id"], content)
+        return {"claim_count": len(paid_ids), "total_cents": total,
+                "chunks": domain.pay_chunks(paid_ids, PAY_CHUNK),
+                "file_size": len(content), "file_parts": -(-len(content) // FILE_PART)}
+
+    def _hold_unwritable(self, claim_id, why):
+        """A claim the file cannot carry leaves the batch and waits on hold for a review:
+        one caregiver's data never stops a payout for everyone."""
+        reason = f"not paid: {why}; the fund's staff contact the caregiver"
+        self.store.in_transaction(lambda session: self.claims.step(
+            self.store.claim(claim_id, session), "hold", domain.SYSTEM, reason, session,
+            changes={"batch_id": None}))
+        self.log.warning("travel_costs.payout_claim_held", claim_id=claim_id, reason=why)
+
+    def _save_file(self, batch_id, content):
+        """The file in parts, each sealed with the data key bound to its place (batch and
+        number), so that no part can be moved to another file or place."""
+        self.store.delete_file_parts(batch_id)   # of a run of the same batch that stopped
+        for part in self._sealed_parts(batch_id, content):
+            self.store.save_file_part(part)
+
+    def _sealed_parts(self, batch_id, content):
+        for number, start in enumerate(range(0, len(content), FILE_PART)):
+            part_id = f"{batch_id}:{number}"
+            piece = content[start:start + FILE_PART].decode("latin-1")
+            yield {"_id": part_id, "batch_id": batch_id, "part": number,
+                   "sealed": self.cipher.encrypt(piece, context=part_id)}
+
+    def _give_up(self, batch, reason):
+        """Lets a batch without a file go: its claims can be in the next batch. A claim whose
+        declaration ended meanwhile (holds skip claims in a batch) goes on hold now."""
+        if not self._step(batch, "give_up", domain.SYSTEM, reason=reason,
+                          changes={"reason": reason}, unset=("lease_until",)):
+            return
+        self.store.delete_file_parts(batch["_id"])
+        for reference in self.store.release_claims(batch["_id"]):
+            ended = domain.ENDED.get((self.store.declaration(reference) or {}).get("status"))
+            if ended:
+                self.store.in_transaction(lambda session, r=reference, e=ended:
+                                          self.claims.hold_open_claims(r, e, session))
+        self.log.warning("travel_costs.payout_batch_given_up", batch_id=batch["_id"],
+                         reason=reason)
+
+    # --- release --------------------------------------------------------------------------
+
+    def release(self, batch_id, actor):
+        """The second fund member's release: the batch's claims are marked PAID with their
+        events, a chunk per transaction. Of two releases at once, one releases; the other
+        gets CONFLICT."""
+        domain.may_review(actor)
+        self.take_up_stalled()
+        batch = domain.require_listed(self.store.batch(batch_id))
+        domain.may_release(actor, batch)
+        now = utcnow_millis()
+        if not self._step(batch, "release", actor, changes={
+                "released_by": actor_trace(actor), "released_at": now,
+                "lease_until": self._lease(now)}):
+            raise Conflict("the payout batch was released meanwhile")
+        batch = self._pay(self.store.batch(batch_id))
+        self.log.info("travel_costs.payout_batch_released", batch_id=batch_id,
+                      claim_count=batch["claim_count"])
+        return domain.batch_view(batch, actor)
+
+    def _pay(self, batch):
+        """Marks the batch's claims PAID, a chunk (a range of ids) per transaction; safe to
+        run again for a release that stopped halfway."""
+        seconds = []
+        for chunk in batch.get("chunks", []):
+            started = time.perf_counter()
+
+            def work(session, chunk=chunk):
+                entry = audit_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
+                                    utcnow_millis())
+                claims = self.store.pay_chunk(batch["_id"], chunk, entry, session)
+                self.outbox.record_many(session, [(domain.EVENT_OF[domain.PAID],
+                                                   domain.event_payload(c)) for c in claims])
+                return claims
+
+            claims = self.store.in_transaction(work)
+            metrics.TRAVEL_CLAIMS_PAID.inc(len(claims))
+            metrics.TRAVEL_EUROS_PAID.inc(
+                float(domain.from_cents(sum(c["amount_cents"] for c in claims))))
+            seconds.append(time.perf_counter() - started)
+        self._step(batch, "paid", domain.SYSTEM, unset=("lease_until",))
+        if seconds:   # each chunk costs the same however large the batch (docs/performance.md)
+            self.log.info("travel_costs.payout_chunks_paid", batch_id=batch["_id"],
+                          chunks=len(seconds), first_chunk_ms=round(seconds[0] * 1000, 1),
+                          last_chunk_ms=round(seconds[-1] * 1000, 1))
+        return self.store.batch(batch["_id"])
+
+    def take_up_stalled(self):
+        """Batches whose work stopped before their lease ran out: a proposal is given up
+        (it stored no file in time), a release is finished."""
+        now = utcnow_millis()
+        for batch in self.store.stalled_batches(now):
+            if batch["status"] == domain.PREPARING:
+                self._give_up(batch, "its preparation stopped")
+            elif self.store.extend_lease(batch, self._lease(now)):
+                self._pay(self.store.batch(batch["_id"]))
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def page(self, first, after, actor):
+        domain.may_review(actor)
+        after_batch = None
+        if after is not None:
+            after_batch = self.store.batch(after)
+            if after_batch is None or after_batch["status"] not in domain.LISTED:
+                raise BadUserInput("after: not a payout batch of an earlier page", field="after")
+        return [domain.batch_view(b, actor) for b in self.store.batches_page(first, after_batch)]
+
+    def file_piece(self, batch_id, offset, actor):
+        """A piece of a released batch's SEPA file, decrypted only now: {"size", "data"
+        (bytes of one part from ``offset``), "schema"}. Until the release: CONFLICT."""
+        domain.may_review(actor)
+        batch = domain.require_listed(self.store.batch(batch_id))
+        if batch["status"] != domain.RELEASED:
+            raise Conflict("the payout batch's file is served once another fund member has "
+                           "released it")
+        offset = int(offset)
+        size = batch["file_size"]
+        if not 0 <= offset <= size:
+            raise BadUserInput("offset: outside the file", field="offset")
+        number = offset // FILE_PART
+        part = self.store.file_part(batch["_id"], number) if offset < size else None
+        if part is None:
+            return {"size": size, "data": b"", "schema": batch["schema"]}
+        piece = self.cipher.decrypt(part["sealed"], context=part["_id"]).encode("latin-1")
+        return {"size": size, "data": piece[offset - number * FILE_PART:],
+                "schema": batch["schema"]}
+
+    def seal_plain_files(self):
+        """Files an earlier release stored as written are encrypted in parts; how many."""
+        sealed = 0
+        for batch in self.store.batches_with_plain_files():
+            content = self.store.read_legacy_file(batch["file_id"])
+            self.store.replace_legacy_file(batch["_id"], batch["file_id"],
+                                           list(self._sealed_parts(batch["_id"], content)),
+                                           len(content))
+            sealed += 1
+        return sealed
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _lease(self, now):
+        return now + timedelta(seconds=self.settings.payout_lease_seconds)
+
+    def _step(self, batch, action, actor, reason=None, changes=None, unset=(), lease_until=None):
+        """One step of the batch's table from the status read; False when another came first."""
+        after = domain.next_batch_status(batch, action, actor, reason)
+        entry = audit_entry(batch["status"], after, action, actor, utcnow_millis(), reason)
+        return self.store.change_batch(batch["_id"], batch["status"], after, entry,
+                                       changes=changes, unset=unset, lease_until=lease_until)

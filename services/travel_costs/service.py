@@ -1,39 +1,30 @@
 """The travel-cost fund's entrypoints: claims, their review, payout batches, statements."""
 import base64
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import eventlet
 from bson import ObjectId
 from nameko.rpc import RpcProxy, rpc
-from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
-from common import metrics
 from common.crypto import ServiceKeys
-from common.errors import BadUserInput, Conflict, NotFound, Unavailable, bad_input_from_validation
+from common.errors import BadUserInput, Conflict, Unavailable
+from common.limits import page_size
 from common.messaging import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
 from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
-from common.storage import Storage, utcnow_millis
+from common.storage import Storage, once_per_request, utcnow_millis
+from common.workflow import audit_entry
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import FundConfiguration
-from services.travel_costs.storage import CLAIMS, TravelCostsStore
+from services.travel_costs.storage import CLAIMS, PAYOUT_FILE_PARTS, TravelCostsStore
 
-PAY_CHUNK = 1000          # claims marked paid (with their events) per transaction
-FILE_CHUNK = 4 * 1024 * 1024
 GRANT_ATTEMPTS = 20
 
 
 class _GrantsChanged(Exception):
     """Another claim of the same caregiver changed the annual counters meanwhile."""
-
-
-def _validated(model, data, prefix):
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        raise bad_input_from_validation(exc, prefix) from None
 
 
 class TravelCostsService(PlatformService):
@@ -80,7 +71,7 @@ class TravelCostsService(PlatformService):
     def _checked_claim(self, data, actor):
         """Every check a claim passes before anything is stored, and its trips' amounts:
         what a submission and its preview share. Refusals raise; nothing is written."""
-        request = _validated(TravelClaimInput, data, "input")
+        request = TravelClaimInput.parsed(data)
         domain.may_submit(actor)
         domain.refuse_repeated_trips(request.trips)
         assessment = domain.assess_trips(
@@ -109,6 +100,7 @@ class TravelCostsService(PlatformService):
                                    assessment.notes + cap_notes)
 
     @rpc
+    @once_per_request
     def submit_travel_claim(self, data, actor):
         """A caregiver claims trips on their issued declaration. The amounts are the fund's;
         a claim with an implausible distance, or on a declaration the fund knows has ended,
@@ -165,9 +157,9 @@ class TravelCostsService(PlatformService):
 
     def _refuse_claimed_trips(self, trips, trip_keys):
         claimed = self.store.claimed_trips(trip_keys)
-        for number, (trip, key) in enumerate(zip(trips, trip_keys)):
+        for number, key in enumerate(trip_keys):
             if key in claimed:
-                raise domain.repeated_trip(number, trip, "a trip of an earlier claim")
+                raise domain.repeated_trip(number, "a trip of an earlier claim")
 
     def _ask_declaration(self, method, *args):
         """An RPC call to the declaration service that answers UNAVAILABLE instead of
@@ -189,13 +181,13 @@ class TravelCostsService(PlatformService):
 
     @rpc
     def travel_claim(self, claim_id, actor):
-        """A claim for its caregiver or the fund's staff; None when there is none."""
+        """A claim for its caregiver or the fund's staff (None for them when there is none).
+        Anyone else gets FORBIDDEN alike for someone else's claim and an id not in use, so
+        that an answer never tells that an id is in use."""
         claim = self.store.claim(claim_id)
-        if claim is None:
-            return None
         caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
         domain.may_read(actor, claim, caller_key, self.keys.hash.same)
-        return domain.claim_view(claim)
+        return domain.claim_view(claim) if claim else None
 
     @rpc
     def travel_claims(self, status, first, after, actor):
@@ -209,6 +201,7 @@ class TravelCostsService(PlatformService):
         return [domain.claim_view(c) for c in self.store.claims_page(status, int(first), after)]
 
     @rpc
+    @once_per_request
     def review_travel_claim(self, claim_id, approve, reason, actor):
         """The fund's decision: APPROVED or REJECTED (with a reason). A rejected claim's
         amount no longer counts towards the caregiver's annual cap."""
@@ -231,17 +224,17 @@ class TravelCostsService(PlatformService):
     def _stepped(self, claim, action, actor, reason, now):
         """The claim after one step of the table, as a document not yet stored."""
         after = domain.next_status(claim["status"], action, actor, reason)
-        entry = domain.history_entry(claim["status"], after, action, actor, reason, now)
+        entry = audit_entry(claim["status"], after, action, actor, now, reason)
         return {**claim, "status": after, "status_reason": reason, "updated_at": now,
                 "history": [*claim["history"], entry]}
 
-    def _step(self, claim, action, actor, reason, session):
+    def _step(self, claim, action, actor, reason, session, changes=None):
         """One step of a stored claim, its audit entry and its event, in the caller's
         transaction; only from the status read, so two steps never both apply."""
         after = domain.next_status(claim["status"], action, actor, reason)
-        entry = domain.history_entry(claim["status"], after, action, actor, reason, utcnow_millis())
+        entry = audit_entry(claim["status"], after, action, actor, utcnow_millis(), reason)
         changed = self.store.change_claim(claim["_id"], claim["status"], after, entry, session,
-                                          changes={"status_reason": reason})
+                                          changes={"status_reason": reason, **(changes or {})})
         if changed is None:
             raise Conflict("the claim was changed meanwhile; reload it")
         self.outbox.record(session, domain.EVENT_OF[after], domain.event_payload(changed))
@@ -260,114 +253,60 @@ class TravelCostsService(PlatformService):
         claim = domain.require_found(self.store.claim(claim_id))
         return domain.claim_notice(claim, self.store.declaration(claim["declaration_reference"]))
 
-    # --- payouts --------------------------------------------------------------------------
+    # --- payouts (four eyes; the logic is payouts.py) ---------------------------------------
 
     @rpc
+    @once_per_request(in_steps=True)
     def create_payout_batch(self, actor):
-        """Every approved claim not yet paid, in one SEPA credit transfer file (validated
-        before it is stored), then marked PAID with an event each. Claims are reserved for
-        the batch first, one update per claim, so batches made at once never share one."""
-        domain.may_review(actor)
-        self._take_up_stalled_batches()
-        now = utcnow_millis()
-        batch_id = str(uuid.uuid4())
-        settings = self.fund
-        self.store.insert_batch(domain.new_batch(
-            batch_id, actor, settings.sepa_schema, now,
-            now + timedelta(seconds=settings.payout_lease_seconds)))
-        if not self.store.reserve_approved_claims(batch_id):
-            self.store.give_up_batch(batch_id, "no approved claims")
-            raise domain.no_claims_to_pay()
-        try:
-            self._write_file(batch_id, now.date())
-        except Exception:
-            self._give_up(batch_id, "the file could not be written")
-            raise
-        batch = self._pay(batch_id)
-        self.log.info("travel_costs.payout_batch_created", batch_id=batch_id,
-                      claim_count=batch["claim_count"], schema=batch["schema"])
-        return domain.batch_view(batch)
+        """Proposes a batch of every approved claim not in another batch: its SEPA file is
+        written and stored encrypted, its claims stay APPROVED until another fund member
+        releases it."""
+        return self._payouts().propose(actor)
 
-    def _write_file(self, batch_id, execution_date):
-        payments, total = [], 0
-        for claim in self.store.reserved_claims(batch_id):
-            account = self.keys.cipher.decrypt(claim["account"], context=claim["_id"])
-            payments.append(domain.payment(claim, account))
-            total += claim["amount_cents"]
-        settings = self.fund
-        content = payouts.credit_transfer_file(settings.account, payments, settings.sepa_schema,
-                                               execution_date)
-        file_id = self.store.save_file(f"{batch_id}.xml", content)
-        if not self.store.attach_file(batch_id, file_id, len(payments), total):
-            self.store.delete_file(file_id)
-            raise Conflict("the payout batch took too long and was given up; create a new one")
+    @rpc
+    @once_per_request(in_steps=True)
+    def release_payout_batch(self, batch_id, actor):
+        """Releases a proposed batch (by another fund member than its proposer): its claims
+        become PAID with their events and its file is served. A second release is CONFLICT,
+        so a retry never pays twice. Retry safety per request (the first answer again for a
+        repeat of the same request) wraps this entrypoint as a whole: its answer is the
+        batch's public view, without personal data."""
+        return self._payouts().release(batch_id, actor)
 
-    def _pay(self, batch_id):
-        """Marks the batch's claims PAID with their events, a chunk per transaction; safe to
-        run again for a batch whose run stopped halfway."""
-        paid = 0
-        unpaid = self.store.claims_to_pay(batch_id)
-        for start in range(0, len(unpaid), PAY_CHUNK):
-            chunk = unpaid[start:start + PAY_CHUNK]
-
-            def work(session, chunk=chunk):
-                entry = domain.history_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
-                                             None, utcnow_millis())
-                claims = self.store.pay_claims(chunk, batch_id, entry, session)
-                self.outbox.record_many(session, [(domain.EVENT_OF[domain.PAID],
-                                                   domain.event_payload(c)) for c in claims])
-                return claims
-
-            claims = self.store.in_transaction(work)
-            paid += len(claims)
-            metrics.TRAVEL_CLAIMS_PAID.inc(len(claims))
-            metrics.TRAVEL_EUROS_PAID.inc(float(domain.from_cents(sum(c["amount_cents"] for c in claims))))
-        return self.store.finish_batch(batch_id, utcnow_millis())
-
-    def _give_up(self, batch_id, reason):
-        """Lets a batch without a file go: its claims can be in the next batch. A claim whose
-        declaration ended meanwhile (holds skip claims being paid) goes on hold now."""
-        if not self.store.give_up_batch(batch_id, reason):
-            return
-        for reference in self.store.release_claims(batch_id):
-            declaration = self.store.declaration(reference) or {}
-            ended = domain.ENDED.get(declaration.get("status"))
-            if ended:
-                self.store.in_transaction(lambda session, r=reference, e=ended:
-                                          self._hold_open_claims(r, e, session))
-        self.log.warning("travel_costs.payout_batch_given_up", batch_id=batch_id, reason=reason)
-
-    def _take_up_stalled_batches(self):
-        """A batch whose preparation stopped (a crash, a restart) before its lease ran out:
-        with its file stored, its claims are marked paid now; without, it is given up."""
-        now = utcnow_millis()
-        for batch in self.store.stalled_batches(now):
-            if batch.get("file_id") is not None:
-                lease = now + timedelta(seconds=self.fund.payout_lease_seconds)
-                if self.store.take_over_batch(batch, lease):
-                    self._pay(batch["_id"])
-            else:
-                self._give_up(batch["_id"], "its preparation stopped")
+    @rpc
+    def payout_batches(self, first, after, actor):
+        """Proposed and released batches, newest first; ``after`` is the last id of the
+        previous page."""
+        return self._payouts().page(page_size(first), after, actor)
 
     @rpc
     def payout_file(self, batch_id, offset, actor):
-        """A piece of a paid batch's SEPA file (an RPC message stays small however large the
-        file): {"size", "data" (base64 of up to 4 MiB from ``offset``), "schema"}."""
-        domain.may_review(actor)
-        batch = self.store.batch(batch_id)
-        if batch is None or batch["status"] != "PAID":
-            raise NotFound("no such payout batch")
-        size, data = self.store.read_file(batch["file_id"], int(offset), FILE_CHUNK)
-        return {"size": size, "data": base64.b64encode(data).decode(), "schema": batch["schema"]}
+        """A piece of a released batch's SEPA file (an RPC message stays small however large
+        the file): {"size", "data" (base64 of up to 1 MiB from ``offset``), "schema"}."""
+        piece = self._payouts().file_piece(batch_id, offset, actor)
+        return {**piece, "data": base64.b64encode(piece["data"]).decode()}
+
+    def _payouts(self):
+        return payouts.Payouts(self.store, self.keys.cipher, self.fund, self.outbox, self.log,
+                               SimpleNamespace(step=self._step,
+                                               hold_open_claims=self._hold_open_claims))
 
     # --- rotation of the data key ---------------------------------------------------------
 
     @rpc
     def reencrypt_personal_data(self, batch=500):
         """Re-encrypts with the current data key up to ``batch`` claims' accounts (IBAN, BIC,
-        account holder) that an earlier, still configured key encrypted; called by
-        ``mantelzorg reencrypt-personal-data`` until none remain."""
+        account holder) that an earlier, still configured key encrypted, and then the parts
+        of the SEPA files (a file of an earlier release stored as written is encrypted
+        first); called by ``mantelzorg reencrypt-personal-data`` until none remain."""
+        self._payouts().seal_plain_files()
         report = self.store.reencrypt(CLAIMS, "account", self.keys.cipher, batch)
+        if not report["remaining"]:
+            files = self.store.reencrypt(PAYOUT_FILE_PARTS, "sealed", self.keys.cipher,
+                                         max(1, batch // 50))
+            report = {**files, "reencrypted": report["reencrypted"] + files["reencrypted"],
+                      "unreadable": report["unreadable"] + files["unreadable"],
+                      "unknown_keys": sorted({*report["unknown_keys"], *files["unknown_keys"]})}
         self.log.info("travel_costs.personal_data_reencrypted", reencrypted=report["reencrypted"],
                       remaining=report["remaining"], key_id=report["key_id"])
         return report

@@ -3,7 +3,8 @@ import gridfs
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 
 from common.storage import DocumentStore
-from services.travel_costs.domain import APPROVED, OPEN, PAID
+from services.travel_costs.domain import (APPROVED, LISTED, OPEN, PAID,
+                                          PREPARING, RELEASED, RELEASING)
 
 DECLARATIONS = "declarations"            # projection of declaration.* events
 PC4_AREAS = "pc4_areas"                  # projection of pc4_areas.imported: the centroids
@@ -11,21 +12,50 @@ CLAIMS = "claims"                        # one document per claim, with its audi
 TRIP_KEYS = "trip_keys"                  # one per claimed trip: the same trip is claimed once
 ANNUAL_GRANTS = "annual_grants"          # cents granted per caregiver and calendar year
 PAYOUT_BATCHES = "payout_batches"
-PAYOUT_FILES = "payout_files"            # GridFS bucket of the SEPA files (they outgrow 16 MB)
+PAYOUT_FILE_PARTS = "payout_file_parts"  # the SEPA files, encrypted, in parts of 1 MiB
+LEGACY_FILES = "payout_files"            # GridFS bucket of an earlier release's plain files
+MIGRATIONS = "migrations"                # which of migrate()'s one-off steps are done
 
 
 class TravelCostsStore(DocumentStore):
     """The travel costs service's database: its named queries and indexes."""
 
     def ensure_indexes(self):
-        self.db[DECLARATIONS].create_index([("owner", ASCENDING)])
         self.db[CLAIMS].create_index([("caregiver_key", ASCENDING), ("submitted_at", DESCENDING)])
         self.db[CLAIMS].create_index([("status", ASCENDING), ("_id", ASCENDING)])
         self.db[CLAIMS].create_index([("declaration_reference", ASCENDING), ("status", ASCENDING)])
-        self.db[CLAIMS].create_index([("batch_id", ASCENDING), ("status", ASCENDING)])
+        # The approved claims not in a batch (batch_id null), a batch's claims, and a chunk
+        # of them by its range of ids: the embedded store answers each from this index
+        # alone; with (batch_id, status) it read the whole batch for every chunk.
+        self.db[CLAIMS].create_index([("batch_id", ASCENDING), ("status", ASCENDING),
+                                      ("_id", ASCENDING)])
         self.db[CLAIMS].create_index([("caregiver_key", ASCENDING), ("paid_at", ASCENDING)])
         self.db[PAYOUT_BATCHES].create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
-        self.files = gridfs.GridFSBucket(self.db, bucket_name=PAYOUT_FILES)
+        self.db[PAYOUT_BATCHES].create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        self.db[PAYOUT_FILE_PARTS].create_index([("batch_id", ASCENDING), ("part", ASCENDING)])
+        self.db[PAYOUT_FILE_PARTS].create_index([("sealed.kid", ASCENDING)])
+
+    def migrate(self):
+        """What earlier releases stored: the owner of a claim and its index (never read),
+        claims without a batch field (an approved claim not in a batch has batch_id null, so
+        the index finds it), the index a batch's claims were found by before, and batches
+        paid at once (before four eyes) shown as released."""
+        declarations, claims = self.db[DECLARATIONS], self.db[CLAIMS]
+        if "owner_1" in declarations.index_information():
+            declarations.drop_index("owner_1")
+        if "batch_id_1_status_1" in claims.index_information():
+            claims.drop_index("batch_id_1_status_1")
+        if self.db[MIGRATIONS].find_one({"_id": "four-eyes"}) is None:
+            # Once: each of these reads a whole collection.
+            declarations.update_many({"owner": {"$exists": True}}, {"$unset": {"owner": ""}})
+            claims.update_many({"owner": {"$exists": True}}, {"$unset": {"owner": ""}})
+            claims.update_many({"batch_id": {"$exists": False}}, {"$set": {"batch_id": None}})
+            for batch in self.db[PAYOUT_BATCHES].find({"status": "PAID"}):
+                self.db[PAYOUT_BATCHES].update_one(
+                    {"_id": batch["_id"], "status": "PAID"},
+                    {"$set": {"status": RELEASED, "released_at": batch.get("paid_at")}})
+            self.db[MIGRATIONS].update_one({"_id": "four-eyes"}, {"$set": {"done": True}},
+                                           upsert=True)
 
     # --- projections of other services' events --------------------------------------------
 
@@ -34,8 +64,7 @@ class TravelCostsStore(DocumentStore):
         return self.replace_if_newer(DECLARATIONS, declaration, "changed_at", session=session)
 
     def declaration(self, reference):
-        return self.db[DECLARATIONS].find_one({"_id": reference, "status": {"$exists": True}},
-                                              {"owner": 0})
+        return self.db[DECLARATIONS].find_one({"_id": reference, "status": {"$exists": True}})
 
     def touch_declaration(self, reference, now, session):
         """The fund's copy of a declaration, written to: a claim submitted while its
@@ -135,10 +164,10 @@ class TravelCostsStore(DocumentStore):
         return self.claim(claim_id, session) if changed.modified_count else None
 
     def open_claims_on(self, reference, session):
-        """Claims on a declaration that are not decided for good and not being paid."""
+        """Claims on a declaration that are not decided for good and not in a payout batch."""
         return list(self.db[CLAIMS].find(
             {"declaration_reference": reference, "status": {"$in": list(OPEN)},
-             "batch_id": {"$exists": False}}, session=session))
+             "batch_id": None}, session=session))
 
     def paid_claims(self, caregiver_key, start, end):
         return list(self.db[CLAIMS].find(
@@ -150,96 +179,112 @@ class TravelCostsStore(DocumentStore):
     def insert_batch(self, batch):
         self.db[PAYOUT_BATCHES].insert_one(batch)
 
-    def batch(self, batch_id):
-        return self.db[PAYOUT_BATCHES].find_one({"_id": str(batch_id)})
+    def batch(self, batch_id, session=None):
+        return self.db[PAYOUT_BATCHES].find_one({"_id": str(batch_id)}, session=session)
 
-    def reserve_approved_claims(self, batch_id):
-        """Every approved claim not in a batch is reserved for this one. Each claim is
-        taken by one update only, so two batches made at once never share a claim."""
-        return self.db[CLAIMS].update_many(
-            {"status": APPROVED, "batch_id": {"$exists": False}},
-            {"$set": {"batch_id": batch_id}}).modified_count
+    def batches_page(self, first, after_batch):
+        """Proposed and released batches, newest first; after ``after_batch`` (a batch)."""
+        query = {"status": {"$in": list(LISTED)}}
+        if after_batch is not None:
+            query["$or"] = [{"created_at": {"$lt": after_batch["created_at"]}},
+                            {"created_at": after_batch["created_at"],
+                             "_id": {"$lt": after_batch["_id"]}}]
+        return list(self.db[PAYOUT_BATCHES].find(query, {"history": 0})
+                    .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(first))
+
+    def change_batch(self, batch_id, before, after, entry, changes=None, unset=(), session=None,
+                     lease_until=None):
+        """One step of a batch's lifecycle, only from ``before`` (and, when given, while it
+        still holds the lease read): False when another step came first."""
+        query = {"_id": batch_id, "status": before}
+        if lease_until is not None:
+            query["lease_until"] = lease_until
+        update = {"$set": {"status": after, **(changes or {})}, "$push": {"history": entry}}
+        if unset:
+            update["$unset"] = {name: "" for name in unset}
+        return self.db[PAYOUT_BATCHES].update_one(query, update, session=session) \
+            .modified_count == 1
+
+    def stalled_batches(self, now):
+        """Batches being prepared or released whose lease has run out."""
+        return list(self.db[PAYOUT_BATCHES].find(
+            {"status": {"$in": [PREPARING, RELEASING]}, "lease_until": {"$lt": now}}))
+
+    def extend_lease(self, batch, lease_until):
+        """Only one request takes up a stalled batch: the one that moves its lease."""
+        return self.db[PAYOUT_BATCHES].update_one(
+            {"_id": batch["_id"], "status": batch["status"], "lease_until": batch["lease_until"]},
+            {"$set": {"lease_until": lease_until}}).modified_count == 1
+
+    def reserve_approved_claims(self, batch_id, chunk):
+        """Every approved claim not in a batch is reserved for this one: their ids read once,
+        then ``chunk`` claims at a time by their range of ids, each range read through the
+        index alone (one update of the whole set, or a search for the next chunk, cost the
+        embedded store more per claim the more claims there were). Each claim is taken by
+        one update only, so two batches made at once never share a claim. How many."""
+        free = {"batch_id": None, "status": APPROVED}
+        ids = sorted(c["_id"] for c in self.db[CLAIMS].find(free, {"_id": 1}))
+        reserved = 0
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            reserved += self.db[CLAIMS].update_many(
+                {**free, "_id": {"$gte": part[0], "$lte": part[-1]}},
+                {"$set": {"batch_id": batch_id}}).modified_count
+        return reserved
 
     def reserved_claims(self, batch_id):
+        """The batch's claims, read once for its file: only what the file needs."""
         return self.db[CLAIMS].find({"batch_id": batch_id, "status": APPROVED},
                                     {"amount_cents": 1, "account": 1}).sort("_id", ASCENDING)
-
-    def claims_to_pay(self, batch_id):
-        """The batch's claims still to be marked paid, in the order of their ids: read once,
-        not a query per chunk, which the embedded store would answer by reading the whole
-        batch each time."""
-        return list(self.db[CLAIMS].find({"batch_id": batch_id, "status": APPROVED},
-                                         {"declaration_reference": 1, "amount_cents": 1})
-                    .sort("_id", ASCENDING))
 
     def release_claims(self, batch_id):
         """The batch's approved claims are free for another batch again; their references."""
         references = self.db[CLAIMS].distinct("declaration_reference",
                                               {"batch_id": batch_id, "status": APPROVED})
         self.db[CLAIMS].update_many({"batch_id": batch_id, "status": APPROVED},
-                                    {"$unset": {"batch_id": ""}})
+                                    {"$set": {"batch_id": None}})
         return references
 
-    def pay_claims(self, claims, batch_id, entry, session):
-        """Marks these claims of the batch paid, with the audit entry; the claims this call
-        changed (all of them, unless another run of the same batch came first)."""
-        claim_ids = [c["_id"] for c in claims]
-        # ``claims`` follow each other in the batch by id (``claims_to_pay``), so the range of
-        # their ids selects exactly them among its unpaid claims. The embedded store compares
-        # every claim with every id of an $in list, which made paying 100,000 quadratic.
-        changed = self.db[CLAIMS].update_many(
-            {"_id": {"$gte": claim_ids[0], "$lte": claim_ids[-1]}, "batch_id": batch_id,
-             "status": APPROVED},
-            {"$set": {"status": PAID, "paid_at": entry["at"], "updated_at": entry["at"]},
-             "$push": {"history": entry}}, session=session).modified_count
-        if changed == len(claims):
-            return [{**c, "status": PAID, "batch_id": batch_id} for c in claims]
-        return list(self.db[CLAIMS].find(
-            {"_id": {"$in": claim_ids}, "batch_id": batch_id, "paid_at": entry["at"]},
-            {"declaration_reference": 1, "amount_cents": 1, "status": 1, "batch_id": 1},
-            session=session))
+    def pay_chunk(self, batch_id, chunk, entry, session):
+        """Marks one chunk of the batch's claims paid with the audit entry: the claims of
+        the range of ids ``chunk`` still unpaid (read through the (batch_id, status, _id)
+        index: only these). Returns what their events need."""
+        query = {"batch_id": batch_id, "status": APPROVED,
+                 "_id": {"$gte": chunk["first"], "$lte": chunk["last"]}}
+        claims = list(self.db[CLAIMS].find(query, {"declaration_reference": 1,
+                                                   "amount_cents": 1}, session=session))
+        if claims:
+            self.db[CLAIMS].update_many(
+                query, {"$set": {"status": PAID, "paid_at": entry["at"], "updated_at": entry["at"]},
+                        "$push": {"history": entry}}, session=session)
+        return [{**c, "status": PAID, "batch_id": batch_id} for c in claims]
 
-    def attach_file(self, batch_id, file_id, claim_count, total_cents):
-        """The batch's file is stored; False when the batch was given up meanwhile (its
-        lease ran out and another request let its claims go)."""
-        return self.db[PAYOUT_BATCHES].update_one(
-            {"_id": batch_id, "status": "PREPARING", "file_id": {"$exists": False}},
-            {"$set": {"file_id": file_id, "claim_count": claim_count,
-                      "total_cents": total_cents}}).modified_count == 1
+    # --- the SEPA files: encrypted parts --------------------------------------------------
 
-    def finish_batch(self, batch_id, now):
+    def save_file_part(self, part):
+        self.db[PAYOUT_FILE_PARTS].insert_one(part)
+
+    def file_part(self, batch_id, number):
+        return self.db[PAYOUT_FILE_PARTS].find_one({"batch_id": batch_id, "part": number})
+
+    def delete_file_parts(self, batch_id):
+        self.db[PAYOUT_FILE_PARTS].delete_many({"batch_id": batch_id})
+
+    def batches_with_plain_files(self):
+        """Batches of an earlier release whose file lies in GridFS as it was written."""
+        return list(self.db[PAYOUT_BATCHES].find({"file_id": {"$exists": True}}, {"file_id": 1}))
+
+    def read_legacy_file(self, file_id):
+        with gridfs.GridFSBucket(self.db, bucket_name=LEGACY_FILES).open_download_stream(
+                file_id) as stream:
+            return stream.read()
+
+    def replace_legacy_file(self, batch_id, file_id, parts, size):
+        """The encrypted parts take the plain file's place; the plain file is deleted."""
+        self.db[PAYOUT_FILE_PARTS].delete_many({"batch_id": batch_id})
+        for part in parts:
+            self.save_file_part(part)
         self.db[PAYOUT_BATCHES].update_one(
-            {"_id": batch_id}, {"$set": {"status": "PAID", "paid_at": now},
-                                "$unset": {"lease_until": ""}})
-        return self.batch(batch_id)
-
-    def stalled_batches(self, now):
-        return list(self.db[PAYOUT_BATCHES].find(
-            {"status": "PREPARING", "lease_until": {"$lt": now}}))
-
-    def take_over_batch(self, batch, lease_until):
-        """Only one request takes up a stalled batch."""
-        return self.db[PAYOUT_BATCHES].update_one(
-            {"_id": batch["_id"], "status": "PREPARING", "lease_until": batch["lease_until"]},
-            {"$set": {"lease_until": lease_until}}).modified_count == 1
-
-    def give_up_batch(self, batch_id, reason):
-        """A batch without a stored file is given up; False if its file came meanwhile."""
-        return self.db[PAYOUT_BATCHES].update_one(
-            {"_id": batch_id, "status": "PREPARING", "file_id": {"$exists": False}},
-            {"$set": {"status": "GIVEN_UP", "reason": reason},
-             "$unset": {"lease_until": ""}}).modified_count == 1
-
-    # --- the SEPA files -------------------------------------------------------------------
-
-    def save_file(self, name, content):
-        return self.files.upload_from_stream(name, content)
-
-    def delete_file(self, file_id):
-        self.files.delete(file_id)
-
-    def read_file(self, file_id, offset, length):
-        """(total size, up to ``length`` bytes from ``offset``)."""
-        with self.files.open_download_stream(file_id) as stream:
-            stream.seek(offset)
-            return stream.length, stream.read(length)
+            {"_id": batch_id}, {"$set": {"file_size": size, "file_parts": len(parts)},
+                                "$unset": {"file_id": ""}})
+        gridfs.GridFSBucket(self.db, bucket_name=LEGACY_FILES).delete(file_id)

@@ -10,6 +10,7 @@ from common.storage import REQUEST_KEY
 from gateway.auth import Principal
 from gateway.context import call_identity
 from gateway.idempotency import request_identity
+from tests.integration.test_declaration import AMSTERDAM, DECIDE, GET, known, request  # noqa: F401
 from tests.integration.test_registry import REGISTER, point_input
 from tests.support import error_codes, token
 
@@ -89,23 +90,29 @@ def test_a_bad_key_is_refused_before_anything_runs(gql, municipalities, admin):
     assert stored_with_name(gql, data["name"]) == 0
 
 
+def lost_reply(platform, caller, key, body, service, method, *args):
+    """The call ``service.method(*args)`` made as the gateway makes it for ``body`` sent by
+    ``caller`` with ``key`` (with the identity it derives from them), done, and its reply
+    dropped, as when the service is killed after its commit or the broker restarts. Made
+    twice: the second call already answers what the first did."""
+    lookup_hash = keyed_hash({"DATA_DIR": platform.environ["MANTELZORG_DATA_DIR"]},
+                             environ=platform.environ)
+    identity = call_identity(request_identity(lookup_hash, caller, key, body), service, method)
+    with platform.rpc(timeout=30, context_data={REQUEST_KEY: identity}) as proxy:
+        lost = getattr(getattr(proxy, service), method)(*args)
+        assert getattr(getattr(proxy, service), method)(*args) == lost
+    return lost
+
+
 def test_a_retry_after_a_lost_reply_gets_the_point_that_was_registered(gql, platform,
                                                                         municipalities):
-    """The service registered the point but its reply never reached the gateway (a service
-    killed after its commit, a broker restart): the call is made here as the gateway makes
-    it, with the identity it derives from the key, and its answer is dropped. The client's
-    retry through the gateway with the same key gets that point, and no second one."""
+    """The client's retry through the gateway with the same key gets the point the lost
+    call registered, and no second one."""
     caller = Principal(sub=f"idempotency-{uuid.uuid4().hex[:8]}", role="admin")
     data, key = point_input(SEAT), uuid.uuid4().hex
     body = {"query": REGISTER, "variables": {"input": data}}   # what the client sends
-    lookup_hash = keyed_hash({"DATA_DIR": platform.environ["MANTELZORG_DATA_DIR"]},
-                             environ=platform.environ)
-    identity = call_identity(request_identity(lookup_hash, caller, key, body),
-                             "registry", "register_support_point")
-    with platform.rpc(timeout=30, context_data={REQUEST_KEY: identity}) as proxy:
-        lost = proxy.registry.register_support_point(data, caller.as_actor())
-        again = proxy.registry.register_support_point(data, caller.as_actor())
-    assert again == lost
+    lost = lost_reply(platform, caller, key, body, "registry", "register_support_point",
+                      data, caller.as_actor())
     assert stored_with_name(gql, data["name"]) == 1
 
     retried = register(gql, data, key, token("admin", sub=caller.sub))
@@ -114,3 +121,29 @@ def test_a_retry_after_a_lost_reply_gets_the_point_that_was_registered(gql, plat
     assert retried.json()["data"]["registerSupportPoint"]["id"] == lost["id"]
     assert retried.json()["data"]["registerSupportPoint"]["version"] == lost["version"]
     assert stored_with_name(gql, data["name"]) == 1
+
+
+def test_a_retry_after_a_lost_reply_gets_the_decision_that_was_made(gql, platform, known):
+    """A step of a lifecycle, which asked again would be a CONFLICT (the declaration is no
+    longer REQUESTED): the retry gets the decision the lost call made, and the step is in
+    the declaration's history once."""
+    requested = request(gql)
+    caller = Principal(sub=f"idempotency-{uuid.uuid4().hex[:8]}", role="municipality",
+                       municipality=AMSTERDAM)
+    key = uuid.uuid4().hex
+    variables = {"id": requested["id"], "decision": "ISSUE"}
+    lost = lost_reply(platform, caller, key, {"query": DECIDE, "variables": variables},
+                      "declaration", "decide_declaration", requested["id"], "ISSUE", None,
+                      caller.as_actor())
+    assert lost["status"] == "ISSUED"
+
+    who = token("municipality", caller.sub, municipality=AMSTERDAM)
+    retried = gql(DECIDE, variables, token=who, headers={"Idempotency-Key": key})
+    assert "errors" not in retried, retried
+    decided = retried["data"]["decideDeclaration"]
+    assert (decided["reference"], decided["status"], decided["validUntil"]) == (
+        lost["reference"], "ISSUED", lost["valid_until"])
+    stored = gql(GET, {"reference": requested["reference"]}, token=who)["data"]["declaration"]
+    assert [entry["toStatus"] for entry in stored["history"]] == ["REQUESTED", "ISSUED"]
+    # Without the key it is the step it is: made already.
+    assert error_codes(gql(DECIDE, variables, token=who)) == ["CONFLICT"]

@@ -10,6 +10,7 @@ import sys
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from ops import platform as platform_module
 from ops.platform import PROCESSES, ROOT
 from tests.conftest import platform_environ
 from tests.support import eventually
@@ -122,3 +123,46 @@ def test_no_service_outlives_a_launcher_killed_with_sigkill(run):
     run.process.wait()
     assert eventually(lambda: not [pid for pid in pids if alive(pid)], timeout=10), \
         [name for pid, name in pids.items() if alive(pid)]
+
+
+class Dead:
+    """A child process that has died."""
+    pid = 4242
+
+    @staticmethod
+    def poll():
+        return -signal.SIGKILL
+
+
+def test_a_process_that_keeps_dying_is_restarted_after_a_delay_that_doubles(monkeypatch):
+    """1 s, 2 s, 4 s ... up to 30 s between restarts while a process dies again soon after
+    each start; 1 s again after it ran for a minute."""
+    said, clock = [], [1000.0]
+    monkeypatch.setattr(platform_module.time, "monotonic", lambda: clock[0])
+    launched = platform_module.Platform(environ={}, say=said.append)
+
+    def start_process(process):      # a process that dies at once
+        launched.children[process.name] = Dead()
+        launched.started_at[process.name] = clock[0]
+        launched.restart_due.pop(process.name, None)
+
+    monkeypatch.setattr(launched, "start_process", start_process)
+    start_process(platform_module.process_named("registry"))
+
+    delays = []
+    for _ in range(7):
+        launched.supervise()                         # the death is seen
+        due = launched.restart_due["registry"]
+        delays.append(due - clock[0])
+        clock[0] = due - 0.01
+        launched.supervise()                         # not yet
+        assert "registry" in launched.restart_due
+        clock[0] = due
+        launched.supervise()                         # restarted now
+        assert "registry" not in launched.restart_due
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    assert said[0] == "registry (pid 4242) killed by SIGKILL; restarting in 1 s (restart 1 in a row)"
+
+    clock[0] += platform_module.STABLE_AFTER_SECONDS    # it ran long enough this time
+    launched.supervise()
+    assert launched.restart_due["registry"] - clock[0] == 1

@@ -1,11 +1,12 @@
 """The travel-cost fund end to end: caregivers claim through the gateway on their issued
-declaration, the fund reviews and pays by SEPA file, on the real broker with the embedded
-store."""
+declaration, the fund reviews, one fund member proposes a payout batch and another releases
+it (four eyes), paid by SEPA file, on the real broker with the embedded store."""
 import csv
 import json
 import threading
+import time
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
@@ -20,7 +21,7 @@ from common.events import Subscription
 from ops import cli
 from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
 from tests.support import error_codes, eventually, log_lines, scrape, token
-from tests.support import (CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
+from tests.support import (ACCOUNT_HOLDER, CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
                            PREVIEW_CLAIM as PREVIEW, SUBMIT_CLAIM as SUBMIT, TODAY, Caregiver,
                            trip)
 
@@ -32,11 +33,17 @@ REVIEW = f"""mutation($id: ID!, $approve: Boolean!, $reason: String) {{
 CLAIM = f"""query($id: ID!) {{ travelClaim(id: $id) {{ {CLAIM_FIELDS} }} }}"""
 LIST = """query($status: ClaimStatus, $first: Int, $after: String) {
   travelClaims(status: $status, first: $first, after: $after) { id status } }"""
-BATCH = """mutation { createPayoutBatch { id claimCount totalEuros createdAt sepaXmlUrl } }"""
+BATCH_FIELDS = "id claimCount totalEuros createdAt sepaXmlUrl status releasedAt"
+BATCH = f"""mutation {{ createPayoutBatch {{ {BATCH_FIELDS} }} }}"""
+RELEASE = f"""mutation($id: ID!) {{ releasePayoutBatch(id: $id) {{ {BATCH_FIELDS} }} }}"""
+BATCHES = f"""query($first: Int, $after: String) {{ payoutBatches(first: $first, after: $after) {{
+  {BATCH_FIELDS} }} }}"""
 STATEMENT = """query($year: Int!) { travelStatement(year: $year) {
   year claimCount paidEuros pdfUrl } }"""
 REVOKE = """mutation($id: ID!) { revokeDeclaration(id: $id, reason: "no longer caring") { status } }"""
 FUND, ADMIN = token("fund", "fund-staff"), token("admin", "admin")
+# Other fund members: a batch is released by another person than the one who proposed it.
+SECOND, THIRD = token("fund", "fund-second"), token("fund", "fund-third")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +117,7 @@ def test_a_preview_refuses_and_holds_as_the_submission_does(gql, fund_ready):
     assert only_error(capped) == {"code": "BAD_USER_INPUT", "field": "input.trips"}
     assert len(caregiver.mine()) == 1
     anyone_else = gql(PREVIEW, {"input": {"declarationReference": caregiver.reference,
-                                          "iban": IBAN, "accountHolder": "A. de Vries",
+                                          "iban": IBAN, "accountHolder": ACCOUNT_HOLDER,
                                           "trips": [trip()]}}, token=FUND)
     assert only_error(anyone_else)["code"] == "FORBIDDEN"
 
@@ -124,15 +131,19 @@ def test_a_preview_refuses_and_holds_as_the_submission_does(gql, fund_ready):
     ({"trips": [trip(), trip(toPostcode="1011 AA", fromPostcode=f"{UNKNOWN_PC4} XX")]}, "input.trips.1.fromPostcode"),
     ({"trips": [trip(date=(TODAY - timedelta(days=1)).isoformat())]}, "input.trips.0.date"),
     ({"trips": [trip(distanceKm="6")]}, "input.trips"),
+    # a name a bank transfer cannot carry once stopped every payout (issue 22)
+    ({"accountHolder": "A. de Vries\u0001"}, "input.accountHolder"),
+    ({"accountHolder": "Jansen & Zn"}, "input.accountHolder"),
 ])
 def test_bad_input_is_refused_naming_the_field_and_stores_nothing(gql, fund_ready, changes, field):
     caregiver = Caregiver(gql)
-    data = {"declarationReference": caregiver.reference, "iban": IBAN, "accountHolder": "A. de Vries",
+    data = {"declarationReference": caregiver.reference, "iban": IBAN, "accountHolder": ACCOUNT_HOLDER,
             "trips": [trip()], **changes}
     answer = gql(SUBMIT, {"input": data}, token=caregiver.token)
     extensions = only_error(answer)
     assert extensions == {"code": "BAD_USER_INPUT", "field": field}, answer
-    assert "NL91ABNA0417164301" not in json.dumps(answer)
+    said = json.dumps(answer)
+    assert "NL91ABNA0417164301" not in said and "de Vries" not in said and "Jansen" not in said
     assert caregiver.mine() == []
 
 
@@ -213,13 +224,33 @@ def test_the_annual_cap_holds_when_claims_come_in_at_once(gql, fund_ready):
         ["BAD_USER_INPUT", "BAD_USER_INPUT"]
 
 
-def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready, rpc):
+def _revoke(gql, rpc, caregiver):
+    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+
+
+def _declaration(gql, caregiver):
+    return gql("""query($r: String!) { declaration(reference: $r) { status validUntil } }""",
+               {"r": caregiver.reference}, token=STAFF)["data"]["declaration"]
+
+
+def _expire(gql, rpc, caregiver):
+    """The daily expiry, asked for the day after the declaration's last valid day."""
+    valid_until = _declaration(gql, caregiver)["validUntil"]
+    assert rpc.declaration.expire_due(
+        (date.fromisoformat(valid_until) + timedelta(days=1)).isoformat()) >= 1
+
+
+@pytest.mark.parametrize("end, reason, status", [
+    (_revoke, "the declaration was revoked", "REVOKED"),
+    (_expire, "the declaration expired", "EXPIRED")])
+def test_the_end_of_a_declaration_puts_open_claims_on_hold_through_the_broker(
+        gql, fund_ready, rpc, end, reason, status):
     caregiver = Caregiver(gql)
     submitted = caregiver.submitted(trip())
     approved = review(gql, caregiver.submitted(trip(mode="BICYCLE")))
     rejected = review(gql, caregiver.submitted(trip(mode="TAXI", costEuros="40")), approve=False,
                       reason="no receipt")
-    assert gql(REVOKE, {"id": caregiver.declaration["id"]}, token=STAFF)["data"]["revokeDeclaration"]
+    end(gql, rpc, caregiver)
 
     def held():
         claims = {c["id"]: c for c in caregiver.mine()}
@@ -231,17 +262,20 @@ def test_revocation_puts_open_claims_on_hold_through_the_broker(gql, fund_ready,
     assert held[rejected["id"]]["status"] == "REJECTED"
     hold = held[approved["id"]]["history"][-1]
     assert (hold["fromStatus"], hold["toStatus"], hold["actorRole"], hold["reason"]) == (
-        "APPROVED", "ON_HOLD", "system", "the declaration was revoked")
-    assert held[submitted["id"]]["reason"] == "the declaration was revoked"
+        "APPROVED", "ON_HOLD", "system", reason)
+    assert held[submitted["id"]]["reason"] == reason
+    assert _declaration(gql, caregiver)["status"] == status
     # A hold is lifted only by a new review.
     again = review(gql, held[approved["id"]], reason="trips were made while it was valid")
     assert again["status"] == "APPROVED"
 
 
-def _sepa_file(gql, batch, who=FUND):
+def _sepa_file(gql, batch, who=FUND, status=200):
     response = requests.get(gql.url.replace("/graphql", batch["sepaXmlUrl"]),
                             headers={"Authorization": f"Bearer {who}"}, timeout=30)
-    assert response.status_code == 200, response.text
+    assert response.status_code == status, response.text
+    if status != 200:
+        return response.json()["errors"][0]["extensions"]["code"]
     assert response.headers["Content-Type"].startswith("application/xml")
     return response.content
 
@@ -250,43 +284,108 @@ def _end_to_end_ids(xml):
     return [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}EndToEndId")]
 
 
-def test_payout_batches_racing_never_pay_a_claim_twice(gql, fund_ready, platform):
-    caregivers = [Caregiver(gql) for _ in range(3)]
-    claims = [review(gql, c.submitted(trip(), trip(mode="BICYCLE", toPostcode="3511 BB")))
-              for c in caregivers]
-    claims += [review(gql, caregivers[0].submitted(trip(mode="TAXI", costEuros="55.55")))]
-    metrics_url = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
-    paid_before = scrape(metrics_url, "mantelzorg_travel_claims_paid_total")
-    answers = []
-    threads = [threading.Thread(target=lambda: answers.append(gql(BATCH, token=FUND)))
-               for _ in range(2)]
+def _at_once(*calls):
+    """Runs the calls at the same moment; their answers in the order given."""
+    answers = [None] * len(calls)
+
+    def run(number):
+        answers[number] = calls[number]()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    batches = [a["data"]["createPayoutBatch"] for a in answers if "errors" not in a]
-    assert batches and all(error_codes(a) == ["BAD_USER_INPUT"] for a in answers if "errors" in a)
-    in_files = []
-    schema = xmlschema.XMLSchema(str(files("sepaxml") / "schemas" / "pain.001.001.09.xsd"))
-    for batch in batches:
-        xml = _sepa_file(gql, batch)
-        schema.validate(xml.decode())
-        ids = _end_to_end_ids(xml)
-        assert len(ids) == batch["claimCount"]
-        total = [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}CtrlSum")]
-        assert total[0] == batch["totalEuros"]
-        in_files += ids
-    ours = [c["id"] for c in claims]
-    assert sorted(i for i in in_files if i in ours) == sorted(ours)      # each exactly once
-    assert len(in_files) == len(set(in_files))
-    for claim in claims:
-        paid = gql(CLAIM, {"id": claim["id"]}, token=FUND)["data"]["travelClaim"]
-        assert paid["status"] == "PAID" and paid["history"][-1]["actorRole"] == "system"
+    return answers
+
+
+def _approved_claims(gql, count):
+    caregivers = [Caregiver(gql) for _ in range(count)]
+    return caregivers, [review(gql, c.submitted(trip())) for c in caregivers]
+
+
+def _status(gql, claim):
+    return gql(CLAIM, {"id": claim["id"]}, token=FUND)["data"]["travelClaim"]["status"]
+
+
+class PaidEvents:
+    """The travel_claim.paid events published while it is open, by claim id."""
+
+    def __init__(self, amqp_uri):
+        self.connection = Connection(amqp_uri)
+        exchange = Exchange("travel_costs.events", type="topic", durable=True)
+        self.queue = Queue(f"test-paid-{uuid.uuid4().hex[:6]}", exchange=exchange,
+                           routing_key="travel_claim.paid", auto_delete=True)(self.connection.channel())
+        self.queue.declare()
+        self.seen = []
+
+    def ids(self):
+        while (message := self.queue.get(no_ack=True)) is not None:
+            self.seen.append(message.payload["payload"])
+        return [p["id"] for p in self.seen]
+
+    def close(self):
+        self.connection.close()
+
+
+def test_four_eyes_a_proposal_pays_nothing_until_another_fund_member_releases_it(
+        gql, fund_ready, platform, amqp_uri):
+    caregivers, claims = _approved_claims(gql, 3)
+    claims += [review(gql, caregivers[0].submitted(trip(mode="TAXI", costEuros="55.55")))]
+    ours = sorted(c["id"] for c in claims)
+    metrics_url = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
+    paid_before = scrape(metrics_url, "mantelzorg_travel_claims_paid_total")
+    events = PaidEvents(amqp_uri)
+    try:
+        batch = gql(BATCH, token=FUND)["data"]["createPayoutBatch"]
+        assert batch["status"] == "AWAITING_RELEASE" and batch["releasedAt"] is None
+        # Proposed: the claims stay APPROVED, nothing is paid or announced, no file is served.
+        assert all(_status(gql, c) == "APPROVED" for c in claims)
+        assert _sepa_file(gql, batch, status=409) == "CONFLICT"
+        listed = gql(BATCHES, {"first": 100}, token=ADMIN)["data"]["payoutBatches"]
+        assert listed[0] == batch
+        # The proposer cannot release it.
+        assert only_error(gql(RELEASE, {"id": batch["id"]}, token=FUND))["code"] == "FORBIDDEN"
+        time.sleep(1)
+        assert not set(events.ids()) & set(ours)
+        assert scrape(metrics_url, "mantelzorg_travel_claims_paid_total") == paid_before
+
+        # Two other fund members release it at the same moment: it is released once.
+        answers = _at_once(lambda: gql(RELEASE, {"id": batch["id"]}, token=SECOND),
+                           lambda: gql(RELEASE, {"id": batch["id"]}, token=THIRD))
+        released = [a["data"]["releasePayoutBatch"] for a in answers if "errors" not in a]
+        assert len(released) == 1, answers
+        assert [error_codes(a) for a in answers if "errors" in a] == [["CONFLICT"]]
+        assert released[0]["status"] == "RELEASED" and released[0]["releasedAt"]
+        assert {k: v for k, v in released[0].items() if k not in ("status", "releasedAt")} == \
+            {k: v for k, v in batch.items() if k not in ("status", "releasedAt")}
+        assert only_error(gql(RELEASE, {"id": batch["id"]}, token=ADMIN))["code"] == "CONFLICT"
+
+        for claim in claims:
+            paid = gql(CLAIM, {"id": claim["id"]}, token=FUND)["data"]["travelClaim"]
+            assert paid["status"] == "PAID" and paid["history"][-1]["actorRole"] == "system"
+        assert eventually(lambda: set(ours) <= set(events.ids()))
+        paid_events = [p for p in events.seen if p["id"] in ours]
+        assert len(paid_events) == len(ours)
+        assert {p["payout_batch_id"] for p in paid_events} == {batch["id"]}
+    finally:
+        events.close()
     assert scrape(metrics_url, "mantelzorg_travel_claims_paid_total") >= paid_before + len(claims)
-    assert only_error(gql(BATCH, token=FUND)) == {"code": "BAD_USER_INPUT"}
+
+    # The released file: a pain.001 valid against its schema, with each claim once.
+    xml = _sepa_file(gql, released[0])
+    schema = xmlschema.XMLSchema(str(files("sepaxml") / "schemas" / "pain.001.001.09.xsd"))
+    schema.validate(xml.decode())
+    in_file = _end_to_end_ids(xml)
+    assert len(in_file) == batch["claimCount"] == len(set(in_file))
+    assert sorted(i for i in in_file if i in ours) == ours
+    total = [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}CtrlSum")]
+    assert total[0] == batch["totalEuros"]
+    listed = gql(BATCHES, {"first": 100}, token=FUND)["data"]["payoutBatches"]
+    assert [b for b in listed if b["id"] == batch["id"]] == released
 
     statement = gql(STATEMENT, {"year": TODAY.year}, token=caregivers[0].token)["data"]["travelStatement"]
-    assert statement == {"year": TODAY.year, "claimCount": 2, "paidEuros": "92.81",
+    assert statement == {"year": TODAY.year, "claimCount": 2, "paidEuros": "74.18",
                          "pdfUrl": f"/travel-statements/{TODAY.year}.pdf"}
     pdf = requests.get(gql.url.replace("/graphql", statement["pdfUrl"]),
                        headers={"Authorization": f"Bearer {caregivers[0].token}"}, timeout=30)
@@ -296,10 +395,59 @@ def test_payout_batches_racing_never_pay_a_claim_twice(gql, fund_ready, platform
     assert last_year["data"]["travelStatement"]["claimCount"] == 0
 
 
+def test_proposals_at_once_and_a_second_proposal_never_share_a_claim(gql, fund_ready):
+    _caregivers, first_claims = _approved_claims(gql, 3)
+    answers = _at_once(lambda: gql(BATCH, token=FUND), lambda: gql(BATCH, token=SECOND))
+    proposed = [a["data"]["createPayoutBatch"] for a in answers if "errors" not in a]
+    assert proposed and all(error_codes(a) == ["BAD_USER_INPUT"] for a in answers if "errors" in a)
+    # Nothing left to propose: every approved claim is in a batch that awaits release.
+    assert only_error(gql(BATCH, token=THIRD)) == {"code": "BAD_USER_INPUT"}
+
+    # A second proposal while those await release holds only the claim approved since.
+    _caregivers, [later] = _approved_claims(gql, 1)
+    second = gql(BATCH, token=THIRD)["data"]["createPayoutBatch"]
+    assert second["claimCount"] == 1 and all(_status(gql, c) == "APPROVED" for c in first_claims)
+
+    files_of = {}
+    for batch in [*proposed, second]:
+        releaser = ADMIN if batch is not second else FUND
+        assert gql(RELEASE, {"id": batch["id"]}, token=releaser)["data"]["releasePayoutBatch"][
+            "status"] == "RELEASED"
+        files_of[batch["id"]] = _end_to_end_ids(_sepa_file(gql, batch))
+    assert files_of[second["id"]] == [later["id"]]
+    in_files = [i for ids in files_of.values() for i in ids]
+    assert len(in_files) == len(set(in_files))                           # no claim twice
+    assert {c["id"] for c in [*first_claims, later]} <= set(in_files)    # each paid once
+    assert all(_status(gql, c) == "PAID" for c in [*first_claims, later])
+
+
+def test_payout_batches_are_listed_newest_first_in_pages(gql, fund_ready):
+    made = []
+    for _ in range(3):
+        _approved_claims(gql, 1)
+        made.append(gql(BATCH, token=FUND)["data"]["createPayoutBatch"]["id"])
+    seen, after = [], None
+    while True:
+        page = gql(BATCHES, {"first": 2, "after": after}, token=FUND)["data"]["payoutBatches"]
+        if not page:
+            break
+        seen += [b["id"] for b in page]
+        after = page[-1]["id"]
+    assert [i for i in seen if i in made] == made[::-1] and len(seen) == len(set(seen))
+    assert only_error(gql(BATCHES, {"after": "nonsense"}, token=FUND)) == {
+        "code": "BAD_USER_INPUT", "field": "after"}
+    assert error_codes(gql(BATCHES, {"first": 101}, token=FUND)) == ["BAD_USER_INPUT"]
+    assert only_error(gql(RELEASE, {"id": str(uuid.uuid4())}, token=SECOND)) == {
+        "code": "NOT_FOUND"}
+    for batch_id in made:   # the next tests start with nothing awaiting release
+        gql(RELEASE, {"id": batch_id}, token=SECOND)
+
+
 def test_the_sepa_file_and_the_statement_are_for_their_roles_only(gql, fund_ready):
     caregiver = Caregiver(gql)
     review(gql, caregiver.submitted(trip()))
     batch = gql(BATCH, token=ADMIN)["data"]["createPayoutBatch"]
+    gql(RELEASE, {"id": batch["id"]}, token=FUND)
     assert _sepa_file(gql, batch, who=ADMIN) == _sepa_file(gql, batch, who=FUND)
     url = gql.url.replace("/graphql", batch["sepaXmlUrl"])
     for who, status in ((caregiver.token, 403), (STAFF, 403), (None, 401), ("not-a-jwt", 401)):
@@ -327,6 +475,8 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
         (LIST, {}, (caregiver.token, municipality, partner)),
         (REVIEW, {"id": claim["id"], "approve": True}, (caregiver.token, municipality)),
         (BATCH, None, (caregiver.token, municipality, partner)),
+        (RELEASE, {"id": str(uuid.uuid4())}, (caregiver.token, municipality, partner)),
+        (BATCHES, {}, (caregiver.token, municipality, partner)),
         (STATEMENT, {"year": TODAY.year}, (FUND, ADMIN, municipality)),
     ]
     for query, variables, tokens in forbidden:
@@ -334,6 +484,10 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
             assert error_codes(gql(query, variables, token=who)) == ["FORBIDDEN"], (query, who)
         assert error_codes(gql(query, variables)) == ["UNAUTHENTICATED"], query
     assert gql(CLAIM, {"id": str(uuid.uuid4())}, token=FUND)["data"]["travelClaim"] is None
+    # Another caregiver's claim answers exactly as an id that is not in use.
+    mine, unknown = (gql(CLAIM, {"id": claim_id}, token=other.token)
+                     for claim_id in (claim["id"], str(uuid.uuid4())))
+    assert mine == unknown and error_codes(mine) == ["FORBIDDEN"]
     listed = gql(LIST, {"status": "SUBMITTED", "first": 100}, token=ADMIN)["data"]["travelClaims"]
     assert all(c["status"] == "SUBMITTED" for c in listed)
     assert error_codes(gql(LIST, {"first": 101}, token=FUND)) == ["BAD_USER_INPUT"]

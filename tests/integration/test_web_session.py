@@ -5,7 +5,7 @@ import re
 import pytest
 import requests
 
-from tests.support import eventually, log_lines, random_bsn
+from tests.support import eventually, random_bsn
 
 
 def csrf_of(html):
@@ -186,12 +186,13 @@ def test_the_staff_sign_in_names_what_is_wrong(site, data, field):
                        timeout=10).status_code == 303
 
 
-def test_staff_pages_outside_the_role_send_to_the_sign_in(site):
+def test_staff_pages_of_another_role_answer_the_refusal_page(site):
     browser, answer = staff_sign_in(site, role="fund", organisation="", name="Fonds")
     assert answer.status_code == 303 and answer.headers["Location"] == "/medewerkers"
-    assert "geen pagina" in browser.get(f"{site}/medewerkers", timeout=10).text
+    home = browser.get(f"{site}/medewerkers", allow_redirects=False, timeout=10)
+    assert home.headers["Location"] == "/medewerkers/reiskosten"
     refused = browser.get(f"{site}/medewerkers/aanvragen", allow_redirects=False, timeout=10)
-    assert refused.headers["Location"].startswith("/medewerkers/inloggen")
+    assert refused.status_code == 403 and "niet voor uw rol" in refused.text
     # only staff pages after signing in, never another site
     browser = requests.Session()
     form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)

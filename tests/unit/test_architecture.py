@@ -116,8 +116,6 @@ QUERY_METHODS = {"find", "find_one", "find_one_and_update", "find_one_and_replac
 NOT_YET_IN_STORAGE = {
     "common/messaging.py": "the outbox's queries, until messaging.py is split by job",
     "gateway/idempotency.py": "the gateway's idempotency keys",
-    "bench/bench_travel_claims.py": "the copies of paid claims, until the benchmark files "
-                                    "them through a public path",
 }
 
 

@@ -11,8 +11,8 @@ from common.crypto import DataCipher, KeyedHash
 from common.errors import BadUserInput, Conflict
 from common.storage import utcnow
 from gateway.auth import Principal
-from gateway.idempotency import (KEYS, IdempotencyStore, IdempotentMutations, record_id,
-                                 request_identity)
+from gateway.idempotency import (KEYS, IdempotencyStore, IdempotentMutations, body_hash,
+                                 record_id, request_identity)
 
 ADMIN = Principal(sub="a", role="admin")
 BODY = {"query": "mutation { x }", "variables": {"code": "123456"}}
@@ -74,6 +74,42 @@ def test_a_request_still_running_makes_its_retry_a_conflict(mutations):
     mutations.answer_once("k-running", ADMIN, BODY, first_run)
     assert mutation.runs == 1
     assert mutations.answer_once("k-running", ADMIN, BODY, mutation)["data"]["x"]["run"] == 1
+
+
+def test_a_key_left_running_by_a_dead_gateway_is_free_once_its_deadline_passed(mutations):
+    """A gateway died with the request running: its key is held until the request's
+    deadline (and the allowed clock skew) has passed, not for 24 hours; then a retry with
+    the same body runs, and one with another body is still refused."""
+    dead = Mutation()
+    started = utcnow() - timedelta(seconds=20)
+    mutations.store.claim(record_id(ADMIN, "k-dead"), body_hash(BODY), started,
+                          mutations._until(started, 15))     # and then nothing: it died
+    retry = Mutation()
+    with pytest.raises(Conflict, match="still running"):        # 15 s + 2 s skew: not yet
+        mutations.answer_once("k-dead", ADMIN, BODY, retry, now=started + timedelta(seconds=16))
+    with pytest.raises(Conflict, match="different request"):
+        mutations.answer_once("k-dead", ADMIN, {**BODY, "variables": {}}, retry)
+    assert retry.runs == 0
+    answer = mutations.answer_once("k-dead", ADMIN, BODY, retry)
+    assert retry.runs == 1 and dead.runs == 0
+    assert mutations.answer_once("k-dead", ADMIN, BODY, retry) == answer
+    assert retry.runs == 1
+
+
+def test_a_long_call_holds_the_key_as_long(mutations, store):
+    record = record_id(ADMIN, "k-long")
+
+    def long_request():
+        mutations.extend("k-long", ADMIN, 600)
+        held = store[KEYS].find_one({"_id": record})["deadline"]
+        assert held > utcnow() + timedelta(seconds=590)
+        with pytest.raises(Conflict, match="still running"):
+            mutations.answer_once("k-long", ADMIN, BODY, Mutation(),
+                                  now=utcnow() + timedelta(seconds=120))
+        return {"data": {"x": "paid"}}
+
+    assert mutations.answer_once("k-long", ADMIN, BODY, long_request,
+                                 deadline_seconds=15) == {"data": {"x": "paid"}}
 
 
 def test_callers_have_keys_of_their_own(mutations):

@@ -9,7 +9,6 @@ from common.errors import BadUserInput, Conflict, Forbidden
 from common.schemas.travel_costs import TravelClaimInput, TripInput
 from services.declaration import domain as declaration_domain
 from services.travel_costs import domain
-from services.travel_costs.service import _validated
 
 RULES = domain.FundRules()
 AMSTERDAM, UTRECHT = (52.374557, 4.896035), (52.0907, 5.1214)   # ~36 km apart
@@ -81,8 +80,9 @@ def test_assessment_per_year_with_notes_and_unknown_postcode_areas():
     assert assessment.cents_by_year == {2026: 1863, 2025: 10000}
     assert len(assessment.notes) == 2 and assessment.hold_reasons == []
     with pytest.raises(BadUserInput) as refused:
-        domain.assess_trips([trip(), trip(toPostcode="9999 ZZ")], CENTROIDS, RULES)
+        domain.assess_trips([trip(), trip(toPostcode="9876 ZZ")], CENTROIDS, RULES)
     assert refused.value.field == "input.trips.1.toPostcode"
+    assert "9876" not in refused.value.message   # the field and the rule, never the value
 
 
 def test_a_distance_far_over_the_straight_line_holds_the_claim():
@@ -126,6 +126,8 @@ def test_the_same_trip_twice_in_one_claim_is_a_conflict_naming_it():
         domain.refuse_repeated_trips([trip(), trip(mode="TAXI", costEuros="30"), trip()])
     assert refused.value.field == "input.trips.2"
     assert "trip 1 of this claim" in refused.value.message
+    for value in ("2026-03-02", "2026", "taxi", "TAXI", "car", "CAR", "1012", "3511"):
+        assert value not in refused.value.message   # neither the trip's date nor its mode
     domain.refuse_repeated_trips([trip(), trip(returnTrip=False, toPostcode="3511 AB")])
 
 
@@ -148,7 +150,7 @@ def test_only_the_table_s_transitions_by_their_roles(status, action):
     after, role = ALLOWED[(status, action)]
     assert domain.next_status(status, action, {"role": role}, "a reason") == after
     for other in ("caregiver", "fund", "municipality", "system"):
-        allowed_roles = domain.TRANSITIONS[(status, action)].by
+        allowed_roles = domain.CLAIM_LIFECYCLE.step(status, action).made_by
         if other not in allowed_roles:
             with pytest.raises(Forbidden):
                 domain.next_status(status, action, {"role": other}, "a reason")
@@ -195,10 +197,11 @@ def _claim_input(**changes):
     ({"fromPostcode": "12"}, "input.trips.0.fromPostcode"),
     ({"trips": []}, "input.trips"),
     ({"accountHolder": "  "}, "input.accountHolder"),
+    ({"accountHolder": "A. de Vries\x01"}, "input.accountHolder"),
 ])
 def test_bad_input_names_the_field_without_echoing_it(change, field):
     with pytest.raises(BadUserInput) as refused:
-        _validated(TravelClaimInput, _claim_input(**change), "input")
+        TravelClaimInput.parsed(_claim_input(**change))
     assert refused.value.field == field
     for value in change.values():
         if isinstance(value, str) and len(value) > 3:
@@ -206,13 +209,13 @@ def test_bad_input_names_the_field_without_echoing_it(change, field):
 
 
 def test_a_valid_claim_is_normalised():
-    claim = _validated(TravelClaimInput, _claim_input(), "input")
+    claim = TravelClaimInput.parsed(_claim_input())
     assert claim.declaration_reference == "MZV-2026-000001"
     assert claim.iban == "NL91ABNA0417164300" and claim.trips[0].from_postcode == "1012 AB"
 
 
 def test_what_leaves_the_service_has_no_account_and_no_bsn():
-    request = _validated(TravelClaimInput, _claim_input(), "input")
+    request = TravelClaimInput.parsed(_claim_input())
     assessment = domain.assess_trips(request.trips, CENTROIDS, RULES)
     claim = domain.new_claim("65f000000000000000000001", request, "key-of-bsn", {"sub": "cg", "role": "caregiver"},
                              assessment, {2026: 1863}, [], domain.mask_iban(request.iban),
@@ -267,3 +270,19 @@ def test_a_declaration_that_does_not_carry_the_claim_is_bad_input(changes, dates
     with pytest.raises(BadUserInput) as refused:
         declaration_domain.claim_eligibility({**DECLARATION, **changes}, "mine", dates, _same)
     assert refused.value.field == field
+
+
+def test_a_caregiver_is_refused_alike_for_another_s_claim_and_an_unknown_one():
+    def same(left, right):
+        return left == right
+
+    claim = {"caregiver_key": "mine"}
+    caregiver = {"role": "caregiver", "bsn": "x"}
+    domain.may_read(caregiver, claim, "mine", same)
+    refusals = []
+    for other_claim, key in ((claim, "theirs"), (None, "theirs"), (None, "mine")):
+        with pytest.raises(Forbidden) as refused:
+            domain.may_read(caregiver, other_claim, key, same)
+        refusals.append(refused.value.message)
+    assert len(set(refusals)) == 1
+    domain.may_read({"role": "fund"}, None, None, same)   # staff: an unknown id is just none

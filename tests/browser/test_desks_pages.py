@@ -1,0 +1,373 @@
+"""The desks of the fund, the campaign team, a support point and a partner in a real browser
+with JavaScript switched off, each main flow with axe-core on every page and error state and
+a screenshot of each, and a form of each desk filled in with the keyboard alone:
+
+- the fund: a held claim comes first with why in Dutch, approving it without a reason is
+  refused, it is approved with one (keyboard), another is rejected; a batch is proposed by
+  one fund member (who is told plainly why they cannot release it) and released by a second,
+  who downloads its SEPA file;
+- the campaign team adds a print run, a municipality orders bags (keyboard), the team runs an
+  allocation round, ships and delivers the order and filters the orders; a regional campaign
+  is created, the municipality opts out, the team launches it;
+- a support point edits its entry, someone else's change first is explained and nothing is
+  overwritten, and it sees the campaign material it received;
+- a partner checks a declaration by reference and code (keyboard) and by its QR code's link.
+
+The tests run in order and share their browser sessions."""
+import re
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+from lxml import etree
+
+from tests.browser.test_caregiver_pages import press_button, tab_to
+from tests.support import Caregiver, eventually, token, trip
+
+AMERSFOORT, DE_BILT = "GM0307", "GM0310"
+ADMIN = token("admin")
+REGISTER = """mutation($input: SupportPointInput!) { registerSupportPoint(input: $input) { id } }"""
+UPDATE = """mutation($id: ID!, $input: SupportPointInput!, $v: Int!) {
+  updateSupportPoint(id: $id, input: $input, expectedVersion: $v) { version } }"""
+POINT = "query($id: ID!) { supportPoint(id: $id) { version phone name } }"
+CLAIM = "query($id: ID!) { travelClaim(id: $id) { status } }"
+CODE = "query($r: String!) { declaration(reference: $r) { verificationCode token } }"
+
+
+@pytest.fixture(scope="module")
+def desks(browser, platform, gql, municipalities, pc4_areas):
+    query = 'query($m: String!) { declarationSettings(municipalityCode: $m) { validityMonths } }'
+    assert eventually(lambda: "errors" not in gql(query, {"m": "GM0363"}), timeout=60)
+    caregiver = Caregiver(gql)
+    held = caregiver.submitted(trip(distanceKm="200"))
+    waiting = caregiver.submitted(trip(date=trip()["date"], fromPostcode="1012 AC"))
+    assert held["status"] == "ON_HOLD" and waiting["status"] == "SUBMITTED", (held, waiting)
+    point_input = {"name": f"Steunpunt Eemland {uuid.uuid4().hex[:6]}", "kind": "LOCAL",
+                   "municipalityCode": AMERSFOORT, "servesMunicipalityCodes": [AMERSFOORT, DE_BILT],
+                   "address": {"street": "Hof", "houseNumber": "1", "postcode": "3811 CJ",
+                               "city": "Amersfoort"}, "areas": ["INFORMATION"]}
+    point = gql(REGISTER, {"input": point_input}, token=ADMIN)
+    assert "errors" not in point, point
+    contexts = []
+
+    def page():
+        made = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
+                                   viewport={"width": 1100, "height": 900})
+        contexts.append(made)
+        return made.new_page()
+
+    yield {"caregiver": caregiver, "held": held["id"], "waiting": waiting["id"],
+           "point": point["data"]["registerSupportPoint"]["id"], "point_input": point_input,
+           "campaign": f"Week van de mantelzorg {uuid.uuid4().hex[:4]}",
+           **{name: page() for name in ("fund_a", "fund_b", "team", "municipality",
+                                        "support_point", "partner")}}
+    for made in contexts:
+        made.close()
+
+
+def sign_in(page, role, organisation, name, goal):
+    page.goto(goal)
+    assert "/medewerkers/inloggen" in page.url
+    page.get_by_label("Rol").select_option(role)
+    page.get_by_label("Organisatie").fill(organisation)
+    page.get_by_label("Naam").fill(name)
+    page.get_by_role("button", name="Inloggen").click()
+    assert urlparse(page.url).path == goal, page.url
+    assert f"Ingelogd als {name}" in page.inner_text("header")
+
+
+def error_shown(page, field):
+    assert page.title().startswith("Fout:")
+    if field:
+        assert page.locator(f"#fout-{field}").is_visible()
+        assert page.locator(f".error-summary a[href='#veld-{field}']").count() == 1
+
+
+# --- the fund --------------------------------------------------------------------------------
+
+def test_the_fund_sees_held_claims_first_with_why_in_dutch(desks, checked):
+    page = desks["fund_a"]
+    sign_in(page, "fund", "", "Fenna Fonds", "/medewerkers/reiskosten")
+    main = page.inner_text("main")
+    assert main.index("Aangehouden") < main.index("Ingediend (")
+    assert "de afstand lijkt niet te kloppen" in main and "Opgegeven is 200 km" in main
+    assert "implausible" not in main
+    checked(page, "fonds declaraties")
+    refused = page.goto("/medewerkers/aanvragen")   # the municipality's queue is not the fund's
+    assert refused.status == 403 and "niet voor uw rol" in page.inner_text("main")
+    checked(page, "pagina van een andere rol")
+
+
+def test_approving_a_held_claim_needs_a_reason_then_the_keyboard_approves_it(desks, checked,
+                                                                             gql):
+    page = desks["fund_a"]
+    page.goto(f"/medewerkers/reiskosten/{desks['held']}")
+    assert "Rit 1" in page.inner_text("main") and "Waarom aangehouden" in page.inner_text("main")
+    checked(page, "fonds declaratie aangehouden")
+    page.get_by_role("button", name="Goedkeuren").click()
+    error_shown(page, "reden")
+    checked(page, "fonds goedkeuren zonder reden")
+    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
+        "status"] == "ON_HOLD"
+
+    page.goto(f"/medewerkers/reiskosten/{desks['held']}")
+    page.keyboard.press("Tab")
+    tab_to(page, "veld-reden")
+    page.keyboard.type("Gebeld: omweg door werk aan de weg, afstand klopt.")
+    press_button(page, "Goedkeuren")
+    assert "is goedgekeurd" in page.get_by_role("status").inner_text()
+    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
+        "status"] == "APPROVED"
+
+    page.goto(f"/medewerkers/reiskosten/{desks['waiting']}")
+    page.get_by_label("Reden").fill("Deze rit is al vergoed via de zorgverzekeraar.")
+    page.get_by_role("button", name="Afwijzen").click()
+    assert "is afgewezen" in page.get_by_role("status").inner_text()
+    checked(page, "fonds declaratie afgewezen")
+
+
+def test_one_fund_member_proposes_a_batch_and_cannot_release_it(desks, checked, gql):
+    page = desks["fund_a"]
+    page.goto("/medewerkers/uitbetalingen")
+    main = page.inner_text("main")
+    assert re.search(r"Klaar om te betalen: \d+ goedgekeurde declaratie", main), main
+    checked(page, "fonds uitbetalingen")
+    page.get_by_role("button", name="Uitbetaling voorstellen").click()
+    assert "Een collega van het fonds moet haar nu vrijgeven" in page.get_by_role(
+        "status").inner_text()
+    row = page.locator("tbody tr").first.inner_text()
+    assert "(door u)" in row and "zelf voorgesteld" in row and "Wacht op vrijgeven" in row
+    assert page.get_by_role("button", name=re.compile("^Vrijgeven")).count() == 0
+    checked(page, "fonds uitbetaling voorgesteld")
+    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
+        "status"] == "APPROVED"   # not paid before the release
+
+
+def test_a_second_fund_member_releases_it_and_downloads_the_sepa_file(desks, checked, gql):
+    page = desks["fund_b"]
+    sign_in(page, "fund", "", "Bram Betaal", "/medewerkers/uitbetalingen")
+    release = page.locator("form[action$='/vrijgeven']").first.get_attribute("action")
+    too_early = page.goto(release.replace("/vrijgeven", "/sepa.xml"))
+    assert too_early.status == 409 and "pas als een collega" in page.inner_text("main")
+    checked(page, "betaalbestand voor het vrijgeven")
+    page.goto("/medewerkers/uitbetalingen")
+    press_button(page, page.get_by_role("button", name=re.compile("^Vrijgeven")).first
+                 .inner_text().strip())
+    assert "is vrijgegeven" in page.get_by_role("status").inner_text()
+    checked(page, "fonds uitbetaling vrijgegeven")
+    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
+        "status"] == "PAID"
+    link = page.get_by_role("link", name=re.compile("^Betaalbestand")).first
+    answer = page.context.request.get(link.get_attribute("href"))
+    assert answer.status == 200 and "attachment" in answer.headers["content-disposition"]
+    document = etree.fromstring(answer.body())
+    assert "pain.001" in document.tag
+
+
+# --- the campaign team and a municipality ----------------------------------------------------
+
+def test_the_team_sees_the_stock_and_adds_a_print_run(desks, checked):
+    page = desks["team"]
+    sign_in(page, "campaign", "", "Cas Campagne", "/medewerkers/informatietassen")
+    assert "Beschikbaar" in page.inner_text("main")
+    checked(page, "informatietassen campagneteam")
+    page.get_by_role("button", name="Drukgang toevoegen").click()
+    error_shown(page, "aantal")
+    checked(page, "drukgang zonder aantal")
+    page.get_by_label("Aantal gedrukte tassen").fill("1000")
+    page.get_by_role("button", name="Drukgang toevoegen").click()
+    assert "drukgang van 1.000 tassen" in page.get_by_role("status").inner_text()
+
+
+def test_a_municipality_orders_bags_with_the_keyboard(desks, checked, gql):
+    page = desks["municipality"]
+    sign_in(page, "municipality", AMERSFOORT, "Mila Gemeente", "/medewerkers/informatietassen")
+    checked(page, "informatietassen gemeente")
+    page.get_by_role("button", name="Bestellen").click()
+    error_shown(page, "aantal")
+    checked(page, "bestellen zonder aantal")
+    page.goto("/medewerkers/informatietassen")
+    page.keyboard.press("Tab")
+    tab_to(page, "veld-aantal")
+    page.keyboard.type("40")
+    tab_to(page, "veld-bijlage")
+    page.keyboard.type("Mantelzorgcafé elke dinsdag in de bibliotheek")
+    press_button(page, "Bestellen")
+    assert "Uw bestelling is ontvangen" in page.get_by_role("status").inner_text()
+    assert "Bestelling van 40 tassen annuleren" in page.inner_text("main")
+    # more than the stock holds: it waits for an allocation round
+    available = gql("query { bagStock { available } }", token=token("campaign"))["data"][
+        "bagStock"]["available"]
+    desks["waiting_bags"] = available + 500
+    page.get_by_label("Aantal tassen").fill(str(desks["waiting_bags"]))
+    page.get_by_role("button", name="Bestellen").click()
+    assert "Besteld, wacht op verdeling" in page.inner_text("main")
+
+
+def test_the_team_allocates_ships_and_delivers_and_filters_the_orders(desks, checked):
+    page = desks["team"]
+    page.goto("/medewerkers/informatietassen")
+    page.get_by_role("button", name="Verdeelronde uitvoeren").click()
+    main = page.inner_text("main")
+    assert "De verdeelronde is uitgevoerd" in main
+    share = page.locator("table.allocation tr", has_text=AMERSFOORT).inner_text()
+    assert "Deze bestelling, haar enige wachtende bestelling" in share, share
+    assert "zij wacht nog op 500" in share and " gets " not in share, share
+    checked(page, "verdeelronde")
+    page.goto(f"/medewerkers/informatietassen?status=ALLOCATED&gemeente={AMERSFOORT}")
+    page.get_by_role("button", name=f"Verzonden: 40 tassen naar {AMERSFOORT}").first.click()
+    assert "op verzonden" in page.get_by_role("status").inner_text()
+    page.goto(f"/medewerkers/informatietassen?status=SHIPPED&gemeente={AMERSFOORT}")
+    checked(page, "bestellingen verzonden")
+    page.get_by_role("button", name=f"Afgeleverd: 40 tassen bij {AMERSFOORT}").first.click()
+    assert "op afgeleverd" in page.get_by_role("status").inner_text()
+    page.get_by_label("Stand").select_option("DELIVERED")
+    page.get_by_role("button", name="Tonen").click()
+    assert "status=DELIVERED" in page.url and AMERSFOORT in page.inner_text("tbody")
+    page.get_by_label("Gemeente").fill("Amersfoort")
+    page.get_by_role("button", name="Tonen").click()
+    error_shown(page, "gemeente")
+    checked(page, "bestellingen van een onbekende gemeente")
+
+
+def test_a_regional_campaign_is_created_opted_out_of_and_launched(desks, checked):
+    page = desks["team"]
+    page.goto("/medewerkers/campagnes")
+    page.get_by_role("button", name="Campagne aanmaken").click()
+    error_shown(page, "naam")
+    checked(page, "campagne zonder gegevens")
+    page.get_by_label("Naam").fill(desks["campaign"])
+    page.get_by_label("Hashtag").fill("#deeljezorg")
+    page.get_by_label("Bereik").select_option("REGIONAL")
+    page.get_by_label("Gemeenten").fill(f"{AMERSFOORT}, {DE_BILT}")
+    page.get_by_label("Eerste dag").fill("01-01-2026")
+    page.get_by_label("Laatste dag").fill("31-12-2030")
+    page.get_by_label("Materiaal").fill("Poster A3\nFolder")
+    page.get_by_role("button", name="Campagne aanmaken").click()
+    assert "is aangemaakt" in page.get_by_role("status").inner_text()
+    checked(page, "campagnes campagneteam")
+
+    municipality = desks["municipality"]
+    municipality.goto("/medewerkers/campagnes")
+    checked(municipality, "campagnes gemeente")
+    municipality.get_by_role("button", name=f"Niet meedoen aan {desks['campaign']}").click()
+    assert "doet niet mee" in municipality.get_by_role("status").inner_text()
+
+    page.goto("/medewerkers/campagnes")
+    page.get_by_role("button", name=f"{desks['campaign']} starten").click()
+    assert "is gestart" in page.get_by_role("status").inner_text()
+    section = page.locator("section", has_text=desks["campaign"]).inner_text()
+    assert "Doen niet mee" in section and AMERSFOORT in section and "steunpunt" in section
+
+
+# --- a support point ---------------------------------------------------------------------------
+
+def test_a_support_point_edits_its_entry_and_a_change_first_is_explained(desks, checked, gql):
+    page = desks["support_point"]
+    sign_in(page, "support_point", desks["point"], "Sanne Steunpunt", "/medewerkers/steunpunt")
+    assert desks["point_input"]["name"] in page.inner_text("main")
+    checked(page, "steunpunt")
+    page.get_by_label("Postcode").fill("")
+    page.get_by_role("button", name="Opslaan").click()
+    error_shown(page, "postcode")
+    checked(page, "steunpunt zonder postcode")
+
+    page.goto("/medewerkers/steunpunt")
+    page.keyboard.press("Tab")
+    tab_to(page, "veld-telefoon")
+    page.keyboard.type("033 123 45 67")
+    press_button(page, "Opslaan")
+    assert "zijn opgeslagen" in page.get_by_role("status").inner_text()
+    assert gql(POINT, {"id": desks["point"]})["data"]["supportPoint"]["phone"]
+
+    page.goto("/medewerkers/steunpunt")   # the form holds this version
+    current = gql(POINT, {"id": desks["point"]})["data"]["supportPoint"]
+    changed = gql(UPDATE, {"id": desks["point"], "v": current["version"], "input": {
+        **desks["point_input"], "name": desks["point_input"]["name"] + " (gemeente)"}},
+        token=ADMIN)
+    assert "errors" not in changed, changed
+    page.get_by_label("Telefoon").fill("033 999 99 99")
+    page.get_by_role("button", name="Opslaan").click()
+    main = page.inner_text("main")
+    assert "Iemand anders heeft de gegevens van uw steunpunt gewijzigd" in main
+    assert "033 999 99 99" in main and "(gemeente)" in main
+    checked(page, "steunpunt gewijzigd door een ander")
+    after = gql(POINT, {"id": desks["point"]})["data"]["supportPoint"]
+    assert after["name"].endswith("(gemeente)") and after["phone"] != "033 999 99 99"
+
+
+def test_the_support_point_sees_the_campaign_material_it_received(desks, checked, gql):
+    page = desks["support_point"]
+
+    def received():
+        page.goto("/medewerkers/steunpunt")
+        return desks["campaign"] in page.inner_text("main")
+
+    assert eventually(received, timeout=30)
+    assert "Poster A3" in page.inner_text("main")
+    checked(page, "steunpunt campagnemateriaal")
+    # another support point sees only its own material
+    other = gql("query { supportPointMaterials { campaignName } }",
+                token=token("support_point", support_point=f"elders-{uuid.uuid4().hex[:6]}"))
+    assert other == {"data": {"supportPointMaterials": []}}, other
+
+
+# --- a partner ---------------------------------------------------------------------------------
+
+def test_a_partner_checks_a_declaration_by_reference_and_code(desks, checked, gql):
+    declaration = gql(CODE, {"r": desks["caregiver"].reference},
+                      token=desks["caregiver"].token)["data"]["declaration"]
+    desks["token"] = declaration["token"]
+    page = desks["partner"]
+    sign_in(page, "partner", "", "Pim Partner", "/controleren")
+    checked(page, "controleren")
+    page.get_by_role("button", name="Controleren").click()
+    error_shown(page, "referentie")
+    checked(page, "controleren zonder gegevens")
+
+    page.get_by_label("Referentie").fill(desks["caregiver"].reference)
+    page.get_by_label("Controlecode").fill("FOUT-CODE")
+    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
+    page.get_by_role("button", name="Controleren").click()
+    assert "Uitkomst: niet geldig" in page.inner_text("main")
+    checked(page, "controleren niet geldig")
+
+    page.goto("/controleren")
+    page.keyboard.press("Tab")
+    tab_to(page, "veld-referentie")
+    page.keyboard.type(desks["caregiver"].reference)
+    tab_to(page, "veld-controlecode")
+    page.keyboard.type(declaration["verificationCode"])
+    tab_to(page, "veld-doel")
+    page.keyboard.press("End")   # the last purpose: Overig, not on this declaration
+    press_button(page, "Controleren")
+    main = page.inner_text("main")
+    assert "Uitkomst: niet geldig" in main and "niet voor dit doel" in main
+    page.get_by_label("Referentie").fill(desks["caregiver"].reference)
+    page.get_by_label("Controlecode").fill(declaration["verificationCode"])
+    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
+    page.get_by_role("button", name="Controleren").click()
+    main = page.inner_text("main")
+    assert "Uitkomst: geldig" in main and "Afgegeven" in main and "Geaccepteerd" in main
+    assert "Anna de Vries" not in page.content()
+    checked(page, "controleren geldig")
+
+
+def test_the_qr_code_links_to_the_check_page_which_verifies_its_token(desks, checked):
+    page = desks["partner"]
+    link = f"/controleren?token={desks['token']}"
+    page.goto(link)
+    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
+    page.get_by_role("button", name="Controleren").click()
+    main = page.inner_text("main")
+    assert "Uitkomst: geldig" in main and "ondertekend door het platform" in main
+    checked(page, "controleren met qr-code")
+
+    forged = desks["token"][:-4] + ("AAAA" if not desks["token"].endswith("AAAA") else "BBBB")
+    page.goto(f"/controleren?token={forged}")
+    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
+    page.get_by_role("button", name="Controleren").click()
+    main = page.inner_text("main")
+    assert "Uitkomst: niet geldig" in main and "niet ondertekend door het platform" in main
+    checked(page, "controleren met vervalste qr-code")
+

@@ -1,0 +1,185 @@
+"""The fund's payout code on the embedded store, with its files on disk: a claim stored before
+names were checked at submission (its account holder's name holds U+0001) is put on hold and
+the rest of the batch is proposed and paid; four eyes; the SEPA file lies encrypted in the
+store's files and is decrypted only for a released batch; a new data key covers the files."""
+import base64
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from xml.etree import ElementTree
+
+import pytest
+from bson import ObjectId
+from nameko.testing.services import worker_factory
+
+from common.crypto import DataCipher
+from common.errors import Conflict, Forbidden, NotFound
+from common.storage import OnceRequest, utcnow_millis
+from services.travel_costs.dependencies import FundAccount, FundSettings
+from services.travel_costs.domain import FundRules
+from services.travel_costs.service import TravelCostsService
+from services.travel_costs.sepa import validate
+from services.travel_costs.storage import CLAIMS, PAYOUT_FILE_PARTS, TravelCostsStore
+
+OLD, NEW = ("k1", b"\x01" * 32), ("k2", b"\x02" * 32)
+SETTINGS = FundSettings(rules=FundRules(),
+                        account=FundAccount("Reiskostenfonds Mantelzorg", "NL91ABNA0417164300",
+                                            "ABNANL2A"),
+                        sepa_schema="pain.001.001.09", declaration_timeout=10,
+                        payout_lease_seconds=1800)
+PROPOSER = {"sub": "fund-proposer", "role": "fund", "municipality": None}
+RELEASER = {"sub": "fund-releaser", "role": "fund", "municipality": None}
+ACCOUNTS = [{"iban": "NL20INGB0001234567", "bic": "INGBNL2A", "account_holder": "Ånna Willemsen"},
+            {"iban": "NL44RABO0123456789", "bic": "RABONL2U", "account_holder": "A. de Vries\x01"},
+            {"iban": "NL39ABNA0123456789", "bic": "ABNANL2A", "account_holder": "Piet Bakkerszoon"}]
+REFERENCE = "MZ-TESTREF1"
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = TravelCostsStore("mantelzorg_travel_costs", "", str(tmp_path))
+    opened.ensure_indexes()
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def fund(store, cipher):
+    # a call without a request identity: each run is done as asked
+    return worker_factory(TravelCostsService, store=store, fund=SETTINGS,
+                          keys=SimpleNamespace(cipher=cipher), once=OnceRequest(store, None, cipher))
+
+
+def approved_claims(store, cipher, accounts=ACCOUNTS):
+    """Approved claims as the fund stored them, the second before names were checked."""
+    now = utcnow_millis()
+    ids = []
+    for number, account in enumerate(accounts):
+        claim_id = str(ObjectId())
+        store[CLAIMS].insert_one({
+            "_id": claim_id, "status": "APPROVED", "caregiver_key": f"key-{number}",
+            "declaration_reference": REFERENCE, "batch_id": None, "trips": [],
+            "amount_cents": 1863 * (number + 1), "grants": {str(now.year): 1863},
+            "notes": None, "status_reason": None, "iban_masked": "NL** **** **** **45 67",
+            "account": cipher.encrypt(account, context=claim_id),
+            "submitted_at": now - timedelta(days=1), "updated_at": now, "history": []})
+        ids.append(claim_id)
+    return ids
+
+
+def served_file(service, batch_id):
+    size, data = None, b""
+    while size is None or len(data) < size:
+        piece = service.payout_file(batch_id, len(data), RELEASER)
+        size = piece["size"]
+        data += base64.b64decode(piece["data"])
+    return data
+
+
+def end_to_end_ids(xml):
+    return [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}EndToEndId")]
+
+
+def test_a_claim_the_file_cannot_carry_is_held_and_the_rest_is_proposed_and_paid(store):
+    cipher = DataCipher([OLD])
+    first, unwritable, third = approved_claims(store, cipher)
+    proposer = fund(store, cipher)
+    batch = proposer.create_payout_batch(PROPOSER)
+    assert (batch["status"], batch["claim_count"], batch["total_euros"]) == (
+        "AWAITING_RELEASE", 2, "74.52")
+
+    held = store.claim(unwritable)
+    assert held["status"] == "ON_HOLD" and held["batch_id"] is None
+    assert "name has characters a bank transfer cannot carry" in held["status_reason"]
+    assert "de Vries" not in held["status_reason"]
+    [(event_type, payload)] = [c.args[1:] for c in proposer.outbox.record.call_args_list]
+    assert (event_type, payload["id"], payload["status"]) == (
+        "travel_claim.on_hold", unwritable, "ON_HOLD")
+    logged = proposer.log.warning.call_args_list
+    assert any(c.kwargs.get("claim_id") == unwritable for c in logged)
+    assert "de Vries" not in repr(logged)
+
+    # Proposed: nothing paid, no file served, and the proposer cannot release it.
+    assert {store.claim(i)["status"] for i in (first, third)} == {"APPROVED"}
+    releaser = fund(store, cipher)
+    with pytest.raises(Conflict):
+        releaser.payout_file(batch["id"], 0, RELEASER)
+    with pytest.raises(Forbidden):
+        proposer.release_payout_batch(batch["id"], PROPOSER)
+    assert not releaser.outbox.record_many.called
+
+    released = releaser.release_payout_batch(batch["id"], RELEASER)
+    assert released["status"] == "RELEASED" and released["released_at"]
+    assert {store.claim(i)["status"] for i in (first, third)} == {"PAID"}
+    assert store.claim(unwritable)["status"] == "ON_HOLD"
+    [(_session, events)] = [c.args for c in releaser.outbox.record_many.call_args_list]
+    assert sorted(p["id"] for _type, p in events) == sorted([first, third])
+    assert {t for t, _p in events} == {"travel_claim.paid"}
+    with pytest.raises(Conflict):
+        fund(store, cipher).release_payout_batch(batch["id"], {**RELEASER, "sub": "third"})
+
+    xml = served_file(releaser, batch["id"])
+    validate(xml, "pain.001.001.09")
+    assert end_to_end_ids(xml) == [first, third]
+    with pytest.raises(NotFound):
+        releaser.release_payout_batch(str(ObjectId()), RELEASER)
+
+
+def test_a_batch_of_claims_none_of_which_can_be_written_is_refused_and_holds_them(store):
+    from common.errors import BadUserInput
+
+    cipher = DataCipher([OLD])
+    [only] = approved_claims(store, cipher, ACCOUNTS[1:2])
+    with pytest.raises(BadUserInput):
+        fund(store, cipher).create_payout_batch(PROPOSER)
+    assert store.claim(only)["status"] == "ON_HOLD"
+    assert fund(store, cipher).payout_batches(20, None, RELEASER) == []
+
+
+def _store_files(path):
+    return [(f, f.read_bytes()) for f in Path(path).rglob("*") if f.is_file()]
+
+
+def test_sepa_files_lie_encrypted_in_the_store_and_its_journal(store, tmp_path):
+    cipher = DataCipher([OLD])
+    accounts = [ACCOUNTS[0], ACCOUNTS[2]]
+    ids = approved_claims(store, cipher, accounts)
+    batch = fund(store, cipher).create_payout_batch(PROPOSER)
+    fund(store, cipher).release_payout_batch(batch["id"], RELEASER)
+    files = _store_files(tmp_path)
+    everything = b"".join(content for _name, content in files)
+    # The store's files are readable as they are: what is stored in plain is found there.
+    assert REFERENCE.encode() in everything and ids[0].encode() in everything
+    for account in accounts:
+        for value in (account["iban"], account["account_holder"], "Anna Willemsen"):
+            found = value.encode() in everything
+            assert not found, f"{value} lies in plain in the store's files"
+    assert b"CstmrCdtTrfInitn" not in everything and b"EndToEndId" not in everything
+    parts = list(store[PAYOUT_FILE_PARTS].find({"batch_id": batch["id"]}))
+    assert parts and all(set(p["sealed"]) == {"kid", "nonce", "ct"} for p in parts)
+
+
+def test_a_new_data_key_covers_the_sepa_files(store):
+    old = DataCipher([OLD])
+    approved_claims(store, old, [ACCOUNTS[0]])
+    batch = fund(store, old).create_payout_batch(PROPOSER)
+    fund(store, old).release_payout_batch(batch["id"], RELEASER)
+    before = served_file(fund(store, old), batch["id"])
+
+    rotating = fund(store, DataCipher([NEW, OLD]))
+    while rotating.reencrypt_personal_data(batch=50)["remaining"]:
+        pass
+    assert {p["sealed"]["kid"] for p in store[PAYOUT_FILE_PARTS].find()} == {"k2"}
+    assert served_file(fund(store, DataCipher([NEW])), batch["id"]) == before
+
+
+def test_a_batch_tells_its_proposer_that_it_is_theirs_and_names_nobody(store):
+    cipher = DataCipher([OLD])
+    approved_claims(store, cipher, ACCOUNTS[:1])
+    proposer, releaser = fund(store, cipher), fund(store, cipher)
+    proposed = proposer.create_payout_batch(PROPOSER)
+    assert proposed["proposed_by_you"] is True
+    assert [b["proposed_by_you"] for b in proposer.payout_batches(20, None, PROPOSER)] == [True]
+    assert [b["proposed_by_you"] for b in releaser.payout_batches(20, None, RELEASER)] == [False]
+    assert PROPOSER["sub"] not in repr(releaser.payout_batches(20, None, RELEASER))
+    assert releaser.release_payout_batch(proposed["id"], RELEASER)["proposed_by_you"] is False
