@@ -14,6 +14,7 @@ from common.logging import CORRELATION_HEADER, CORRELATION_KEY, get_logger
 from common.storage import Storage
 from gateway.executor import run_query
 from gateway.web import texts
+from gateway.web.reasons import claim_reasons
 from gateway.web.session import (COOKIE_NAME, CSRF_FIELD, Session, SessionCodec, SessionRecords,
                                  store_cookie)
 
@@ -36,6 +37,8 @@ log = get_logger()
 templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(),
                         trim_blocks=True, lstrip_blocks=True)
 templates.filters.update(texts.FILTERS)
+# the fund's reasons, for the caregiver (the desk's views call claim_reasons themselves)
+templates.filters["reasons_in_dutch"] = lambda reason: claim_reasons(reason, caregiver=True)
 templates.globals.update(texts.GLOBALS)
 codec = SessionCodec()
 

@@ -34,6 +34,18 @@ def test_my_travel_claims_show_status_amount_and_reason():
     assert "€ 1.234,50" in html and "nagevraagd" in html and 'data-status="ON_HOLD"' in html
 
 
+def test_the_funds_reasons_reach_the_caregiver_in_dutch_only():
+    held = {**CLAIM, "history": [],
+            "reason": "implausible distance: trip 1: 150 km stated, 36.1 km in a straight line "
+                      "between the postcode areas (more than 1.6 x that + 5 km); "
+                      "12.50 over the annual cap of 1500.00 for 2026 is not paid"}
+    html = render("travel_claims.html", claims=[held], paid_years=[])
+    assert "Rit 1: de afstand lijkt niet te kloppen" in html
+    assert "€ 12,50 boven het maximum van € 1.500,00 per jaar (2026)" in html
+    for english in ("implausible", "stated", "annual cap", "not paid"):
+        assert english not in html
+
+
 def test_the_claim_form_keeps_rows_and_the_check_page_carries_them_on():
     rows = [{"datum": "15-03-2026", "van": "3512 AB", "naar": "1012 AB", "km": "40,5",
              "retour": "ja", "vervoer": "CAR", "kosten": ""}]

@@ -11,7 +11,7 @@ from common.errors import BadUserInput, Conflict, Forbidden, NotFound, Unavailab
 from gateway.schema.travel_costs import payout_file
 from gateway.web.app import STAFF_PAGES, OperationRefused, ServiceDown
 from gateway.web.desks import operations
-from gateway.web.desks.words import claim_reasons
+from gateway.web.reasons import claim_reasons
 from gateway.web.forms import Form
 from gateway.web.views import not_found
 

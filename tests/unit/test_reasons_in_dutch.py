@@ -1,4 +1,4 @@
-"""The desks' own logic without a platform: the fund's reasons in Dutch, an allocation share
+"""The pages' own logic without a platform: the fund's reasons in Dutch for caregivers and staff, an allocation share
 in a sentence, the QR code's link to the check page, and telling a token signed with a
 published key from a forged one."""
 import base64
@@ -12,7 +12,7 @@ from gateway import printable
 from gateway.web.app import staff_path
 from services.campaign import allocation
 from gateway.web.desks.check import signed_by_the_platform
-from gateway.web.desks.words import claim_reasons
+from gateway.web.reasons import claim_reasons
 
 
 def test_a_held_claim_says_why_in_dutch():
@@ -35,7 +35,7 @@ def test_a_held_claim_says_why_in_dutch():
     ("trip 1: 75.00 paid, the most per trip",
      "Rit 1: € 75,00 vergoed, het hoogste bedrag per rit."),
     ("12.50 over the annual cap of 1500.00 for 2026 is not paid",
-     "€ 12,50 boven het maximum van € 1500,00 per jaar (2026) wordt niet vergoed."),
+     "€ 12,50 boven het maximum van € 1.500,00 per jaar (2026) wordt niet vergoed."),
     ("not paid: its bank account cannot be read",
      "Niet betaald: het rekeningnummer kon niet worden gelezen."),
     ("the fund's staff contact the caregiver", "Neem contact op met de mantelzorger."),
@@ -44,6 +44,11 @@ def test_a_held_claim_says_why_in_dutch():
 def test_each_part_of_a_reason_in_dutch_and_a_reviewers_own_words_as_they_are(reason, words):
     assert claim_reasons(reason) == [words]
     assert claim_reasons(None) == []
+
+
+def test_the_caregiver_reads_who_acts():
+    assert claim_reasons("the fund's staff contact the caregiver", caregiver=True) == [
+        "Het reiskostenfonds neemt contact met u op."]
 
 
 def test_an_allocation_share_is_explained_in_dutch_as_well():
