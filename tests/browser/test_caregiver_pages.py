@@ -309,6 +309,25 @@ def test_a_claim_with_two_trips_by_keyboard_alone(caregiver, checked):
     checked(page, "mijn reiskosten")
 
 
+def test_the_messages_tell_of_the_decision(caregiver, checked):
+    page = caregiver["page"]
+    page.goto("/verklaringen")
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Mijn berichten").click()
+    assert page.url.endswith("/berichten")
+    message = page.locator("article.message", has_text=caregiver["reference"])
+    for _ in range(50):   # the message follows the decision's event
+        if message.count():
+            break
+        time.sleep(0.2)
+        page.reload()
+    assert message.get_by_role("heading").inner_text() == "Uw mantelzorgverklaring is afgegeven"
+    assert "Beste Anna van Dijk," in message.inner_text()
+    link = message.get_by_role("link")
+    assert link.get_attribute("href").endswith("/verklaringen")
+    assert page.locator("[aria-current=page]").inner_text() == "Mijn berichten"
+    checked(page, "mijn berichten")
+
+
 def test_a_paid_claim_brings_its_annual_statement(caregiver, checked, gql):
     own = token("caregiver", bsn=caregiver["bsn"])
     claims = gql("{ myTravelClaims { id status } }", token=own)["data"]["myTravelClaims"]
@@ -332,25 +351,6 @@ def test_a_paid_claim_brings_its_annual_statement(caregiver, checked, gql):
     assert statement.ok and statement.headers["content-type"] == "application/pdf"
     text = PdfReader(io.BytesIO(statement.body())).pages[0].extract_text()
     assert f"Jaaroverzicht reiskostenfonds {year}" in text and "31,03" in text
-def test_the_messages_tell_of_the_decision(caregiver, checked):
-    page = caregiver["page"]
-    page.goto("/verklaringen")
-    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Mijn berichten").click()
-    assert page.url.endswith("/berichten")
-    message = page.locator("article.message", has_text=caregiver["reference"])
-    for _ in range(50):   # the message follows the decision's event
-        if message.count():
-            break
-        time.sleep(0.2)
-        page.reload()
-    assert message.get_by_role("heading").inner_text() == "Uw mantelzorgverklaring is afgegeven"
-    assert "Beste Anna van Dijk," in message.inner_text()
-    link = message.get_by_role("link")
-    assert link.get_attribute("href").endswith("/verklaringen")
-    assert page.locator("[aria-current=page]").inner_text() == "Mijn berichten"
-    checked(page, "mijn berichten")
-
-
 def test_sign_out(caregiver, checked):
     page = caregiver["page"]
     page.goto("/toegankelijkheid")
