@@ -7,7 +7,10 @@ run compares 1,000 with 10,000, as filing takes its time; see SIZES). Also print
 50 clients back to back (saturation), the highest steady rate that keeps p99 under 50 ms,
 and the CPU each process spends per check. The declarations are filed the way a
 municipality files them (a request on behalf of a caregiver, then its decision to issue),
-many at once, through the service's normal RPCs."""
+many at once, through the service's normal RPCs. The first and the last BENCH_FILING_WINDOW
+(500) declarations filed are timed apart: filing at the largest size must run at least 0.8
+times the rate of the first (issue 26; the target's size: BENCH_CHECK_SIZES=1000,10000, the
+default)."""
 import random
 import time
 
@@ -27,6 +30,9 @@ REQUESTS = settings.int_setting(None, "BENCH_CHECK_REQUESTS", 3000)
 SIZES = tuple(int(size) for size in settings.setting(None, "BENCH_CHECK_SIZES",
                                                      "1000,10000").split(","))
 STEADY_RATE = 100      # requests per second of all 50 clients together, for the paced run
+# Filing must not slow down as the store fills (issue 26): the rate of the first
+# FILING_WINDOW declarations is compared with that of the last ones up to the largest size.
+FILING_WINDOW = settings.int_setting(None, "BENCH_FILING_WINDOW", 500)
 BATCH = 200            # requests (and then decisions) in flight at once while filing
 MUNICIPALITY = "GM0363"
 STAFF = {"sub": "bench-staff", "role": "municipality", "municipality": MUNICIPALITY,
@@ -44,6 +50,19 @@ def _request(number):
                               "relationship": "parent"},
             "hoursPerWeek": "12", "careSince": "2020-01-01",
             "purposes": ["PARKING_PERMIT", "CARE_HOUSING", "CO_TENANCY"]}
+
+
+def _file_timed(platform, stored, target, rates):
+    """Files up to ``target`` declarations stored; the first and the last FILING_WINDOW of
+    the run are timed apart, their rates kept in ``rates`` by the number stored after."""
+    for end in sorted({min(FILING_WINDOW, target), max(target - FILING_WINDOW, 0), target}):
+        if end <= len(stored):
+            continue
+        first = len(stored)
+        started = time.perf_counter()
+        _file(platform, stored, end - first)
+        if end - first == FILING_WINDOW and (first == 0 or end == SIZES[-1]):
+            rates[end] = FILING_WINDOW / (time.perf_counter() - started)
 
 
 def _file(platform, stored, count):
@@ -98,9 +117,9 @@ def run():
     with running_platform(MANTELZORG_JWT_SECRET=SECRET, GATEWAY_MAX_WORKERS="60",
                           DECLARATION_MAX_WORKERS="60") as platform:
         cpu = CpuClock(platform, "gateway", "declaration")
-        stored = []
+        stored, filing = [], {}
         for size in SIZES:
-            _file(platform, stored, size - len(stored))
+            _file_timed(platform, stored, size, filing)
             held = list(stored)
             gateway, direct = _gateway_client(platform, held), _rpc_client(platform, held)
             measure(gateway, 200, CONCURRENCY)      # a short warm-up, then the measured runs
@@ -111,10 +130,10 @@ def run():
             for path, client in (("rpc", direct), ("gateway", gateway)):
                 results[(path, size)] = measure(client, REQUESTS, CONCURRENCY, cpu=cpu)
         largest = capacity(_gateway_client(platform, stored), CONCURRENCY)
-    return report(results, largest)
+    return report(results, largest, filing)
 
 
-def report(results, largest):
+def report(results, largest, filing):
     labels = {"rpc steady": f"rpc, steady {STEADY_RATE} req/s",
               "gateway steady": f"gateway, steady {STEADY_RATE} req/s",
               "rpc": "rpc, back to back", "gateway": "gateway, back to back"}
@@ -133,4 +152,13 @@ def report(results, largest):
                                             small_steady["median_ms"] + 2)
     ok &= verdict(f"check time does not grow from {SIZES[0]:,} to {SIZES[-1]:,} stored", not grows)
     ok &= verdict("no errors", all(r["errors"] == 0 for r in results.values()))
+    print(f"\nfiling and issuing declarations (by RPC, {BATCH} at a time), {FILING_WINDOW} timed")
+    for stored_after, rate in sorted(filing.items()):
+        print(f"  up to {stored_after:>7,} stored: {rate:.1f} declarations a second")
+    if len(filing) == 2:
+        (small, small_rate), (large, large_rate) = sorted(filing.items())
+        ratio = large_rate / small_rate
+        print(f"  rate at {large:,} / rate at {small:,}: {ratio:.2f} (target at least 0.8)")
+        ok &= verdict(f"filing at {large:,} stored at least 0.8 x the rate at {small:,}",
+                      ratio >= 0.8)
     return ok

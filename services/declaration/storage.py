@@ -4,7 +4,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import OperationFailure
 
 from common.storage import DocumentStore
-from services.declaration.domain import ISSUED
+from services.declaration.domain import ISSUED, SEALED_FIELDS
 
 MUNICIPALITIES = "municipalities"        # projection of municipality.imported
 DECLARATIONS = "declarations"            # one document per declaration, with its audit trail
@@ -27,13 +27,19 @@ class DeclarationStore(DocumentStore):
         declarations.create_index("reference", unique=True)
         # One active (requested or issued) declaration per caregiver, recipient and
         # municipality: the key exists only while the declaration is active.
-        declarations.create_index("active_key", unique=True,
-                                  partialFilterExpression={"active_key": {"$exists": True}})
+        # Sparse, not partial: the embedded store answers an equality lookup from a sparse
+        # index but scans the collection for a partial one, which an earlier release made.
+        if "partialFilterExpression" in declarations.index_information().get("active_key_1", {}):
+            declarations.drop_index("active_key_1")
+        declarations.create_index("active_key", unique=True, sparse=True)
         declarations.create_index([("municipality_code", ASCENDING), ("status", ASCENDING),
                                    ("reference", ASCENDING)])
         declarations.create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
         # A caregiver's declarations, newest first: the BSN's keyed hash, never the BSN.
         declarations.create_index([("caregiver_key", ASCENDING), ("created_at", DESCENDING)])
+        # Re-encryption after a new data key finds the values sealed with an earlier key.
+        for field in SEALED_FIELDS:
+            declarations.create_index(f"{field}.kid")
         self.db[CHECK_FAILURES].create_index("window_start")
 
     def migrate(self):
@@ -124,18 +130,17 @@ class DeclarationStore(DocumentStore):
         update = {"$set": changes, "$push": {"history": history_entry}}
         if release:
             update["$unset"] = {field: "" for field in release}
-        return self.db[DECLARATIONS].find_one_and_update(
-            {"_id": declaration_id, "status": status}, update, session=session,
-            return_document=ReturnDocument.AFTER)
+        return self.change_by_id(DECLARATIONS, declaration_id,
+                                 lambda found: found.get("status") == status, update, session)
 
     def replace_code(self, declaration_id, verification_hash, code_fields, history_entry):
         """A new verification code (``code_fields``) and its audit entry, only while the
         code is still the one with ``verification_hash``: of two renewals at once, one finds
         nothing. Returns the changed declaration or None."""
-        return self.db[DECLARATIONS].find_one_and_update(
-            {"_id": declaration_id, "verification_hash": verification_hash},
-            {"$set": code_fields, "$push": {"history": history_entry}},
-            return_document=ReturnDocument.AFTER)
+        return self.change_by_id(
+            DECLARATIONS, declaration_id,
+            lambda found: found.get("verification_hash") == verification_hash,
+            {"$set": code_fields, "$push": {"history": history_entry}})
 
     # --- encrypted fields under earlier keys ----------------------------------------------
 
@@ -148,10 +153,11 @@ class DeclarationStore(DocumentStore):
 
     def reseal(self, declaration_id, field, sealed_before, sealed_now):
         """Replaces the ciphertext only if no other replica re-encrypted it meanwhile."""
-        changed = self.db[DECLARATIONS].update_one(
-            {"_id": declaration_id, f"{field}.kid": sealed_before["kid"]},
+        changed = self.change_by_id(
+            DECLARATIONS, declaration_id,
+            lambda found: (found.get(field) or {}).get("kid") == sealed_before["kid"],
             {"$set": {field: sealed_now}})
-        return changed.modified_count
+        return int(changed is not None)
 
     def count_sealed_with(self, field, key_ids):
         return self.db[DECLARATIONS].count_documents({f"{field}.kid": {"$in": list(key_ids)}})
@@ -168,18 +174,19 @@ class DeclarationStore(DocumentStore):
     def count_check_failure(self, client, window_opened_after, now):
         """One more failure of ``client`` in its open window (opened after
         ``window_opened_after``), or a new window from ``now``. Returns the window."""
-        failures = self.db[CHECK_FAILURES]
-        entry = failures.find_one_and_update(
-            {"_id": client, "window_start": {"$gt": window_opened_after}},
-            {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
+        entry = self.change_by_id(CHECK_FAILURES, client,
+                                  lambda found: found["window_start"] > window_opened_after,
+                                  {"$inc": {"failures": 1}})
         if entry is None:   # no window open for this client: this failure opens one
             entry = {"_id": client, "window_start": now, "failures": 1}
-            failures.replace_one({"_id": client}, entry, upsert=True)
+            self.db[CHECK_FAILURES].replace_one({"_id": client}, entry, upsert=True)
         return entry
 
     def windows_at_limit(self, window_opened_after, max_failures):
         """{client: window start} of the open windows with ``max_failures`` or more."""
-        found = self.db[CHECK_FAILURES].find(
-            {"window_start": {"$gt": window_opened_after}, "failures": {"$gte": max_failures}},
-            {"window_start": 1})
-        return {entry["_id"]: entry["window_start"] for entry in found}
+        # By the window alone, which the embedded store answers from its index; the count
+        # is compared here (a second condition in the filter makes it plan a scan).
+        found = self.db[CHECK_FAILURES].find({"window_start": {"$gt": window_opened_after}},
+                                             {"window_start": 1, "failures": 1})
+        return {entry["_id"]: entry["window_start"] for entry in found
+                if entry["failures"] >= max_failures}

@@ -30,6 +30,10 @@ TINY = {
     # declaration check
     "BENCH_CHECK_SIZES": "6,12",
     "BENCH_CHECK_REQUESTS": "12",
+    "BENCH_FILING_WINDOW": "3",
+    # the store's growth: a state change with 20 and 60 declarations stored
+    "BENCH_GROWTH_SIZES": "20,60",
+    "BENCH_GROWTH_CHANGES": "5",
     # travel claims
     "BENCH_TRAVEL_CLAIMS": "8",
     "BENCH_TRAVEL_CAREGIVERS": "4",
@@ -39,7 +43,7 @@ TINY = {
 
 def test_every_benchmark_module_is_run_here():
     assert BENCHMARKS == ["bench_campaign", "bench_declaration_check", "bench_registry_search",
-                          "bench_travel_claims"]
+                          "bench_store_growth", "bench_travel_claims"]
 
 
 @pytest.mark.timeout(240)
