@@ -128,6 +128,14 @@ SUBSCRIPTIONS = (
     Subscription("declaration.revoked", "travel_costs", "on_declaration_changed"),
     Subscription("declaration.expired", "travel_costs", "on_declaration_changed"),
     Subscription("pc4_areas.imported", "travel_costs", "on_pc4_areas_imported"),
+    # The caregiver's messages: every decision, and the validity that the expiry notice
+    # 30 days ahead is counted from.
+    *(Subscription(event, "notifications", "on_declaration_changed")
+      for event in ("declaration.issued", "declaration.rejected", "declaration.revoked",
+                    "declaration.expired")),
+    *(Subscription(event, "notifications", "on_travel_claim_changed")
+      for event in ("travel_claim.on_hold", "travel_claim.approved", "travel_claim.rejected",
+                    "travel_claim.paid")),
 )
 
 

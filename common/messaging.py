@@ -65,7 +65,8 @@ log = get_logger()
 
 def broker(config=None):
     """A connection whose publishes wait for the broker's confirmation."""
-    return Connection(settings.amqp_uri(config), transport_options={"confirm_publish": True})
+    return Connection(settings.amqp_uri(config), ssl=settings.amqp_ssl(config),
+                      transport_options={"confirm_publish": True})
 
 
 def retry_delays_ms(config=None):

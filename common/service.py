@@ -7,6 +7,7 @@ import uuid
 import weakref
 
 import amqp.exceptions
+import eventlet
 import nameko.rpc
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
@@ -128,6 +129,18 @@ nameko.rpc.RpcProxy.rpc_reply_listener = TolerantReplyListener()
 # may have been closed by a broker restart), instead of retrying for seconds beyond the time
 # its caller waits; the caller answers UNAVAILABLE (kombu's OperationalError).
 CALL_RETRY_POLICY = {"max_retries": 1, "interval_start": 0}
+
+
+def ask(proxy, method, *args, timeout, service):
+    """An RPC call of one service to another that answers UNAVAILABLE instead of waiting
+    for ever, or when the broker cannot take it; the callee's refusals pass on as they are."""
+    try:
+        reply = getattr(proxy, method).call_async(*args)
+    except BROKER_UNREACHABLE:
+        raise Unavailable(f"the {service} service cannot be reached; try again later") from None
+    with eventlet.Timeout(timeout, False):
+        return reply.result()
+    raise Unavailable(f"the {service} service did not answer; try again later")
 
 
 class StartupHeapFreeze(DependencyProvider):

@@ -7,6 +7,8 @@ from urllib.parse import quote, urlparse
 import requests
 from kombu import Connection
 
+from common import config as settings
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -16,7 +18,8 @@ class BrokerMissing(RuntimeError):
 
 def reachable(amqp_uri, timeout=3):
     try:
-        with Connection(amqp_uri, connect_timeout=timeout) as connection:
+        with Connection(amqp_uri, connect_timeout=timeout,
+                        ssl=settings.amqp_ssl()) as connection:
             connection.connect()
         return True
     except Exception:

@@ -33,15 +33,21 @@ class Process:
     default_port: int
 
 
+GATEWAY_METRICS_PORT = 8005
+
+
 def _service_process(number, name):
-    """services/<name>/service.py holds <Name>Service; its metrics port is 8001, 8002, ..."""
+    """services/<name>/service.py holds <Name>Service; its metrics port is 8001, 8002, ...,
+    passing over the gateway's (the fifth service, notifications, has 8006)."""
     class_name = "".join(part.capitalize() for part in name.split("_")) + "Service"
+    port = 8001 + number
+    port += port >= GATEWAY_METRICS_PORT
     return Process(name, f"services.{name}.service:{class_name}", f"services/{name}/config.yml",
-                   f"{name.upper()}_WEB_ADDRESS", 8001 + number)
+                   f"{name.upper()}_WEB_ADDRESS", port)
 
 
 GATEWAY = Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
-                  "GATEWAY_METRICS_ADDRESS", 8005)
+                  "GATEWAY_METRICS_ADDRESS", GATEWAY_METRICS_PORT)
 PROCESSES = (*(_service_process(number, name) for number, name in enumerate(SERVICE_NAMES)),
              GATEWAY)
 
@@ -159,7 +165,8 @@ class Platform:
 
     def rpc(self, timeout=10, context_data=None):
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
-        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout, context_data=context_data)
+        return ClusterRpcProxy({"AMQP_URI": amqp, "AMQP_SSL": settings.amqp_ssl(environ=self.environ)},
+                               timeout=timeout, context_data=context_data)
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the

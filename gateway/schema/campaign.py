@@ -132,7 +132,8 @@ class CampaignQuery(graphene.ObjectType):
 
     @calls_services()
     def resolve_campaigns(root, info):
-        return _call(info, TEAM, "campaigns")
+        # a municipality: the campaigns that include it (the service chooses them)
+        return _call(info, (*TEAM, "municipality"), "campaigns")
 
 
 class CampaignMutation(graphene.ObjectType):

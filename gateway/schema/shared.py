@@ -52,3 +52,22 @@ def to_wire(value):
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     return value
+
+
+def selects(info, name):
+    """Whether the query asks for the field ``name`` of the objects the resolver answers
+    (directly, through a fragment or an inline fragment)."""
+    def within(selection_set):
+        for selection in (selection_set.selections if selection_set else ()):
+            kind = selection.kind
+            if kind == "field" and selection.name.value == name:
+                return True
+            if kind == "inline_fragment" and within(selection.selection_set):
+                return True
+            if kind == "fragment_spread":
+                fragment = info.fragments.get(selection.name.value)
+                if fragment is not None and within(fragment.selection_set):
+                    return True
+        return False
+
+    return any(within(node.selection_set) for node in info.field_nodes)

@@ -269,6 +269,16 @@ def may_run_campaigns(actor):
         raise Forbidden("this operation is not allowed for your role")
 
 
+def campaigns_visible_to(actor):
+    """Whose campaigns ``actor`` may list: every one (None) for the campaign team and admin,
+    for a municipality only those that include it (its CBS code)."""
+    role = (actor or {}).get("role")
+    if role == "municipality" and actor.get("municipality"):
+        return actor["municipality"]
+    may_run_campaigns(actor)
+    return None
+
+
 def may_opt_out(actor, municipality_code):
     role = (actor or {}).get("role")
     if role == "admin" or (role == "municipality" and municipality_code

@@ -296,7 +296,6 @@ class CampaignService(PlatformService):
 
     @rpc
     def campaigns(self, actor):
-        domain.may_run_campaigns(actor)
-        found = self.store.campaigns()
+        found = self.store.campaigns(including=domain.campaigns_visible_to(actor))
         reached = self.store.reached([c["_id"] for c in found])
         return [domain.campaign_view(c, reached.get(c["_id"], 0)) for c in found]

@@ -189,8 +189,12 @@ class CampaignStore(DocumentStore):
     def campaign(self, campaign_id):
         return self.db[CAMPAIGNS].find_one({"_id": str(campaign_id)})
 
-    def campaigns(self):
-        return list(self.db[CAMPAIGNS].find({}).sort([("created_at", ASCENDING)]))
+    def campaigns(self, including=None):
+        """Every campaign, or (``including`` a CBS code) those that include the municipality:
+        the national ones and the regional ones naming it."""
+        query = {} if including is None else {
+            "$or": [{"scope": "NATIONAL"}, {"municipality_codes": including}]}
+        return list(self.db[CAMPAIGNS].find(query).sort([("created_at", ASCENDING)]))
 
     def mark_launched(self, campaign_id, now):
         """The campaign runs from now on; None when it was launched before."""

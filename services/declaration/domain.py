@@ -6,7 +6,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 from common import workflow
@@ -377,6 +377,15 @@ def event_payload(declaration):
             "valid_until": declaration.get("valid_until")}
 
 
+def notice_recipient(declaration, personal):
+    """Who a message about the declaration goes to: the owner's keyed BSN hash, the
+    caregiver's name and e-mail address (None when none was given). Never the BSN, the care
+    recipient or the verification code."""
+    caregiver = personal["caregiver"]
+    return {"caregiver_key": declaration["caregiver_key"], "name": caregiver["name"],
+            "email": caregiver.get("email")}
+
+
 def printable(declaration, municipality, verification_code):
     """What the printable declaration shows (``municipality``: the stored one, or None): the
     QR token and beside it the verification code, for a desk that checks online."""
@@ -398,6 +407,87 @@ def revealed_code(keys, actor, declaration):
                                                                  declaration["_id"]))
 
 
+# --- the applicant and who read it ---------------------------------------------------------
+
+DECISION_PERIOD = timedelta(weeks=8)   # Awb 4:13: the decision is due eight weeks after the request
+DECISIONS = ("issue", "reject")
+
+
+def decision_due_on(declaration):
+    return (declaration["created_at"].date() + DECISION_PERIOD).isoformat()
+
+
+def overdue_before(today):
+    """Requests made before this moment (UTC) have passed their decision due date today."""
+    return datetime.combine(today - DECISION_PERIOD, time(), tzinfo=timezone.utc)
+
+
+def decided_at(declaration):
+    """When the municipality issued or rejected it (None while it waits)."""
+    for entry in declaration.get("history", []):
+        if entry["action"] in DECISIONS:
+            return entry["at"].isoformat()
+    return None
+
+
+def applicant_reader(actor, declaration):
+    """Who may see the applicant: the owner caregiver (whose own reads are not recorded) and
+    the municipality it was requested at (every read recorded); None for anyone else, admin
+    included."""
+    if owns(actor, declaration):
+        return "owner"
+    if own_municipality(actor, declaration):
+        return "recorded"
+    return None
+
+
+def applicant_view(personal):
+    """The contract's DeclarationApplicant from the decrypted personal data (no BSN)."""
+    caregiver, recipient = personal["caregiver"], personal["care_recipient"]
+    return {"caregiver_name": caregiver["name"], "caregiver_postcode": caregiver["postcode"],
+            "caregiver_email": caregiver.get("email"),
+            "care_recipient_name": recipient["name"],
+            "care_recipient_postcode": recipient["postcode"],
+            "relationship": recipient["relationship"]}
+
+
+def personal_data_read(declaration, actor, now, cipher, what="aanvraag"):
+    """One entry of the append-only log of reads of a caregiver's personal data: when, by
+    which role and organisation, what was read. It is found by the caregiver's keyed hash;
+    the reader's own subject (it may name a person) is kept encrypted, bound to the entry."""
+    entry_id = str(uuid.uuid4())
+    role = actor.get("role")
+    return {"_id": entry_id, "caregiver_key": declaration["caregiver_key"],
+            "declaration_id": declaration["_id"], "at": now, "role": role,
+            "organisation": actor.get("municipality") or role,
+            "what": f"{what} {declaration['reference']} bekeken",
+            "reader": cipher.encrypt({"sub": actor.get("sub")}, context=entry_id)}
+
+
+def decision_letter(declaration, municipality, caregiver_name):
+    """What the decision letter says: the decision and its reason, the validity and
+    purposes, the municipality, the date, and to whom (the caregiver's name)."""
+    decision = next(entry for entry in declaration["history"] if entry["action"] in DECISIONS)
+    later = [entry for entry in declaration["history"] if entry["action"] == "revoke"]
+    return {"reference": declaration["reference"], "decision": decision["to"],
+            "reason": decision.get("reason"), "decided_at": decision["at"].isoformat(),
+            "requested_at": declaration["created_at"].isoformat(),
+            "status": declaration["status"], "purposes": declaration["purposes"],
+            "valid_from": declaration.get("valid_from"),
+            "valid_until": declaration.get("valid_until"),
+            "revoked_at": later[0]["at"].isoformat() if later else None,
+            "revocation_reason": later[0].get("reason") if later else None,
+            "municipality_code": declaration["municipality_code"],
+            "municipality_name": (municipality or {}).get("name"),
+            "caregiver_name": caregiver_name}
+
+
+def access_view(entry):
+    """The contract's PersonalDataAccess."""
+    return {"at": entry["at"].isoformat(), "role": entry["role"],
+            "organisation": entry["organisation"], "what": entry["what"]}
+
+
 def view(declaration, actor, verification_code=None):
     """The contract's Declaration (plus the criteria and audit trail) for a caller that may
     read it. Never the BSN or any other personal data; the token only for the owner, the
@@ -414,6 +504,7 @@ def view(declaration, actor, verification_code=None):
         "verification_code": verification_code if can_see_code(actor, declaration) else None,
         "token": declaration.get("token") if token_shown else None,
         "created_at": declaration["created_at"].isoformat(),
+        "decision_due_on": decision_due_on(declaration), "decided_at": decided_at(declaration),
         "unmet_criteria": declaration.get("unmet_criteria", []),
         "history": workflow.history_view(declaration.get("history")),
     }

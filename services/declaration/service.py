@@ -15,7 +15,7 @@ from common.service import PlatformService
 from common.storage import Storage
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
-from services.declaration.storage import DECLARATIONS, DeclarationStore
+from services.declaration.storage import DECLARATIONS, PERSONAL_DATA_READS, DeclarationStore
 
 
 class DeclarationService(PlatformService):
@@ -118,6 +118,44 @@ class DeclarationService(PlatformService):
             raise BadUserInput("status: unknown status", field="status")
         found = self.store.page_of_municipality(code, status, after, int(first))
         return [self._view(document, actor) for document in found]
+
+    @rpc
+    def applicants(self, declaration_ids, actor):
+        """{id: the applicant, or None} of each declaration: for its owner caregiver and the
+        municipality it was requested at, None for anyone else (admin included) and for an
+        id that is not there. Every read by someone but the owner is recorded before the
+        answer leaves, in the append-only log the owner sees (``personal_data_access``); the
+        application log never names it."""
+        actor = self._caller(actor)
+        answer, reads, now = {str(i): None for i in declaration_ids}, [], clock.now()
+        for document in self.store.find_by_ids(list(answer)):
+            reader = domain.applicant_reader(actor, document)
+            if reader is None:
+                continue
+            personal = self.keys.cipher.decrypt(
+                document["personal"], context=domain.sealing_context("personal", document["_id"]))
+            answer[document["_id"]] = domain.applicant_view(personal)
+            if reader == "recorded":
+                reads.append(domain.personal_data_read(document, actor, now, self.keys.cipher))
+        self.store.record_reads(reads)
+        return answer
+
+    @rpc
+    def personal_data_access(self, actor):
+        """The calling caregiver's log: every read of their personal data by someone else,
+        newest first."""
+        actor = self._caller(actor)
+        if "caregiver_key" not in actor:
+            raise Forbidden("only a caregiver has personal data of their own here")
+        return [domain.access_view(entry) for entry in self.store.reads_of(actor["caregiver_key"])]
+
+    @timer(interval=30, eager=True)
+    def measure_waiting(self):
+        """The operators' gauges: per municipality the requests waiting for a decision and
+        the age of the oldest (an alert fires when one passes its decision due date)."""
+        now = clock.now()
+        metrics.set_waiting_declarations(
+            self.store.waiting_per_municipality(domain.overdue_before(now.date())), now)
 
     @rpc
     def decide_declaration(self, declaration_id, decision, reason, actor):
@@ -228,6 +266,19 @@ class DeclarationService(PlatformService):
                                         [date.fromisoformat(day) for day in trip_dates],
                                         self.keys.hash.same)
 
+    # --- the caregiver's messages ---------------------------------------------------------
+
+    @rpc
+    def notice_recipient(self, reference):
+        """Asked by the notifications service when it writes a caregiver a message about a
+        declaration (events carry no personal data): whose it is, as the keyed hash of the
+        BSN, and the caregiver's name and e-mail address as requested; nothing else."""
+        document = domain.require_found(
+            self.store.find_by_reference(domain.normal_reference(reference)))
+        personal = self.keys.cipher.decrypt(
+            document["personal"], context=domain.sealing_context("personal", document["_id"]))
+        return domain.notice_recipient(document, personal)
+
     # --- signed documents -----------------------------------------------------------------
 
     @rpc
@@ -246,6 +297,24 @@ class DeclarationService(PlatformService):
             raise Conflict("only an issued declaration can be printed")
         return domain.printable(document, self.store.municipality(document["municipality_code"]),
                                 domain.revealed_code(self.keys, actor, document))
+
+    @rpc
+    def decision_letter(self, reference, actor):
+        """What the decision letter says, for the owner caregiver or the municipality it was
+        requested at, once the municipality decided. It is addressed to the caregiver by
+        name: the municipality's letter is recorded as a read of the applicant's data."""
+        actor = self._caller(actor)
+        document = domain.readable(actor, self.store.find_by_reference(reference))
+        domain.require_owner_or_issuer(actor, document)
+        if domain.decided_at(document) is None:
+            raise Conflict("the municipality has not decided on this request yet")
+        personal = self.keys.cipher.decrypt(
+            document["personal"], context=domain.sealing_context("personal", document["_id"]))
+        if domain.applicant_reader(actor, document) == "recorded":
+            self.store.record_reads([domain.personal_data_read(
+                document, actor, clock.now(), self.keys.cipher, what="besluitbrief")])
+        return domain.decision_letter(document, self.store.municipality(
+            document["municipality_code"]), personal["caregiver"]["name"])
 
     # --- rotation of the data key ---------------------------------------------------------
 
@@ -270,6 +339,12 @@ class DeclarationService(PlatformService):
             key_ids, count = self.store.unknown_key_ids(field, cipher.keys)
             unknown_keys.update(key_ids)
             unreadable += count
+        # the readers in the log of reads of personal data, each bound to its entry
+        readers = self.store.reencrypt(PERSONAL_DATA_READS, "reader", cipher, batch)
+        reencrypted += readers["reencrypted"]
+        remaining += readers["remaining"]
+        unreadable += readers["unreadable"]
+        unknown_keys.update(readers["unknown_keys"])
         self.log.info("declaration.personal_data_reencrypted", reencrypted=reencrypted,
                       remaining=remaining, key_id=cipher.current_id)
         return {"key_id": cipher.current_id, "reencrypted": reencrypted, "remaining": remaining,

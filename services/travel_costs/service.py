@@ -174,9 +174,9 @@ class TravelCostsService(PlatformService):
 
     def _refuse_claimed_trips(self, trips, trip_keys):
         claimed = self.store.claimed_trips(trip_keys)
-        for number, (trip, key) in enumerate(zip(trips, trip_keys)):
+        for number, key in enumerate(trip_keys):
             if key in claimed:
-                raise domain.repeated_trip(number, trip, "a trip of an earlier claim")
+                raise domain.repeated_trip(number, "a trip of an earlier claim")
 
     def _ask_declaration(self, method, *args):
         """An RPC call to the declaration service that answers UNAVAILABLE instead of
@@ -198,13 +198,13 @@ class TravelCostsService(PlatformService):
 
     @rpc
     def travel_claim(self, claim_id, actor):
-        """A claim for its caregiver or the fund's staff; None when there is none."""
+        """A claim for its caregiver or the fund's staff (None for them when there is none).
+        Anyone else gets FORBIDDEN alike for someone else's claim and an id not in use, so
+        that an answer never tells that an id is in use."""
         claim = self.store.claim(claim_id)
-        if claim is None:
-            return None
         caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
         domain.may_read(actor, claim, caller_key, self.keys.hash.same)
-        return domain.claim_view(claim)
+        return domain.claim_view(claim) if claim else None
 
     @rpc
     def travel_claims(self, status, first, after, actor):
@@ -260,6 +260,14 @@ class TravelCostsService(PlatformService):
         for claim in self.store.open_claims_on(reference, session):
             self._step(claim, "hold", domain.SYSTEM, reason, session)
             self.log.info("travel_claim.on_hold", claim_id=claim["_id"], declaration_reference=reference)
+
+    @rpc
+    def claim_notice(self, claim_id):
+        """Asked by the notifications service when a claim is put on hold: what the fund
+        needs before it decides (``hold``: DISTANCE, DECLARATION_REVOKED or
+        DECLARATION_EXPIRED). No personal data."""
+        claim = domain.require_found(self.store.claim(claim_id))
+        return domain.claim_notice(claim, self.store.declaration(claim["declaration_reference"]))
 
     # --- payouts --------------------------------------------------------------------------
 

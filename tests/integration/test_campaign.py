@@ -483,6 +483,21 @@ def test_a_regional_campaign_skips_the_municipalities_that_opt_out(gql, platform
     assert reached(gql, created["id"]) == support_point_count(gql, URK)
 
 
+def test_a_municipality_reads_only_the_campaigns_that_include_it(gql, ready):
+    national = ok(gql(CREATE, {"input": campaign_input()}, token=TEAM), "createCampaign")
+    naming = ok(gql(CREATE, {"input": campaign_input("REGIONAL", [KAMPEN, DALFSEN])},
+                    token=TEAM), "createCampaign")
+    elsewhere = ok(gql(CREATE, {"input": campaign_input("REGIONAL", [DALFSEN])}, token=TEAM),
+                   "createCampaign")
+    seen = {c["id"] for c in ok(gql(CAMPAIGNS, token=municipality(KAMPEN)), "campaigns")}
+    assert {national["id"], naming["id"]} <= seen
+    assert elsewhere["id"] not in seen
+    assert all(c["scope"] == "NATIONAL" or KAMPEN in c["municipalityCodes"]
+               for c in ok(gql(CAMPAIGNS, token=municipality(KAMPEN)), "campaigns"))
+    everything = {c["id"] for c in ok(gql(CAMPAIGNS, token=TEAM), "campaigns")}
+    assert {national["id"], naming["id"], elsewhere["id"]} <= everything
+
+
 # --- authorisation and bad input ------------------------------------------------------------------
 
 ROLES = ("caregiver", "municipality", "partner", "support_point", "fund", "campaign", "admin")
@@ -514,7 +529,7 @@ def test_who_may_do_what_follows_the_contract_table(gql, platform, ready):
         (ROUND, {}, ("campaign", "admin")),
         (CREATE, {"input": campaign_input()}, ("campaign", "admin")),
         (LAUNCH, {"id": str(uuid.uuid4())}, ("campaign", "admin")),
-        (CAMPAIGNS, {}, ("campaign", "admin")),
+        (CAMPAIGNS, {}, ("municipality", "campaign", "admin")),
         (OPT_OUT, {"id": regional["id"], "m": EMMEN}, ("municipality", "admin")),
     ]
     for query, variables, allowed in operations:

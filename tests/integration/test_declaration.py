@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from ops import cli
-from tests.support import (Handled, error_codes, eventually, log_lines, pdf_text,
-                           personal_email, random_bsn, scrape, token)
+from tests.support import (CAREGIVER_NAME, Handled, error_codes, eventually, log_lines,
+                           pdf_text, personal_email, random_bsn, recipient_name, scrape, token)
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
 FIELDS = """id reference status municipalityCode purposes hoursPerWeek careSince validFrom
@@ -39,9 +39,9 @@ NOT_VALID = {"valid": False, "status": None, "validUntil": None, "purposeAccepte
 def request_input(municipality=AMSTERDAM, bsn=None, **changes):
     data = {
         "municipalityCode": municipality,
-        "caregiver": {"bsn": bsn or random_bsn(), "name": "Anna de Vries", "postcode": "1012ab",
+        "caregiver": {"bsn": bsn or random_bsn(), "name": CAREGIVER_NAME, "postcode": "1012ab",
                       "email": personal_email()},
-        "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "1013 AA",
+        "careRecipient": {"name": recipient_name(), "postcode": "1013 AA",
                           "relationship": "parent"},
         "hoursPerWeek": "12.5",
         "careSince": (date.today() - timedelta(days=400)).isoformat(),
@@ -564,3 +564,97 @@ def test_a_renewed_code_replaces_the_old_one_and_the_trail_says_who(gql, known):
     unknown = gql(RENEW, {"id": str(uuid.uuid4())}, token=owner)
     assert error_codes(unknown) == ["NOT_FOUND"]
     assert check(gql, reference, again["verificationCode"])["valid"] is True
+
+
+# --- the applicant, and who read it ------------------------------------------------------
+
+APPLICANT = """applicant { caregiverName caregiverPostcode caregiverEmail careRecipientName
+    careRecipientPostcode relationship }"""
+WITH_APPLICANT = f"""query($reference: String!) {{ declaration(reference: $reference) {{
+    reference decisionDueOn decidedAt createdAt {APPLICANT} }} }}"""
+LIST_WITH_APPLICANT = f"""query($code: String!, $after: String) {{
+    declarations(municipalityCode: $code, status: REQUESTED, first: 100, after: $after) {{
+      reference ...who }} }}
+    fragment who on Declaration {{ {APPLICANT} }}"""
+ACCESS = "query { myPersonalDataAccess { at role organisation what } }"
+
+
+def accesses(gql, owner):
+    answer = gql(ACCESS, token=owner)
+    assert "errors" not in answer, answer
+    return answer["data"]["myPersonalDataAccess"]
+
+
+def test_the_applicant_is_for_the_owner_and_the_municipality_which_is_recorded(
+        gql, platform, known):
+    data = request_input(UTRECHT)
+    owner = filer(data)
+    requested = request(gql, data, owner)
+    reference = requested["reference"]
+    expected = {"caregiverName": "Anna de Vries", "caregiverPostcode": "1012 AB",
+                "caregiverEmail": data["caregiver"]["email"],
+                "careRecipientName": data["careRecipient"]["name"],
+                "careRecipientPostcode": "1013 AA", "relationship": "parent"}
+
+    mine = gql(WITH_APPLICANT, {"reference": reference}, token=owner)["data"]["declaration"]
+    assert mine["applicant"] == expected
+    created = date.fromisoformat(mine["createdAt"][:10])
+    assert mine["decisionDueOn"] == (created + timedelta(weeks=8)).isoformat()
+    assert mine["decidedAt"] is None
+    assert accesses(gql, owner) == []   # the owner's own reads are not recorded
+
+    # admin reads the declaration, never the applicant, and nothing is recorded
+    admin = gql(WITH_APPLICANT, {"reference": reference}, token=token("admin"))
+    assert admin["data"]["declaration"]["applicant"] is None
+    assert accesses(gql, owner) == []
+    # another municipality: not found, nothing recorded
+    other = gql(WITH_APPLICANT, {"reference": reference}, token=staff(AMSTERDAM))
+    assert error_codes(other) == ["NOT_FOUND"]
+    assert accesses(gql, owner) == []
+
+    seen = gql(WITH_APPLICANT, {"reference": reference}, token=staff(UTRECHT))
+    assert seen["data"]["declaration"]["applicant"] == expected
+    log = accesses(gql, owner)
+    assert [(a["role"], a["organisation"], a["what"]) for a in log] == [
+        ("municipality", UTRECHT, f"aanvraag {reference} bekeken")]
+
+    # a list with the applicant (through a fragment) records a read per declaration in it
+    listed = gql(LIST_WITH_APPLICANT, {"code": UTRECHT}, token=staff(UTRECHT))
+    assert "errors" not in listed, listed
+    mine_listed = [d for d in listed["data"]["declarations"] if d["reference"] == reference]
+    assert mine_listed[0]["applicant"] == expected
+    assert all(d["applicant"] for d in listed["data"]["declarations"])
+    assert len(accesses(gql, owner)) == 2
+    # the same declaration twice in one request (aliases) is one read
+    twice = gql("""query($r: String!) { a: declaration(reference: $r) { applicant { caregiverName } }
+        b: declaration(reference: $r) { applicant { caregiverName } } }""",
+                {"r": reference}, token=staff(UTRECHT))
+    assert twice["data"]["a"]["applicant"]["caregiverName"] == "Anna de Vries"
+    assert len(accesses(gql, owner)) == 3
+    # a list without the applicant reads nothing personal
+    gql(LIST, {"code": UTRECHT, "status": "REQUESTED", "first": 100}, token=staff(UTRECHT))
+    assert len(accesses(gql, owner)) == 3
+
+    decided = decide(gql, requested)
+    again = gql(WITH_APPLICANT, {"reference": reference}, token=owner)["data"]["declaration"]
+    assert again["decidedAt"] and again["decidedAt"] >= again["createdAt"]
+    assert decided["status"] == "ISSUED"
+
+    # nobody else has a log to read; the log never reaches an application log
+    assert error_codes(gql(ACCESS, token=staff(UTRECHT))) == ["FORBIDDEN"]
+    assert error_codes(gql(ACCESS)) == ["UNAUTHENTICATED"]
+    for name in ("gateway", "declaration"):
+        text = platform.log_file(name).read_text()
+        assert data["careRecipient"]["name"] not in text
+        assert data["caregiver"]["email"] not in text
+        assert f"aanvraag {reference} bekeken" not in text
+
+
+def test_the_operators_see_what_waits_per_municipality(gql, platform, known):
+    metrics = f"http://{platform.environ['DECLARATION_WEB_ADDRESS']}/metrics"
+    request(gql, request_input(UTRECHT))
+    waiting = 'mantelzorg_declarations_waiting{municipality="GM0344"}'
+    assert eventually(lambda: scrape(metrics, waiting) >= 1, timeout=90)
+    oldest = 'mantelzorg_declarations_oldest_waiting_age_seconds{municipality="GM0344"}'
+    assert scrape(metrics, oldest) >= 0
+    assert scrape(metrics, 'mantelzorg_declarations_overdue{municipality="GM0344"}') == 0

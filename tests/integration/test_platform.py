@@ -19,7 +19,7 @@ def test_every_service_reports_healthy_through_the_gateway(gql):
     assert "errors" not in answer
     services = {s["name"]: s["status"] for s in answer["data"]["health"]["services"]}
     assert services == {"registry": "ok", "declaration": "ok", "travel_costs": "ok",
-                        "campaign": "ok"}
+                        "campaign": "ok", "notifications": "ok"}
     assert answer["data"]["health"]["status"] == "ok"
 
 

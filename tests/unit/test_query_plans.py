@@ -9,7 +9,8 @@ as well: the embedded store writes it with a filter of the ``_id`` and the origi
 under an ``$and``, which no index serves, so it reads the whole collection on every call.
 
 Not growing: a year's counters, the search index's generations, the one stock document, the
-municipalities (342) with their choices, the PC4 areas (about 4,000). A method that returns
+municipalities (342) with their choices, the PC4 areas (about 4,000), the campaigns (a few a
+year). A method that returns
 a whole collection (no filter, no limit) reads what it answers and is not a scan to avoid.
 
 The travel-cost fund's store is left out for now: its payout path is being rewritten, and
@@ -29,7 +30,7 @@ from services.declaration.storage import DeclarationStore
 from services.registry.storage import RegistryStore
 
 NOT_GROWING = {"counters", "generations", "stock", "municipalities", "municipality_settings",
-               "pc4_areas"}
+               "pc4_areas", "campaigns"}
 NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
 # Operator walks, once per batch of an operator's command, never per request: republishing a
 # collection in pages of its ids (the embedded store has no index walk by _id range), and
@@ -156,6 +157,10 @@ DECLARATION = {
          "active_key": "a", "personal": {"kid": "k1", "value": "x"}, "history": []}, session)),
     "find_by_id": lambda s: s.find_by_id("d1"),
     "find_by_reference": lambda s: s.find_by_reference("MZ-2026-1"),
+    "find_by_ids": lambda s: s.find_by_ids(["d1", "d2"]),
+    "waiting_per_municipality": lambda s: s.waiting_per_municipality(NOW - timedelta(days=56)),
+    "record_reads": lambda s: s.record_reads([{"caregiver_key": "k", "at": NOW}]),
+    "reads_of": lambda s: s.reads_of("k"),
     "owned_by": lambda s: s.owned_by("k"),
     "find_for_check": lambda s: s.find_for_check("MZ-2026-1"),
     "active_reference": lambda s: s.active_reference("a"),
@@ -204,7 +209,7 @@ CAMPAIGN = {
     "insert_campaign": in_transaction(lambda s, session: s.insert_campaign(
         {"_id": "c1", "launched": False, "created_at": NOW, "ends_on": "2026-12-31"}, session)),
     "campaign": lambda s: s.campaign("c1"),
-    "campaigns": lambda s: s.campaigns(),
+    "campaigns": lambda s: (s.campaigns(), s.campaigns(including="GM0363")),
     "mark_launched": lambda s: s.mark_launched("c1", NOW),
     "mark_launch_announced": in_transaction(lambda s, session: s.mark_launch_announced(
         "c1", session)),

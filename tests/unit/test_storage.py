@@ -88,3 +88,26 @@ def test_the_registry_moves_history_stored_before_the_lifecycle_kit_to_its_shape
         assert [h["action"] for h in store.history_of("p1")] == ["register", "deactivate"]
     finally:
         store.close()
+
+
+def test_the_waiting_requests_per_municipality_count_the_overdue_ones_in_one_pass():
+    from datetime import datetime, timedelta, timezone
+
+    from services.declaration.storage import DeclarationStore
+    store = DeclarationStore("waiting_probe", "", ":memory:")
+    try:
+        store.ensure_indexes()
+        now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        for number, (code, status, days_ago) in enumerate([
+                ("GM0363", "REQUESTED", 70), ("GM0363", "REQUESTED", 3), ("GM0363", "ISSUED", 90),
+                ("GM0599", "REQUESTED", 60), ("GM0599", "REQUESTED", 57)]):
+            store.in_transaction(lambda session, n=number, c=code, s=status, d=days_ago:
+                                 store.insert({"_id": f"d{n}", "reference": f"MZ-{n}",
+                                               "municipality_code": c, "status": s,
+                                               "created_at": now - timedelta(days=d)}, session))
+        found = store.waiting_per_municipality(now - timedelta(days=56))
+        assert {code: (entry["waiting"], entry["overdue"]) for code, entry in found.items()} \
+            == {"GM0363": (2, 1), "GM0599": (2, 2)}
+        assert found["GM0363"]["oldest"] == now - timedelta(days=70)
+    finally:
+        store.close()
