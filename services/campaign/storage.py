@@ -1,6 +1,6 @@
 """The campaign service's collections, their indexes and its named queries: the only place
 in the service that writes a pymongo filter or update."""
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from common.errors import Conflict
@@ -24,8 +24,12 @@ class CampaignStore(DocumentStore):
     with an event takes the ``session`` of the transaction the service opened for both."""
 
     def ensure_indexes(self):
-        self.db[SUPPORT_POINTS].create_index([("serves_municipality_codes", ASCENDING),
-                                              ("active", ASCENDING)])
+        # (active, serves): the embedded store answers "active points serving these
+        # municipalities" from it; with serves first it scanned the collection.
+        points = self.db[SUPPORT_POINTS]
+        if "serves_municipality_codes_1_active_1" in points.index_information():
+            points.drop_index("serves_municipality_codes_1_active_1")
+        points.create_index([("active", ASCENDING), ("serves_municipality_codes", ASCENDING)])
         self.db[BAG_ORDERS].create_index([("municipality_code", ASCENDING),
                                           ("created_at", ASCENDING)])
         self.db[BAG_ORDERS].create_index([("status", ASCENDING), ("created_at", ASCENDING)])
@@ -130,11 +134,11 @@ class CampaignStore(DocumentStore):
     def change_order(self, change, session):
         """One order change while the order is still as it was read, and its stock move.
         Returns the changed order."""
-        changed = self.db[BAG_ORDERS].find_one_and_update(
-            {"_id": change.order_id, "status": change.status_before,
-             "quantity_allocated": change.allocated_before},
-            {"$set": change.changes, "$push": {"history": change.entry}},
-            session=session, return_document=ReturnDocument.AFTER)
+        changed = self.change_by_id(
+            BAG_ORDERS, change.order_id,
+            lambda order: (order.get("status"), order.get("quantity_allocated"))
+            == (change.status_before, change.allocated_before),
+            {"$set": change.changes, "$push": {"history": change.entry}}, session)
         if changed is None:
             raise Conflict("the order was changed meanwhile; reload it and try again")
         if change.moves and not self._move_bags(*change.moves, change.bags, session):
@@ -156,13 +160,19 @@ class CampaignStore(DocumentStore):
         makes the round start over instead of sharing bags twice. Returns the changed
         orders, in the order of ``changes``."""
         if changes:
-            updates = [UpdateOne({"_id": c.order_id, "status": c.status_before,
-                                  "quantity_allocated": c.allocated_before},
-                                 {"$set": c.changes, "$push": {"history": c.entry}})
-                       for c in changes]
-            if self.db[BAG_ORDERS].bulk_write(updates, ordered=False,
-                                              session=session).matched_count != len(changes):
+            # Read and written by _id alone (the embedded store's index answers that; a
+            # condition beside the _id in the filter makes it plan a scan). An order changed
+            # by another transaction meanwhile makes the write conflict and the round retry.
+            stored = {o["_id"]: (o["status"], o.get("quantity_allocated"))
+                      for o in self.db[BAG_ORDERS].find(
+                          {"_id": {"$in": [c.order_id for c in changes]}},
+                          {"status": 1, "quantity_allocated": 1}, session=session)}
+            if any(stored.get(c.order_id) != (c.status_before, c.allocated_before)
+                   for c in changes):
                 raise Conflict("orders changed during the round; run it again")
+            self.db[BAG_ORDERS].bulk_write(
+                [UpdateOne({"_id": c.order_id}, {"$set": c.changes, "$push": {"history": c.entry}})
+                 for c in changes], ordered=False, session=session)
             if not self._move_bags("available", "allocated", document["allocated"], session,
                                    source_holds=available):
                 raise Conflict("the stock changed during the round; run it again")
@@ -189,26 +199,26 @@ class CampaignStore(DocumentStore):
 
     def mark_launched(self, campaign_id, now):
         """The campaign runs from now on; None when it was launched before."""
-        return self.db[CAMPAIGNS].find_one_and_update(
-            {"_id": campaign_id, "launched": False},
-            {"$set": {"launched": True, "launched_at": now}}, return_document=ReturnDocument.AFTER)
+        return self.change_by_id(CAMPAIGNS, campaign_id,
+                                 lambda campaign: campaign.get("launched") is False,
+                                 {"$set": {"launched": True, "launched_at": now}})
 
     def mark_launch_announced(self, campaign_id, session):
         """The campaign with its launch marked announced; None when it was before (its
         event is recorded once, after its first distribution: a launch that was interrupted
         before announcing is announced when it is repeated)."""
-        return self.db[CAMPAIGNS].find_one_and_update(
-            {"_id": campaign_id, "launch_announced": {"$ne": True}},
-            {"$set": {"launch_announced": True}}, session=session,
-            return_document=ReturnDocument.AFTER)
+        return self.change_by_id(CAMPAIGNS, campaign_id,
+                                 lambda campaign: campaign.get("launch_announced") is not True,
+                                 {"$set": {"launch_announced": True}}, session)
 
     def add_opt_out(self, campaign_id, municipality_code, session):
         """The campaign with the municipality opted out; None when it had opted out
         already."""
-        return self.db[CAMPAIGNS].find_one_and_update(
-            {"_id": campaign_id, "opted_out_municipality_codes": {"$ne": municipality_code}},
-            {"$push": {"opted_out_municipality_codes": municipality_code}},
-            session=session, return_document=ReturnDocument.AFTER)
+        return self.change_by_id(
+            CAMPAIGNS, campaign_id,
+            lambda campaign: municipality_code not in campaign.get(
+                "opted_out_municipality_codes", ()),
+            {"$push": {"opted_out_municipality_codes": municipality_code}}, session)
 
     def running_campaigns(self, today, session=None):
         """Launched campaigns that have not ended (``today`` as an ISO date)."""

@@ -4,7 +4,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import OperationFailure
 
 from common.storage import DocumentStore
-from services.declaration.domain import ISSUED, REQUESTED
+from services.declaration.domain import ISSUED, REQUESTED, SEALED_FIELDS
 
 MUNICIPALITIES = "municipalities"        # projection of municipality.imported
 DECLARATIONS = "declarations"            # one document per declaration, with its audit trail
@@ -30,13 +30,19 @@ class DeclarationStore(DocumentStore):
         declarations.create_index("reference", unique=True)
         # One active (requested or issued) declaration per caregiver, recipient and
         # municipality: the key exists only while the declaration is active.
-        declarations.create_index("active_key", unique=True,
-                                  partialFilterExpression={"active_key": {"$exists": True}})
+        # Sparse, not partial: the embedded store answers an equality lookup from a sparse
+        # index but scans the collection for a partial one, which an earlier release made.
+        if "partialFilterExpression" in declarations.index_information().get("active_key_1", {}):
+            declarations.drop_index("active_key_1")
+        declarations.create_index("active_key", unique=True, sparse=True)
         declarations.create_index([("municipality_code", ASCENDING), ("status", ASCENDING),
                                    ("reference", ASCENDING)])
         declarations.create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
         # A caregiver's declarations, newest first: the BSN's keyed hash, never the BSN.
         declarations.create_index([("caregiver_key", ASCENDING), ("created_at", DESCENDING)])
+        # Re-encryption after a new data key finds the values sealed with an earlier key.
+        for field in SEALED_FIELDS:
+            declarations.create_index(f"{field}.kid")
         self.db[CHECK_FAILURES].create_index("window_start")
         self.db[PERSONAL_DATA_READS].create_index([("caregiver_key", ASCENDING),
                                                    ("at", DESCENDING)])
@@ -93,18 +99,16 @@ class DeclarationStore(DocumentStore):
     def waiting_per_municipality(self, overdue_before):
         """{municipality code: {"waiting", "oldest" (created_at), "overdue"}} of the requests
         waiting for a decision; overdue: those requested before ``overdue_before``."""
+        # One pass over the waiting requests, which the (status, ...) index finds; a second
+        # query for the overdue ones with its created_at range made the embedded store scan.
         waiting = self.db[DECLARATIONS].aggregate([
             {"$match": {"status": REQUESTED}},
             {"$group": {"_id": "$municipality_code", "waiting": {"$sum": 1},
-                        "oldest": {"$min": "$created_at"}}}])
-        found = {entry["_id"]: {"waiting": entry["waiting"], "oldest": entry["oldest"],
-                                "overdue": 0} for entry in waiting}
-        overdue = self.db[DECLARATIONS].aggregate([
-            {"$match": {"status": REQUESTED, "created_at": {"$lt": overdue_before}}},
-            {"$group": {"_id": "$municipality_code", "overdue": {"$sum": 1}}}])
-        for entry in overdue:
-            found[entry["_id"]]["overdue"] = entry["overdue"]
-        return found
+                        "oldest": {"$min": "$created_at"},
+                        "overdue": {"$sum": {"$cond": [
+                            {"$lt": ["$created_at", overdue_before]}, 1, 0]}}}}])
+        return {entry["_id"]: {"waiting": entry["waiting"], "oldest": entry["oldest"],
+                               "overdue": entry["overdue"]} for entry in waiting}
 
     # --- the log of reads of personal data (append-only) ----------------------------------
 
@@ -159,18 +163,17 @@ class DeclarationStore(DocumentStore):
         update = {"$set": changes, "$push": {"history": history_entry}}
         if release:
             update["$unset"] = {field: "" for field in release}
-        return self.db[DECLARATIONS].find_one_and_update(
-            {"_id": declaration_id, "status": status}, update, session=session,
-            return_document=ReturnDocument.AFTER)
+        return self.change_by_id(DECLARATIONS, declaration_id,
+                                 lambda found: found.get("status") == status, update, session)
 
     def replace_code(self, declaration_id, verification_hash, code_fields, history_entry):
         """A new verification code (``code_fields``) and its audit entry, only while the
         code is still the one with ``verification_hash``: of two renewals at once, one finds
         nothing. Returns the changed declaration or None."""
-        return self.in_transaction(lambda session: self.db[DECLARATIONS].find_one_and_update(
-            {"_id": declaration_id, "verification_hash": verification_hash},
-            {"$set": code_fields, "$push": {"history": history_entry}}, session=session,
-            return_document=ReturnDocument.AFTER))
+        return self.change_by_id(
+            DECLARATIONS, declaration_id,
+            lambda found: found.get("verification_hash") == verification_hash,
+            {"$set": code_fields, "$push": {"history": history_entry}})
 
     # --- encrypted fields under earlier keys ----------------------------------------------
 
@@ -183,10 +186,11 @@ class DeclarationStore(DocumentStore):
 
     def reseal(self, declaration_id, field, sealed_before, sealed_now):
         """Replaces the ciphertext only if no other replica re-encrypted it meanwhile."""
-        changed = self.db[DECLARATIONS].update_one(
-            {"_id": declaration_id, f"{field}.kid": sealed_before["kid"]},
+        changed = self.change_by_id(
+            DECLARATIONS, declaration_id,
+            lambda found: (found.get(field) or {}).get("kid") == sealed_before["kid"],
             {"$set": {field: sealed_now}})
-        return changed.modified_count
+        return int(changed is not None)
 
     def count_sealed_with(self, field, key_ids):
         return self.db[DECLARATIONS].count_documents({f"{field}.kid": {"$in": list(key_ids)}})
@@ -203,18 +207,19 @@ class DeclarationStore(DocumentStore):
     def count_check_failure(self, client, window_opened_after, now):
         """One more failure of ``client`` in its open window (opened after
         ``window_opened_after``), or a new window from ``now``. Returns the window."""
-        failures = self.db[CHECK_FAILURES]
-        entry = failures.find_one_and_update(
-            {"_id": client, "window_start": {"$gt": window_opened_after}},
-            {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER)
+        entry = self.change_by_id(CHECK_FAILURES, client,
+                                  lambda found: found["window_start"] > window_opened_after,
+                                  {"$inc": {"failures": 1}})
         if entry is None:   # no window open for this client: this failure opens one
             entry = {"_id": client, "window_start": now, "failures": 1}
-            failures.replace_one({"_id": client}, entry, upsert=True)
+            self.db[CHECK_FAILURES].replace_one({"_id": client}, entry, upsert=True)
         return entry
 
     def windows_at_limit(self, window_opened_after, max_failures):
         """{client: window start} of the open windows with ``max_failures`` or more."""
-        found = self.db[CHECK_FAILURES].find(
-            {"window_start": {"$gt": window_opened_after}, "failures": {"$gte": max_failures}},
-            {"window_start": 1})
-        return {entry["_id"]: entry["window_start"] for entry in found}
+        # By the window alone, which the embedded store answers from its index; the count
+        # is compared here (a second condition in the filter makes it plan a scan).
+        found = self.db[CHECK_FAILURES].find({"window_start": {"$gt": window_opened_after}},
+                                             {"window_start": 1, "failures": 1})
+        return {entry["_id"]: entry["window_start"] for entry in found
+                if entry["failures"] >= max_failures}

@@ -97,9 +97,14 @@ class RegistryStore(DocumentStore):
         points = self.db[SUPPORT_POINTS]
         if replaces_version is None:
             points.insert_one(point, session=session)
-        elif points.replace_one({"_id": point["_id"], "version": replaces_version}, point,
-                                session=session).matched_count != 1:
-            return self.support_point(point["_id"], session)["version"]
+        else:
+            # Read and replaced by _id alone, which the embedded store answers from its
+            # index; a change of the point meanwhile makes the write conflict and the
+            # transaction retry.
+            stored = self.support_point(point["_id"], session)
+            if stored["version"] != replaces_version:
+                return stored["version"]
+            points.replace_one({"_id": point["_id"]}, point, session=session)
         self.db[HISTORY].insert_one(history_entry, session=session)
         return None
 

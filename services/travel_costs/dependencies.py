@@ -1,5 +1,6 @@
 """The travel-cost fund's nameko dependencies besides its store: its settings, read once per
-process from the config."""
+process from the config, and the PC4 centroids kept in the process."""
+import time
 from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
@@ -46,3 +47,35 @@ class FundConfiguration(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.settings
+
+
+class Centroids(DependencyProvider):
+    """The PC4 centroids the fund knows, kept in this process: every claim needs those of its
+    trips, and they change only with an import of reference data. The whole table (about
+    4,000 areas) is read again at most every ``REFRESH_SECONDS``, and at the next claim after
+    this process stored an import; a PC4 not kept is looked up in the store. So an import
+    another replica stored reaches this one within that time."""
+
+    REFRESH_SECONDS = 60
+
+    def setup(self):
+        self._kept, self._read_at = None, 0.0
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def of(self, store, pc4s):
+        """PC4 -> (latitude, longitude) of the given PC4s the fund knows."""
+        if self._kept is None or time.monotonic() - self._read_at > self.REFRESH_SECONDS:
+            self._kept, self._read_at = store.centroids(), time.monotonic()
+        wanted = set(pc4s)
+        found = {pc4: self._kept[pc4] for pc4 in wanted if pc4 in self._kept}
+        if len(found) < len(wanted):
+            looked_up = store.centroids(wanted - set(found))
+            self._kept.update(looked_up)
+            found.update(looked_up)
+        return found
+
+    def forget(self):
+        """An import was stored: the next claim reads the table again."""
+        self._kept = None

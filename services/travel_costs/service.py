@@ -17,7 +17,7 @@ from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformServic
 from common.storage import Storage, once_per_request, utcnow_millis
 from common.workflow import audit_entry
 from services.travel_costs import domain, payouts
-from services.travel_costs.dependencies import FundConfiguration
+from services.travel_costs.dependencies import Centroids, FundConfiguration
 from services.travel_costs.storage import CLAIMS, PAYOUT_FILE_PARTS, TravelCostsStore
 
 GRANT_ATTEMPTS = 20
@@ -32,6 +32,7 @@ class TravelCostsService(PlatformService):
     store = Storage(TravelCostsStore)
     keys = ServiceKeys()
     fund = FundConfiguration()
+    centroids = Centroids()
     # No publisher confirm per call: the reply is waited for anyway, with a timeout.
     declaration = RpcProxy("declaration", use_confirms=False, retry_policy=CALL_RETRY_POLICY)
 
@@ -58,8 +59,10 @@ class TravelCostsService(PlatformService):
         """The fund's own copy of the PC4 centroids, for the plausibility of distances."""
         areas = [domain.pc4_projection(area, event.occurred_at)
                  for area in event.parsed_payload().areas]
-        return self.store.apply_once(event.event_id,
-                                     lambda session: self.store.save_pc4_areas(areas, session))
+        stored = self.store.apply_once(event.event_id,
+                                       lambda session: self.store.save_pc4_areas(areas, session))
+        self.centroids.forget()
+        return stored
 
     @rpc
     def health(self):
@@ -68,22 +71,25 @@ class TravelCostsService(PlatformService):
 
     # --- claims ---------------------------------------------------------------------------
 
-    def _checked_claim(self, data, actor):
+    def _checked_claim(self, data, actor, trips_claimed_before=True):
         """Every check a claim passes before anything is stored, and its trips' amounts:
-        what a submission and its preview share. Refusals raise; nothing is written."""
+        what a submission and its preview share. Refusals raise; nothing is written.
+        ``trips_claimed_before``: whether to look up the trips claimed before here; a
+        submission leaves that to the unique trip keys its transaction writes."""
         request = TravelClaimInput.parsed(data)
         domain.may_submit(actor)
         domain.refuse_repeated_trips(request.trips)
         assessment = domain.assess_trips(
-            request.trips, self.store.centroids(
-                p[:4] for t in request.trips for p in (t.from_postcode, t.to_postcode)),
+            request.trips, self.centroids.of(
+                self.store, (p[:4] for t in request.trips for p in (t.from_postcode, t.to_postcode))),
             self.fund.rules)
         self._ask_declaration("claim_eligibility", request.declaration_reference,
                               [trip.date.isoformat() for trip in request.trips], actor)
         caregiver_key = self.keys.hash("bsn", actor["bsn"])
         trip_keys = [self.keys.hash("trip", caregiver_key, *domain.trip_identity(trip))
                      for trip in request.trips]
-        self._refuse_claimed_trips(request.trips, trip_keys)
+        if trips_claimed_before:
+            self._refuse_claimed_trips(request.trips, trip_keys)
         return request, assessment, caregiver_key, trip_keys
 
     @rpc
@@ -105,7 +111,10 @@ class TravelCostsService(PlatformService):
         """A caregiver claims trips on their issued declaration. The amounts are the fund's;
         a claim with an implausible distance, or on a declaration the fund knows has ended,
         waits on hold for a review. Refusals store nothing."""
-        request, assessment, caregiver_key, trip_keys = self._checked_claim(data, actor)
+        # A trip claimed before is refused by its unique key in the transaction below
+        # (_with_grants names it), not looked up first as well.
+        request, assessment, caregiver_key, trip_keys = self._checked_claim(
+            data, actor, trips_claimed_before=False)
         rules = self.fund.rules
 
         claim_id = str(ObjectId())   # grows with time: the order of the fund's claim list

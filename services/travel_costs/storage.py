@@ -81,10 +81,12 @@ class TravelCostsStore(DocumentStore):
     def pc4_area_count(self):
         return self.db[PC4_AREAS].estimated_document_count()
 
-    def centroids(self, pc4s):
-        """PC4 -> (latitude, longitude) of the areas the fund knows."""
+    def centroids(self, pc4s=None):
+        """PC4 -> (latitude, longitude) of the areas the fund knows (those of ``pc4s`` when
+        given, else all)."""
+        query = {} if pc4s is None else {"_id": {"$in": sorted(set(pc4s))}}
         return {a["_id"]: (a["lat"], a["lon"])
-                for a in self.db[PC4_AREAS].find({"_id": {"$in": sorted(set(pc4s))}})}
+                for a in self.db[PC4_AREAS].find(query, {"lat": 1, "lon": 1})}
 
     # --- claims -----------------------------------------------------------------------------
 
@@ -104,10 +106,13 @@ class TravelCostsStore(DocumentStore):
 
     def ensure_grant_counters(self, caregiver_key, years):
         """Counters exist before the transactions that add to them: an upsert inside two
-        racing transactions would both insert."""
-        self.db[ANNUAL_GRANTS].bulk_write([
-            UpdateOne({"_id": self._grant_id(caregiver_key, year)},
-                      {"$setOnInsert": {"cents": 0}}, upsert=True) for year in years])
+        racing transactions would both insert. Only the missing ones are written: a read by
+        their ids costs less than a write, and most claims find their counters."""
+        missing = set(years) - set(self.granted(caregiver_key, years, None))
+        if missing:
+            self.db[ANNUAL_GRANTS].bulk_write([
+                UpdateOne({"_id": self._grant_id(caregiver_key, year)},
+                          {"$setOnInsert": {"cents": 0}}, upsert=True) for year in sorted(missing)])
 
     def granted(self, caregiver_key, years, session):
         """Cents granted so far per calendar year."""

@@ -85,3 +85,21 @@ def test_the_bsn_claim_name_is_configurable():
     header = "Bearer " + jwt.encode({"sub": "cg", "role": "caregiver", "urn:nl:bsn": "999990019",
                                      "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
     assert verifier.principal(header).bsn == "999990019"
+
+
+def test_a_token_verified_before_is_refused_once_it_has_expired(verifier):
+    token = issue_development_token(SECRET, "partner", "desk-1", lifetime_seconds=1)
+    assert verifier.principal(f"Bearer {token}").sub == "desk-1"
+    assert verifier.principal(f"Bearer {token}").sub == "desk-1"   # from the kept claims
+    time.sleep(1.1)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.principal(f"Bearer {token}")
+
+
+def test_a_token_is_not_kept_when_its_signature_does_not_hold(verifier):
+    good = issue_development_token(SECRET, "partner", "desk-1")
+    assert verifier.principal(f"Bearer {good}").sub == "desk-1"
+    forged = issue_development_token("another-secret-of-thirty-two-bytes", "partner", "desk-1")
+    for _ in range(2):
+        with pytest.raises(Unauthenticated, match="not valid"):
+            verifier.principal(f"Bearer {forged}")

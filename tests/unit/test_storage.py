@@ -88,3 +88,61 @@ def test_the_registry_moves_history_stored_before_the_lifecycle_kit_to_its_shape
         assert [h["action"] for h in store.history_of("p1")] == ["register", "deactivate"]
     finally:
         store.close()
+
+
+def test_the_waiting_requests_per_municipality_count_the_overdue_ones_in_one_pass():
+    from datetime import datetime, timedelta, timezone
+
+    from services.declaration.storage import DeclarationStore
+    store = DeclarationStore("waiting_probe", "", ":memory:")
+    try:
+        store.ensure_indexes()
+        now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        for number, (code, status, days_ago) in enumerate([
+                ("GM0363", "REQUESTED", 70), ("GM0363", "REQUESTED", 3), ("GM0363", "ISSUED", 90),
+                ("GM0599", "REQUESTED", 60), ("GM0599", "REQUESTED", 57)]):
+            store.in_transaction(lambda session, n=number, c=code, s=status, d=days_ago:
+                                 store.insert({"_id": f"d{n}", "reference": f"MZ-{n}",
+                                               "municipality_code": c, "status": s,
+                                               "created_at": now - timedelta(days=d)}, session))
+        found = store.waiting_per_municipality(now - timedelta(days=56))
+        assert {code: (entry["waiting"], entry["overdue"]) for code, entry in found.items()} \
+            == {"GM0363": (2, 1), "GM0599": (2, 2)}
+        assert found["GM0363"]["oldest"] == now - timedelta(days=70)
+    finally:
+        store.close()
+
+
+def test_of_two_changes_by_id_at_once_one_applies_and_the_other_finds_its_condition_gone():
+    import threading
+
+    store = DocumentStore("change_by_id_probe", "", ":memory:")
+    try:
+        store["orders"].insert_one({"_id": "o1", "status": "REQUESTED", "steps": 0})
+        first_read, second_done = threading.Event(), threading.Event()
+        answers = {}
+
+        def slow_holds(order):      # the first worker reads, then waits for the second
+            first_read.set()
+            second_done.wait(10)
+            return order["status"] == "REQUESTED"
+
+        def first():
+            answers["first"] = store.in_transaction(lambda session: store.change_by_id(
+                "orders", "o1", slow_holds,
+                {"$set": {"status": "CANCELLED"}, "$inc": {"steps": 1}}, session))
+
+        worker = threading.Thread(target=first)
+        worker.start()
+        assert first_read.wait(10)
+        answers["second"] = store.change_by_id(
+            "orders", "o1", lambda order: order["status"] == "REQUESTED",
+            {"$set": {"status": "ALLOCATED"}, "$inc": {"steps": 1}})
+        second_done.set()
+        worker.join(20)
+        assert answers["second"]["status"] == "ALLOCATED"
+        assert answers["first"] is None      # its write conflicted; run again, it read ALLOCATED
+        assert store["orders"].find_one({"_id": "o1"}) == {"_id": "o1", "status": "ALLOCATED",
+                                                          "steps": 1}
+    finally:
+        store.close()

@@ -1,0 +1,31 @@
+"""A call that does not fit its entrypoint's method is refused, as nameko refuses it, though
+the method's signature is read only once (common.service.SignatureReadOnce)."""
+from types import SimpleNamespace
+
+import nameko.rpc
+import pytest
+from nameko.exceptions import IncorrectSignature
+
+import common.service  # noqa: F401  (sets the check of every @rpc entrypoint)
+from gateway.server import JsonHttpRequestHandler
+
+
+class Service:
+    def answer(self, reference, code, purpose=None):
+        return reference
+
+
+@pytest.mark.parametrize("entrypoint", [
+    nameko.rpc.Rpc(), JsonHttpRequestHandler("GET", "/x")], ids=["rpc", "http"])
+def test_a_call_that_does_not_fit_the_method_is_refused_every_time(entrypoint):
+    entrypoint.container = SimpleNamespace(service_cls=Service)
+    entrypoint.method_name = "answer"
+    for _ in range(2):    # the second time from the signature read the first time
+        entrypoint.check_signature(("MZ-1", "1234"), {"purpose": "P"})
+        entrypoint.check_signature(("MZ-1",), {"code": "1234"})
+        with pytest.raises(IncorrectSignature):
+            entrypoint.check_signature(("MZ-1",), {})
+        with pytest.raises(IncorrectSignature):
+            entrypoint.check_signature(("MZ-1", "1234", "P", "extra"), {})
+        with pytest.raises(IncorrectSignature):
+            entrypoint.check_signature(("MZ-1", "1234"), {"unknown": 1})
