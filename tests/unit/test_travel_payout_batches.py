@@ -223,3 +223,30 @@ def test_migrate_removes_the_dead_owner_and_shows_batches_paid_at_once_as_releas
         assert (batch["status"], batch["released_at"]) == ("RELEASED", paid_at)
     finally:
         earlier.close()
+
+
+def test_work_that_stopped_is_taken_up_once_its_lease_ran_out(store):
+    """A release that stopped halfway is finished by the next payout call; a proposal that
+    stopped before its file was stored is given up and its claims are free again."""
+    from services.travel_costs.storage import PAYOUT_BATCHES
+
+    cipher = DataCipher([OLD])
+    paid_first, unpaid = approved_claims(store, cipher, [ACCOUNTS[0], ACCOUNTS[2]])
+    batch = fund(store, cipher).create_payout_batch(PROPOSER)
+    past = utcnow_millis() - timedelta(seconds=1)
+    # The release stopped after its first claim: one claim PAID, the batch RELEASING.
+    store[CLAIMS].update_one({"_id": paid_first}, {"$set": {"status": "PAID"}})
+    store[PAYOUT_BATCHES].update_one({"_id": batch["id"]}, {"$set": {
+        "status": "RELEASING", "lease_until": past, "released_at": past}})
+    # A proposal stopped before its file: its claim reserved, no file.
+    [stranded] = approved_claims(store, cipher, [ACCOUNTS[0]])
+    store[PAYOUT_BATCHES].insert_one({"_id": "stopped", "status": "PREPARING", "created_at": past,
+                                      "lease_until": past, "schema": "pain.001.001.09",
+                                      "created_by": {"role": "fund", "sub": "x"}, "history": []})
+    store[CLAIMS].update_one({"_id": stranded}, {"$set": {"batch_id": "stopped"}})
+
+    proposed = fund(store, cipher).create_payout_batch(RELEASER)
+    assert store.batch(batch["id"])["status"] == "RELEASED"
+    assert store.claim(unpaid)["status"] == "PAID"
+    assert store.batch("stopped")["status"] == "GIVEN_UP"
+    assert proposed["claim_count"] == 1 and store.claim(stranded)["batch_id"] == proposed["id"]
