@@ -76,6 +76,15 @@ def served_file(service, batch_id):
     return data
 
 
+def released_batch(store, cipher, accounts):
+    """A batch of these accounts' claims, proposed by one fund member and released by
+    another, and its file as served."""
+    approved_claims(store, cipher, accounts)
+    batch = fund(store, cipher).create_payout_batch(PROPOSER)
+    fund(store, cipher).release_payout_batch(batch["id"], RELEASER)
+    return batch, served_file(fund(store, cipher), batch["id"])
+
+
 def end_to_end_ids(xml):
     return [e.text for e in ElementTree.fromstring(xml).iter() if e.tag.endswith("}EndToEndId")]
 
@@ -160,11 +169,7 @@ def test_sepa_files_lie_encrypted_in_the_store_and_its_journal(store, tmp_path):
 
 
 def test_a_new_data_key_covers_the_sepa_files(store):
-    old = DataCipher([OLD])
-    approved_claims(store, old, [ACCOUNTS[0]])
-    batch = fund(store, old).create_payout_batch(PROPOSER)
-    fund(store, old).release_payout_batch(batch["id"], RELEASER)
-    before = served_file(fund(store, old), batch["id"])
+    batch, before = released_batch(store, DataCipher([OLD]), [ACCOUNTS[0]])
 
     rotating = fund(store, DataCipher([NEW, OLD]))
     while rotating.reencrypt_personal_data(batch=50)["remaining"]:
@@ -183,3 +188,76 @@ def test_a_batch_tells_its_proposer_that_it_is_theirs_and_names_nobody(store):
     assert [b["proposed_by_you"] for b in releaser.payout_batches(20, None, RELEASER)] == [False]
     assert PROPOSER["sub"] not in repr(releaser.payout_batches(20, None, RELEASER))
     assert releaser.release_payout_batch(proposed["id"], RELEASER)["proposed_by_you"] is False
+def test_a_file_an_earlier_release_stored_in_plain_is_encrypted_and_the_plain_one_deleted(store):
+    import gridfs
+
+    from services.travel_costs.storage import LEGACY_FILES, PAYOUT_BATCHES
+
+    cipher = DataCipher([OLD])
+    batch, content = released_batch(store, cipher, [ACCOUNTS[0]])
+    # As the earlier release kept it: the file as written, in GridFS, named by the batch.
+    bucket = gridfs.GridFSBucket(store.db, bucket_name=LEGACY_FILES)
+    file_id = bucket.upload_from_stream(f"{batch['id']}.xml", content)
+    store[PAYOUT_FILE_PARTS].delete_many({})
+    store[PAYOUT_BATCHES].update_one({"_id": batch["id"]}, {"$set": {"file_id": file_id},
+                                                            "$unset": {"file_size": ""}})
+
+    report = fund(store, cipher).reencrypt_personal_data(batch=50)
+    assert report["remaining"] == 0
+    assert list(bucket.find({})) == []
+    assert "file_id" not in store.batch(batch["id"])
+    assert {p["sealed"]["kid"] for p in store[PAYOUT_FILE_PARTS].find()} == {"k1"}
+    assert served_file(fund(store, cipher), batch["id"]) == content
+
+
+def test_migrate_removes_the_dead_owner_and_shows_batches_paid_at_once_as_released(tmp_path):
+    from pymongo import ASCENDING
+
+    from services.travel_costs.storage import DECLARATIONS, PAYOUT_BATCHES
+
+    earlier = TravelCostsStore("mantelzorg_travel_costs", "", str(tmp_path / "earlier"))
+    try:
+        earlier[DECLARATIONS].create_index([("owner", ASCENDING)])
+        earlier[CLAIMS].create_index([("batch_id", ASCENDING), ("status", ASCENDING)])
+        earlier[DECLARATIONS].insert_one({"_id": REFERENCE, "status": "ISSUED", "owner": "sub-1"})
+        earlier[CLAIMS].insert_one({"_id": "c1", "status": "APPROVED", "owner": "sub-1"})
+        paid_at = utcnow_millis()
+        earlier[PAYOUT_BATCHES].insert_one({"_id": "b1", "status": "PAID", "paid_at": paid_at})
+        earlier.ensure_indexes()
+        for _twice in range(2):      # every replica runs it at start
+            earlier.migrate()
+        assert "owner_1" not in earlier[DECLARATIONS].index_information()
+        assert "batch_id_1_status_1" not in earlier[CLAIMS].index_information()
+        assert "owner" not in earlier.declaration(REFERENCE)
+        assert earlier.claim("c1") == {"_id": "c1", "status": "APPROVED", "batch_id": None}
+        batch = earlier.batch("b1")
+        assert (batch["status"], batch["released_at"]) == ("RELEASED", paid_at)
+    finally:
+        earlier.close()
+
+
+def test_work_that_stopped_is_taken_up_once_its_lease_ran_out(store):
+    """A release that stopped halfway is finished by the next payout call; a proposal that
+    stopped before its file was stored is given up and its claims are free again."""
+    from services.travel_costs.storage import PAYOUT_BATCHES
+
+    cipher = DataCipher([OLD])
+    paid_first, unpaid = approved_claims(store, cipher, [ACCOUNTS[0], ACCOUNTS[2]])
+    batch = fund(store, cipher).create_payout_batch(PROPOSER)
+    past = utcnow_millis() - timedelta(seconds=1)
+    # The release stopped after its first claim: one claim PAID, the batch RELEASING.
+    store[CLAIMS].update_one({"_id": paid_first}, {"$set": {"status": "PAID"}})
+    store[PAYOUT_BATCHES].update_one({"_id": batch["id"]}, {"$set": {
+        "status": "RELEASING", "lease_until": past, "released_at": past}})
+    # A proposal stopped before its file: its claim reserved, no file.
+    [stranded] = approved_claims(store, cipher, [ACCOUNTS[0]])
+    store[PAYOUT_BATCHES].insert_one({"_id": "stopped", "status": "PREPARING", "created_at": past,
+                                      "lease_until": past, "schema": "pain.001.001.09",
+                                      "created_by": {"role": "fund", "sub": "x"}, "history": []})
+    store[CLAIMS].update_one({"_id": stranded}, {"$set": {"batch_id": "stopped"}})
+
+    proposed = fund(store, cipher).create_payout_batch(RELEASER)
+    assert store.batch(batch["id"])["status"] == "RELEASED"
+    assert store.claim(unpaid)["status"] == "PAID"
+    assert store.batch("stopped")["status"] == "GIVEN_UP"
+    assert proposed["claim_count"] == 1 and store.claim(stranded)["batch_id"] == proposed["id"]
