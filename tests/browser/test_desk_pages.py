@@ -126,7 +126,7 @@ def test_opening_the_request_shows_the_applicant_and_the_caregiver_sees_it(desk,
     caregiver.get_by_role("button", name="Inloggen").click()
     caregiver.get_by_role("link", name="Wie heeft uw gegevens bekeken").click()
     shown = caregiver.inner_text("main")
-    assert "Gemeente GM0307" in shown and f"Aanvraag {desk['reference']} bekeken" in shown
+    assert "Gemeente Amersfoort" in shown and f"Aanvraag {desk['reference']} bekeken" in shown
     checked(caregiver, "wie heeft uw gegevens bekeken")
 
 
