@@ -141,6 +141,17 @@ query OwnSupportPoints($code: String!, $after: String) {
   }
 }"""
 
+MUNICIPALITIES = "query Municipalities { municipalities { code name } }"
+
+POINT_NAMES = """
+query PointNames($code: String!, $after: String) {
+  supportPoints(municipalityCode: $code, first: 100, after: $after) {
+    nextCursor items { id name address { city } }
+  }
+}"""
+
+POINT_NAME = "query PointName($id: ID!) { supportPoint(id: $id) { id name } }"
+
 SUPPORT_POINT = "query SupportPoint($id: ID!) { supportPoint(id: $id) {" + POINT_FIELDS + " } }"
 
 REGISTER_SUPPORT_POINT = """

@@ -89,10 +89,12 @@ class Session(dict):
         token too), so that a session planted before sign-in is worth nothing after it."""
         self._fresh(role="caregiver", bsn=bsn, sub=sub)
 
-    def sign_in_staff(self, role, sub, municipality=None, support_point=None, name=""):
-        """A fresh session for a staff member of an organisation (see ``sign_in``)."""
+    def sign_in_staff(self, role, sub, municipality=None, support_point=None, name="",
+                      organisation_name=""):
+        """A fresh session for a staff member of an organisation (see ``sign_in``), with the
+        organisation's name as looked up at sign-in (every page shows it, none asks again)."""
         self._fresh(role=role, sub=sub, municipality=municipality, support_point=support_point,
-                    name=name)
+                    name=name, organisation_name=organisation_name)
 
     def _fresh(self, **identity):
         language = self.get("lang")

@@ -8,7 +8,7 @@ from datetime import date
 
 from common import config as settings
 from gateway.web import operations, signin
-from gateway.web.app import STAFF_PAGES, OperationRefused
+from gateway.web.app import STAFF_PAGES, OperationRefused, ServiceDown
 from gateway.web.forms import Form
 from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES, STAFF_MENUS
 from gateway.web.views import complete_sign_in, letter_response, not_found
@@ -42,38 +42,101 @@ def home(page):
 # --- signing in and out ------------------------------------------------------------------
 
 def sign_in(page):
+    """The development form, in steps without JavaScript: the role first (a GET form), then
+    for a municipality its name from the list of all municipalities, for a support point its
+    municipality and then its name from that municipality's points, for a national role
+    nothing more; then the name and ``Inloggen`` (a POST of ``rol``, ``organisatie``,
+    ``naam``). The organisation's name is looked up once here and kept in the session."""
     provider = signin.staff_identity_provider()
     next_page = _staff_next_page(page.request.values.get("volgende"))
     posted = page.request.method == "POST"
-    form = Form({name: page.form.get(name) for name in ("rol", "organisatie", "naam")}
-                if posted else {})
+    fields = ("rol", "organisatie", "naam", "gemeente")
+    form = Form({name: (page.form if posted else page.request.args).get(name)
+                 for name in fields})
+    development = not (provider or settings.is_production())
+    role = form.get("rol")
     if posted:
         # The development form is off when an identity provider is set, and always in
         # production.
-        if provider or settings.is_production():
+        if not development:
             return page.render("refused.html", status=403)
-        role = form.get("rol")
         if role not in ROLE_NAMES:
             form.fail("rol", "Kies uw rol.")
         organisation = form.get("organisatie")
-        if role in ("municipality", "support_point") and not organisation:
-            form.fail("organisatie", "Vul de CBS-code van uw gemeente in (zoals GM0363) of "
-                                     "het nummer van uw steunpunt.")
+        if role == "municipality" and not organisation:
+            form.fail("organisatie", "Kies uw gemeente.")
+        if role == "support_point" and not organisation:
+            form.fail("organisatie", "Kies uw steunpunt.")
         name = form.required("naam", "uw naam")
         if not form.errors:
             identity = signin.staff_identity(
                 role, organisation if role == "municipality" else None,
                 organisation if role == "support_point" else None, name,
                 development_subject(role, organisation, name))
-            if identity is None:
-                form.fail("organisatie", "Vul de CBS-code van uw gemeente in zoals GM0363.")
+            named = identity and organisation_name_of(page, identity)
+            if not named:
+                form.fail("organisatie", "Kies uw gemeente uit de lijst." if role ==
+                          "municipality" else "Kies uw steunpunt uit de lijst.")
             else:
-                page.sign_in(**identity)
+                page.sign_in(**identity, organisation_name=named)
                 page.session.flash("U bent ingelogd.")
                 return page.redirect(_landing(next_page, role))
+    elif "rol" in page.request.args and role not in ROLE_NAMES:
+        form.fail("rol", "Kies uw rol.")
+    if "rol" in form.errors:   # back to the first step, which has only the role
+        form.errors = {"rol": form.errors["rol"]}
+    chosen = role if role in ROLE_NAMES and "rol" not in form.errors else None
+    lists = _organisation_lists(page, chosen, form) if development else {}
+    if form.errors and chosen == "support_point" and not lists.get("points"):
+        # no support point to choose (yet): the municipality's list is the one shown
+        form.errors = {"gemeente": "Kies de gemeente van uw steunpunt, en dan uw steunpunt."
+                       if lists.get("points") is None else
+                       "Deze gemeente heeft geen steunpunt op het platform. Kies een andere "
+                       "gemeente."}
     return page.render("staff_sign_in.html", form=form, errors=form.errors, provider=provider,
                        next_page=next_page, development=not settings.is_production(),
-                       status=400 if form.errors else 200)
+                       role=chosen, **lists, status=400 if form.errors else 200)
+
+
+def _organisation_lists(page, role, form):
+    """What the form's second step offers to choose from: every municipality by name (value:
+    the CBS code) for a municipality and to find a support point; for a support point the
+    points of the municipality chosen (value: the id), all pages of them."""
+    if role not in ("municipality", "support_point"):
+        return {}
+    municipalities = {m["code"]: m["name"]
+                      for m in page.graphql(operations.MUNICIPALITIES)["municipalities"]}
+    if role == "municipality":
+        return {"municipalities": municipalities}
+    code = form.get("gemeente")
+    if code not in municipalities:
+        return {"municipalities": municipalities, "points": None}
+    points, after = {}, None
+    while True:
+        found = page.graphql(operations.POINT_NAMES, {"code": code, "after": after})[
+            "supportPoints"]
+        points.update((p["id"], f"{p['name']} ({p['address']['city']})")
+                      for p in found["items"])
+        after = found["nextCursor"]
+        if not after:
+            return {"municipalities": municipalities, "points": points}
+
+
+def organisation_name_of(page, identity):
+    """The name of the organisation a staff member signs in for, once at sign-in: the
+    municipality's name, the support point's name, the role's name for a national role; None
+    when the platform does not know the municipality or support point."""
+    if identity["role"] == "municipality":
+        return next((m["name"] for m in page.graphql(operations.MUNICIPALITIES)[
+            "municipalities"] if m["code"] == identity["municipality"]), None)
+    if identity["role"] == "support_point":
+        try:
+            point = page.graphql(operations.POINT_NAME, {"id": identity["support_point"]})[
+                "supportPoint"]
+        except OperationRefused:   # not an id at all
+            return None
+        return point and point["name"]
+    return ROLE_NAMES[identity["role"]]
 
 
 def sign_in_with_provider(page):
@@ -90,7 +153,12 @@ def sign_in_callback(page):
         return page.redirect(SIGN_IN)
     def complete(session, answer):
         identity = provider.complete_staff(session, answer)
-        return {**identity, "next": _landing(identity["next"], identity["role"])}
+        try:   # the organisation's name, or its code when the platform cannot tell
+            named = organisation_name_of(page, identity)
+        except ServiceDown:
+            named = None
+        return {**identity, "organisation_name": named or "",
+                "next": _landing(identity["next"], identity["role"])}
 
     return complete_sign_in(page, complete, "staff_sign_in.html", provider, HOME)
 

@@ -116,12 +116,13 @@ ACTION_NAMES = {
 
 
 def organisation_name(staff):
-    """Which organisation a signed-in staff member works for, in words."""
-    role = staff.get("role")
+    """Which organisation a signed-in staff member works for, in words: by the name looked
+    up at sign-in ("gemeente Apeldoorn", a support point's name), by its code without one."""
+    role, named = staff.get("role"), staff.get("organisation_name")
     if role == "municipality":
-        return f"gemeente {staff.get('municipality')}"
+        return f"gemeente {named or staff.get('municipality')}"
     if role == "support_point":
-        return f"steunpunt {staff.get('support_point')}"
+        return named or f"steunpunt {staff.get('support_point')}"
     return ROLE_NAMES.get(role, role or "").lower()
 
 

@@ -169,7 +169,11 @@ def personal_data_access(page):
     """Wie heeft uw gegevens bekeken: every read of the caregiver's data by someone else."""
     page.require_sign_in()
     reads = page.graphql(operations.MY_PERSONAL_DATA_ACCESS)["myPersonalDataAccess"]
-    return page.render("personal_data_access.html", reads=reads)
+    names = {}   # the municipalities by name, as the staff pages show them
+    if reads:
+        names = {m["code"]: m["name"]
+                 for m in page.graphql(operations.MUNICIPALITIES)["municipalities"]}
+    return page.render("personal_data_access.html", reads=reads, names=names)
 
 
 def renew_code(page):

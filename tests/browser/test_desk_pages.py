@@ -66,12 +66,23 @@ def sign_in_as_staff(page, checked, organisation, name, screenshots=False):
     assert "/medewerkers/inloggen" in page.url   # signed out: first the sign-in
     if screenshots:
         checked(page, "medewerkers inloggen")
+        page.get_by_role("button", name="Verder").click()
+        assert page.locator("#fout-rol").is_visible()
+        checked(page, "medewerkers inloggen zonder rol")
+    page.get_by_label("Rol").select_option("municipality")
+    page.get_by_role("button", name="Verder").click()
+    # the second step: every municipality by name, its CBS code the value
+    options = page.locator("#veld-organisatie option")
+    assert options.count() == 343   # 342 municipalities and "Kies uw gemeente"
+    assert page.locator(f"#veld-organisatie option[value='{AMERSFOORT}']").inner_text() \
+        == "Amersfoort"
+    if screenshots:
+        checked(page, "medewerkers inloggen gemeente kiezen")
         page.get_by_role("button", name="Inloggen").click()
-        for field in ("rol", "naam"):
+        for field in ("organisatie", "naam"):
             assert page.locator(f"#fout-{field}").is_visible(), field
         checked(page, "medewerkers inloggen met fouten")
-    page.get_by_label("Rol").select_option("municipality")
-    page.get_by_label("Organisatie").fill(organisation)
+    page.get_by_label("Organisatie").select_option(organisation)
     page.get_by_label("Naam").fill(name)
     page.get_by_role("button", name="Inloggen").click()
     assert page.url.endswith("/medewerkers/aanvragen"), page.url
@@ -80,7 +91,8 @@ def sign_in_as_staff(page, checked, organisation, name, screenshots=False):
 def test_the_employee_finds_the_request_in_the_queue(desk, checked, gql):
     page = desk["employee"]
     sign_in_as_staff(page, checked, AMERSFOORT, "Sam de Jong", screenshots=True)
-    assert "Ingelogd als Sam de Jong voor gemeente GM0307" in page.inner_text("header")
+    # by name, looked up once at sign-in
+    assert "Ingelogd als Sam de Jong voor gemeente Amersfoort" in page.inner_text("header")
     checked(page, "aanvragen")
     link = page.get_by_role("link", name=desk["reference"])
     assert link.count() == 1
@@ -103,7 +115,7 @@ def test_opening_the_request_shows_the_applicant_and_the_caregiver_sees_it(desk,
     main = page.inner_text("main")
     assert "Anna de Vries" in main and desk["recipient"] in main and "3812 AB" in main
     assert "minder uren per week" in main and "niet lang genoeg" in main
-    assert "Ingelogd als Sam de Jong" in page.inner_text("header")
+    assert "Ingelogd als Sam de Jong voor gemeente Amersfoort" in page.inner_text("header")
     checked(page, "aanvraag")
     assert [(a["organisation"], a["what"]) for a in accesses(gql, desk)] == [
         (AMERSFOORT, f"aanvraag {desk['reference']} bekeken")]
@@ -114,7 +126,7 @@ def test_opening_the_request_shows_the_applicant_and_the_caregiver_sees_it(desk,
     caregiver.get_by_role("button", name="Inloggen").click()
     caregiver.get_by_role("link", name="Wie heeft uw gegevens bekeken").click()
     shown = caregiver.inner_text("main")
-    assert "Gemeente GM0307" in shown and f"Aanvraag {desk['reference']} bekeken" in shown
+    assert "Gemeente Amersfoort" in shown and f"Aanvraag {desk['reference']} bekeken" in shown
     checked(caregiver, "wie heeft uw gegevens bekeken")
 
 

@@ -31,6 +31,8 @@ UPDATE = """mutation($id: ID!, $input: SupportPointInput!, $v: Int!) {
   updateSupportPoint(id: $id, input: $input, expectedVersion: $v) { version } }"""
 POINT = "query($id: ID!) { supportPoint(id: $id) { version phone name } }"
 CLAIM = "query($id: ID!) { travelClaim(id: $id) { status } }"
+ROLE_WORDS = {"fund": "fonds", "campaign": "campagneteam", "municipality": "gemeente",
+              "support_point": "steunpunt", "partner": "partner"}
 CODE = "query($r: String!) { declaration(reference: $r) { verificationCode token } }"
 
 
@@ -65,11 +67,22 @@ def desks(browser, platform, gql, municipalities, pc4_areas):
         made.close()
 
 
-def sign_in(page, role, organisation, name, goal):
+def sign_in(page, role, organisation, name, goal, checked=None, municipality=None):
+    """Signs in with the development form: the role, then the organisation by name (a
+    support point after its ``municipality``), the name; ``checked`` checks each step."""
     page.goto(goal)
     assert "/medewerkers/inloggen" in page.url
     page.get_by_label("Rol").select_option(role)
-    page.get_by_label("Organisatie").fill(organisation)
+    page.get_by_role("button", name="Verder").click()
+    if municipality:
+        page.get_by_label("Gemeente van uw steunpunt").select_option(municipality)
+        page.get_by_role("button", name="Steunpunten tonen").click()
+    if checked:
+        checked(page, f"medewerkers inloggen {ROLE_WORDS[role]}")
+    if organisation:
+        page.get_by_label("Organisatie").select_option(organisation)
+    else:   # a national role picks no organisation
+        assert page.get_by_label("Organisatie").count() == 0
     page.get_by_label("Naam").fill(name)
     page.get_by_role("button", name="Inloggen").click()
     assert urlparse(page.url).path == goal, page.url
@@ -87,12 +100,26 @@ def error_shown(page, field):
 
 def test_the_fund_sees_held_claims_first_with_why_in_dutch(desks, checked):
     page = desks["fund_a"]
-    sign_in(page, "fund", "", "Fenna Fonds", "/medewerkers/reiskosten")
+    sign_in(page, "fund", "", "Fenna Fonds", "/medewerkers/reiskosten", checked)
+    assert "Fenna Fonds voor reiskostenfonds" in page.inner_text("header")
     main = page.inner_text("main")
     assert main.index("Aangehouden") < main.index("Ingediend (")
     assert "de afstand lijkt niet te kloppen" in main and "Opgegeven is 200 km" in main
     assert "implausible" not in main
     checked(page, "fonds declaraties")
+    # each list pages on its own: after the claim just submitted, the next page of the
+    # submitted ones leaves the held ones as they are and leads back to the first page
+    page.goto(f"/medewerkers/reiskosten?ingediend_na={desks['waiting']}")
+    assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['held']}']").count() == 1
+    assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['waiting']}']").count() == 0
+    assert "Ingediend, vervolg" in page.inner_text("main")
+    pages = page.get_by_role("navigation", name="Pagina's van de ingediende declaraties")
+    checked(page, "fonds declaraties vervolg")
+    pages.get_by_role("link", name="Eerste pagina").click()
+    assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['waiting']}']").count() == 1
+    answer = page.goto("/medewerkers/reiskosten?aangehouden_na=onbekend")   # no claim's id
+    assert answer.status == 200
+    assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['held']}']").count() == 1
     refused = page.goto("/medewerkers/aanvragen")   # the municipality's queue is not the fund's
     assert refused.status == 403 and "niet voor uw rol" in page.inner_text("main")
     checked(page, "pagina van een andere rol")
@@ -264,7 +291,10 @@ def test_a_regional_campaign_is_created_opted_out_of_and_launched(desks, checked
 
 def test_a_support_point_edits_its_entry_and_a_change_first_is_explained(desks, checked, gql):
     page = desks["support_point"]
-    sign_in(page, "support_point", desks["point"], "Sanne Steunpunt", "/medewerkers/steunpunt")
+    sign_in(page, "support_point", desks["point"], "Sanne Steunpunt", "/medewerkers/steunpunt",
+            checked, municipality=AMERSFOORT)
+    # the support point by its name, looked up once at sign-in
+    assert f"Sanne Steunpunt voor {desks['point_input']['name']}" in page.inner_text("header")
     assert desks["point_input"]["name"] in page.inner_text("main")
     checked(page, "steunpunt")
     page.get_by_label("Postcode").fill("")

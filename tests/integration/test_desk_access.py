@@ -4,7 +4,7 @@ shows nothing of the page; someone not signed in is sent to the staff sign-in.""
 import pytest
 import requests
 
-from tests.integration.test_web_session import csrf_of
+from tests.integration.test_web_session import staff_csrf
 from tests.support import eventually, token
 
 MUNICIPALITY = "GM0344"   # Utrecht
@@ -53,9 +53,8 @@ def signed_in(platform, organisations):
     sessions = {}
     for role in ROLES:
         browser = requests.Session()
-        form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
         answer = browser.post(f"{site}/medewerkers/inloggen", data={
-            "csrf_token": csrf_of(form.text), "rol": role,
+            "csrf_token": staff_csrf(browser, site), "rol": role,
             "organisatie": organisations.get(role, ""), "naam": f"Medewerker {role}"},
             allow_redirects=False, timeout=10)
         assert answer.status_code == 303, (role, answer.text)

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from gateway.web.staff import development_subject
-from tests.integration.test_web_session import csrf_of
+from tests.integration.test_web_session import csrf_of, staff_csrf
 from tests.support import Caregiver, eventually, token
 
 CODE = "query($r: String!) { declaration(reference: $r) { verificationCode } }"
@@ -28,9 +28,8 @@ def issued(gql, municipalities):
 
 def partner_page(site, name):
     browser = requests.Session()
-    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
     answer = browser.post(f"{site}/medewerkers/inloggen", data={
-        "csrf_token": csrf_of(form.text), "rol": "partner", "organisatie": "", "naam": name},
+        "csrf_token": staff_csrf(browser, site), "rol": "partner", "organisatie": "", "naam": name},
         allow_redirects=False, timeout=10)
     assert answer.status_code == 303
 

@@ -5,11 +5,17 @@ import re
 import pytest
 import requests
 
-from tests.support import eventually, random_bsn
+from tests.support import eventually, random_bsn, token
 
 
 def csrf_of(html):
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def staff_csrf(browser, site):
+    """The CSRF token of a browser session, from the staff sign-in's second step (the first
+    step, the role, is a form without one: it changes nothing)."""
+    return csrf_of(browser.get(f"{site}/medewerkers/inloggen?rol=fund", timeout=10).text)
 
 
 @pytest.fixture
@@ -103,9 +109,9 @@ def test_a_wrong_bsn_is_never_sent_back(site):
 
 def staff_sign_in(site, role="municipality", organisation="GM0344", name="Sam de Jong"):
     browser = requests.Session()
-    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    csrf = staff_csrf(browser, site)
     answer = browser.post(f"{site}/medewerkers/inloggen", data={
-        "csrf_token": csrf_of(form.text), "rol": role, "organisatie": organisation,
+        "csrf_token": csrf, "rol": role, "organisatie": organisation,
         "naam": name}, allow_redirects=False, timeout=10)
     return browser, answer
 
@@ -142,7 +148,8 @@ def test_a_staff_member_signs_in_for_an_organisation_and_out_on_the_server(site,
     assert answer.headers["Location"] == "/medewerkers/aanvragen"
     queue = browser.get(f"{site}/medewerkers/aanvragen", allow_redirects=False, timeout=10)
     assert queue.status_code == 200
-    assert "Sam de Jong" in queue.text and "gemeente GM0344" in queue.text
+    # the organisation by name, looked up once at sign-in
+    assert "Sam de Jong</strong> voor <strong>gemeente Utrecht" in queue.text
     assert re.search(r"max-age=900\b", answer.headers["Set-Cookie"], re.IGNORECASE)
     # a staff session is no caregiver's
     assert browser.get(f"{site}/verklaringen", allow_redirects=False,
@@ -158,9 +165,9 @@ def test_a_staff_member_signs_in_for_an_organisation_and_out_on_the_server(site,
 def test_signing_in_anew_ends_the_session_before(site):
     browser, _ = sign_in(site, random_bsn())
     copied = browser.cookies["mantelzorg_sessie"]
-    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    csrf = staff_csrf(browser, site)
     answer = browser.post(f"{site}/medewerkers/inloggen", data={
-        "csrf_token": csrf_of(form.text), "rol": "fund", "organisatie": "", "naam": "Fonds"},
+        "csrf_token": csrf, "rol": "fund", "organisatie": "", "naam": "Fonds"},
         allow_redirects=False, timeout=10)
     assert answer.status_code == 303
     replayed = requests.get(f"{site}/verklaringen", cookies={"mantelzorg_sessie": copied},
@@ -173,12 +180,15 @@ def test_signing_in_anew_ends_the_session_before(site):
     ({"rol": "municipality", "organisatie": "", "naam": "Sam"}, "organisatie"),
     ({"rol": "municipality", "organisatie": "Utrecht", "naam": "Sam"}, "organisatie"),
     ({"rol": "caregiver", "organisatie": "", "naam": "Sam"}, "rol"),
-    ({"rol": "fund", "organisatie": "", "naam": ""}, "naam")])
-def test_the_staff_sign_in_names_what_is_wrong(site, data, field):
+    ({"rol": "fund", "organisatie": "", "naam": ""}, "naam"),
+    ({"rol": "municipality", "organisatie": "GM9999", "naam": "Sam"}, "organisatie"),
+    ({"rol": "support_point", "organisatie": "", "naam": "Sam"}, "gemeente"),
+    ({"rol": "support_point", "organisatie": "onbekend", "naam": "Sam"}, "gemeente")])
+def test_the_staff_sign_in_names_what_is_wrong(site, utrecht_known, data, field):
     browser = requests.Session()
-    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    csrf = staff_csrf(browser, site)
     answer = browser.post(f"{site}/medewerkers/inloggen",
-                          data={"csrf_token": csrf_of(form.text), **data}, allow_redirects=False,
+                          data={"csrf_token": csrf, **data}, allow_redirects=False,
                           timeout=10)
     assert answer.status_code == 400
     assert f'id="fout-{field}"' in answer.text
@@ -195,8 +205,62 @@ def test_staff_pages_of_another_role_answer_the_refusal_page(site):
     assert refused.status_code == 403 and "niet voor uw rol" in refused.text
     # only staff pages after signing in, never another site
     browser = requests.Session()
-    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    csrf = staff_csrf(browser, site)
     answer = browser.post(f"{site}/medewerkers/inloggen", data={
-        "csrf_token": csrf_of(form.text), "rol": "municipality", "organisatie": "GM0344",
+        "csrf_token": csrf, "rol": "municipality", "organisatie": "GM0344",
         "naam": "Sam", "volgende": "//evil.example/phish"}, allow_redirects=False, timeout=10)
     assert answer.headers["Location"] == "/medewerkers/aanvragen"
+
+
+REGISTER = """mutation($input: SupportPointInput!) { registerSupportPoint(input: $input) {
+  id version } }"""
+RENAME = """mutation($id: ID!, $input: SupportPointInput!, $v: Int!) {
+  updateSupportPoint(id: $id, input: $input, expectedVersion: $v) { version } }"""
+
+
+def test_the_sign_in_offers_the_organisations_by_name_in_steps(site, gql, utrecht_known):
+    first = requests.get(f"{site}/medewerkers/inloggen", timeout=10)
+    assert 'name="rol"' in first.text and 'name="organisatie"' not in first.text
+    no_role = requests.get(f"{site}/medewerkers/inloggen?rol=", timeout=10)
+    assert no_role.status_code == 400 and 'id="fout-rol"' in no_role.text
+    municipality = requests.get(f"{site}/medewerkers/inloggen?rol=municipality", timeout=10)
+    options = re.findall(r'<option value="(GM\d{4})"[^>]*>([^<]+)</option>', municipality.text)
+    assert len(options) == 342 and ("GM0344", "Utrecht") in options
+    listed = gql("query { municipalities { code } }")["data"]["municipalities"]
+    assert [code for code, _ in options] == [m["code"] for m in listed]   # by name
+    national = requests.get(f"{site}/medewerkers/inloggen?rol=fund", timeout=10)
+    assert 'name="organisatie"' not in national.text and 'name="naam"' in national.text
+
+
+def test_a_support_point_is_picked_by_name_and_the_name_kept_in_the_session(site, gql,
+                                                                          utrecht_known):
+    name = f"Steunpunt Domplein {random_bsn()[:4]}"
+    point = {"name": name, "kind": "LOCAL", "municipalityCode": "GM0344",
+             "address": {"street": "Domplein", "houseNumber": "4", "postcode": "3512 JC",
+                         "city": "Utrecht"}, "areas": ["INFORMATION"]}
+    made = gql(REGISTER, {"input": point}, token=token("admin"))
+    assert "errors" not in made, made
+    point_id = made["data"]["registerSupportPoint"]["id"]
+    pick = requests.get(f"{site}/medewerkers/inloggen?rol=support_point", timeout=10)
+    assert 'name="gemeente"' in pick.text and 'name="organisatie"' not in pick.text
+    listed = requests.get(f"{site}/medewerkers/inloggen?rol=support_point&gemeente=GM0344",
+                          timeout=10)
+    assert re.search(rf'<option value="{point_id}"[^>]*>{name} \(Utrecht\)</option>',
+                     listed.text), listed.text[-3000:]
+    for unknown in ("onbekend", "0123456789abcdef01234567"):   # the list again, with why
+        browser = requests.Session()
+        refused = browser.post(f"{site}/medewerkers/inloggen", data={
+            "csrf_token": staff_csrf(browser, site), "rol": "support_point",
+            "gemeente": "GM0344", "organisatie": unknown, "naam": "Sanne"}, timeout=10)
+        assert refused.status_code == 400 and 'id="fout-organisatie"' in refused.text
+        assert f'<option value="{point_id}"' in refused.text and unknown not in refused.text
+    browser, answer = staff_sign_in(site, "support_point", point_id, "Sanne")
+    assert answer.status_code == 303, answer.text
+    page = browser.get(f"{site}/medewerkers/steunpunt", timeout=10)
+    assert f"Sanne</strong> voor <strong>{name}</strong>" in page.text
+    # renamed after sign-in: the header keeps the name read then, no page asks again
+    renamed = gql(RENAME, {"id": point_id, "v": made["data"]["registerSupportPoint"]["version"],
+                           "input": {**point, "name": name + " Oost"}}, token=token("admin"))
+    assert "errors" not in renamed, renamed
+    header = browser.get(f"{site}/medewerkers/steunpunt", timeout=10).text.split("</header>")[0]
+    assert f"voor <strong>{name}</strong>" in header

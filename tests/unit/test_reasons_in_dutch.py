@@ -1,6 +1,6 @@
 """The pages' own logic without a platform: the fund's reasons in Dutch for caregivers and staff, an allocation share
 in a sentence, the QR code's link to the check page, and telling a token signed with a
-published key from a forged one."""
+published key from a forged one; the fund's claim lists paged each on its own."""
 import base64
 
 import jwt
@@ -133,3 +133,50 @@ def test_a_claim_the_payout_file_could_not_carry_says_so_in_dutch():
                          "cannot carry; the fund's staff contact the caregiver") == [
         "Niet betaald: de naam van de rekeninghouder heeft tekens die een bankoverschrijving "
         "niet kan meenemen.", "Neem contact op met de mantelzorger."]
+
+
+class ClaimsPage:
+    """Enough of a page for the fund's claim lists: the query asked, a list of claims
+    answered for each status, and what the page would show."""
+
+    def __init__(self, args, held, waiting):
+        self.request = type("Request", (), {"args": args})()
+        self.answers = {"held": held, "waiting": waiting}
+        self.asked = []
+
+    def require_staff(self, *roles):
+        assert roles == ("fund",)
+
+    def graphql(self, query, variables):
+        self.asked.append(variables)
+        first = variables["first"]
+        return {name: rows[:first] for name, rows in self.answers.items()}
+
+    def render(self, template, **values):
+        return values
+
+
+def test_the_fund_pages_each_claim_list_on_its_own():
+    from gateway.web.desks import fund
+
+    def rows(prefix, count):
+        return [{"id": f"{prefix}{n:03}", "reason": None} for n in range(count)]
+
+    page = ClaimsPage({"ingediend_na": "w100"}, rows("h", 3), rows("w", fund.LIST_SIZE + 5))
+    shown = fund.claims(page)
+    assert page.asked == [{"first": fund.LIST_SIZE + 1, "heldAfter": None,
+                           "waitingAfter": "w100"}]
+    assert len(shown["waiting"]["rows"]) == fund.LIST_SIZE
+    last = shown["waiting"]["rows"][-1]["id"]
+    # the next page of the submitted claims; the held ones stay on their (first) page
+    assert shown["waiting"]["next_page"] == f"/medewerkers/reiskosten?ingediend_na={last}"
+    assert shown["waiting"]["first_page"] == "/medewerkers/reiskosten"
+    assert shown["held"]["next_page"] is None and len(shown["held"]["rows"]) == 3
+
+    page = ClaimsPage({"aangehouden_na": "h007", "ingediend_na": "w100"},
+                      rows("h", fund.LIST_SIZE + 1), rows("w", 1))
+    shown = fund.claims(page)
+    assert shown["held"]["next_page"] == (
+        f"/medewerkers/reiskosten?aangehouden_na=h{fund.LIST_SIZE - 1:03}&ingediend_na=w100")
+    assert shown["held"]["first_page"] == "/medewerkers/reiskosten?ingediend_na=w100"
+    assert shown["waiting"]["next_page"] is None

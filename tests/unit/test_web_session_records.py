@@ -8,6 +8,7 @@ import pytest
 from common.crypto import DataCipher
 from gateway.storage import GatewayStore
 from gateway.web.session import SessionCodec, SessionRecords
+from gateway.web.texts import organisation_name
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,19 @@ def test_a_session_ends_on_the_server_when_signed_out_or_idle(store):
 
     assert not records.still_open(codec.load(""))          # no session, nothing open
     assert caregiver.session_id not in str(list(store["web_sessions"].find()))
+
+
+@pytest.mark.parametrize("identity, shown", [
+    ({"role": "municipality", "municipality": "GM0200", "organisation_name": "Apeldoorn"},
+     "gemeente Apeldoorn"),
+    ({"role": "support_point", "support_point": "p1", "organisation_name": "Steunpunt Noord"},
+     "Steunpunt Noord"),
+    ({"role": "fund", "organisation_name": "Reiskostenfonds"}, "reiskostenfonds"),
+    # signed in through a provider while the registry could not tell: the code stands in
+    ({"role": "municipality", "municipality": "GM0200", "organisation_name": ""},
+     "gemeente GM0200")])
+def test_the_sealed_session_keeps_the_organisations_name_from_the_sign_in(identity, shown):
+    codec = SessionCodec(DataCipher([("k1", secrets.token_bytes(32))]))
+    staff = codec.load("")
+    staff.sign_in_staff(sub="staff-1", name="Anna Jansen", **identity)
+    assert organisation_name(codec.load(codec.dump(staff))) == shown

@@ -3,6 +3,7 @@ Dutch, then those just submitted), one claim with its trips and history, approvi
 rejecting it with a reason; payout batches proposed by one fund member and released by
 another (four eyes), and the released batch's SEPA file."""
 from decimal import Decimal
+from urllib.parse import quote
 
 from nameko.exceptions import RpcTimeout, UnknownService
 from werkzeug.wrappers import Response
@@ -18,15 +19,41 @@ from gateway.web.views import not_found
 FUND = ("fund",)
 CLAIMS = STAFF_PAGES + "/reiskosten"
 PAYOUTS = STAFF_PAGES + "/uitbetalingen"
-LIST_SIZE = 100
+LIST_SIZE = 50   # claims of each list on one page
+# The query parameter that pages each list: the id of the last claim of the page before.
+PAGED = {"held": "aangehouden_na", "waiting": "ingediend_na"}
 
 
 def claims(page):
+    """Both lists, each paged on its own (the other list stays on its page)."""
     page.require_staff(*FUND)
-    found = page.graphql(operations.CLAIMS_TO_REVIEW, {"first": LIST_SIZE})
-    held = [{**c, "why": claim_reasons(c["reason"])} for c in found["held"]]
-    return page.render("desk_claims.html", held=held, waiting=found["waiting"],
+    after = {name: page.request.args.get(param) or None for name, param in PAGED.items()}
+    try:
+        found = page.graphql(operations.CLAIMS_TO_REVIEW, {
+            "first": LIST_SIZE + 1, "heldAfter": after["held"],
+            "waitingAfter": after["waiting"]})
+    except OperationRefused:   # a cursor that is no claim's id: the first pages
+        after = dict.fromkeys(PAGED)
+        found = page.graphql(operations.CLAIMS_TO_REVIEW, {"first": LIST_SIZE + 1})
+    lists = {}
+    for name in PAGED:
+        rows = found[name][:LIST_SIZE]
+        more = len(found[name]) > LIST_SIZE
+        lists[name] = {"rows": rows, "after": after[name],
+                       "first_page": _claims_address(after, name, None),
+                       "next_page": _claims_address(after, name, rows[-1]["id"]) if more
+                       else None}
+    for claim in lists["held"]["rows"]:
+        claim["why"] = claim_reasons(claim["reason"])
+    return page.render("desk_claims.html", held=lists["held"], waiting=lists["waiting"],
                        list_size=LIST_SIZE)
+
+
+def _claims_address(after, name, cursor):
+    """The claims page with list ``name`` after ``cursor`` and the other list as it is."""
+    chosen = {**after, name: cursor}
+    query = "&".join(f"{PAGED[n]}={quote(c)}" for n, c in chosen.items() if c)
+    return f"{CLAIMS}?{query}" if query else CLAIMS
 
 
 def _claim(page, claim_id):

@@ -6,9 +6,10 @@ CLAIM_ROW = "id status declarationReference amountEuros reason submittedAt"
 
 # The fund's work list: claims on hold first, then those just submitted.
 CLAIMS_TO_REVIEW = """
-query ClaimsToReview($first: Int) {
-  held: travelClaims(status: ON_HOLD, first: $first) { """ + CLAIM_ROW + """ }
-  waiting: travelClaims(status: SUBMITTED, first: $first) { """ + CLAIM_ROW + """ }
+query ClaimsToReview($first: Int, $heldAfter: String, $waitingAfter: String) {
+  held: travelClaims(status: ON_HOLD, first: $first, after: $heldAfter) { """ + CLAIM_ROW + """ }
+  waiting: travelClaims(status: SUBMITTED, first: $first, after: $waitingAfter) {
+    """ + CLAIM_ROW + """ }
 }"""
 
 CLAIM = """
