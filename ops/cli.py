@@ -15,8 +15,8 @@ from common import crypto
 from common.errors import BadUserInput
 from common.events import event_type
 from common.logging import quiet_libraries
-from common.messaging import (declare_topology, list_dead_letters, missing_queues,
-                              replay_dead_letters)
+from common.dead_letters import list_dead_letters, replay_dead_letters
+from common.topology import declare_topology, missing_queues
 from gateway.auth import issue_development_token
 from ops import reference
 from ops.broker import BrokerMissing, ensure_broker

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from common import config as settings
+from common.calls import SignedClusterRpcProxy
 from common.config import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,8 +146,13 @@ class Platform:
         return f"http://127.0.0.1:{port}"
 
     def rpc(self, timeout=10, context_data=None):
+        """The operator's RPC client of this platform: every call signed with the operator's
+        key (MANTELZORG_OPERATOR_CALL_KEY; in development the key of the data folder)."""
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
-        return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=timeout, context_data=context_data)
+        config = {"AMQP_URI": amqp, "DATA_DIR": settings.setting(
+            None, "MANTELZORG_DATA_DIR", ".data", environ=self.environ)}
+        return SignedClusterRpcProxy(config, timeout=timeout, context_data=context_data,
+                                     environ=self.environ)
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the

@@ -4,12 +4,12 @@ they need."""
 import uuid
 from datetime import date
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 
+from common.calls import rpc
 from common import metrics
 from common.errors import BadUserInput, Forbidden
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.schemas.campaign import BagOrderInput, CampaignInput, PrintRunInput
 from common.service import PlatformService
 from common.storage import Storage, utcnow

@@ -1,14 +1,14 @@
 """The declaration service's entrypoints."""
 from datetime import date
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
+from common.calls import rpc
 from common import metrics
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
 from common.service import PlatformService

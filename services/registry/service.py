@@ -1,7 +1,7 @@
 """The registry service's entrypoints."""
-from nameko.rpc import rpc
 from pymongo.errors import DuplicateKeyError
 
+from common.calls import rpc
 from common.errors import BadUserInput, DomainError
 from common.limits import page_size
 from common.service import PlatformService

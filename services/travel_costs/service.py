@@ -5,14 +5,14 @@ from datetime import datetime, timedelta, timezone
 
 import eventlet
 from bson import ObjectId
-from nameko.rpc import RpcProxy, rpc
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from common.calls import RpcProxy, rpc
 from common import metrics
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, NotFound, Unavailable, bad_input_from_validation
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
 from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
 from common.storage import Storage, utcnow_millis
@@ -42,7 +42,8 @@ class TravelCostsService(PlatformService):
     keys = ServiceKeys()
     fund = FundConfiguration()
     # No publisher confirm per call: the reply is waited for anyway, with a timeout.
-    declaration = RpcProxy("declaration", use_confirms=False, retry_policy=CALL_RETRY_POLICY)
+    declaration = RpcProxy("declaration", ("DECLARATION_TIMEOUT_SECONDS", 10), use_confirms=False,
+                           retry_policy=CALL_RETRY_POLICY)
 
     # --- what the fund learns from other services -----------------------------------------
 
@@ -77,7 +78,7 @@ class TravelCostsService(PlatformService):
         return document and {"reference": document["_id"], "status": document["status"],
                              "valid_until": document["valid_until"]}
 
-    @rpc
+    @rpc(open=True)
     def health(self):
         """Also how many PC4 centroids the fund has: without them it refuses every claim."""
         return {**super().health(), "pc4_areas": self.store.pc4_area_count()}

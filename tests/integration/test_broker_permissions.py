@@ -8,7 +8,9 @@ import pytest
 from amqp.exceptions import AccessRefused
 from kombu import Connection
 
-from common.messaging import declare_topology, list_dead_letters
+from common.dead_letters import list_dead_letters
+
+from common.topology import declare_topology
 from ops import reference
 from ops.broker import create_user, create_vhost, delete_user, delete_vhost
 from ops.platform import PROCESSES

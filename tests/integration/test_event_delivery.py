@@ -10,9 +10,11 @@ from nameko.standalone.events import get_event_exchange
 
 from common import events
 from common.events import Envelope, Subscription, new_envelope
-from common.messaging import (CORRELATION_HEADER, Outbox, declare_topology, handles_event,
-                              list_dead_letters, publish, subscription_queue,
-                              subscription_queues)
+from common.consumers import handles_event
+from common.dead_letters import list_dead_letters
+from common.outbox import Outbox
+from common.publishing import CORRELATION_HEADER, publish
+from common.topology import declare_topology, subscription_queue, subscription_queues
 from common.storage import utcnow
 from ops import cli
 from ops.platform import process_named

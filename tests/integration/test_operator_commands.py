@@ -7,7 +7,7 @@ import pytest
 from kombu import Connection
 
 from common.events import Envelope, Subscription
-from common.messaging import declare_topology, subscription_queues
+from common.topology import declare_topology, subscription_queues
 from ops import cli
 from ops.broker import create_vhost, delete_vhost
 

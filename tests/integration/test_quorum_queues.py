@@ -10,7 +10,7 @@ import requests
 from kombu import Connection, Queue
 
 from common.events import SUBSCRIPTIONS
-from common.messaging import DEAD_LETTER_QUEUE, retry_delays_ms, retry_queue_name
+from common.topology import DEAD_LETTER_QUEUE, retry_delays_ms, retry_queue_name
 from ops.broker import management_url
 from tests.support import eventually
 from tests.unit.test_k8s import objects, platform_queues

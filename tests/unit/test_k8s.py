@@ -18,7 +18,7 @@ from nameko.containers import ServiceContainer
 from nameko.rpc import ReplyListener, RpcConsumer
 
 from common.events import CATALOGUE, SUBSCRIPTIONS
-from common.messaging import DEAD_LETTER_QUEUE, subscription_queues
+from common.topology import DEAD_LETTER_QUEUE, subscription_queues
 from ops.platform import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
