@@ -67,7 +67,7 @@ class ReliableEventHandler(EventHandler):
         self.retry_delays = retry_delays_ms(self.container.config)
         self.connection = broker(self.container.config)
         self.publishers = trusted_publishers(self.container.config, self.source_service, service)
-        declare_topology(self.container.config, [self.subscription])
+        declare_topology(self.container.config, [self.subscription], consumer=True)
         # Every outcome's series exists from the start at 0: an alert on
         # increase(...dead_lettered...) also sees the first event a process parks.
         for outcome in EVENT_OUTCOMES:

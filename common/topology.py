@@ -11,8 +11,9 @@ declaring them.
 - ``<that queue>.retry.<ms>ms``: one queue per retry delay, which holds a failed event for
   its delay (the queue's TTL, so the oldest is always the first due) and then hands it back
   to the subscription's queue through the consumer's retry exchange;
-- ``mantelzorg.dead-letters``: a fanout exchange and its queue, for events that failed
-  EVENT_MAX_ATTEMPTS times.
+- ``mantelzorg.dead-lettering``: a fanout exchange every consumer parks events in, and the
+  queue ``mantelzorg.dead-letters`` bound to it, which only the operator reads: events that
+  failed EVENT_MAX_ATTEMPTS times, or that were not published by their owner.
 
 No process publishes to the default exchange: it reaches every queue by name.
 
@@ -28,6 +29,8 @@ from common import config as settings
 from common import events
 
 DEAD_LETTER_QUEUE = "mantelzorg.dead-letters"
+# Its own name: a broker permission's pattern does not tell an exchange from a queue.
+DEAD_LETTER_EXCHANGE = "mantelzorg.dead-lettering"
 DEFAULT_MAX_ATTEMPTS = 14
 DEFAULT_RETRY_DELAY_MS = 1000
 DEFAULT_RETRY_MAX_DELAY_MS = 120_000
@@ -48,7 +51,7 @@ def retry_delays_ms(config=None):
 
 
 def dead_letter_exchange():
-    return Exchange(DEAD_LETTER_QUEUE, type="fanout", durable=True)
+    return Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
 
 
 def dead_letter_queue():
@@ -87,14 +90,21 @@ def subscription_queues(entry, config=None):
     return (subscription_queue(entry, config), *retries)
 
 
-def declare_topology(config=None, entries=None):
+def declare_topology(config=None, entries=None, consumer=False):
     """Declare the consumers' queues (every subscription's, or those of ``entries``) with
     their retry queues, and the dead-letter queue, so that no event published before its
-    consumer first started is dropped by the exchange."""
+    consumer first started is dropped by the exchange. A ``consumer`` declaring its own
+    declares the dead-letter queue only where its broker user may (the operator's
+    declare-queues does so everywhere else)."""
     entries = events.SUBSCRIPTIONS if entries is None else entries
     with broker(config) as connection:
         channel = connection.channel()
-        dead_letter_queue()(channel).declare()
+        dead_letter_exchange()(channel).declare()
+        try:
+            dead_letter_queue()(connection.channel()).declare()
+        except ChannelError:
+            if not consumer:
+                raise
         for entry in entries:
             retry_exchange(entry.consumer)(channel).declare()
             for queue in subscription_queues(entry, config):

@@ -42,12 +42,20 @@ def users(amqp_uri):
         delete_vhost(base, vhost)
 
 
+def broker_users_setting(users):
+    """BROKER_USERS of the processes that each connect with their own user."""
+    names = {**{process.name: k8s_name(process) for process in PROCESSES}, "operator": "operator"}
+    return ",".join(f"{name}={Connection(users[user]).userid}" for name, user in names.items())
+
+
 @pytest.fixture(scope="module")
 def restricted_platform(users, tmp_path_factory):
     """The operator's user declares the queues (as the declare-queues Job does) and makes
     the calls of the tests; each process runs with its own user."""
     declare_topology({"AMQP_URI": users["operator"]})
-    own_users = {process.name: {"AMQP_URI": users[k8s_name(process)]} for process in PROCESSES}
+    own_users = {process.name: {"AMQP_URI": users[k8s_name(process)],
+                                "BROKER_USERS": broker_users_setting(users)}
+                 for process in PROCESSES}
     with running_platform(users["operator"], tmp_path_factory, own_users) as running:
         yield running
 
