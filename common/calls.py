@@ -355,31 +355,42 @@ class RpcProxy(nameko.rpc.RpcProxy):
                                      user_id=connection_user(config), **self.options)
 
 
-class SignedClusterRpcProxy(ClusterRpcProxy):
+class EnvelopedClusterRpcProxy(ClusterRpcProxy):
+    """nameko's standalone proxy whose calls carry the headers of ``envelope(service, method,
+    args, kwargs, inherited)``; ``options`` go to the publisher (``user_id``)."""
+
+    def __init__(self, config, envelope, timeout=None, options=None, **kwargs):
+        super().__init__(config, timeout=timeout, **kwargs)
+        self._proxy = SignedClusterProxy(self._worker_ctx, self._reply_listener, envelope,
+                                         options or {})
+
+
+class SignedClusterRpcProxy(EnvelopedClusterRpcProxy):
     """The operator's proxy (the ``mantelzorg`` command, tests, benchmarks): every call
     signed with the operator's key, binding its arguments; ``with`` gives the proxy."""
 
     def __init__(self, config, timeout=None, environ=None, **kwargs):
-        super().__init__(config, timeout=timeout, **kwargs)
         signer = CallSigner.load("operator", config, environ)
         seconds = timeout or 60
 
-        def envelope(service, method, args, kwargs, _inherited):
-            return signer.headers(service, method, seconds, args=args, kwargs=kwargs)
+        def envelope(service, method, args, kwargs_, _inherited):
+            return signer.headers(service, method, seconds, args=args, kwargs=kwargs_)
 
-        self._proxy = SignedClusterProxy(self._worker_ctx, self._reply_listener, envelope)
+        super().__init__(config, envelope, timeout=timeout, **kwargs)
 
 
 class SignedClusterProxy:
-    def __init__(self, worker_ctx, reply_listener, envelope):
+    def __init__(self, worker_ctx, reply_listener, envelope, options):
         self._worker_ctx = worker_ctx
         self._reply_listener = reply_listener
         self._envelope = envelope
+        self._options = options
 
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        return EnvelopedServiceProxy(self._worker_ctx, name, self._reply_listener, self._envelope)
+        return EnvelopedServiceProxy(self._worker_ctx, name, self._reply_listener,
+                                     self._envelope, **self._options)
 
     def __getitem__(self, name):
         return getattr(self, name)
