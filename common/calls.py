@@ -170,8 +170,7 @@ class CallIdentities(SharedExtension):
         name = f"{self.service}.{method}"
         direct = claims["aud"] == self.service and claims["mth"] == method
         # passed on by the service it was made for, from that service's broker user
-        onward = name in claims.get("onw", ()) and claims["aud"] in self.users \
-            and user_id == self.users[claims["aud"]]
+        onward = name in claims.get("onw", ()) and user_id == self.users[claims["aud"]]
         if claims["iss"] != issuer or not (direct or onward) \
                 or claims["jti"] != headers.get(f"nameko.{CALL_ID_KEY}"):
             raise CallRefused("binding", Unauthenticated("the call's assertion is for "

@@ -2,7 +2,7 @@
 queue it came from, through that consumer's retry exchange."""
 from common.consumers import (ATTEMPTS_HEADER, ERROR_HEADER, FAILED_AT_HEADER, ORIGIN_HEADER,
                               REFUSED_HEADER)
-from common.events import SUBSCRIPTIONS
+from common import events
 from common.publishing import broker_users, publish
 from common.topology import broker, dead_letter_queue, retry_exchange
 
@@ -40,7 +40,7 @@ def list_dead_letters(config=None):
 
 
 def _consumer_of(queue):
-    return next((entry.consumer for entry in SUBSCRIPTIONS if entry.queue == queue), None)
+    return next((entry.consumer for entry in events.SUBSCRIPTIONS if entry.queue == queue), None)
 
 
 def replay_dead_letters(config=None, event_ids=None):

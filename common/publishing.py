@@ -32,16 +32,25 @@ def connection_user(connection_or_config):
     return Connection(settings.amqp_uri(connection_or_config)).userid
 
 
+class BrokerUsers(dict):
+    """{process name: broker user}; a process not named connects as this process's user."""
+
+    def __init__(self, named, own):
+        super().__init__(named)
+        self.own = own
+
+    def __missing__(self, name):
+        return self.own
+
+
 def broker_users(config=None):
-    """{process name: broker user} of ``BROKER_USERS``; every process not named connects as
-    this process's own user."""
-    own = connection_user(config)
+    """The broker users of ``BROKER_USERS`` (``<process>=<user>``, comma separated)."""
     named = {}
     for item in (settings.setting(config, "BROKER_USERS") or "").split(","):
         process, _, user = item.strip().partition("=")
         if process and user:
             named[process.strip()] = user.strip()
-    return {name: named.get(name, own) for name in (*settings.SERVICE_NAMES, "gateway", OPERATOR)}
+    return BrokerUsers(named, connection_user(config))
 
 
 def publish(connection, body, exchange, routing_key, headers):

@@ -255,20 +255,29 @@ def expire_declarations(args):
     return 0
 
 
+def _pem_line(name, pem):
+    """A PEM as one line of an .env file: its line breaks written as \\n, in double quotes."""
+    escaped = pem.strip().replace("\n", "\\n")
+    return f'{name}="{escaped}\\n"'
+
+
 def new_keys(args):
     """Lines for .env (docker-compose) or a Secret; rotation takes only the keys it rotates
     (docs/operations.md). The PEM's line breaks are written as \\n inside double quotes."""
     key_id = args.data_key_id or f"k{date.today():%Y%m%d}"
     pem = crypto.new_signing_key()
     signing_id, public = crypto.signing_public_key(pem)
-    escaped = pem.strip().replace("\n", "\\n")
     print(f"MANTELZORG_DATA_KEY={crypto.new_data_key(key_id)}")
     print(f"MANTELZORG_LOOKUP_KEY={crypto.new_lookup_key()}")
     print(f"MANTELZORG_SESSION_KEY={crypto.new_data_key(key_id)}")
-    print(f'MANTELZORG_SIGNING_KEY="{escaped}\\n"')
+    print(_pem_line("MANTELZORG_SIGNING_KEY", pem))
     print(f"MANTELZORG_SIGNING_KEY_ID={signing_id}")
     print(f"# after this signing key is replaced, keep it verifiable with "
           f"MANTELZORG_SIGNING_PUBLIC_KEYS={signing_id}:{public}")
+    for issuer in crypto.CALL_SIGNERS:   # the gateway's and the operator's signed calls
+        call_pem = crypto.new_signing_key()
+        print(_pem_line(crypto.call_key_setting(issuer), call_pem))
+        print(f"{crypto.call_public_key_setting(issuer)}={crypto.call_public_key_text(call_pem)}")
     return 0
 
 

@@ -19,7 +19,7 @@ from common.storage import utcnow
 from ops import cli
 from ops.platform import process_named
 from tests.integration.test_declaration import REVOKE, decide, request, request_input, staff
-from tests.support import drain, eventually, scrape
+from tests.support import drain, eventually, operator_of, scrape
 
 EVENT = "support_point.updated"
 HISTORY = """query($reference: String!) {
@@ -250,7 +250,7 @@ def newcomer(platform):
 def test_republished_state_keeps_the_time_of_its_last_change(platform, gql, municipalities,
                                                               newcomer, monkeypatch, capsys):
     issued = decide(gql, request(gql, request_input("GM0363")))
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     assert cli.main(["republish", "declaration.issued", "--to", newcomer]) == 0
     with Connection(platform.environ["AMQP_URI"]) as connection:
         received = [Envelope.received(body) for body in
@@ -268,7 +268,7 @@ def test_republished_state_keeps_the_time_of_its_last_change(platform, gql, muni
 
 def test_republishing_to_a_queue_that_does_not_exist_sends_nothing(platform, monkeypatch,
                                                                    capsys):
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     missing = "evt-declaration-declaration.issued--nobody.on_declaration_issued"
     assert cli.main(["republish", "declaration.issued", "--to", missing]) == 2
     assert "does not exist" in capsys.readouterr().err

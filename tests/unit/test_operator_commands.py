@@ -46,3 +46,9 @@ def test_new_keys_are_usable_by_the_services(capsys):
     assert keys.cipher.decrypt(sealed, "bsn") == "123456782"
     assert keys.signer.key_id == environ["MANTELZORG_SIGNING_KEY_ID"]
     assert "\n" not in lines["MANTELZORG_SIGNING_KEY"]      # one line of an .env file
+    # the gateway's and the operator's keys of signed calls, and the public keys to check them
+    verifying = crypto.call_public_keys(environ={**environ, "MANTELZORG_ENV": "production"})
+    for issuer in crypto.CALL_SIGNERS:
+        private = crypto.call_signing_key(issuer, environ=environ)
+        assert "\n" not in lines[crypto.call_key_setting(issuer)]
+        verifying[issuer].verify(private.sign(b"call"), b"call")
