@@ -1,0 +1,107 @@
+"""The envelope of an RPC call as a service checks it (common/calls.py): the deadline with its
+allowed clock skew, and who makes the call — an assertion signed by the gateway or the
+operator, bound to service, method and call, or a platform service's proven broker user.
+(On the real broker: tests/integration/test_call_deadlines.py, test_broker_permissions.py.)"""
+import threading
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from common.calls import (ASSERTION_KEY, CALL_ID_KEY, DEADLINE_KEY, CallIdentities, CallRefused,
+                          CallSigner, onward_envelope, system_actor)
+from common.publishing import BrokerUsers
+
+GATEWAY, OPERATOR = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+CAREGIVER = {"sub": "cg-1", "role": "caregiver", "bsn": "123456782"}
+USERS = {"registry": "u-registry", "declaration": "u-declaration",
+         "travel_costs": "u-travel-costs", "campaign": "u-campaign", "operator": "u-operator"}
+
+
+def identities(service="declaration"):
+    checker = CallIdentities()
+    checker.public_keys = {"gateway": GATEWAY.public_key(), "operator": OPERATOR.public_key()}
+    checker.skew = 1.0
+    checker.users = BrokerUsers(USERS, "u-own")
+    checker.service = service
+    checker.used = {}
+    checker.lock = threading.Lock()
+    return checker
+
+
+def headers(envelope):
+    return {f"nameko.{key}": value for key, value in envelope.items()}
+
+
+def gateway_call(service="declaration", method="my_declarations", seconds=5, key=GATEWAY):
+    return headers(CallSigner("gateway", key).headers(service, method, seconds, actor=CAREGIVER))
+
+
+def test_the_gateways_assertion_gives_the_actor_of_its_own_call_once():
+    checker = identities()
+    call = gateway_call()
+    assert checker.actor("my_declarations", call, None, [None], {}) == ("gateway", CAREGIVER)
+    with pytest.raises(CallRefused) as again:
+        checker.actor("my_declarations", call, None, [None], {})
+    assert again.value.reason == "replayed"
+
+
+@pytest.mark.parametrize("method, call, reason", [
+    ("request_declaration", gateway_call(), "binding"),                      # another method
+    ("my_declarations", gateway_call(service="campaign"), "binding"),        # another service
+    ("my_declarations", {**gateway_call(), f"nameko.{CALL_ID_KEY}": "other"}, "binding"),
+    ("my_declarations", gateway_call(key=Ed25519PrivateKey.generate()), "signature"),
+    ("my_declarations", gateway_call(seconds=-5), "signature"),              # long expired
+])
+def test_an_assertion_for_anything_else_is_refused(method, call, reason):
+    with pytest.raises(CallRefused) as refused:
+        identities().actor(method, call, None, [None], {})
+    assert refused.value.reason == reason
+    assert refused.value.error.code == "UNAUTHENTICATED"
+
+
+def test_the_operators_assertion_binds_the_arguments_as_they_are():
+    checker = identities()
+    signer = CallSigner("operator", OPERATOR)
+    args = [{"municipalityCode": "GM0363"}, CAREGIVER]
+    call = headers(signer.headers("declaration", "request_declaration", 5, args=args, kwargs={}))
+    with pytest.raises(CallRefused) as changed:
+        checker.actor("request_declaration", call, None,
+                      [args[0], {**CAREGIVER, "bsn": "111222333"}], {})
+    assert changed.value.reason == "arguments"
+    call = headers(signer.headers("declaration", "request_declaration", 5, args=args, kwargs={}))
+    assert checker.actor("request_declaration", call, None, args, {}) == ("operator", None)
+
+
+def test_an_unsigned_call_is_its_services_own_or_refused():
+    checker = identities()
+    assert checker.actor("claim_eligibility", {}, "u-travel-costs", [], {}) == (
+        "system:travel_costs", system_actor("travel_costs"))
+    for user in (None, "u-someone-else"):
+        with pytest.raises(CallRefused) as refused:
+            checker.actor("claim_eligibility", {}, user, [], {})
+        assert refused.value.reason == "unsigned"
+
+
+def test_an_onward_call_takes_the_assertion_only_where_it_was_bound_to_it():
+    call = gateway_call("travel_costs", "submit_travel_claim")
+    inherited = {key.removeprefix("nameko."): value for key, value in call.items()}
+    onward = onward_envelope(10, "declaration", "claim_eligibility", (), {}, inherited)
+    assert onward[ASSERTION_KEY] == inherited[ASSERTION_KEY]
+    assert onward[DEADLINE_KEY] == inherited[DEADLINE_KEY]   # never later than its own call's
+    checker = identities()
+    with pytest.raises(CallRefused):   # passed on by someone else than the fund
+        checker.actor("claim_eligibility", headers(onward), "u-campaign", [], {})
+    assert checker.actor("claim_eligibility", headers(onward), "u-travel-costs", [], {}) == (
+        "gateway", CAREGIVER)
+    # to any other method the service calls as itself: no assertion, its own deadline
+    other = onward_envelope(1, "declaration", "declaration", (), {}, inherited)
+    assert ASSERTION_KEY not in other and other[DEADLINE_KEY] < inherited[DEADLINE_KEY]
+
+
+def test_a_call_is_refused_once_its_deadline_and_the_clock_skew_have_passed():
+    checker = identities()
+    assert not checker.expired({})
+    assert not checker.expired({f"nameko.{DEADLINE_KEY}": time.time() - 0.5})
+    assert checker.expired({f"nameko.{DEADLINE_KEY}": time.time() - 1.5})
+    assert checker.expired({f"nameko.{DEADLINE_KEY}": "not a time"})
