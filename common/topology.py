@@ -70,10 +70,13 @@ def retry_queue_name(entry, delay_ms):
 
 def subscription_queue(entry, config=None):
     """The queue the source's exchange routes the subscription's events to: by the event's
-    type, and by the queue's own name (``republish`` sends to one consumer alone)."""
+    type, and by the queue's own name (``republish`` sends to one consumer alone); and the
+    consumer's retry exchange by its name (what a retry queue hands back)."""
     exchange = get_event_exchange(entry.source, config or {})
     return Queue(entry.queue, bindings=[binding(exchange, routing_key=entry.event),
-                                        binding(exchange, routing_key=entry.queue)],
+                                        binding(exchange, routing_key=entry.queue),
+                                        binding(retry_exchange(entry.consumer),
+                                                routing_key=entry.queue)],
                  durable=True, auto_delete=False, exclusive=False)
 
 
@@ -106,10 +109,8 @@ def declare_topology(config=None, entries=None, consumer=False):
             if not consumer:
                 raise
         for entry in entries:
-            retry_exchange(entry.consumer)(channel).declare()
             for queue in subscription_queues(entry, config):
                 queue(channel).declare()
-            channel.queue_bind(entry.queue, retry_exchange(entry.consumer).name, entry.queue)
     return [entry.queue for entry in entries]
 
 
