@@ -7,6 +7,7 @@ import signal
 import sys
 from datetime import date
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import requests
 
@@ -18,8 +19,8 @@ from common.logging import quiet_libraries
 from common.dead_letters import list_dead_letters, replay_dead_letters
 from common.topology import declare_topology, missing_queues
 from gateway.auth import issue_development_token
-from ops import reference
-from ops.broker import BrokerMissing, ensure_broker
+from ops import broker, reference
+from ops.broker import BrokerMissing, ensure_broker, ensure_management
 from ops.platform import PROCESSES, Platform, metrics_address
 
 # A BSN from the range the Dutch government keeps for tests: no person has it.
@@ -53,6 +54,8 @@ def main(argv=None):
     again.add_argument("event", help="the event type, e.g. declaration.issued")
     again.add_argument("--to", required=True, metavar="QUEUE",
                        help="the consumer's queue, evt-<source>-<event>--<consumer>.<handler>")
+    commands.add_parser("broker-users", help="create each process's own broker user (one host: "
+                        "docker compose) with the administrator's AMQP_URI")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
     expiry = commands.add_parser("expire-declarations",
@@ -281,6 +284,25 @@ def new_keys(args):
     return 0
 
 
+def broker_users(args):
+    """Each process's own user in the broker (and virtual host) of AMQP_URI, whose user must
+    be the administrator, with the permissions of ops/broker.py and the password of
+    RABBITMQ_PASSWORD_<PROCESS>; an existing user gets them again."""
+    admin = settings.amqp_uri()
+    vhost = unquote(urlparse(admin).path.lstrip("/")) or "/"
+    missing = [broker.password_setting(p) for p in broker.PROCESS_USERS
+               if not settings.setting(None, broker.password_setting(p))]
+    if missing:
+        print(f"set {', '.join(missing)}", file=sys.stderr)
+        return 2
+    ensure_management(admin)
+    for process, user in broker.PROCESS_USERS.items():
+        password = settings.setting(None, broker.password_setting(process))
+        broker.create_user(admin, vhost, user, password, broker.permissions(process))
+        print(f"{user}: {broker.permissions(process)['write']}")
+    return 0
+
+
 def probe(args):
     process = next(p for p in PROCESSES if p.name == args.process)
     host, _, port = metrics_address(process, os.environ).rpartition(":")
@@ -308,7 +330,7 @@ COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": im
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
-            "new-keys": new_keys, "probe": probe, "token": token}
+            "new-keys": new_keys, "probe": probe, "token": token, "broker-users": broker_users}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -140,7 +140,8 @@ def claimant(restricted_platform):
     return gql, caregiver, claim
 
 
-PREVIEW = """query($input: TravelClaimInput!) { travelClaimPreview(input: $input) { amountEuros } }"""
+PREVIEW = """query($input: TravelClaimInput!) {
+  travelClaimPreview(input: $input) { amountEuros } }"""
 
 
 def forged_revocation(reference_):

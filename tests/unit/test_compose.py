@@ -9,13 +9,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ops import broker
 from ops.platform import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
-PLATFORM = [process.name for process in PROCESSES] + ["declare-queues"]
+PLATFORM = [process.name for process in PROCESSES] + ["declare-queues", "broker-users"]
 SECRET = re.compile(r"PASSWORD|SECRET|_KEY\b")
 
 
@@ -38,6 +39,19 @@ def test_the_whole_stack_is_there():
     for process in PROCESSES:
         assert "MONGO_URI" in SERVICES[process.name]["environment"]
         assert "replicaSet=rs0" in SERVICES[process.name]["environment"]["MONGO_URI"]
+
+
+def test_each_process_connects_as_its_own_broker_user():
+    """The users broker-users makes (ops/broker.py), not the administrator, whose password
+    only the broker and broker-users get."""
+    for process in PROCESSES:
+        uri = SERVICES[process.name]["environment"]["AMQP_URI"]
+        assert uri.startswith(f"amqp://{broker.PROCESS_USERS[process.name]}:"), process.name
+    assert SERVICES["declare-queues"]["environment"]["AMQP_URI"].startswith("amqp://operator:")
+    with_admin = {name for name, service in SERVICES.items()
+                  if re.search(r"\$\{RABBITMQ_PASSWORD\b", str(service.get("environment")))}
+    assert with_admin == {"rabbitmq", "broker-users"}
+    assert SERVICES["broker-users"]["command"] == ["mantelzorg", "broker-users"]
 
 
 def test_every_process_runs_from_one_non_root_image_with_a_read_only_root():

@@ -19,6 +19,7 @@ from nameko.rpc import ReplyListener, RpcConsumer
 
 from common.events import CATALOGUE, SUBSCRIPTIONS
 from common.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, subscription_queues
+from ops import broker
 from ops.platform import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -435,6 +436,14 @@ def test_each_process_may_use_its_own_queues_only():
     keda = granted["keda"]
     assert not any(keda[kind].fullmatch("rpc-registry") for kind in keda)
     assert not any(user["write"].fullmatch("amq.default") for user in granted.values())
+
+
+def test_the_broker_users_grant_what_the_one_table_says():
+    """ops/broker.py holds the permissions once; docker-compose's users are made from it."""
+    granted = {p["spec"]["userReference"]["name"]: p["spec"]["permissions"]
+               for p in objects("base", "Permission").values()}
+    for process, user in broker.PROCESS_USERS.items():
+        assert granted[user] == broker.permissions(process), process
 
 
 def test_each_process_has_a_database_user_for_its_own_database_only():
