@@ -2,15 +2,19 @@
 allowed clock skew, and who makes the call — an assertion signed by the gateway or the
 operator, bound to service, method and call, or a platform service's proven broker user.
 (On the real broker: tests/integration/test_call_deadlines.py, test_broker_permissions.py.)"""
+import importlib
 import threading
 import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nameko.containers import ServiceContainer
+from nameko.rpc import Rpc
 
 from common.calls import (ASSERTION_KEY, CALL_ID_KEY, DEADLINE_KEY, CallIdentities, CallRefused,
-                          CallSigner, onward_envelope, system_actor)
+                          CallSigner, PlatformRpc, onward_envelope, system_actor)
 from common.publishing import BrokerUsers
+from ops.platform import PROCESSES
 
 GATEWAY, OPERATOR = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 CAREGIVER = {"sub": "cg-1", "role": "caregiver", "bsn": "123456782"}
@@ -105,3 +109,17 @@ def test_a_call_is_refused_once_its_deadline_and_the_clock_skew_have_passed():
     assert not checker.expired({f"nameko.{DEADLINE_KEY}": time.time() - 0.5})
     assert checker.expired({f"nameko.{DEADLINE_KEY}": time.time() - 1.5})
     assert checker.expired({f"nameko.{DEADLINE_KEY}": "not a time"})
+
+
+def test_every_rpc_entrypoint_of_every_service_is_the_platforms():
+    """At most once, the deadline and the proven caller are not a patch of nameko: every
+    service method is declared with common.calls.rpc, and only health is open to anyone."""
+    entrypoints = []
+    for process in PROCESSES:
+        module, _, name = process.target.partition(":")
+        container = ServiceContainer(getattr(importlib.import_module(module), name),
+                                     {"AMQP_URI": "memory://"})
+        entrypoints += [e for e in container.entrypoints if isinstance(e, Rpc)]
+    assert len(entrypoints) > 30
+    assert [e.method_name for e in entrypoints if type(e) is not PlatformRpc] == []
+    assert {e.method_name for e in entrypoints if e.open} == {"health"}
