@@ -32,7 +32,7 @@ from functools import partial
 import jwt
 import kombu.utils.json
 import nameko.rpc
-from nameko.extensions import SharedExtension
+from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from common import config as settings
@@ -132,7 +132,9 @@ class CallIdentities(SharedExtension):
         self.lock = threading.Lock()
 
     def expired(self, headers):
-        deadline = headers.get(f"nameko.{DEADLINE_KEY}")
+        return self.passed(headers.get(f"nameko.{DEADLINE_KEY}"))
+
+    def passed(self, deadline):
         try:
             return deadline is not None and time.time() > float(deadline) + self.skew
         except (TypeError, ValueError):
@@ -241,10 +243,7 @@ class PlatformRpc(nameko.rpc.Rpc):
         service, method = self.container.service_name, self.method_name
         headers = message.headers or {}
         if self.identities.expired(headers):
-            metrics.RPC_CALLS_EXPIRED.labels(service, method).inc()
-            log.warning("rpc.deadline_passed", method=method)
-            self.rpc_consumer.refuse(message, Unavailable(
-                "the caller stopped waiting before the call could start; try again"))
+            self.rpc_consumer.refuse(message, expired_call(service, method))
             return
         if not self.open:
             try:
@@ -273,6 +272,29 @@ class PlatformRpc(nameko.rpc.Rpc):
 
 
 rpc = PlatformRpc.decorator
+
+
+def expired_call(service, method):
+    """Counts a call refused for its deadline; the error its caller (long gone) is sent."""
+    metrics.RPC_CALLS_EXPIRED.labels(service, method).inc()
+    log.warning("rpc.deadline_passed", method=method)
+    return Unavailable("the caller stopped waiting before the call could start; try again")
+
+
+class DeadlineAtStart(DependencyProvider):
+    """The deadline checked again as the worker starts: a call that passed its deadline while
+    it waited for a free worker (every one busy) is refused then, before the method runs."""
+
+    def worker_setup(self, worker_ctx):
+        entrypoint = worker_ctx.entrypoint
+        if not isinstance(entrypoint, PlatformRpc) \
+                or not entrypoint.identities.passed(worker_ctx.data.get(DEADLINE_KEY)):
+            return
+        refusal = expired_call(entrypoint.container.service_name, entrypoint.method_name)
+
+        def refuse(*_args, **_kwargs):
+            raise refusal
+        setattr(worker_ctx.service, entrypoint.method_name, refuse)   # this worker's only
 
 
 # --- calling ----------------------------------------------------------------------------------

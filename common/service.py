@@ -8,7 +8,7 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from nameko.web.handlers import http
 
-from common.calls import rpc
+from common.calls import DeadlineAtStart, rpc
 from common.errors import BadUserInput
 from common.logging import CorrelatedLogging
 from common.metrics import FROZEN_OBJECTS, EntrypointMetrics, metrics_response
@@ -47,6 +47,7 @@ class PlatformService(InstrumentedService):
     def prometheus_metrics(self, request):
         return metrics_response()
 
+    deadline_at_start = DeadlineAtStart()
     outbox = EventOutbox()
     # A mutation that creates something answers ``self.once.answer(...)`` and records
     # ``self.once.record(session, answer)`` in its transaction: done once per request.

@@ -5,6 +5,7 @@ operator, bound to service, method and call, or a platform service's proven brok
 import importlib
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,7 +13,9 @@ from nameko.containers import ServiceContainer
 from nameko.rpc import Rpc
 
 from common.calls import (ASSERTION_KEY, CALL_ID_KEY, DEADLINE_KEY, CallIdentities, CallRefused,
-                          CallSigner, PlatformRpc, onward_envelope, system_actor)
+                          CallSigner, DeadlineAtStart, PlatformRpc, onward_envelope,
+                          system_actor)
+from common.errors import Unavailable
 from common.publishing import BrokerUsers
 from ops.platform import PROCESSES
 
@@ -123,3 +126,24 @@ def test_every_rpc_entrypoint_of_every_service_is_the_platforms():
     assert len(entrypoints) > 30
     assert [e.method_name for e in entrypoints if type(e) is not PlatformRpc] == []
     assert {e.method_name for e in entrypoints if e.open} == {"health"}
+
+
+def test_a_call_that_waited_for_a_worker_past_its_deadline_is_refused_as_it_starts():
+    class Service:
+        def request_declaration(self):
+            return "done"
+
+    def started(deadline):
+        entrypoint = PlatformRpc()
+        entrypoint.method_name = "request_declaration"
+        entrypoint.container = SimpleNamespace(service_name="declaration")
+        entrypoint.identities = identities()
+        worker = SimpleNamespace(entrypoint=entrypoint, service=Service(),
+                                 data={DEADLINE_KEY: deadline})
+        DeadlineAtStart().worker_setup(worker)
+        return worker.service
+
+    assert started(time.time() + 5).request_declaration() == "done"
+    with pytest.raises(Unavailable):
+        started(time.time() - 5).request_declaration()
+    assert Service().request_declaration() == "done"   # other workers are not touched
