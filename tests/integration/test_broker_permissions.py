@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kombu import Connection
 
 from common.calls import CallSigner, EnvelopedClusterRpcProxy
+from common.consumers import ATTEMPTS_HEADER, ORIGIN_HEADER
 from common.dead_letters import list_dead_letters, replay_dead_letters
 from common.errors import Forbidden, Unauthenticated
 from common.events import new_envelope, subscription
 from common.publishing import CORRELATION_HEADER, publish
-from common.topology import declare_topology
+from common.topology import DEAD_LETTER_QUEUE, dead_letter_exchange, declare_topology
 from ops import reference
 from ops.broker import create_user, create_vhost, delete_user, delete_vhost
 from ops.platform import PROCESSES
@@ -192,9 +193,31 @@ def test_an_event_not_from_its_owner_is_refused_and_never_replayed(restricted_pl
                for line in log_lines(restricted_platform, "travel_costs"))
     parked = [p for p in list_dead_letters(operator) if p["queue"] == FUND_QUEUE]
     assert len(parked) == 1
-    with Connection(users["operator"]) as connection:   # cleared for the other tests
+    clear_dead_letters(users)
+
+
+def test_a_dead_letter_forged_by_another_process_is_never_replayed(restricted_platform, users,
+                                                                    claimant):
+    """Every consumer may park events; a process that parks a forged one naming the fund's
+    queue does not get it replayed there: only what the queue's own consumer parked is."""
+    gql, caregiver, claim = claimant
+    with Connection(users["campaign"]) as connection:
+        publish(connection, forged_revocation(caregiver.reference), dead_letter_exchange(), "",
+                {ORIGIN_HEADER: FUND_QUEUE, ATTEMPTS_HEADER: 14, CORRELATION_HEADER: "forged"})
+    operator = {"AMQP_URI": users["operator"]}
+    assert eventually(lambda: [p for p in list_dead_letters(operator)
+                               if p["queue"] == FUND_QUEUE], timeout=30)
+    assert replay_dead_letters(operator) == []
+    time.sleep(1)
+    assert claim_status(gql, caregiver, claim) == {"status": "SUBMITTED"}
+    clear_dead_letters(users)
+
+
+def clear_dead_letters(users):
+    """Empties the dead letters, for the tests after."""
+    with Connection(users["operator"]) as connection:
         channel = connection.channel()
-        while (message := channel.basic_get("mantelzorg.dead-letters")) is not None:
+        while (message := channel.basic_get(DEAD_LETTER_QUEUE)) is not None:
             channel.basic_ack(message.delivery_tag)
 
 
