@@ -131,8 +131,9 @@ class ReliableEventHandler(EventHandler):
                    ORIGIN_HEADER: self.subscription.queue, ERROR_HEADER: error,
                    FAILED_AT_HEADER: utcnow().isoformat()}
         publish(self.connection, body, dead_letter_exchange(), "", headers)
-        metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type,
-                                      "dead_lettered").inc()
+        if not refused:   # a refusal is counted as such, not as a failing handler
+            metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type,
+                                          "dead_lettered").inc()
         log.error("event.dead_lettered", event_type=self.event_type, attempts=attempts, error=error)
 
 
