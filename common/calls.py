@@ -126,7 +126,6 @@ class CallIdentities(SharedExtension):
             self.public_keys = crypto.call_public_keys(config)
         self.skew = clock_skew(config)
         self.users = broker_users(config)
-        self.own_user = connection_user(config)
         self.service = self.container.service_name
         self.used = {}   # (call id, method) -> until when it is kept
         self.lock = threading.Lock()
