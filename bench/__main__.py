@@ -1,4 +1,5 @@
-"""``make bench``: runs every benchmark module in this folder (or those named)."""
+"""``make bench``: runs every benchmark module in this folder (or those named). Exits 1
+when a request failed or a benchmark found its results wrong (see bench/harness.py)."""
 import gc
 import importlib
 import pkgutil
@@ -11,6 +12,7 @@ eventlet.monkey_patch()
 
 
 def main(names):
+    from bench.harness import PROBLEMS
     from common.logging import quiet_libraries
 
     quiet_libraries()
@@ -27,7 +29,10 @@ def main(names):
         gc.freeze()
         print(f"=== {name}: {module.__doc__.strip().splitlines()[0]}")
         module.run()
+    for text in PROBLEMS:
+        print(f"problem: {text}", file=sys.stderr)
+    return 1 if PROBLEMS else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -3,47 +3,51 @@
 All 342 municipalities and 4,067 PC4 areas are loaded, then:
 - 5,000 support points are registered through the registry's import (batches of 200) while
   the campaign service projects their events: the registry's write rate, the campaign's
-  events per second end to end, and how far the read model lags behind the registry;
+  events per second end to end, and how far the read model lags behind the registry (the
+  registry's count as the public overview gives it, the campaign's as its /metrics do);
 - a national campaign is launched to those 5,000 points, once as a direct RPC and once
   through the gateway: seconds and the campaign process's peak memory;
 - 2,000 orders from all 342 municipalities wait for bags, and an allocation round shares a
   print run of 40,000 over them, once as a direct RPC and once (after a second print run)
   through the gateway: seconds and peak memory.
-The campaign process holds its embedded document store, so its memory includes the store's."""
-import csv
+The campaign process holds its embedded document store, so its memory includes the store's.
+Sizes: BENCH_POINTS, BENCH_CAMPAIGN_ORDERS (at least one per municipality),
+BENCH_CAMPAIGN_PRINT_RUN and the harness's settings (bench/harness.py)."""
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
-from pathlib import Path
 
 from bench.bench_registry_search import POINTS, support_point_rows
-from bench.harness import GraphQLOverHttp, PeakMemory, running_platform
-from gateway.auth import issue_development_token
+from bench.harness import (GraphQLOverHttp, PeakMemory, development_token, problem,
+                           reference_folder, running_platform, size)
 from ops import reference
 
-REFERENCE_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
-ORDERS = 2000
-PRINT_RUN = 40_000
+ORDERS = size("CAMPAIGN_ORDERS", 2000)
+PRINT_RUN = size("CAMPAIGN_PRINT_RUN", 40_000)
 TEAM = {"sub": "bench", "role": "campaign"}
-SECRET = "bench-secret-of-thirty-two-bytes"
+ACTIVE_POINTS = "{ supportPoints(first: 1) { total } }"
 LAUNCH = """mutation($id: ID!) { launchCampaign(id: $id) { id reachedSupportPoints } }"""
 ROUND = """mutation { runBagAllocation { id availableBefore allocated
     allocations { allocatedNow explanation order { id status quantityAllocated } } } }"""
 
 
-def follow_read_model(rpc_factory, registered, stop, samples):
-    """Samples (time, points the registry holds, points the campaign's read model holds)
-    until ``stop`` is set and the read model holds ``registered()`` points."""
-    with rpc_factory() as rpc:
+def follow_read_model(platform, registered, stop, samples):
+    """Samples (time, points the registry holds, points the campaign's read model has taken
+    in) until ``stop`` is set and the read model has taken in ``registered()`` points."""
+    registry = GraphQLOverHttp(platform.gateway_url(), timeout=60)
+    try:
         while True:
             now = time.perf_counter()
-            samples.append((now, rpc.registry.count_support_points(),
-                            rpc.campaign.support_point_reach(None)))
+            held = registry.query(ACTIVE_POINTS, {})["data"]["supportPoints"]["total"]
+            samples.append((now, held,
+                            platform.events_handled("campaign", "support_point.registered")))
             if stop.is_set() and samples[-1][2] >= registered():
                 return
             time.sleep(0.1)
+    finally:
+        registry.close()
 
 
 def lags(samples):
@@ -62,9 +66,10 @@ def register_points(platform, pc4_rows):
     samples, stop = [], threading.Event()
     totals = {"registered": 0}
     follower = threading.Thread(target=follow_read_model, args=(
-        lambda: platform.rpc(timeout=60), lambda: totals["registered"], stop, samples))
+        platform, lambda: totals["registered"], stop, samples))
     with platform.rpc(timeout=300) as rpc:
-        base_registry = rpc.registry.count_support_points()
+        # a fresh platform: no point registered, no event handled yet
+        base_registry = 0
         follower.start()
         started = time.perf_counter()
         for start, chunk in reference.batches(rows):
@@ -154,15 +159,15 @@ def rounds(platform, gateway, memory):
 
 
 def run():
-    pc4_rows = list(csv.DictReader(open(REFERENCE_DATA / "pc4.csv", encoding="utf-8")))
-    municipality_rows = reference.read_rows(REFERENCE_DATA / "municipalities.csv")
-    with running_platform(MANTELZORG_JWT_SECRET=SECRET,
-                          GATEWAY_RPC_TIMEOUT_SECONDS="300") as platform:
+    folder = reference_folder()
+    pc4_rows = reference.read_rows(folder / "pc4.csv")
+    municipality_rows = reference.read_rows(folder / "municipalities.csv")
+    with running_platform(GATEWAY_RPC_TIMEOUT_SECONDS="300") as platform:
         with platform.rpc(timeout=300) as rpc:
-            reference.import_reference(rpc, REFERENCE_DATA)
+            reference.import_reference(rpc, folder)
         memory = PeakMemory(platform, "campaign")
         gateway = GraphQLOverHttp(platform.gateway_url(), {
-            "Authorization": f"Bearer {issue_development_token(SECRET, 'campaign', 'bench')}"},
+            "Authorization": f"Bearer {development_token(platform, 'campaign', 'bench')}"},
             timeout=300)
         try:
             read_model = register_points(platform, pc4_rows)
@@ -175,7 +180,7 @@ def run():
             shared = rounds(platform, gateway, memory)
         finally:
             gateway.close()
-    return report(read_model, launched, placed, shared)
+    return report(read_model, launched, placed, shared, len(municipality_rows))
 
 
 def _cost(label, measured):
@@ -184,7 +189,7 @@ def _cost(label, measured):
             f"(+{peak - before:.0f} MB over the {before:.0f} MB before)")
 
 
-def report(read_model, launched, placed, shared):
+def report(read_model, launched, placed, shared, municipalities):
     print(f"\nregistry → campaign read model: {read_model['points']:,} support points "
           f"registered in batches of {reference.BATCH}")
     print(f"  registry writes        {read_model['registry_rate']:>8.1f} points/s "
@@ -201,7 +206,7 @@ def report(read_model, launched, placed, shared):
     print(f"  gateway / direct: {launched['gateway'][0] / launched['direct'][0]:.2f} ×")
 
     print(f"\nallocation round: {placed['orders']:,} orders ({placed['waiting']:,} waiting, "
-          f"{placed['asked']:,} bags asked) from all 342 municipalities, placed in "
+          f"{placed['asked']:,} bags asked) from all {municipalities} municipalities, placed in "
           f"{placed['seconds']:.1f} s; a print run of {PRINT_RUN:,} before each round")
     print(_cost(f"direct RPC ({shared['direct_orders']:,} orders, "
                 f"{shared['direct_allocated']:,} bags)", shared["direct"]))
@@ -217,6 +222,8 @@ def report(read_model, launched, placed, shared):
           and shared["gateway_orders"] == shared["still_waiting"] and not shared["gateway_errors"]
           and shared["direct_allocated"] == shared["gateway_allocated"] == PRINT_RUN)
     print(f"\n  every step complete and without errors: {'yes' if ok else 'NO'}")
+    if not ok:
+        problem("the campaign benchmark's steps did not all complete without errors")
     for label, errors in (("launch", launched["gateway_errors"]),
                           ("round", shared["gateway_errors"])):
         if errors:

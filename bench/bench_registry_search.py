@@ -4,20 +4,20 @@ All 342 municipalities, 4,067 PC4 areas and 5,000 support points (spread determi
 over real PC4 areas) are loaded, then each search runs at 50 concurrent clients.
 Targets: the gateway adds at most 30% to the median RPC time; p99 under 50 ms with 50
 clients at a steady pace. Also printed: 50 clients back to back (saturation), the highest
-steady rate that keeps p99 under 50 ms, and the CPU each process spends per request."""
+steady rate that keeps p99 under 50 ms, and the CPU each process spends per request.
+Sizes: BENCH_POINTS (5,000 support points), BENCH_SEARCH_REQUESTS (2,000 a row) and the
+harness's settings (bench/harness.py)."""
 import csv
 import random
 import time
-from pathlib import Path
 
 from bench.harness import (CpuClock, GraphQLOverHttp, capacity, graphql_load, measure,
-                           print_capacity, print_table, rpc_load, running_platform, verdict,
-                           wait_for_outbox)
+                           print_capacity, print_table, reference_folder, rpc_load,
+                           running_platform, size, verdict, wait_for_outbox)
 from ops import reference
 
-REFERENCE_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
-POINTS = 5000
-REQUESTS = 2000
+POINTS = size("POINTS", 5000)
+REQUESTS = size("SEARCH_REQUESTS", 2000)
 CONCURRENCY = 50
 STEADY_RATE = 100      # requests per second of all 50 clients together, for the paced run
 AREAS = ("INFORMATION", "ADVICE_AND_GUIDANCE", "EMOTIONAL_SUPPORT", "EDUCATION",
@@ -49,7 +49,7 @@ def support_point_rows(pc4_rows, count=POINTS, seed=2026):
 
 def load(rpc, pc4_rows):
     started = time.perf_counter()
-    reports = reference.import_reference(rpc, REFERENCE_DATA)
+    reports = reference.import_reference(rpc, reference_folder())
     print(f"  reference data: {reference.summary('municipalities', reports['municipalities'])}; "
           f"{reference.summary('pc4 areas', reports['pc4_areas'])} "
           f"in {time.perf_counter() - started:.1f} s")
@@ -97,7 +97,7 @@ def liveness_client(url):
 
 
 def run():
-    pc4_rows = list(csv.DictReader(open(REFERENCE_DATA / "pc4.csv", encoding="utf-8")))
+    pc4_rows = list(csv.DictReader(open(reference_folder() / "pc4.csv", encoding="utf-8")))
     rng = random.Random(7)
     postcodes = [f"{rng.choice(pc4_rows)['pc4']} {rng.choice('ABCDEFGH')}{rng.choice('ABCDEFGH')}"
                  for _ in range(500)]

@@ -1,6 +1,15 @@
 """What every benchmark needs: the platform in a throwaway vhost and data folder, a load
 of N concurrent clients, and a table of median / p99 / requests per second with the CPU
-time each process spent per request."""
+time each process spent per request.
+
+Sizes come from settings, so that a run can be small: ``BENCH_REFERENCE_DIR`` (the reference
+data, default the national CBS data; ``ops/demo`` holds ten municipalities), and for every
+measured run ``BENCH_MAX_REQUESTS``, ``BENCH_MAX_CONCURRENCY``, ``BENCH_CONNECT_SECONDS``
+(the clients' time to connect before a paced run, 1), ``BENCH_CAPACITY_SECONDS`` (per step
+of a capacity search) and ``BENCH_CAPACITY_MAX_RATE``; each benchmark names its own sizes in
+its docstring. The smoke test (tests/integration/test_benchmarks.py) runs every
+benchmark so, in seconds. A request that fails, or a check a benchmark makes of its results
+(``problem``), makes ``python -m bench`` exit 1: its figures would not mean anything."""
 import contextlib
 import http.client
 import json
@@ -13,14 +22,39 @@ import threading
 import time
 import uuid
 
+from pathlib import Path
+
 import nameko.rpc
 
+from common import config as settings
 from common.calls import SignedClusterRpcProxy
 from common.config import DEFAULT_AMQP_URI
 from common.topology import declare_topology
+from gateway.auth import issue_development_token
 from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
 from common.service import UnconfirmedPublisher
 from ops.platform import PROCESSES, Platform
+
+NATIONAL_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
+# What went wrong in this run: failed requests (first error of each measured run) and the
+# checks of the benchmarks' own results.
+PROBLEMS = []
+
+
+def size(name, default):
+    """A benchmark's size: the setting ``BENCH_<name>``, else ``default``."""
+    return settings.int_setting(None, f"BENCH_{name}", default)
+
+
+def reference_folder():
+    """The reference data a benchmark loads: BENCH_REFERENCE_DIR, else the national data."""
+    return Path(settings.setting(None, "BENCH_REFERENCE_DIR", str(NATIONAL_DATA)))
+
+
+def problem(text):
+    """A benchmark's result is wrong: reported, and the run exits 1."""
+    print(f"  PROBLEM: {text}")
+    PROBLEMS.append(text)
 
 
 def _free_port():
@@ -170,10 +204,13 @@ def measure(make_client, requests_total, concurrency, rate=None, cpu=None):
     (requests per second, all clients together) each client keeps a steady pace, as people
     at desks do; a latency then counts from when the request was due, so a platform that
     falls behind is not flattered."""
+    requests_total = min(requests_total, size("MAX_REQUESTS", requests_total))
+    concurrency = min(concurrency, size("MAX_CONCURRENCY", concurrency))
     latencies, errors = [], []
     lock = threading.Lock()
     counter = iter(range(requests_total))
-    begin = time.perf_counter() + 1.0    # time for every client to connect first
+    # time for every client to connect first
+    begin = time.perf_counter() + settings.float_setting(None, "BENCH_CONNECT_SECONDS", 1.0)
 
     def worker():
         call, close = make_client()
@@ -210,6 +247,8 @@ def measure(make_client, requests_total, concurrency, rate=None, cpu=None):
         thread.join()
     wall = time.perf_counter() - started
     summary = summarise(latencies, errors, wall)
+    if errors:
+        PROBLEMS.append(f"{len(errors)} of {requests_total} requests failed: {errors[0]}")
     if cpu and latencies:
         spent = {name: (seconds - cpu_before[name]) * 1000 / len(latencies)
                  for name, seconds in cpu.read().items()}
@@ -217,11 +256,13 @@ def measure(make_client, requests_total, concurrency, rate=None, cpu=None):
     return summary
 
 
-def capacity(make_client, concurrency, p99_limit_ms=50, rates=range(50, 1001, 50),
-             seconds=8, cpu=None):
+def capacity(make_client, concurrency, p99_limit_ms=50, rates=None, seconds=None, cpu=None):
     """The highest steady rate (requests per second of all clients together) at which p99
-    stays under the limit, stepping up until it does not or errors appear. Returns that rate
+    stays under the limit, stepping up by 50 (up to BENCH_CAPACITY_MAX_RATE, 1000) until it
+    does not or errors appear, each step BENCH_CAPACITY_SECONDS (8) long. Returns that rate
     (0 if even the first fails) and the summary of every step."""
+    rates = rates or range(50, size("CAPACITY_MAX_RATE", 1000) + 1, 50)
+    seconds = seconds or settings.float_setting(None, "BENCH_CAPACITY_SECONDS", 8)
     steps, best = [], 0
     for rate in rates:
         result = measure(make_client, int(rate * seconds), concurrency, rate=rate, cpu=cpu)
@@ -284,3 +325,10 @@ def wait_until_municipality_known(rpc, code, timeout=60):
 def verdict(label, ok):
     print(f"  target {label}: {'met' if ok else 'NOT met'}")
     return ok
+
+
+def development_token(platform, role, sub, **claims):
+    """A token the platform's gateway accepts (signed with its development secret)."""
+    return issue_development_token(platform.environ["MANTELZORG_JWT_SECRET"], role, sub,
+                                   **claims)
+

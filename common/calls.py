@@ -38,7 +38,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from common import config as settings
 from common import crypto, metrics
 from common.consumers import BrokerTolerantQueueConsumer
-from common.errors import Unauthenticated, Unavailable
+from common.errors import Forbidden, Unauthenticated, Unavailable
 from common.logging import get_logger
 from common.publishing import broker_users, connection_user
 from common.transport import ReplyPublisher, TolerantReplyListener
@@ -144,8 +144,8 @@ class CallIdentities(SharedExtension):
         CallRefused."""
         token = headers.get(f"nameko.{ASSERTION_KEY}")
         if token is None:
-            callers = [name for name in settings.SERVICE_NAMES if self.users[name] == user_id]
-            if not user_id or not callers:
+            callers = self.services_of(user_id)
+            if not callers:
                 raise CallRefused("unsigned", Unauthenticated("the call is not signed"))
             caller = self.service if self.service in callers else callers[0]
             return f"system:{caller}", system_actor(caller)
@@ -156,6 +156,10 @@ class CallIdentities(SharedExtension):
                                                                "the signed ones"))
             return "operator", None
         return claims["iss"], claims.get("act")
+
+    def services_of(self, user_id):
+        """The platform services that connect as ``user_id`` (in development: all)."""
+        return [name for name in settings.SERVICE_NAMES if user_id and self.users[name] == user_id]
 
     def _verified(self, token, method, headers, user_id):
         try:
@@ -223,14 +227,16 @@ class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
 class PlatformRpc(nameko.rpc.Rpc):
     """nameko's RPC entrypoint with the platform's envelope: a call runs at most once, only
     before its deadline, and only for a caller the service can prove (module docstring).
-    ``@rpc(open=True)`` takes calls from anyone (``health``)."""
+    ``@rpc(open=True)`` takes calls from anyone (``health``); ``@rpc(callers=(service, ...))``
+    only from those services calling as themselves (and the operator)."""
 
     rpc_consumer = AtMostOnceRpcConsumer()
     identities = CallIdentities()
 
-    def __init__(self, open=False, **kwargs):
+    def __init__(self, open=False, callers=None, **kwargs):
         super().__init__(**kwargs)
         self.open = open
+        self.callers = callers
 
     def setup(self):
         super().setup()
@@ -247,8 +253,12 @@ class PlatformRpc(nameko.rpc.Rpc):
         if not self.open:
             try:
                 args, kwargs = list(body["args"]), dict(body["kwargs"])
-                caller, actor = self.identities.actor(
-                    method, headers, message.properties.get("user_id"), args, kwargs)
+                user_id = message.properties.get("user_id")
+                caller, actor = self.identities.actor(method, headers, user_id, args, kwargs)
+                if self.callers is not None and caller != "operator" and not (
+                        caller.startswith("system:")
+                        and set(self.callers) & set(self.identities.services_of(user_id))):
+                    raise CallRefused("caller", Forbidden("this call is not for you"))
             except CallRefused as refused:
                 metrics.RPC_CALLS_REFUSED.labels(service, method, refused.reason).inc()
                 log.warning("rpc.call_refused", method=method, reason=refused.reason)

@@ -63,7 +63,7 @@ def require_in_production(names, because, environ=None):
 # The platform's services, by the name each answers to on the broker (and the folder it
 # lives in under services/). The launcher, the gateway's RPC proxies and its health field
 # all read this one list.
-SERVICE_NAMES = ("registry", "declaration", "travel_costs", "campaign")
+SERVICE_NAMES = ("registry", "declaration", "travel_costs", "campaign", "notifications")
 
 
 def _unset(value):

@@ -57,15 +57,25 @@ CATALOGUE = {
         EventType("support_point.updated", "registry", 1, registry.SupportPointChanged),
         EventType("support_point.deactivated", "registry", 1, registry.SupportPointChanged),
         EventType("pc4_areas.imported", "registry", 1, registry.Pc4AreasImported),
-        *(EventType(f"declaration.{status}", "declaration", 1, declaration.DeclarationStatusChanged)
-          for status in ("requested", "issued", "rejected", "revoked", "expired")),
-        *(EventType(f"bag_order.{change}", "campaign", 1, campaign.BagOrderChanged)
-          for change in ("requested", "allocated", "partly_allocated", "shipped", "delivered",
-                         "cancelled")),
-        *(EventType(f"campaign.{change}", "campaign", 1, campaign.CampaignChanged)
-          for change in ("created", "launched", "opted_out")),
-        *(EventType(f"travel_claim.{status}", "travel_costs", 1, travel_costs.TravelClaimChanged)
-          for status in ("submitted", "on_hold", "approved", "rejected", "paid")),
+        EventType("declaration.requested", "declaration", 1, declaration.DeclarationStatusChanged),
+        EventType("declaration.issued", "declaration", 1, declaration.DeclarationStatusChanged),
+        EventType("declaration.rejected", "declaration", 1, declaration.DeclarationStatusChanged),
+        EventType("declaration.revoked", "declaration", 1, declaration.DeclarationStatusChanged),
+        EventType("declaration.expired", "declaration", 1, declaration.DeclarationStatusChanged),
+        EventType("bag_order.requested", "campaign", 1, campaign.BagOrderChanged),
+        EventType("bag_order.allocated", "campaign", 1, campaign.BagOrderChanged),
+        EventType("bag_order.partly_allocated", "campaign", 1, campaign.BagOrderChanged),
+        EventType("bag_order.shipped", "campaign", 1, campaign.BagOrderChanged),
+        EventType("bag_order.delivered", "campaign", 1, campaign.BagOrderChanged),
+        EventType("bag_order.cancelled", "campaign", 1, campaign.BagOrderChanged),
+        EventType("campaign.created", "campaign", 1, campaign.CampaignChanged),
+        EventType("campaign.launched", "campaign", 1, campaign.CampaignChanged),
+        EventType("campaign.opted_out", "campaign", 1, campaign.CampaignChanged),
+        EventType("travel_claim.submitted", "travel_costs", 1, travel_costs.TravelClaimChanged),
+        EventType("travel_claim.on_hold", "travel_costs", 1, travel_costs.TravelClaimChanged),
+        EventType("travel_claim.approved", "travel_costs", 1, travel_costs.TravelClaimChanged),
+        EventType("travel_claim.rejected", "travel_costs", 1, travel_costs.TravelClaimChanged),
+        EventType("travel_claim.paid", "travel_costs", 1, travel_costs.TravelClaimChanged),
     )
 }
 
@@ -118,6 +128,14 @@ SUBSCRIPTIONS = (
     Subscription("declaration.revoked", "travel_costs", "on_declaration_changed"),
     Subscription("declaration.expired", "travel_costs", "on_declaration_changed"),
     Subscription("pc4_areas.imported", "travel_costs", "on_pc4_areas_imported"),
+    # The caregiver's messages: every decision, and the validity that the expiry notice
+    # 30 days ahead is counted from.
+    *(Subscription(event, "notifications", "on_declaration_changed")
+      for event in ("declaration.issued", "declaration.rejected", "declaration.revoked",
+                    "declaration.expired")),
+    *(Subscription(event, "notifications", "on_travel_claim_changed")
+      for event in ("travel_claim.on_hold", "travel_claim.approved", "travel_claim.rejected",
+                    "travel_claim.paid")),
 )
 
 

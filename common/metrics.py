@@ -65,6 +65,18 @@ OUTBOX_LAG = Gauge(
 DECLARATIONS_ISSUED = Counter(
     "mantelzorg_declarations_issued_total", "Declarations issued, by municipality.",
     ["municipality"])
+DECLARATIONS_WAITING = Gauge(
+    "mantelzorg_declarations_waiting",
+    "Declaration requests waiting for the municipality's decision, by municipality.",
+    ["municipality"])
+DECLARATIONS_OLDEST_WAITING = Gauge(
+    "mantelzorg_declarations_oldest_waiting_age_seconds",
+    "Age of the oldest declaration request waiting for a decision, by municipality; the "
+    "decision is due eight weeks after the request (Awb 4:13).", ["municipality"])
+DECLARATIONS_OVERDUE = Gauge(
+    "mantelzorg_declarations_overdue",
+    "Declaration requests past their decision due date without a decision, by municipality.",
+    ["municipality"])
 TRAVEL_CLAIMS_PAID = Counter(
     "mantelzorg_travel_claims_paid_total", "Travel claims paid out in a payout batch.")
 TRAVEL_EUROS_PAID = Counter(
@@ -114,6 +126,22 @@ class EntrypointMetrics(DependencyProvider):
         REQUESTS.labels(service, entrypoint, kind, outcome).inc()
         if started is not None:
             DURATION.labels(service, entrypoint, kind).observe(time.perf_counter() - started)
+
+
+def set_waiting_declarations(waiting, now):
+    """``waiting``: {municipality: {"waiting", "oldest" (created_at), "overdue"}}. A
+    municipality with nothing waiting any more drops out of the gauges."""
+    gauges = (DECLARATIONS_WAITING, DECLARATIONS_OLDEST_WAITING, DECLARATIONS_OVERDUE)
+    for gauge in gauges:
+        gauge.clear()
+    for municipality, counts in waiting.items():
+        oldest = counts["oldest"]
+        if oldest.tzinfo is None:   # the store answers UTC without its zone
+            oldest = oldest.replace(tzinfo=now.tzinfo)
+        DECLARATIONS_WAITING.labels(municipality).set(counts["waiting"])
+        DECLARATIONS_OLDEST_WAITING.labels(municipality).set(
+            max((now - oldest).total_seconds(), 0))
+        DECLARATIONS_OVERDUE.labels(municipality).set(counts["overdue"])
 
 
 def metrics_response():

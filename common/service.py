@@ -4,12 +4,13 @@ services with data, the outbox relay."""
 import gc
 import uuid
 
+import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from nameko.web.handlers import http
 
 from common.calls import DeadlineAtStart, rpc
-from common.errors import BadUserInput
+from common.errors import BadUserInput, Unavailable
 from common.logging import CorrelatedLogging
 from common.metrics import FROZEN_OBJECTS, EntrypointMetrics, metrics_response
 from common.outbox import EventOutbox
@@ -17,6 +18,18 @@ from common.storage import RequestsOnce
 # Where the gateway and the services have always found them.
 from common.transport import (BROKER_UNREACHABLE, CALL_RETRY_POLICY,  # noqa: F401
                               TolerantReplyListener, UnconfirmedPublisher)
+
+
+def ask(proxy, method, *args, timeout, service):
+    """An RPC call of one service to another that answers UNAVAILABLE instead of waiting
+    for ever, or when the broker cannot take it; the callee's refusals pass on as they are."""
+    try:
+        reply = getattr(proxy, method).call_async(*args)
+    except BROKER_UNREACHABLE:
+        raise Unavailable(f"the {service} service cannot be reached; try again later") from None
+    with eventlet.Timeout(timeout, False):
+        return reply.result()
+    raise Unavailable(f"the {service} service did not answer; try again later")
 
 
 class StartupHeapFreeze(DependencyProvider):

@@ -6,7 +6,7 @@ embedded MongoDB-wire-protocol server (SecantusDB) on a free local port, with it
 pymongo over the wire, through the same code.
 """
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, MongoClient
@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from common import clock
 from common import config as settings
 
 PROCESSED_EVENTS = "processed_events"
@@ -24,14 +25,9 @@ REQUEST_KEY = "request_id"
 REQUESTS_KEPT_FOR = timedelta(hours=24)
 
 
-def utcnow():
-    return datetime.now(timezone.utc)
-
-
-def utcnow_millis():
-    """The time as the store keeps it (milliseconds), so an answer equals a later read."""
-    now = utcnow()
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+# The platform's clock (common.clock), under the names the store's callers use.
+utcnow = clock.now
+utcnow_millis = clock.now_millis
 
 
 class EmbeddedServer:

@@ -1,9 +1,10 @@
 """Validation of Dutch identifiers and other input, shared by the services and the gateway."""
 import re
-from datetime import date
 
 from stdnum.nl import bsn as stdnum_bsn
 from stdnum.nl import postcode as stdnum_postcode
+
+from common import clock
 
 MUNICIPALITY_CODE = re.compile(r"GM\d{4}")
 PHONE_SHAPE = re.compile(r"\+?[0-9][0-9 ()-]*[0-9]")
@@ -76,6 +77,6 @@ def one_of(allowed):
 
 
 def not_in_future(day):
-    if day > date.today():
+    if day > clock.today():
         raise ValueError("must not be in the future")
     return day

@@ -3,6 +3,7 @@ the request may take."""
 import time
 
 import eventlet
+import eventlet.semaphore
 from nameko.extensions import SharedExtension
 from nameko.rpc import ServiceProxy
 
@@ -37,6 +38,11 @@ class GraphQLContext:
         # carries an identity derived from it, the same again when the request is retried.
         self.request_id = None
         self._calls_made = {}
+        # Declaration applicants already answered in this request, by declaration id: their
+        # reads are recorded once, also when root fields running at once ask for the same
+        # one (gateway/schema/declarations.py).
+        self.applicants = {}
+        self.applicants_lock = eventlet.semaphore.Semaphore()
 
     @property
     def actor(self):

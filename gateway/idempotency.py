@@ -122,11 +122,12 @@ class IdempotentMutations:
 
 
 class Idempotency(Storage):
-    """Injects the gateway's IdempotentMutations: its database (``mantelzorg_gateway``), the
-    data key that seals the stored answers and the lookup key of the request identities."""
+    """Injects the gateway's IdempotentMutations: its database (``mantelzorg_gateway``, whose
+    store class is given), the data key that seals the stored answers and the lookup key of
+    the request identities."""
 
-    def __init__(self):
-        super().__init__(IdempotencyStore)
+    def __init__(self, store_class=IdempotencyStore):
+        super().__init__(store_class)
         self.mutations = None
 
     def setup(self):

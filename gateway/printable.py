@@ -175,3 +175,72 @@ def render_travel_statement(statement):
     page.showPage()
     page.save()
     return buffer.getvalue()
+
+
+MONTHS = ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+          "september", "oktober", "november", "december")
+
+
+def _long_day(text):
+    """'2026-03-01' or a moment -> '1 maart 2026'."""
+    when = date.fromisoformat(text[:10])
+    return f"{when.day} {MONTHS[when.month - 1]} {when.year}"
+
+
+def decision_letter(context, reference):
+    """The decision letter for the owner caregiver or the municipality it was requested at."""
+    context.principal.require("caregiver", "municipality")
+    return render_decision_letter(context.call("declaration", "decision_letter", reference,
+                                               context.actor))
+
+
+def render_decision_letter(letter):
+    """PDF bytes of the letter with the municipality's decision on a request, as the
+    declaration service's ``decision_letter`` answered it: the decision and its reason, the
+    validity and purposes, the municipality, the date, and how to object (Awb 6:7: bezwaar
+    within six weeks, to the municipality)."""
+    buffer = io.BytesIO()
+    styles = getSampleStyleSheet()
+    municipality = letter.get("municipality_name") or letter["municipality_code"]
+    reference, issued = letter["reference"], letter["decision"] == "ISSUED"
+    document = SimpleDocTemplate(buffer, pagesize=A4, invariant=1,
+                                 title=f"Besluit op aanvraag {reference}",
+                                 leftMargin=25 * mm, rightMargin=25 * mm,
+                                 topMargin=25 * mm, bottomMargin=20 * mm)
+
+    def text(words, style="BodyText"):
+        return Paragraph(escape(words), styles[style])
+
+    story = [text(f"Gemeente {municipality}", "Heading2"),
+             text(f"Aan: {letter['caregiver_name']}"),
+             text(f"Datum: {_long_day(letter['decided_at'])}"),
+             text(f"Kenmerk: {reference}"), Spacer(1, 6 * mm),
+             text("Besluit op uw aanvraag van een mantelzorgverklaring", "Title"),
+             text(f"Beste {letter['caregiver_name']},"),
+             text(f"Op {_long_day(letter['requested_at'])} vroeg u bij de gemeente "
+                  f"{municipality} een mantelzorgverklaring aan.")]
+    if issued:
+        story.append(text("Wij hebben besloten: u krijgt de mantelzorgverklaring.", "Heading3"))
+        story.append(text(f"De verklaring is geldig van {_long_day(letter['valid_from'])} tot en "
+                          f"met {_long_day(letter['valid_until'])}. U kunt haar gebruiken voor:"))
+        story += [text(f"- {PURPOSE_NAMES.get(p, p)}") for p in letter["purposes"]]
+        if letter.get("reason"):
+            story.append(text(f"Toelichting: {letter['reason']}"))
+    else:
+        story.append(text("Wij hebben besloten: u krijgt de mantelzorgverklaring niet. Wij "
+                          "wijzen uw aanvraag af.", "Heading3"))
+        story.append(text(f"De reden: {letter.get('reason') or ''}"))
+    if letter.get("revoked_at"):
+        story.append(text(f"Let op: de gemeente heeft deze verklaring op "
+                          f"{_long_day(letter['revoked_at'])} ingetrokken. De reden: "
+                          f"{letter.get('revocation_reason') or ''}"))
+    story += [Spacer(1, 4 * mm), text("Bent u het niet eens met dit besluit?", "Heading3"),
+              text(f"Dan kunt u bezwaar maken bij de gemeente {municipality}. Doe dat binnen "
+                   "zes weken na de datum van deze brief. Schrijf in uw bezwaar uw naam en "
+                   f"adres, de datum, het kenmerk {reference} en waarom u het niet eens bent "
+                   "met het besluit, en zet uw handtekening eronder (artikel 6:5 en 6:7 van de "
+                   "Algemene wet bestuursrecht)."),
+              Spacer(1, 6 * mm), text("Met vriendelijke groet,"),
+              text(f"Het college van burgemeester en wethouders van {municipality}")]
+    document.build(story)
+    return buffer.getvalue()

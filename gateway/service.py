@@ -21,7 +21,9 @@ from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
 from gateway.jwks import PublicKeys
 from gateway.schema import schema
 from gateway.server import http
-from gateway.web.routes import CaregiverPages
+from gateway.store import GatewayStore
+from gateway.web.app import WebSessions
+from gateway.web.routes import CaregiverPages, StaffPages
 
 MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
@@ -29,12 +31,13 @@ SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
 PUBLIC_KEYS = PublicKeys()
 
 
-class GatewayService(CaregiverPages, InstrumentedService):
+class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
     name = "gateway"
     config = Config()
     tokens = Authentication()
     metrics_server = MetricsServer()
-    idempotency = Idempotency()
+    idempotency = Idempotency(GatewayStore)
+    web_sessions = WebSessions()
 
     # One RPC proxy per service (attribute = service name) is added below the class.
 

@@ -119,8 +119,8 @@ def delete_user(amqp_uri, user):
 
 # process name -> its broker user's name (Kubernetes names have no underscores)
 PROCESS_USERS = {"registry": "registry", "declaration": "declaration",
-                 "travel_costs": "travel-costs", "campaign": "campaign", "gateway": "gateway",
-                 "operator": "operator"}
+                 "travel_costs": "travel-costs", "campaign": "campaign",
+                 "notifications": "notifications", "gateway": "gateway", "operator": "operator"}
 
 
 def _pattern(names):

@@ -62,6 +62,8 @@ def main(argv=None):
                                  help="expire issued declarations whose validity has ended")
     expiry.add_argument("--today", type=date.fromisoformat, default=None,
                         help="the day to expire for, YYYY-MM-DD (default: today)")
+    commands.add_parser("parked-mails", help="list the e-mails the mail server refused for "
+                        "good, with its answer (never the address)")
     keys = commands.add_parser("new-keys", help="print new keys for personal data and declaration "
                                "tokens as lines of an .env file")
     keys.add_argument("--data-key-id", help="id of the new data key (default: k<today>)")
@@ -222,7 +224,7 @@ def republish(args):
 
 
 # The services that keep personal data encrypted with the data key.
-ENCRYPTING_SERVICES = ("declaration", "travel_costs")
+ENCRYPTING_SERVICES = ("declaration", "travel_costs", "notifications")
 
 
 def reencrypt_personal_data(_args):
@@ -246,6 +248,17 @@ def reencrypt_personal_data(_args):
                       f"configured: {', '.join(report['unknown_keys'])}", file=sys.stderr)
             failed |= bool(report["remaining"] or report["unreadable"])
     return 2 if failed else 0
+
+
+def parked_mails(_args):
+    """One JSON line per parked e-mail, then how many wait to be sent."""
+    ensure_broker(settings.amqp_uri())
+    with Platform().rpc(timeout=60) as rpc:
+        queue = rpc.notifications.mail_queue()
+    for entry in queue["parked"]:
+        print(json.dumps(entry))
+    print(f"{len(queue['parked'])} parked, {queue['pending']} waiting to be sent")
+    return 0
 
 
 def expire_declarations(args):
@@ -330,7 +343,8 @@ COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": im
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
-            "new-keys": new_keys, "probe": probe, "token": token, "broker-users": broker_users}
+            "parked-mails": parked_mails, "broker-users": broker_users,
+            "new-keys": new_keys, "probe": probe, "token": token}
 
 if __name__ == "__main__":
     sys.exit(main())

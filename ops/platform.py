@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from common import config as settings
 from common.calls import SignedClusterRpcProxy
@@ -32,15 +33,21 @@ class Process:
     default_port: int
 
 
+GATEWAY_METRICS_PORT = 8005
+
+
 def _service_process(number, name):
-    """services/<name>/service.py holds <Name>Service; its metrics port is 8001, 8002, ..."""
+    """services/<name>/service.py holds <Name>Service; its metrics port is 8001, 8002, ...,
+    passing over the gateway's (the fifth service, notifications, has 8006)."""
     class_name = "".join(part.capitalize() for part in name.split("_")) + "Service"
+    port = 8001 + number
+    port += port >= GATEWAY_METRICS_PORT
     return Process(name, f"services.{name}.service:{class_name}", f"services/{name}/config.yml",
-                   f"{name.upper()}_WEB_ADDRESS", 8001 + number)
+                   f"{name.upper()}_WEB_ADDRESS", port)
 
 
 GATEWAY = Process("gateway", "gateway.service:GatewayService", "gateway/config.yml",
-                  "GATEWAY_METRICS_ADDRESS", 8005)
+                  "GATEWAY_METRICS_ADDRESS", GATEWAY_METRICS_PORT)
 PROCESSES = (*(_service_process(number, name) for number, name in enumerate(SERVICE_NAMES)),
              GATEWAY)
 
@@ -144,6 +151,17 @@ class Platform:
     def gateway_url(self):
         port = settings.setting(None, "GATEWAY_PORT", 8000, environ=self.environ)
         return f"http://127.0.0.1:{port}"
+
+    def events_handled(self, service, event_type):
+        """How many ``event_type`` events ``service`` has handled since its process started,
+        as its /metrics tell Prometheus: how far a consumer has come."""
+        address = metrics_address(process_named(service), self.environ)
+        text = requests.get(f"http://{address}/metrics", timeout=10).text
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples
+                   if sample.name == "mantelzorg_events_handled_total"
+                   and sample.labels.get("type") == event_type
+                   and sample.labels.get("outcome") == "handled")
 
     def rpc(self, timeout=10, context_data=None):
         """The operator's RPC client of this platform: every call signed with the operator's

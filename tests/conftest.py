@@ -77,10 +77,12 @@ def platform_environ(amqp_uri, data_dir, **extra):
 def running_platform(amqp_uri, tmp_path_factory, process_environ=None, **extra):
     """Every service and the gateway as real processes on the real broker (the queues
     declared already), with the embedded document store in a fresh folder and free ports;
-    failing events are retried quickly."""
+    failing events are retried quickly, and declarations due for their expiry notice are
+    looked for every second."""
     environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
                                **{"EVENT_RETRY_DELAY_MS": "200",
-                                  "EVENT_RETRY_MAX_DELAY_MS": "2000", **extra})
+                                  "EVENT_RETRY_MAX_DELAY_MS": "2000",
+                                  "NOTIFICATIONS_EXPIRY_CHECK_SECONDS": "1", **extra})
     running = Platform(environ, logs=tmp_path_factory.mktemp("logs"),
                        process_environ=process_environ, say=lambda line: None)
     running.start()

@@ -89,10 +89,29 @@ class GraphQLClient:
         return response.json()
 
 
-def support_point_count(gql):
-    """How many active support points the public overview counts."""
-    answer = gql("{ supportPoints(first: 1) { total } }")
+def support_point_count(gql, municipality_code=None):
+    """How many active support points the public overview counts (those serving one
+    municipality, when given)."""
+    answer = gql("query($m: String) { supportPoints(municipalityCode: $m, first: 1) { total } }",
+                 {"m": municipality_code})
     return answer["data"]["supportPoints"]["total"]
+
+
+class Handled:
+    """The events of one type that one service handles from now on, as its /metrics count
+    them: how far a consumer has come, seen as an operator sees it."""
+
+    def __init__(self, platform, service, event_type):
+        self.platform, self.service, self.event_type = platform, service, event_type
+        self.before = self.count()
+
+    def count(self):
+        return self.platform.events_handled(self.service, self.event_type)
+
+    def grown_by(self, more=1, timeout=15):
+        """Whether exactly ``more`` have been handled since, waiting up to ``timeout`` s."""
+        eventually(lambda: self.count() >= self.before + more, timeout=timeout)
+        return self.count() == self.before + more
 
 
 # --- travel claims ----------------------------------------------------------------------

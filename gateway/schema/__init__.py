@@ -5,11 +5,13 @@ import graphene
 
 from gateway.schema.campaign import CampaignMutation, CampaignQuery
 from gateway.schema.declarations import DeclarationMutation, DeclarationQuery
+from gateway.schema.notifications import NotificationsQuery
 from gateway.schema.platform import PlatformQuery
 from gateway.schema.registry import RegistryMutation, RegistryQuery
 from gateway.schema.travel_costs import TravelCostsMutation, TravelCostsQuery
 
-QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery, TravelCostsQuery, CampaignQuery)
+QUERIES = (PlatformQuery, RegistryQuery, DeclarationQuery, TravelCostsQuery, CampaignQuery,
+           NotificationsQuery)
 MUTATIONS = (RegistryMutation, DeclarationMutation, TravelCostsMutation, CampaignMutation)
 
 

@@ -11,7 +11,7 @@ import graphene
 from common.schemas.campaign import BAG_ORDER_STATUSES, CAMPAIGN_SCOPES
 from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime
-from gateway.schema.shared import enum_of, to_wire
+from gateway.schema.shared import audit_step, enum_of, to_wire
 
 SERVICE = "campaign"
 ORDERING = ("municipality", "support_point", "campaign", "admin")
@@ -31,19 +31,10 @@ def _day(text):
     return date.fromisoformat(text) if isinstance(text, str) else text
 
 
-class BagOrderChange(graphene.ObjectType):
-    """Added: one change of an order, oldest first."""
-    from_status = graphene.Field(BagOrderStatus)
-    to_status = graphene.Field(BagOrderStatus, required=True)
-    action = graphene.String(
-        required=True, description="request, allocate, allocate_part, ship, deliver or cancel")
-    quantity = graphene.Int(description="the bags the change was about")
-    at = DateTime(required=True)
-    actor_role = graphene.String()
-    reason = graphene.String()
-
-    def resolve_at(root, info):
-        return _moment(root["at"])
+BagOrderChange = audit_step(
+    "BagOrderChange", BagOrderStatus, "Added: one change of an order, oldest first.",
+    "request, allocate, allocate_part, ship, deliver or cancel",
+    quantity=graphene.Int(description="the bags the change was about"))
 
 
 class BagOrder(graphene.ObjectType):
@@ -141,7 +132,8 @@ class CampaignQuery(graphene.ObjectType):
 
     @calls_services()
     def resolve_campaigns(root, info):
-        return _call(info, TEAM, "campaigns")
+        # a municipality: the campaigns that include it (the service chooses them)
+        return _call(info, (*TEAM, "municipality"), "campaigns")
 
 
 class CampaignMutation(graphene.ObjectType):

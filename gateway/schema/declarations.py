@@ -2,6 +2,9 @@
 service over RPC. The gateway checks the caller's role; the service checks ownership (the
 caregiver whose BSN a declaration carries, by its keyed hash).
 
+``Declaration.applicant`` is personal data: the service answers it only to the owner and the
+municipality it was requested at, and records every read by the municipality.
+
 Added to the contract (documented in docs/declarations.md): ``Declaration.unmetCriteria``,
 ``Declaration.history``, ``checkDeclarationToken``, ``declarationSettings`` and
 ``setDeclarationSettings``."""
@@ -14,7 +17,7 @@ from common.schemas.declaration import DECLARATION_PURPOSES, DECLARATION_STATUSE
 from gateway.auth import ROLES
 from gateway.limits import calls_services
 from gateway.schema.scalars import Date, DateTime, Decimal
-from gateway.schema.shared import audit_step, enum_of, to_wire
+from gateway.schema.shared import audit_step, enum_of, selects, to_wire
 
 SERVICE = "declaration"
 
@@ -58,6 +61,34 @@ DeclarationTransition = audit_step("DeclarationTransition", DeclarationStatus,
                                    "Added: one step of the audit trail.")
 
 
+class DeclarationApplicant(graphene.ObjectType):
+    caregiver_name = graphene.String(required=True)
+    caregiver_postcode = graphene.String(required=True)
+    caregiver_email = graphene.String()
+    care_recipient_name = graphene.String(required=True)
+    care_recipient_postcode = graphene.String(required=True)
+    relationship = graphene.String(required=True)
+
+
+class PersonalDataAccess(graphene.ObjectType):
+    at = DateTime(required=True)
+    role = graphene.String(required=True)
+    organisation = graphene.String(required=True)
+    what = graphene.String(required=True)
+
+
+def applicants(context, declaration_ids):
+    """The applicants of these declarations ({id: answer or None}), asked of the service
+    once per request and declaration: it records every read by someone but the owner, so
+    an alias that asks again is not a second read."""
+    known = context.applicants
+    with context.applicants_lock:
+        missing = [i for i in dict.fromkeys(declaration_ids) if i not in known]
+        if missing:
+            known.update(context.call(SERVICE, "applicants", missing, context.actor))
+    return known
+
+
 class Declaration(graphene.ObjectType):
     id = graphene.ID(required=True)
     reference = graphene.String(required=True)
@@ -78,6 +109,13 @@ class Declaration(graphene.ObjectType):
                     "(CARE_DURATION, HOURS_PER_WEEK).")
     history = graphene.List(graphene.NonNull(DeclarationTransition), required=True,
                             description="Added: the audit trail, oldest first.")
+    decision_due_on = Date(required=True)
+    decided_at = DateTime()
+    applicant = graphene.Field(DeclarationApplicant)
+
+    def resolve_applicant(root, info):
+        found = applicants(info.context, [root.id]).get(root.id)
+        return DeclarationApplicant(**found) if found else None
 
 
 class DeclarationCheck(graphene.ObjectType):
@@ -112,12 +150,16 @@ def _day(text):
 
 
 def _declaration(answer):
-    history = [DeclarationTransition(**{**h, "at": datetime.fromisoformat(h["at"])})
-               for h in answer["history"]]
-    return Declaration(**{**answer, "history": history, "care_since": _day(answer["care_since"]),
+    return Declaration(**{**answer, "care_since": _day(answer["care_since"]),
                           "valid_from": _day(answer["valid_from"]),
                           "valid_until": _day(answer["valid_until"]),
+                          "decision_due_on": _day(answer["decision_due_on"]),
+                          "decided_at": _moment(answer["decided_at"]),
                           "created_at": datetime.fromisoformat(answer["created_at"])})
+
+
+def _moment(text):
+    return datetime.fromisoformat(text) if text else None
 
 
 def _check(answer):
@@ -147,6 +189,7 @@ class DeclarationQuery(graphene.ObjectType):
     declaration_settings = graphene.Field(
         DeclarationSettings, required=True, municipality_code=graphene.String(required=True),
         description="Added: a municipality's declaration criteria; anyone may read them.")
+    my_personal_data_access = graphene.List(graphene.NonNull(PersonalDataAccess), required=True)
 
     @calls_services()
     def resolve_declaration(root, info, reference):
@@ -162,14 +205,23 @@ class DeclarationQuery(graphene.ObjectType):
         context.principal.require("caregiver")
         return [_declaration(d) for d in context.call(SERVICE, "my_declarations", context.actor)]
 
-    @calls_services()
+    @calls_services(2)
     def resolve_declarations(root, info, municipality_code, status=None, first=20, after=None):
         context = info.context
         context.principal.require_municipality(municipality_code, "admin")
         first = page_size(20 if first is None else first)
         found = context.call(SERVICE, "declarations", municipality_code, to_wire(status), first,
                              after, context.actor)
+        if selects(info, "applicant"):   # one call for the page, a read recorded for each
+            applicants(context, [d["id"] for d in found])
         return [_declaration(d) for d in found]
+
+    @calls_services()
+    def resolve_my_personal_data_access(root, info):
+        context = info.context
+        context.principal.require("caregiver")
+        return [PersonalDataAccess(**{**entry, "at": datetime.fromisoformat(entry["at"])})
+                for entry in context.call(SERVICE, "personal_data_access", context.actor)]
 
     @calls_services()
     def resolve_check_declaration(root, info, reference, verification_code, purpose):

@@ -103,11 +103,12 @@ class SupportPointChange(graphene.ObjectType):
     def resolve_at(root, info):
         return _when(root["at"])
 
-    def resolve_actor_role(root, info):
-        return root["actor"].get("role")
 
-    def resolve_actor_sub(root, info):
-        return root["actor"].get("sub")
+
+class Municipality(graphene.ObjectType):
+    """A municipality as CBS lists it, for forms that let a person pick one."""
+    code = graphene.String(required=True)
+    name = graphene.String(required=True)
 
 
 class RegistryQuery(graphene.ObjectType):
@@ -123,6 +124,9 @@ class RegistryQuery(graphene.ObjectType):
         graphene.NonNull(SupportPointChange), required=True, id=graphene.ID(required=True),
         description="Added by the gateway: the audit trail of a support point, for those "
                     "who may edit it.")
+    municipalities = graphene.List(graphene.NonNull(Municipality), required=True)
+    municipality_for_postcode = graphene.Field(Municipality,
+                                               postcode=graphene.String(required=True))
 
     @calls_services()
     def resolve_support_points(root, info, first=20, **criteria):
@@ -142,6 +146,14 @@ class RegistryQuery(graphene.ObjectType):
         page_size(limit, "limit")
         return info.context.call(SERVICE, "nearest_support_points", postcode, to_wire(area),
                                  limit)
+
+    @calls_services()
+    def resolve_municipalities(root, info):
+        return info.context.call(SERVICE, "municipalities")
+
+    @calls_services()
+    def resolve_municipality_for_postcode(root, info, postcode):
+        return info.context.call(SERVICE, "municipality_for_postcode", postcode)
 
     @calls_services()
     def resolve_support_point_history(root, info, id):

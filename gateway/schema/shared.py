@@ -17,13 +17,26 @@ def enum_of(name, values, description):
     return graphene.Enum(name, [(value, value) for value in values], description=description)
 
 
-def audit_step(name, status, description):
-    """The object type of one step of an audit trail whose statuses are the enum ``status``."""
-    return type(name, (graphene.ObjectType,), {
-        "__doc__": description,
-        "from_status": graphene.Field(status), "to_status": graphene.Field(status, required=True),
-        "action": graphene.String(required=True), "at": DateTime(required=True),
-        "actor_role": graphene.String(), "reason": graphene.String()})
+def audit_step(name, status, description, action_description=None, **details):
+    """The object type of one step of an audit trail whose statuses are the enum ``status``:
+    an entry of ``common.workflow.history_view``, answered as the service sent it (a dict,
+    ``at`` in ISO 8601) or built as an instance. ``details``: further fields of the step
+    (such as the bags of a bag order step), placed after ``action``."""
+    fields = {"from_status": graphene.Field(status),
+              "to_status": graphene.Field(status, required=True),
+              "action": graphene.String(required=True, description=action_description)}
+    for field_name, field in details.items():
+        field.reset_counter()           # listed where the step's details belong
+        fields[field_name] = field
+    fields.update(at=DateTime(required=True), actor_role=graphene.String(),
+                  reason=graphene.String())
+    return type(name, (graphene.ObjectType,), {"__doc__": description, **fields,
+                                               "resolve_at": _resolve_at})
+
+
+def _resolve_at(root, info):
+    at = root["at"] if isinstance(root, dict) else root.at
+    return datetime.fromisoformat(at) if isinstance(at, str) else at
 
 
 def to_wire(value):
@@ -39,3 +52,22 @@ def to_wire(value):
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     return value
+
+
+def selects(info, name):
+    """Whether the query asks for the field ``name`` of the objects the resolver answers
+    (directly, through a fragment or an inline fragment)."""
+    def within(selection_set):
+        for selection in (selection_set.selections if selection_set else ()):
+            kind = selection.kind
+            if kind == "field" and selection.name.value == name:
+                return True
+            if kind == "inline_fragment" and within(selection.selection_set):
+                return True
+            if kind == "fragment_spread":
+                fragment = info.fragments.get(selection.name.value)
+                if fragment is not None and within(fragment.selection_set):
+                    return True
+        return False
+
+    return any(within(node.selection_set) for node in info.field_nodes)

@@ -6,13 +6,16 @@ from urllib.parse import quote
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from nameko.extensions import DependencyProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY, get_logger
+from common.storage import Storage
 from gateway.executor import run_query
 from gateway.web import texts
-from gateway.web.session import COOKIE_NAME, CSRF_FIELD, SessionCodec, store_cookie
+from gateway.web.session import (COOKIE_NAME, CSRF_FIELD, Session, SessionCodec, SessionRecords,
+                                 store_cookie)
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 64 * 1024
@@ -37,8 +40,20 @@ templates.globals.update(texts.GLOBALS)
 codec = SessionCodec()
 
 
+STAFF_PAGES = "/medewerkers"
+
+
+class WebSessions(DependencyProvider):
+    """Injects the server's records of the signed-in sessions (SessionRecords), kept in the
+    gateway's database."""
+
+    def get_dependency(self, worker_ctx):
+        storage = next(d for d in self.container.dependencies if isinstance(d, Storage))
+        return SessionRecords(storage.store)
+
+
 class SignInNeeded(Exception):
-    """The page is for a signed-in caregiver."""
+    """The page is for a signed-in caregiver (or, under /medewerkers, staff member)."""
 
 
 class ServiceDown(Exception):
@@ -70,7 +85,32 @@ class Page:
     def __init__(self, service, request):
         self.service = service
         self.request = request
+        self.records = service.web_sessions
         self.session = codec.load(request.cookies.get(COOKIE_NAME))
+        if (self.session.signed_in or self.session.staff) \
+                and not self.records.still_open(self.session):
+            # signed out (on any replica), or idle too long: the cookie is worth nothing
+            self.session = Session()
+            self.session.changed = True
+
+    @property
+    def for_staff(self):
+        return self.request.path == STAFF_PAGES or self.request.path.startswith(STAFF_PAGES + "/")
+
+    def sign_in(self, **identity):
+        """A new signed-in session (a caregiver's ``bsn`` and ``sub``, or a staff member's
+        ``role``, ``sub``, organisation and ``name``), recorded on the server; a session
+        signed in before in this browser ends."""
+        self.records.end(self.session)
+        if "bsn" in identity:
+            self.session.sign_in(**identity)
+        else:
+            self.session.sign_in_staff(**identity)
+        self.records.open(self.session)
+
+    def sign_out(self):
+        self.records.end(self.session)
+        self.session.sign_out()
 
     @property
     def form(self):
@@ -82,6 +122,11 @@ class Page:
 
     def require_sign_in(self):
         if not self.signed_in:
+            raise SignInNeeded()
+
+    def require_staff(self, *roles):
+        """The page is for staff of one of ``roles``; others are sent to the staff sign-in."""
+        if not self.session.staff or self.session["role"] not in roles:
             raise SignInNeeded()
 
     def context(self):
@@ -105,7 +150,8 @@ class Page:
         values.setdefault("errors", {})
         html = templates.get_template(template).render(
             page=self, csrf_token=self.session.csrf_token(), csrf_field=CSRF_FIELD,
-            signed_in=self.signed_in, path=self.request.path,
+            signed_in=self.signed_in, staff=self.session if self.session.staff else None,
+            path=self.request.path,
             flash=self.session.take_flash(), **values)
         return Response(html, status=status, mimetype="text/html")
 
@@ -125,7 +171,8 @@ def serve(service, request, view, *args):
     except SignInNeeded:
         # Back to the same page after signing in; a form's page again, not its POST.
         back = request.full_path.rstrip("?") if request.method == "GET" else request.path
-        response = page.redirect("/inloggen?volgende=" + quote(back))
+        sign_in = STAFF_PAGES + "/inloggen" if page.for_staff else "/inloggen"
+        response = page.redirect(f"{sign_in}?volgende=" + quote(back))
     except RequestEntityTooLarge:
         response = page.render("refused.html", status=413)
     except ServiceDown:

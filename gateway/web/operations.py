@@ -11,7 +11,7 @@ query NearestSupportPoints($postcode: String!, $area: SupportArea) {
 
 DECLARATION_FIELDS = """
   id reference status municipalityCode purposes hoursPerWeek careSince validFrom validUntil
-  decisionReason verificationCode createdAt"""
+  decisionReason verificationCode createdAt decidedAt"""
 
 MY_DECLARATIONS = "query MyDeclarations { myDeclarations {" + DECLARATION_FIELDS + " } }"
 
@@ -44,4 +44,119 @@ query PreviewTravelClaim($input: TravelClaimInput!) {
 SUBMIT_TRAVEL_CLAIM = """
 mutation SubmitTravelClaim($input: TravelClaimInput!) {
   submitTravelClaim(input: $input) {""" + CLAIM_FIELDS + """ }
+}"""
+
+MY_MESSAGES = "query MyMessages { myMessages { id sentAt subject body about } }"
+# --- the caregiver's view of who read their data ------------------------------------------
+
+MY_PERSONAL_DATA_ACCESS = """
+query MyPersonalDataAccess { myPersonalDataAccess { at role organisation what } }"""
+
+# --- the municipality's desk -----------------------------------------------------------------
+
+# The queue shows no personal data: listing the applicant would record a read per request.
+QUEUE = """
+query Queue($code: String!, $status: DeclarationStatus, $first: Int, $after: String) {
+  declarations(municipalityCode: $code, status: $status, first: $first, after: $after) {
+    id reference status createdAt decisionDueOn decidedAt purposes unmetCriteria
+  }
+}"""
+
+# Opening one request shows its applicant: the service records that read for the caregiver.
+REQUEST_FOR_DECISION = """
+query RequestForDecision($reference: String!) {
+  declaration(reference: $reference) {
+    id reference status municipalityCode purposes hoursPerWeek careSince validFrom validUntil
+    decisionReason verificationCode createdAt decisionDueOn decidedAt unmetCriteria
+    history { fromStatus toStatus action at actorRole reason }
+    applicant { caregiverName caregiverPostcode caregiverEmail careRecipientName
+                careRecipientPostcode relationship }
+  }
+}"""
+
+# Only what a change needs to find the request: no personal data, no read recorded.
+REQUEST_STATUS = """
+query RequestStatus($reference: String!) { declaration(reference: $reference) { id status } }"""
+
+DECIDE = """
+mutation Decide($id: ID!, $decision: Decision!, $reason: String) {
+  decideDeclaration(id: $id, decision: $decision, reason: $reason) { id reference status }
+}"""
+
+REVOKE = """
+mutation Revoke($id: ID!, $reason: String!) {
+  revokeDeclaration(id: $id, reason: $reason) { id reference status }
+}"""
+
+SETTINGS = """
+query Settings($code: String!) {
+  declarationSettings(municipalityCode: $code) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
+}"""
+
+SET_SETTINGS = """
+mutation SetSettings($code: String!, $input: DeclarationSettingsInput!) {
+  setDeclarationSettings(municipalityCode: $code, input: $input) {
+    minCareMonths minHoursPerWeek validityMonths purposes
+  }
+}"""
+
+CAMPAIGNS = """
+query Campaigns {
+  campaigns {
+    id name hashtag scope municipalityCodes startsOn endsOn launched
+    optedOutMunicipalityCodes materials
+  }
+}"""
+
+OPT_OUT = """
+mutation OptOut($id: ID!, $code: String!) {
+  optOutOfCampaign(id: $id, municipalityCode: $code) { id name }
+}"""
+
+POINT_FIELDS = """
+  id name kind municipalityCode address { street houseNumber postcode city } phone email
+  website areas active version updatedAt"""
+
+OWN_SUPPORT_POINTS = """
+query OwnSupportPoints($code: String!, $after: String) {
+  supportPoints(municipalityCode: $code, first: 100, after: $after) {
+    total nextCursor items {""" + POINT_FIELDS + """ }
+  }
+}"""
+
+SUPPORT_POINT = "query SupportPoint($id: ID!) { supportPoint(id: $id) {" + POINT_FIELDS + " } }"
+
+REGISTER_SUPPORT_POINT = """
+mutation RegisterSupportPoint($input: SupportPointInput!) {
+  registerSupportPoint(input: $input) { id name }
+}"""
+
+UPDATE_SUPPORT_POINT = """
+mutation UpdateSupportPoint($id: ID!, $input: SupportPointInput!, $version: Int!) {
+  updateSupportPoint(id: $id, input: $input, expectedVersion: $version) { id name version }
+}"""
+
+DEACTIVATE_SUPPORT_POINT = """
+mutation DeactivateSupportPoint($id: ID!, $reason: String!) {
+  deactivateSupportPoint(id: $id, reason: $reason) { id name active }
+}"""
+
+BAG_ORDERS = """
+query BagOrders($code: String!) {
+  bagOrders(municipalityCode: $code) {
+    id supportPointId quantityRequested quantityAllocated status localInserts createdAt
+  }
+}"""
+
+ORDER_BAGS = """
+mutation OrderBags($code: String!, $point: ID, $quantity: Int!, $lines: [String!]) {
+  orderInformationBags(municipalityCode: $code, supportPointId: $point, quantity: $quantity,
+                       localInserts: $lines) { id quantityRequested }
+}"""
+
+CANCEL_BAG_ORDER = """
+mutation CancelBagOrder($id: ID!, $reason: String!) {
+  cancelBagOrder(id: $id, reason: $reason) { id status }
 }"""

@@ -1,9 +1,12 @@
-"""Signing in with the identity provider (DigiD sits behind such a provider): OpenID Connect's
-authorization code flow with PKCE, through Authlib, the ID token checked with joserfc.
+"""Signing in with an identity provider: OpenID Connect's authorization code flow with PKCE,
+through Authlib, the ID token checked with joserfc. Caregivers sign in at the provider that
+offers DigiD; staff of municipalities and national organisations at their organisation's
+own provider, with client settings of its own.
 
-Settings (environment); with none of them the development sign-in (a BSN field) is used,
-in development only: with ``MANTELZORG_ENV=production`` the gateway does not start without
-them (and without ``MANTELZORG_SESSION_KEY``):
+Settings (read through ``common.config``, from the environment). For caregivers, with none
+of them the development sign-in (a BSN field) is used, in development only: with
+``MANTELZORG_ENV=production`` the gateway does not start without them (and without
+``MANTELZORG_SESSION_KEY``):
 
 | variable | meaning |
 |---|---|
@@ -13,9 +16,15 @@ them (and without ``MANTELZORG_SESSION_KEY``):
 | ``MANTELZORG_OIDC_REDIRECT_URL`` | where the provider sends the caregiver back: ``https://<host>/inloggen/terug`` |
 | ``MANTELZORG_OIDC_BSN_CLAIM`` | the ID token claim with the BSN (default ``bsn``) |
 | ``MANTELZORG_OIDC_SCOPE`` | scopes asked for (default ``openid``) |
+
+Staff: the same settings named ``MANTELZORG_STAFF_OIDC_*`` (the redirect address
+``https://<host>/medewerkers/inloggen/terug``), and which claims say who signs in:
+``MANTELZORG_STAFF_OIDC_ROLE_CLAIM`` (default ``role``), ``..._MUNICIPALITY_CLAIM``
+(``municipality``), ``..._SUPPORT_POINT_CLAIM`` (``support_point``) and ``..._NAME_CLAIM``
+(``name``). Without them the staff pages offer the development form (role, organisation,
+name), in development only.
 """
 import hmac
-import os
 import threading
 import time
 
@@ -32,7 +41,7 @@ from nameko.extensions import DependencyProvider
 from common import config as settings
 from common.crypto import session_cipher
 from common.logging import get_logger
-from common.validators import validate_bsn
+from common.validators import MUNICIPALITY_CODE, validate_bsn
 from gateway.web.session import new_subject
 
 METADATA_MAX_AGE_SECONDS = 3600
@@ -52,16 +61,30 @@ ABORTED = ("Inloggen is niet gelukt of is afgebroken. Probeer het opnieuw via de
            "hieronder.")
 
 
+CAREGIVERS, STAFF = "MANTELZORG_OIDC", "MANTELZORG_STAFF_OIDC"
+# The settings that tell one client registration from another (its cache key).
+_IDENTITY = ("ISSUER", "METADATA_URL", "CLIENT_ID", "REDIRECT_URL", "BSN_CLAIM", "ROLE_CLAIM",
+             "MUNICIPALITY_CLAIM", "SUPPORT_POINT_CLAIM", "NAME_CLAIM")
+
+
+def _setting(prefix, name, environ, default=""):
+    return settings.setting(None, f"{prefix}_{name}", default, environ=environ)
+
+
 class IdentityProvider:
-    def __init__(self, environ):
-        issuer = (environ.get("MANTELZORG_OIDC_ISSUER") or "").rstrip("/")
-        self.metadata_url = environ.get("MANTELZORG_OIDC_METADATA_URL") or \
-            f"{issuer}/.well-known/openid-configuration"
-        self.client_id = environ.get("MANTELZORG_OIDC_CLIENT_ID") or ""
-        self.client_secret = environ.get("MANTELZORG_OIDC_CLIENT_SECRET") or ""
-        self.redirect_url = environ.get("MANTELZORG_OIDC_REDIRECT_URL") or ""
-        self.bsn_claim = environ.get("MANTELZORG_OIDC_BSN_CLAIM") or "bsn"
-        self.scope = environ.get("MANTELZORG_OIDC_SCOPE") or "openid"
+    def __init__(self, environ=None, prefix=CAREGIVERS):
+        def read(name, default=""):
+            return _setting(prefix, name, environ, default)
+
+        issuer = read("ISSUER").rstrip("/")
+        self.metadata_url = read("METADATA_URL") or f"{issuer}/.well-known/openid-configuration"
+        self.client_id = read("CLIENT_ID")
+        self.client_secret = read("CLIENT_SECRET")
+        self.redirect_url = read("REDIRECT_URL")
+        self.scope = read("SCOPE", "openid")
+        self.bsn_claim = read("BSN_CLAIM", "bsn")
+        self.claims = {name: read(f"{name.upper()}_CLAIM", name)
+                       for name in ("role", "municipality", "support_point", "name")}
         self._metadata = None
         self._keys = None
         self._read_at = 0.0
@@ -95,6 +118,32 @@ class IdentityProvider:
 
     def complete(self, session, answer):
         """The caregiver's identity from the provider's answer: ``{"bsn", "sub", "next"}``."""
+        claims, next_page = self.verified_claims(session, answer)
+        try:
+            bsn = validate_bsn(str(claims.get(self.bsn_claim) or ""))
+        except ValueError:
+            raise SignInFailed("Uw burgerservicenummer kwam niet mee bij het inloggen. "
+                               "Probeer het later opnieuw.") from None
+        subject = str(claims["sub"])
+        if bsn in subject:   # a provider that uses the BSN as subject: never pass it on
+            subject = new_subject()
+        return {"bsn": bsn, "sub": subject, "next": next_page or "/verklaringen"}
+
+    def complete_staff(self, session, answer):
+        """A staff member's identity from the provider's answer: ``{"role", "municipality",
+        "support_point", "name", "sub", "next"}``, from the configured claims; refused when
+        the role is none of the staff roles or the organisation does not fit it."""
+        claims, next_page = self.verified_claims(session, answer)
+        identity = staff_identity(claims.get(self.claims["role"]),
+                                  claims.get(self.claims["municipality"]),
+                                  claims.get(self.claims["support_point"]),
+                                  claims.get(self.claims["name"]), str(claims["sub"]))
+        if identity is None:
+            raise SignInFailed(STAFF_REFUSED)
+        return {**identity, "next": next_page or STAFF_HOME}
+
+    def verified_claims(self, session, answer):
+        """The ID token's checked claims, and the page to go to afterwards."""
         pending = session.get("oidc") or {}
         session.drop("oidc")   # one use only
         if not pending or not hmac.compare_digest(str(answer.get("state") or ""),
@@ -114,15 +163,7 @@ class IdentityProvider:
             # A refused code, a bad signature, another audience or nonce, a provider down.
             log.warning("web.sign_in_refused", error=type(error).__name__)
             raise SignInFailed(ABORTED) from None
-        try:
-            bsn = validate_bsn(str(claims.get(self.bsn_claim) or ""))
-        except ValueError:
-            raise SignInFailed("Uw burgerservicenummer kwam niet mee bij het inloggen. "
-                               "Probeer het later opnieuw.") from None
-        subject = str(claims["sub"])
-        if bsn in subject:   # a provider that uses the BSN as subject: never pass it on
-            subject = new_subject()
-        return {"bsn": bsn, "sub": subject, "next": pending.get("next") or "/verklaringen"}
+        return claims, pending.get("next")
 
     def _id_token_claims(self, id_token, metadata, pending):
         token = jwt.decode(id_token, self._keys, algorithms=["RS256", "ES256", "PS256"])
@@ -137,28 +178,57 @@ class IdentityProvider:
         return token.claims
 
 
+STAFF_HOME = "/medewerkers/aanvragen"
+STAFF_ROLES = ("municipality", "fund", "campaign", "support_point", "partner", "admin")
+STAFF_REFUSED = ("U kunt hier niet inloggen: uw organisatie gaf geen rol of organisatie "
+                 "mee die bij deze pagina's past. Neem contact op met uw beheerder.")
+
+
+def staff_identity(role, municipality, support_point, name, sub):
+    """Who signs in on the staff pages, or None when the role is not a staff role or its
+    organisation is missing or malformed (a municipality's CBS code, a support point's id)."""
+    if role not in STAFF_ROLES or not isinstance(sub, str) or not sub.strip():
+        return None
+    identity = {"role": role, "sub": sub.strip(), "municipality": None, "support_point": None,
+                "name": (name.strip() if isinstance(name, str) else "")[:100]}
+    if role == "municipality":
+        code = str(municipality or "").strip().upper()
+        if not MUNICIPALITY_CODE.fullmatch(code):
+            return None
+        identity["municipality"] = code
+    if role == "support_point":
+        point = str(support_point or "").strip()
+        if not point or len(point) > 100:
+            return None
+        identity["support_point"] = point
+    return identity
+
+
 _providers = {}
 
 
-def identity_provider(environ=os.environ):
-    """The configured provider, or None: then the development sign-in is used."""
-    if not (environ.get("MANTELZORG_OIDC_ISSUER") or environ.get("MANTELZORG_OIDC_METADATA_URL")):
+def identity_provider(environ=None, prefix=CAREGIVERS):
+    """The configured provider (``prefix``: of the caregivers or of the staff), or None:
+    then the development sign-in is used."""
+    if not (_setting(prefix, "ISSUER", environ) or _setting(prefix, "METADATA_URL", environ)):
         return None
-    key = tuple(environ.get(name) for name in (
-        "MANTELZORG_OIDC_ISSUER", "MANTELZORG_OIDC_METADATA_URL", "MANTELZORG_OIDC_CLIENT_ID",
-        "MANTELZORG_OIDC_REDIRECT_URL", "MANTELZORG_OIDC_BSN_CLAIM"))
+    key = (prefix, *(_setting(prefix, name, environ) for name in _IDENTITY))
     if key not in _providers:
-        _providers[key] = IdentityProvider(environ)
+        _providers[key] = IdentityProvider(environ, prefix)
     return _providers[key]
 
 
-def require_identity_provider_in_production(environ=os.environ):
+def staff_identity_provider(environ=None):
+    return identity_provider(environ, STAFF)
+
+
+def require_identity_provider_in_production(environ=None):
     """In production caregivers sign in through the identity provider only: the development
     sign-in (any BSN typed in) must never be the one a real site offers."""
     if not settings.is_production(environ):
         return
     because = "caregivers sign in through the identity provider in production"
-    if not (environ.get("MANTELZORG_OIDC_ISSUER") or environ.get("MANTELZORG_OIDC_METADATA_URL")):
+    if identity_provider(environ) is None:
         raise settings.missing_in_production(
             "MANTELZORG_OIDC_ISSUER or MANTELZORG_OIDC_METADATA_URL", because)
     settings.require_in_production(("MANTELZORG_OIDC_CLIENT_ID", "MANTELZORG_OIDC_CLIENT_SECRET",

@@ -86,7 +86,7 @@ def sign_in(page):
                 form.fail("bsn", "Dit is geen geldig BSN. Een BSN heeft 9 cijfers; u vindt "
                                  "het op uw paspoort, identiteitskaart of rijbewijs.")
         if not form.errors:
-            page.session.sign_in(bsn, new_subject())
+            page.sign_in(bsn=bsn, sub=new_subject())
             page.session.flash("U bent ingelogd.")
             return page.redirect(next_page)
         form.values["bsn"] = ""   # never sent back into the page
@@ -106,20 +106,26 @@ def sign_in_callback(page):
     provider = signin.identity_provider()
     if not provider:
         return page.redirect("/inloggen")
+    return complete_sign_in(page, provider.complete, "sign_in.html", provider, "/verklaringen")
+
+
+def complete_sign_in(page, complete, template, provider, home):
+    """The identity provider's answer: signed in (``complete`` reads who) and on to the
+    page asked for, or the sign-in page ``template`` saying that it did not succeed."""
     try:
-        identity = provider.complete(page.session, page.request.args)
+        identity = complete(page.session, page.request.args)
     except signin.SignInFailed as failure:
-        return page.render("sign_in.html", form=Form({}), provider=provider,
-                           errors={"": failure.message}, next_page="/verklaringen", status=400)
-    next_page = identity.pop("next", "/verklaringen")
-    page.session.sign_in(**identity)
+        return page.render(template, form=Form({}), provider=provider,
+                           errors={"": failure.message}, next_page=home, status=400)
+    next_page = identity.pop("next", home)
+    page.sign_in(**identity)
     page.session.flash("U bent ingelogd.")
     return page.redirect(next_page)
 
 
 def sign_out(page):
     if page.request.method == "POST":
-        page.session.sign_out()
+        page.sign_out()
         page.session.flash("U bent uitgelogd.")
         return page.redirect("/")
     return page.render("sign_out.html")
@@ -136,13 +142,37 @@ def declarations(page):
 
 def declaration_pdf(page, reference):
     page.require_sign_in()
+    return _pdf(page, printable.declaration_document, reference, f"{reference}.pdf")
+
+
+def _pdf(page, document, reference, filename):
+    """``document(context, reference)`` as a PDF for the page's signed-in caller; the
+    not-found page for whom it is not."""
     try:
-        return printable.pdf_response(printable.declaration_document(page.context(), reference),
-                                      f"{reference}.pdf")
+        return printable.pdf_response(document(page.context(), reference), filename)
     except (NotFound, Forbidden):
         return not_found(page)
     except (RpcTimeout, UnknownService, TimeoutError, Unavailable):
         raise ServiceDown() from None
+
+
+def decision_letter(page, reference):
+    """The municipality's decision on the caregiver's request, as a letter (PDF)."""
+    page.require_sign_in()
+    return letter_response(page, reference)
+
+
+def letter_response(page, reference):
+    """The decision letter as PDF for the page's caregiver or municipality (the desk's too);
+    the not-found page for anyone else."""
+    return _pdf(page, printable.decision_letter, reference, f"besluit-{reference}.pdf")
+
+
+def personal_data_access(page):
+    """Wie heeft uw gegevens bekeken: every read of the caregiver's data by someone else."""
+    page.require_sign_in()
+    reads = page.graphql(operations.MY_PERSONAL_DATA_ACCESS)["myPersonalDataAccess"]
+    return page.render("personal_data_access.html", reads=reads)
 
 
 def renew_code(page):
@@ -358,3 +388,11 @@ def _claim_refusal(refusal):
     return _general_refusal(refusal)
 
 
+
+
+# --- messages -----------------------------------------------------------------------------
+
+def messages(page):
+    page.require_sign_in()
+    found = page.graphql(operations.MY_MESSAGES)["myMessages"]   # newest first
+    return page.render("messages.html", messages=found)

@@ -2,23 +2,23 @@
 local inserts) and the #deeljezorg campaign, with the read models of the registry's events
 they need."""
 import uuid
-from datetime import date
 
 from nameko.timer import timer
+from pymongo.errors import DuplicateKeyError
 
+from common import clock, metrics
 from common.calls import rpc
-from common import metrics
 from common.errors import BadUserInput, Forbidden
 from common.consumers import handles_event
 from common.schemas.campaign import BagOrderInput, CampaignInput, PrintRunInput
 from common.service import PlatformService
-from common.storage import Storage, utcnow
-from services.campaign import domain, inserts
+from common.storage import Storage
+from services.campaign import allocation, domain, leaflet
 from services.campaign.storage import CampaignStore
 
 
 def _today():
-    return date.today().isoformat()
+    return clock.today().isoformat()
 
 
 class CampaignService(PlatformService):
@@ -47,17 +47,12 @@ class CampaignService(PlatformService):
             for campaign in self.store.running_campaigns(_today(), session):
                 if domain.reaches(campaign, current):
                     self.store.record_distribution(domain.distribution(
-                        campaign, current["_id"], utcnow(), event.type), session)
+                        campaign, current["_id"], clock.now(), event.type), session)
 
         handled = self.store.apply_once(event.event_id, work)
         self.log.info("campaign.support_point_projected", support_point_id=point["_id"],
                       duplicate=not handled)
         return handled
-
-    @rpc
-    def support_point_reach(self, municipality_codes=None):
-        """How many active support points serve these municipalities (None: all)."""
-        return self.store.count_points_serving(municipality_codes)
 
     # --- the stock -------------------------------------------------------------------------
 
@@ -72,14 +67,21 @@ class CampaignService(PlatformService):
         once however often it is sent (the demo seed uses it), as does a request identity
         (see common.storage.RequestsOnce), which answers the stock as it was then."""
         domain.may_run_campaigns(actor)
-        run = domain.parse(PrintRunInput, {"quantity": quantity})
+        run = PrintRunInput.parsed({"quantity": quantity}, "")
+        document = {"_id": run_id or str(uuid.uuid4()), "quantity": run.quantity,
+                    "at": clock.now(), "by": domain.actor_trace(actor)}
+
+        def work(session):
+            added = self.store.add_print_run(document, session)
+            if added:
+                self.once.record(session, domain.stock_view(self.store.stock(session)))
+            return added
 
         def add():
-            added = self.store.add_print_run(
-                {"_id": run_id or str(uuid.uuid4()), "quantity": run.quantity, "at": utcnow(),
-                 "by": domain.actor_trace(actor)},
-                lambda session: self.once.record(
-                    session, domain.stock_view(self.store.stock(session))))
+            try:
+                added = self.store.in_transaction(work)
+            except DuplicateKeyError:    # the same run recorded at the same moment elsewhere
+                added = False
             self.log.info("campaign.print_run_added", quantity=run.quantity, added=added)
             return domain.stock_view(self.store.stock())
 
@@ -95,7 +97,7 @@ class CampaignService(PlatformService):
         return self.once.answer(lambda: self._order_bags(data, actor))
 
     def _order_bags(self, data, actor):
-        order_input = domain.parse(BagOrderInput, data)
+        order_input = BagOrderInput.parsed(data, "")
         code = order_input.municipality_code
         municipality = self.store.municipality(code)
         if municipality is None:
@@ -106,13 +108,19 @@ class CampaignService(PlatformService):
         point_id = domain.ordering_point(actor, own_point, order_input.support_point_id,
                                          self.store.support_point(order_input.support_point_id),
                                          code)
-        now = utcnow()
+        now = clock.now()
         waiting = domain.new_order(order_input, actor, point_id, now)
-        insert = inserts.compose(code, municipality, self.store.points_serving_each([code])[code],
+        insert = leaflet.compose(code, municipality, self.store.points_serving_each([code])[code],
                                  waiting["own_lines"], now)
-        stored = self.store.place_order(
-            waiting, domain.allocated_in_full(waiting, insert, now),
-            lambda session, document: self._announce_placed(session, document))
+        allocated = domain.allocated_in_full(waiting, insert, now)
+
+        def work(session):
+            document = self.store.place_order(waiting, allocated, session)
+            self._announce(session, document, len(document["history"]))
+            self.once.record(session, domain.order_view(document))
+            return document
+
+        stored = self.store.in_transaction(work)
         self.log.info("campaign.bags_ordered", order_id=stored["_id"], municipality_code=code,
                       quantity=stored["quantity_requested"], status=stored["status"])
         return domain.order_view(stored)
@@ -146,9 +154,15 @@ class CampaignService(PlatformService):
         order = domain.require_found(self.store.order(order_id))
         domain.may_order_for(actor, order["municipality_code"],
                              self.store.support_point((actor or {}).get("support_point")))
-        step = domain.step(order["status"], action, actor, reason)
-        changed = self.store.change_order(
-            domain.order_change(order, step, actor, utcnow(), reason=reason), self._announce)
+        change = domain.order_change(order, domain.step(order["status"], action, actor, reason),
+                                     actor, clock.now(), reason=reason)
+
+        def work(session):
+            changed = self.store.change_order(change, session)
+            self._announce(session, changed)
+            return changed
+
+        changed = self.store.in_transaction(work)
         self.log.info(f"campaign.bag_order_{action}", order_id=changed["_id"],
                       municipality_code=changed["municipality_code"], status=changed["status"])
         return changed
@@ -156,33 +170,32 @@ class CampaignService(PlatformService):
     def _announce(self, session, order, entries=1):
         self.outbox.record_many(session, domain.announced(order, entries))
 
-    def _announce_placed(self, session, order):
-        """A new order's events and, for its request identity, its answer."""
-        self._announce(session, order, len(order["history"]))
-        self.once.record(session, domain.order_view(order))
-
     @rpc
     def run_bag_allocation(self, actor):
         """Shares the available bags over the waiting orders in proportion to population
         (largest remainder); the answer explains every share."""
         domain.may_run_campaigns(actor)
-        now = utcnow()
+        now = clock.now()
 
-        def plan(available, waiting, municipalities):
-            given = domain.allocation_round(available, waiting, municipalities)
+        def work(session):
+            available, waiting, municipalities = self.store.round_input(session)
+            given = allocation.allocation_round(available, waiting, municipalities)
             serving = self.store.points_serving_each(domain.completed_municipalities(given))
 
             def insert_for(order):
                 code = order["municipality_code"]
-                return inserts.compose(code, municipalities.get(code), serving[code],
+                return leaflet.compose(code, municipalities.get(code), serving[code],
                                        order["own_lines"], now)
 
-            return (domain.round_document(available, given, actor, now),
-                    domain.round_changes(given, actor, now, insert_for))
+            document = domain.round_document(available, given, actor, now)
+            changed = self.store.save_round(
+                document, domain.round_changes(given, actor, now, insert_for), available, session)
+            self.outbox.record_many(
+                session, [event for order in changed for event in domain.announced(order)])
+            return document, {**{o["_id"]: o for o in waiting},
+                              **{o["_id"]: o for o in changed}}
 
-        document, orders = self.store.allocation_round(
-            plan, lambda session, changed: self.outbox.record_many(
-                session, [event for order in changed for event in domain.announced(order)]))
+        document, orders = self.store.in_transaction(work)
         self.log.info("campaign.allocation_round", round_id=document["_id"],
                       available_before=document["available_before"],
                       allocated=document["allocated"], orders=len(document["allocations"]))
@@ -196,7 +209,7 @@ class CampaignService(PlatformService):
             raise Forbidden("this operation is not allowed for your role")
         domain.may_order_for(actor, order["municipality_code"],
                              self.store.support_point((actor or {}).get("support_point")))
-        return inserts.printable(order, domain.require_insert(order))
+        return leaflet.printable(order, domain.require_insert(order))
 
     # --- the campaign ----------------------------------------------------------------------
 
@@ -207,19 +220,19 @@ class CampaignService(PlatformService):
 
     def _create_campaign(self, data, actor):
         domain.may_run_campaigns(actor)
-        campaign_input = domain.parse(CampaignInput, data, "input")
+        campaign_input = CampaignInput.parsed(data)
         codes = campaign_input.municipality_codes
         domain.require_known_municipalities(codes, self.store.municipalities(codes))
-        campaign = self.store.insert_campaign(
-            domain.new_campaign(campaign_input, actor, utcnow()),
-            self._announce_created)
+        campaign = domain.new_campaign(campaign_input, actor, clock.now())
+
+        def work(session):
+            self.store.insert_campaign(campaign, session)
+            self.outbox.record(session, "campaign.created", domain.campaign_event(campaign, 0))
+            self.once.record(session, domain.campaign_view(campaign, 0))
+
+        self.store.in_transaction(work)
         self.log.info("campaign.created", campaign_id=campaign["_id"], scope=campaign["scope"])
         return domain.campaign_view(campaign, 0)
-
-    def _announce_created(self, session, campaign):
-        """A new campaign's event and, for its request identity, its answer."""
-        self.outbox.record(session, "campaign.created", domain.campaign_event(campaign, 0))
-        self.once.record(session, domain.campaign_view(campaign, 0))
 
     @rpc
     def launch_campaign(self, campaign_id, actor):
@@ -227,13 +240,19 @@ class CampaignService(PlatformService):
         it; launching again distributes only to points that were missed (none, normally)."""
         domain.may_run_campaigns(actor)
         campaign = domain.require_found(self.store.campaign(campaign_id), "campaign")
-        domain.require_launchable(campaign, date.today())
+        domain.require_launchable(campaign, clock.today())
         # Running first: a point registered from here on gets the material from its event.
-        campaign = self.store.mark_launched(campaign["_id"], utcnow()) or campaign
+        campaign = self.store.mark_launched(campaign["_id"], clock.now()) or campaign
         added = self._distribute(campaign, "launch")
         reached = self.store.reached([campaign["_id"]]).get(campaign["_id"], 0)
-        self.store.announce_launch(campaign["_id"], lambda session, document: self.outbox.record(
-            session, "campaign.launched", domain.campaign_event(document, reached)))
+
+        def announce(session):
+            document = self.store.mark_launch_announced(campaign["_id"], session)
+            if document is not None:
+                self.outbox.record(session, "campaign.launched",
+                                   domain.campaign_event(document, reached))
+
+        self.store.in_transaction(announce)
         self.log.info("campaign.launched", campaign_id=campaign["_id"], distributed=added,
                       reached=reached)
         return domain.campaign_view({**campaign, "launched": True}, reached)
@@ -247,7 +266,7 @@ class CampaignService(PlatformService):
 
     def _distribute(self, campaign, via):
         done = self.store.distributed_point_ids(campaign["_id"])
-        now = utcnow()
+        now = clock.now()
         return self.store.record_distributions([
             domain.distribution(campaign, point_id, now, via)
             for point_id in self.store.point_ids_serving(domain.participating(campaign))
@@ -262,16 +281,21 @@ class CampaignService(PlatformService):
         campaign = domain.require_found(self.store.campaign(campaign_id), "campaign")
         domain.require_opt_out_allowed(campaign, code)
         reached = self.store.reached([campaign["_id"]]).get(campaign["_id"], 0)
-        changed = self.store.add_opt_out(campaign["_id"], code, lambda session, document: (
-            self.outbox.record(session, "campaign.opted_out",
-                               domain.campaign_event(document, reached))))
+
+        def work(session):
+            document = self.store.add_opt_out(campaign["_id"], code, session)
+            if document is not None:
+                self.outbox.record(session, "campaign.opted_out",
+                                   domain.campaign_event(document, reached))
+            return document
+
+        changed = self.store.in_transaction(work)
         self.log.info("campaign.opted_out", campaign_id=campaign["_id"], municipality_code=code,
                       already=changed is None)
         return domain.campaign_view(changed or campaign, reached)
 
     @rpc
     def campaigns(self, actor):
-        domain.may_run_campaigns(actor)
-        found = self.store.campaigns()
+        found = self.store.campaigns(including=domain.campaigns_visible_to(actor))
         reached = self.store.reached([c["_id"] for c in found])
         return [domain.campaign_view(c, reached.get(c["_id"], 0)) for c in found]

@@ -1,7 +1,7 @@
 """The campaign service's collections, their indexes and its named queries: the only place
 in the service that writes a pymongo filter or update."""
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from common.errors import Conflict
 from common.storage import DocumentStore
@@ -20,9 +20,8 @@ DUPLICATE_KEY = 11000
 
 
 class CampaignStore(DocumentStore):
-    """The campaign service's database: its named queries and indexes. Operations that
-    change more than one document run in one transaction and take ``announce(session,
-    document)``, which records the change's events in the outbox of that transaction."""
+    """The campaign service's database: its named queries and indexes. A write that goes
+    with an event takes the ``session`` of the transaction the service opened for both."""
 
     def ensure_indexes(self):
         self.db[SUPPORT_POINTS].create_index([("serves_municipality_codes", ASCENDING),
@@ -66,10 +65,6 @@ class CampaignStore(DocumentStore):
             query["serves_municipality_codes"] = {"$in": list(municipality_codes)}
         return query
 
-    def count_points_serving(self, municipality_codes=None):
-        """Active support points serving any of these municipalities (None: all)."""
-        return self.db[SUPPORT_POINTS].count_documents(self._serving(municipality_codes))
-
     def point_ids_serving(self, municipality_codes=None):
         found = self.db[SUPPORT_POINTS].find(self._serving(municipality_codes), {"_id": 1})
         return [document["_id"] for document in found]
@@ -89,27 +84,18 @@ class CampaignStore(DocumentStore):
     def stock(self, session=None):
         return self.db[STOCK].find_one({"_id": BAGS}, session=session)
 
-    def add_print_run(self, run, record=lambda session: None):
-        """Adds a print run's bags to ``printed`` and ``available``, and ``record(session)``
-        in the same transaction. A run whose id was recorded before adds nothing (returns
-        False): a repeated seed or retry."""
-
-        def work(session):
-            if self.db[PRINT_RUNS].find_one({"_id": run["_id"]}, {"_id": 1}, session=session):
-                return False
-            self.db[PRINT_RUNS].insert_one(run, session=session)
-            self.db[STOCK].update_one(
-                {"_id": BAGS},
-                {"$inc": {"printed": run["quantity"], "available": run["quantity"]},
-                 "$setOnInsert": {"allocated": 0, "shipped": 0}},
-                upsert=True, session=session)
-            record(session)
-            return True
-
-        try:
-            return self.in_transaction(work)
-        except DuplicateKeyError:    # the same run recorded at the same moment elsewhere
+    def add_print_run(self, run, session):
+        """Adds a print run's bags to ``printed`` and ``available``. A run whose id was
+        recorded before adds nothing (returns False): a repeated seed or retry."""
+        if self.db[PRINT_RUNS].find_one({"_id": run["_id"]}, {"_id": 1}, session=session):
             return False
+        self.db[PRINT_RUNS].insert_one(run, session=session)
+        self.db[STOCK].update_one(
+            {"_id": BAGS},
+            {"$inc": {"printed": run["quantity"], "available": run["quantity"]},
+             "$setOnInsert": {"allocated": 0, "shipped": 0}},
+            upsert=True, session=session)
+        return True
 
     def _move_bags(self, source, target, bags, session, source_holds=None):
         """Moves bags between two stock figures in one conditional update: only while
@@ -123,19 +109,14 @@ class CampaignStore(DocumentStore):
 
     # --- bag orders ----------------------------------------------------------------------------
 
-    def place_order(self, waiting, allocated, announce):
+    def place_order(self, waiting, allocated, session):
         """Stores the order allocated in full when the available stock covers it (and takes
-        the bags from it in the same transaction), otherwise waiting."""
-
-        def work(session):
-            taken = self._move_bags("available", "allocated", allocated["quantity_allocated"],
-                                    session)
-            document = allocated if taken else waiting
-            self.db[BAG_ORDERS].insert_one(document, session=session)
-            announce(session, document)
-            return document
-
-        return self.in_transaction(work)
+        the bags from it), otherwise waiting. Returns the order as stored."""
+        taken = self._move_bags("available", "allocated", allocated["quantity_allocated"],
+                                session)
+        document = allocated if taken else waiting
+        self.db[BAG_ORDERS].insert_one(document, session=session)
+        return document
 
     def order(self, order_id):
         return self.db[BAG_ORDERS].find_one({"_id": str(order_id)})
@@ -145,8 +126,9 @@ class CampaignStore(DocumentStore):
         return list(self.db[BAG_ORDERS].find(query).sort([("created_at", ASCENDING),
                                                           ("_id", ASCENDING)]))
 
-    def _apply(self, change, session):
-        """One order change while the order is still as it was read, and its stock move."""
+    def change_order(self, change, session):
+        """One order change while the order is still as it was read, and its stock move.
+        Returns the changed order."""
         changed = self.db[BAG_ORDERS].find_one_and_update(
             {"_id": change.order_id, "status": change.status_before,
              "quantity_allocated": change.allocated_before},
@@ -158,65 +140,51 @@ class CampaignStore(DocumentStore):
             raise Conflict("the stock does not hold these bags")   # only if the data was edited
         return changed
 
-    def change_order(self, change, announce):
-        def work(session):
-            changed = self._apply(change, session)
-            announce(session, changed)
-            return changed
+    def round_input(self, session):
+        """What an allocation round shares, read in its transaction: the available bags, the
+        waiting orders (oldest first) and their municipalities."""
+        available = (self.stock(session) or {}).get("available", 0)
+        waiting = list(self.db[BAG_ORDERS].find({"status": "REQUESTED"}, session=session)
+                       .sort([("created_at", ASCENDING), ("_id", ASCENDING)]))
+        return available, waiting, self.municipalities({o["municipality_code"] for o in waiting},
+                                                       session)
 
-        return self.in_transaction(work)
-
-    def allocation_round(self, plan, announce):
-        """One allocation round in one transaction over what it read: the available stock,
-        the waiting orders (oldest first) and their municipalities. ``plan(available,
-        waiting, municipalities)`` answers the round's document and the order changes;
-        ``announce(session, orders)`` gets every changed order at once. The stock is taken
-        only if it is still what the plan shared, so an order placed or cancelled meanwhile
-        makes the round start over instead of sharing bags twice."""
-
-        def work(session):
-            available = (self.db[STOCK].find_one({"_id": BAGS}, session=session)
-                         or {}).get("available", 0)
-            waiting = list(self.db[BAG_ORDERS].find({"status": "REQUESTED"}, session=session)
-                           .sort([("created_at", ASCENDING), ("_id", ASCENDING)]))
-            municipalities = self.municipalities({o["municipality_code"] for o in waiting},
-                                                 session)
-            document, changes = plan(available, waiting, municipalities)
-            if changes:
-                updates = [UpdateOne({"_id": c.order_id, "status": c.status_before,
-                                      "quantity_allocated": c.allocated_before},
-                                     {"$set": c.changes, "$push": {"history": c.entry}})
-                           for c in changes]
-                if self.db[BAG_ORDERS].bulk_write(updates, ordered=False,
-                                                  session=session).matched_count != len(changes):
-                    raise Conflict("orders changed during the round; run it again")
-                if not self._move_bags("available", "allocated", document["allocated"], session,
-                                       source_holds=available):
-                    raise Conflict("the stock changed during the round; run it again")
-            self.db[ALLOCATION_ROUNDS].insert_one(document, session=session)
-            ids = [c.order_id for c in changes]
-            after = {o["_id"]: o for o in self.db[BAG_ORDERS].find({"_id": {"$in": ids}},
-                                                                   session=session)}
-            announce(session, [after[order_id] for order_id in ids])
-            return document, {**{o["_id"]: o for o in waiting}, **after}
-
-        return self.in_transaction(work)
+    def save_round(self, document, changes, available, session):
+        """The round's order changes and stock move, only if the orders and the stock are
+        still what the round shared (``available``): an order placed or cancelled meanwhile
+        makes the round start over instead of sharing bags twice. Returns the changed
+        orders, in the order of ``changes``."""
+        if changes:
+            updates = [UpdateOne({"_id": c.order_id, "status": c.status_before,
+                                  "quantity_allocated": c.allocated_before},
+                                 {"$set": c.changes, "$push": {"history": c.entry}})
+                       for c in changes]
+            if self.db[BAG_ORDERS].bulk_write(updates, ordered=False,
+                                              session=session).matched_count != len(changes):
+                raise Conflict("orders changed during the round; run it again")
+            if not self._move_bags("available", "allocated", document["allocated"], session,
+                                   source_holds=available):
+                raise Conflict("the stock changed during the round; run it again")
+        self.db[ALLOCATION_ROUNDS].insert_one(document, session=session)
+        ids = [c.order_id for c in changes]
+        after = {o["_id"]: o for o in self.db[BAG_ORDERS].find({"_id": {"$in": ids}},
+                                                               session=session)}
+        return [after[order_id] for order_id in ids]
 
     # --- campaigns -----------------------------------------------------------------------------
 
-    def insert_campaign(self, campaign, announce):
-        def work(session):
-            self.db[CAMPAIGNS].insert_one(campaign, session=session)
-            announce(session, campaign)
-            return campaign
-
-        return self.in_transaction(work)
+    def insert_campaign(self, campaign, session):
+        self.db[CAMPAIGNS].insert_one(campaign, session=session)
 
     def campaign(self, campaign_id):
         return self.db[CAMPAIGNS].find_one({"_id": str(campaign_id)})
 
-    def campaigns(self):
-        return list(self.db[CAMPAIGNS].find({}).sort([("created_at", ASCENDING)]))
+    def campaigns(self, including=None):
+        """Every campaign, or (``including`` a CBS code) those that include the municipality:
+        the national ones and the regional ones naming it."""
+        query = {} if including is None else {
+            "$or": [{"scope": "NATIONAL"}, {"municipality_codes": including}]}
+        return list(self.db[CAMPAIGNS].find(query).sort([("created_at", ASCENDING)]))
 
     def mark_launched(self, campaign_id, now):
         """The campaign runs from now on; None when it was launched before."""
@@ -224,34 +192,22 @@ class CampaignStore(DocumentStore):
             {"_id": campaign_id, "launched": False},
             {"$set": {"launched": True, "launched_at": now}}, return_document=ReturnDocument.AFTER)
 
-    def announce_launch(self, campaign_id, announce):
-        """Records the launch's event once, after its first distribution: a launch that was
-        interrupted before announcing is announced when it is repeated."""
+    def mark_launch_announced(self, campaign_id, session):
+        """The campaign with its launch marked announced; None when it was before (its
+        event is recorded once, after its first distribution: a launch that was interrupted
+        before announcing is announced when it is repeated)."""
+        return self.db[CAMPAIGNS].find_one_and_update(
+            {"_id": campaign_id, "launch_announced": {"$ne": True}},
+            {"$set": {"launch_announced": True}}, session=session,
+            return_document=ReturnDocument.AFTER)
 
-        def work(session):
-            changed = self.db[CAMPAIGNS].find_one_and_update(
-                {"_id": campaign_id, "launch_announced": {"$ne": True}},
-                {"$set": {"launch_announced": True}}, session=session,
-                return_document=ReturnDocument.AFTER)
-            if changed is not None:
-                announce(session, changed)
-            return changed is not None
-
-        return self.in_transaction(work)
-
-    def add_opt_out(self, campaign_id, municipality_code, announce):
-        """None when the municipality had opted out already."""
-
-        def work(session):
-            changed = self.db[CAMPAIGNS].find_one_and_update(
-                {"_id": campaign_id, "opted_out_municipality_codes": {"$ne": municipality_code}},
-                {"$push": {"opted_out_municipality_codes": municipality_code}},
-                session=session, return_document=ReturnDocument.AFTER)
-            if changed is not None:
-                announce(session, changed)
-            return changed
-
-        return self.in_transaction(work)
+    def add_opt_out(self, campaign_id, municipality_code, session):
+        """The campaign with the municipality opted out; None when it had opted out
+        already."""
+        return self.db[CAMPAIGNS].find_one_and_update(
+            {"_id": campaign_id, "opted_out_municipality_codes": {"$ne": municipality_code}},
+            {"$push": {"opted_out_municipality_codes": municipality_code}},
+            session=session, return_document=ReturnDocument.AFTER)
 
     def running_campaigns(self, today, session=None):
         """Launched campaigns that have not ended (``today`` as an ISO date)."""

@@ -5,8 +5,8 @@ from datetime import timedelta
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 
+from common import clock
 from common import config as settings
-from common.storage import utcnow
 
 # No client label: which partner failed is in the log; the metric shows that it happens.
 FAILED_CHECKS = Counter(
@@ -43,14 +43,14 @@ class FailedChecks:
         if due and not self._reading:   # one re-read at a time; the others use what is known
             self._reread(store)
         until = self._blocked_until.get(client)
-        if until is not None and until > utcnow():
+        if until is not None and until > clock.now():
             REFUSED_CHECKS.inc()
             return True
         return False
 
     def count_failure(self, client, store):
         FAILED_CHECKS.inc()
-        now = utcnow()
+        now = clock.now()
         window = store.count_check_failure(client, now - self.window, now)
         if window["failures"] >= self.max_failures:
             self._blocked_until[client] = window["window_start"] + self.window
@@ -58,7 +58,7 @@ class FailedChecks:
     def _reread(self, store):
         self._reading = True
         try:
-            now = utcnow()
+            now = clock.now()
             found = store.windows_at_limit(now - self.window, self.max_failures)
             # A block lasts until its window ends, whoever learnt of it first: merge with
             # what is known now (this process may have blocked a client while the store

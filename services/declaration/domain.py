@@ -6,10 +6,11 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
-from common.errors import BadUserInput, Conflict, Forbidden, NotFound
+from common import workflow
+from common.errors import BadUserInput, Forbidden, NotFound
 from common.schemas.declaration import DECLARATION_PURPOSES
 from common.workflow import Transition, Workflow
 
@@ -19,47 +20,56 @@ ACTIVE = (REQUESTED, ISSUED)
 # The service itself, when its timer expires declarations.
 SYSTEM = {"role": "system", "sub": "declaration-expiry", "municipality": None}
 DECIDERS = ("municipality", "admin")   # a municipality only for its own declarations
+# Who did a step, in the audit trail: the role, the pseudonymous subject, the municipality.
+ACTOR_FIELDS = ("role", "sub", "municipality")
 
 
-# The lifecycle, complete. Anything else is a CONFLICT.
+# What the error says a step without a reason is.
+_NAMED = {"reject": "a rejection", "revoke": "a revocation"}
+
+
+def _refused(current, action):
+    return (f"a {current.lower() if current else 'new'} declaration cannot be "
+            f"{LIFECYCLE.rows(action)[0].after.lower()}")
+
+
+def _forbidden(action, actor):
+    return ("only the municipality the declaration was requested at"
+            if action != "request" else "you may not request a declaration")
+
+
+# The lifecycle, complete. Anything else is a CONFLICT. A municipality decides only on its
+# own declarations (``may_make``).
 LIFECYCLE = Workflow(
-    Transition(None, "request", REQUESTED, made_by=("caregiver", "municipality")),
-    Transition(REQUESTED, "issue", ISSUED, made_by=DECIDERS),
-    Transition(REQUESTED, "reject", REJECTED, made_by=DECIDERS, needs_reason="a rejection"),
-    Transition(ISSUED, "revoke", REVOKED, made_by=DECIDERS, needs_reason="a revocation"),
-    Transition(ISSUED, "expire", EXPIRED, made_by=(SYSTEM["role"],)),
+    Transition(None, "request", REQUESTED, ("caregiver", "municipality"),
+               "declaration.requested"),
+    Transition(REQUESTED, "issue", ISSUED, DECIDERS, "declaration.issued"),
+    Transition(REQUESTED, "reject", REJECTED, DECIDERS, "declaration.rejected",
+               needs=("reason",)),
+    Transition(ISSUED, "revoke", REVOKED, DECIDERS, "declaration.revoked", needs=("reason",)),
+    Transition(ISSUED, "expire", EXPIRED, (SYSTEM["role"],), "declaration.expired"),
+    refused=_refused, forbidden=_forbidden,
+    reason_missing=lambda t: f"reason: {_NAMED[t.action]} needs a reason",
 )
 # The event each resulting status is published as.
-EVENT_OF = {REQUESTED: "declaration.requested", ISSUED: "declaration.issued",
-            REJECTED: "declaration.rejected", REVOKED: "declaration.revoked",
-            EXPIRED: "declaration.expired"}
+EVENT_OF = {t.after: t.event for t in LIFECYCLE.rows()}
 
 
 def next_status(current, action):
-    transition = LIFECYCLE.step(current, action)
-    if transition is None:
-        raise Conflict(f"a {current.lower() if current else 'new'} declaration cannot be "
-                       f"{LIFECYCLE[action].after.lower()}")
-    return transition.after
+    return LIFECYCLE.transition(current, action).after
 
 
 def required_reason(action, reason):
     """The reason given, tidied (None when empty); BAD_USER_INPUT when the step needs one."""
-    reason = (reason or "").strip() or None
-    needs = LIFECYCLE[action].needs_reason
-    if needs and not reason:
-        raise BadUserInput(f"reason: {needs} needs a reason", field="reason")
-    return reason
+    return LIFECYCLE.reason(action, reason)
 
 
 def may_make(action, actor, declaration):
     """Raises Forbidden unless ``actor`` may make the step ``action`` on ``declaration``
     (for ``request``: the one about to be filed). A municipality acts only on its own
     declarations, a caregiver only on those that carry its own BSN."""
-    role = (actor or {}).get("role")
-    if role not in LIFECYCLE[action].made_by:
-        raise Forbidden("only the municipality the declaration was requested at"
-                        if action != "request" else "you may not request a declaration")
+    LIFECYCLE.require_role(action, actor)
+    role = actor.get("role")
     if role == "municipality" and not own_municipality(actor, declaration):
         raise Forbidden("only the municipality the declaration was requested at"
                         if action != "request" else
@@ -77,8 +87,9 @@ def step_changes(declaration, after, action, actor, reason, now):
 
 
 def audit_entry(before, after, action, actor, reason, now):
-    return {"from": before, "to": after, "action": action, "at": now,
-            "by": actor_trace(actor), "reason": reason}
+    """The kit's audit entry; a declaration's also says which municipality acted."""
+    return workflow.audit_entry(before, after, action, actor, now, reason,
+                                actor_fields=ACTOR_FIELDS)
 
 
 # --- local choices with national defaults ------------------------------------------------
@@ -207,9 +218,8 @@ def caregiver_key(keys, bsn):
 
 
 def actor_trace(actor):
-    """Who did something, for the audit trail (a role and a pseudonymous id)."""
-    return {"role": (actor or {}).get("role"), "sub": (actor or {}).get("sub"),
-            "municipality": (actor or {}).get("municipality")}
+    """Who did something, for the audit trail (a role, a pseudonymous id, a municipality)."""
+    return workflow.actor_trace(actor, ACTOR_FIELDS)
 
 
 # --- who may see and do what -------------------------------------------------------------
@@ -227,21 +237,23 @@ def own_municipality(actor, declaration):
         and actor.get("municipality") == declaration["municipality_code"]
 
 
-def may_read(actor, declaration):
-    """The owner caregiver, the municipality it was requested at, admin."""
+def can_read(actor, declaration):
+    """Whether ``actor`` may read the declaration (a yes or no, not a refusal): the owner
+    caregiver, the municipality it was requested at, admin."""
     return actor.get("role") == "admin" or owns(actor, declaration) \
         or own_municipality(actor, declaration)
 
 
-def may_see_code(actor, declaration):
-    """The verification code, at any time: the owner caregiver and the issuing municipality."""
+def can_see_code(actor, declaration):
+    """Whether ``actor`` may see the verification code, at any time (a yes or no): the owner
+    caregiver and the issuing municipality."""
     return owns(actor, declaration) or own_municipality(actor, declaration)
 
 
 def readable(actor, declaration):
     """The declaration when ``actor`` may read it; NOT_FOUND otherwise, exactly as for one
     that does not exist, so that an answer never tells that a reference is in use."""
-    if declaration is None or not may_read(actor, declaration):
+    if declaration is None or not can_read(actor, declaration):
         raise NotFound("no such declaration")
     return declaration
 
@@ -255,7 +267,7 @@ def require_found(declaration):
 def require_owner_or_issuer(actor, declaration):
     """Printing it and renewing its code: the owner caregiver and the issuing municipality
     (admin reads it, but neither prints it nor renews its code)."""
-    if not may_see_code(actor, declaration):
+    if not can_see_code(actor, declaration):
         raise Forbidden("only the caregiver it belongs to or the municipality it was requested at")
 
 
@@ -365,6 +377,15 @@ def event_payload(declaration):
             "valid_until": declaration.get("valid_until")}
 
 
+def notice_recipient(declaration, personal):
+    """Who a message about the declaration goes to: the owner's keyed BSN hash, the
+    caregiver's name and e-mail address (None when none was given). Never the BSN, the care
+    recipient or the verification code."""
+    caregiver = personal["caregiver"]
+    return {"caregiver_key": declaration["caregiver_key"], "name": caregiver["name"],
+            "email": caregiver.get("email")}
+
+
 def printable(declaration, municipality, verification_code):
     """What the printable declaration shows (``municipality``: the stored one, or None): the
     QR token and beside it the verification code, for a desk that checks online."""
@@ -380,10 +401,91 @@ def revealed_code(keys, actor, declaration):
     """The verification code, decrypted, for whom may see it (None for anyone else, and for
     a declaration filed before codes were kept to be shown again: it gets one when renewed)."""
     sealed = declaration.get("verification_code")
-    if not sealed or not may_see_code(actor, declaration):
+    if not sealed or not can_see_code(actor, declaration):
         return None
     return keys.cipher.decrypt(sealed, context=sealing_context("verification_code",
                                                                  declaration["_id"]))
+
+
+# --- the applicant and who read it ---------------------------------------------------------
+
+DECISION_PERIOD = timedelta(weeks=8)   # Awb 4:13: the decision is due eight weeks after the request
+DECISIONS = ("issue", "reject")
+
+
+def decision_due_on(declaration):
+    return (declaration["created_at"].date() + DECISION_PERIOD).isoformat()
+
+
+def overdue_before(today):
+    """Requests made before this moment (UTC) have passed their decision due date today."""
+    return datetime.combine(today - DECISION_PERIOD, time(), tzinfo=timezone.utc)
+
+
+def decided_at(declaration):
+    """When the municipality issued or rejected it (None while it waits)."""
+    for entry in declaration.get("history", []):
+        if entry["action"] in DECISIONS:
+            return entry["at"].isoformat()
+    return None
+
+
+def applicant_reader(actor, declaration):
+    """Who may see the applicant: the owner caregiver (whose own reads are not recorded) and
+    the municipality it was requested at (every read recorded); None for anyone else, admin
+    included."""
+    if owns(actor, declaration):
+        return "owner"
+    if own_municipality(actor, declaration):
+        return "recorded"
+    return None
+
+
+def applicant_view(personal):
+    """The contract's DeclarationApplicant from the decrypted personal data (no BSN)."""
+    caregiver, recipient = personal["caregiver"], personal["care_recipient"]
+    return {"caregiver_name": caregiver["name"], "caregiver_postcode": caregiver["postcode"],
+            "caregiver_email": caregiver.get("email"),
+            "care_recipient_name": recipient["name"],
+            "care_recipient_postcode": recipient["postcode"],
+            "relationship": recipient["relationship"]}
+
+
+def personal_data_read(declaration, actor, now, cipher, what="aanvraag"):
+    """One entry of the append-only log of reads of a caregiver's personal data: when, by
+    which role and organisation, what was read. It is found by the caregiver's keyed hash;
+    the reader's own subject (it may name a person) is kept encrypted, bound to the entry."""
+    entry_id = str(uuid.uuid4())
+    role = actor.get("role")
+    return {"_id": entry_id, "caregiver_key": declaration["caregiver_key"],
+            "declaration_id": declaration["_id"], "at": now, "role": role,
+            "organisation": actor.get("municipality") or role,
+            "what": f"{what} {declaration['reference']} bekeken",
+            "reader": cipher.encrypt({"sub": actor.get("sub")}, context=entry_id)}
+
+
+def decision_letter(declaration, municipality, caregiver_name):
+    """What the decision letter says: the decision and its reason, the validity and
+    purposes, the municipality, the date, and to whom (the caregiver's name)."""
+    decision = next(entry for entry in declaration["history"] if entry["action"] in DECISIONS)
+    later = [entry for entry in declaration["history"] if entry["action"] == "revoke"]
+    return {"reference": declaration["reference"], "decision": decision["to"],
+            "reason": decision.get("reason"), "decided_at": decision["at"].isoformat(),
+            "requested_at": declaration["created_at"].isoformat(),
+            "status": declaration["status"], "purposes": declaration["purposes"],
+            "valid_from": declaration.get("valid_from"),
+            "valid_until": declaration.get("valid_until"),
+            "revoked_at": later[0]["at"].isoformat() if later else None,
+            "revocation_reason": later[0].get("reason") if later else None,
+            "municipality_code": declaration["municipality_code"],
+            "municipality_name": (municipality or {}).get("name"),
+            "caregiver_name": caregiver_name}
+
+
+def access_view(entry):
+    """The contract's PersonalDataAccess."""
+    return {"at": entry["at"].isoformat(), "role": entry["role"],
+            "organisation": entry["organisation"], "what": entry["what"]}
 
 
 def view(declaration, actor, verification_code=None):
@@ -391,7 +493,7 @@ def view(declaration, actor, verification_code=None):
     read it. Never the BSN or any other personal data; the token only for the owner, the
     issuing municipality and admin; the verification code (``revealed_code``) only for the
     owner and the issuing municipality."""
-    token_shown = may_read(actor, declaration) and declaration["status"] == ISSUED
+    token_shown = can_read(actor, declaration) and declaration["status"] == ISSUED
     return {
         "id": declaration["_id"], "reference": declaration["reference"],
         "status": declaration["status"], "municipality_code": declaration["municipality_code"],
@@ -399,11 +501,10 @@ def view(declaration, actor, verification_code=None):
         "care_since": declaration["care_since"], "valid_from": declaration.get("valid_from"),
         "valid_until": declaration.get("valid_until"),
         "decision_reason": declaration.get("decision_reason"),
-        "verification_code": verification_code if may_see_code(actor, declaration) else None,
+        "verification_code": verification_code if can_see_code(actor, declaration) else None,
         "token": declaration.get("token") if token_shown else None,
         "created_at": declaration["created_at"].isoformat(),
+        "decision_due_on": decision_due_on(declaration), "decided_at": decided_at(declaration),
         "unmet_criteria": declaration.get("unmet_criteria", []),
-        "history": [{"from_status": h["from"], "to_status": h["to"], "action": h["action"],
-                     "at": h["at"].isoformat(), "actor_role": h["by"].get("role"),
-                     "reason": h.get("reason")} for h in declaration.get("history", [])],
+        "history": workflow.history_view(declaration.get("history")),
     }

@@ -4,18 +4,18 @@ from datetime import date
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
+from common import clock, metrics
 from common.calls import rpc
-from common import metrics
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.consumers import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
 from common.service import PlatformService
-from common.storage import Storage, utcnow
+from common.storage import Storage
 from services.declaration import domain, tokens
 from services.declaration.dependencies import FailedCheckLimit
-from services.declaration.storage import DECLARATIONS, DeclarationStore
+from services.declaration.storage import DECLARATIONS, PERSONAL_DATA_READS, DeclarationStore
 
 
 class DeclarationService(PlatformService):
@@ -49,7 +49,7 @@ class DeclarationService(PlatformService):
         domain.may_decide(actor, code)
         chosen = DeclarationSettingsInput.parsed(data)
         self.store.save_settings(domain.settings_document(code, chosen.model_dump(), actor,
-                                                          utcnow()))
+                                                          clock.now()))
         self.log.info("declaration.settings_changed", municipality_code=code)
         return {"municipality_code": code, **self._criteria(code).as_dict()}
 
@@ -73,13 +73,18 @@ class DeclarationService(PlatformService):
         active_key = domain.active_key(self.keys, request, code)
         self._refuse_duplicate(active_key)
 
-        now = utcnow()
+        now = clock.now()
         reference = domain.reference(now.year, self.store.next_reference_number(now.year))
         document, verification_code = domain.new_declaration(request, code, reference, criteria,
                                                              actor, self.keys, now)
+
+        def work(session):
+            self.store.insert(document, session)
+            self.outbox.record(session, domain.EVENT_OF[domain.REQUESTED],
+                               domain.event_payload(document))
+
         try:
-            self.store.insert_with_event(document, lambda session: self.outbox.record(
-                session, domain.EVENT_OF[domain.REQUESTED], domain.event_payload(document)))
+            self.store.in_transaction(work)
         except DuplicateKeyError:   # a concurrent duplicate won the race
             self._refuse_duplicate(active_key)
             raise
@@ -115,6 +120,44 @@ class DeclarationService(PlatformService):
         return [self._view(document, actor) for document in found]
 
     @rpc
+    def applicants(self, declaration_ids, actor):
+        """{id: the applicant, or None} of each declaration: for its owner caregiver and the
+        municipality it was requested at, None for anyone else (admin included) and for an
+        id that is not there. Every read by someone but the owner is recorded before the
+        answer leaves, in the append-only log the owner sees (``personal_data_access``); the
+        application log never names it."""
+        actor = self._caller(actor)
+        answer, reads, now = {str(i): None for i in declaration_ids}, [], utcnow()
+        for document in self.store.find_by_ids(list(answer)):
+            reader = domain.applicant_reader(actor, document)
+            if reader is None:
+                continue
+            personal = self.keys.cipher.decrypt(
+                document["personal"], context=domain.sealing_context("personal", document["_id"]))
+            answer[document["_id"]] = domain.applicant_view(personal)
+            if reader == "recorded":
+                reads.append(domain.personal_data_read(document, actor, now, self.keys.cipher))
+        self.store.record_reads(reads)
+        return answer
+
+    @rpc
+    def personal_data_access(self, actor):
+        """The calling caregiver's log: every read of their personal data by someone else,
+        newest first."""
+        actor = self._caller(actor)
+        if "caregiver_key" not in actor:
+            raise Forbidden("only a caregiver has personal data of their own here")
+        return [domain.access_view(entry) for entry in self.store.reads_of(actor["caregiver_key"])]
+
+    @timer(interval=30, eager=True)
+    def measure_waiting(self):
+        """The operators' gauges: per municipality the requests waiting for a decision and
+        the age of the oldest (an alert fires when one passes its decision due date)."""
+        now = utcnow()
+        metrics.set_waiting_declarations(
+            self.store.waiting_per_municipality(domain.overdue_before(now.date())), now)
+
+    @rpc
     def decide_declaration(self, declaration_id, decision, reason, actor):
         action = {"ISSUE": "issue", "REJECT": "reject"}.get(decision)
         if action is None:
@@ -123,7 +166,7 @@ class DeclarationService(PlatformService):
 
         def issue(document):
             changes = domain.issue_changes(self._criteria(document["municipality_code"]),
-                                           date.today(), reason)
+                                           clock.today(), reason)
             return {**changes, "token": tokens.sign({**document, **changes}, self.keys.signer)}
 
         def reject(document):
@@ -147,7 +190,7 @@ class DeclarationService(PlatformService):
         actor = self._caller(actor)
         document = domain.require_found(self.store.find_by_id(declaration_id))
         domain.require_owner_or_issuer(actor, document)   # the contract: anyone else FORBIDDEN
-        now = utcnow()
+        now = clock.now()
         code, code_fields = domain.new_code(self.keys, document["_id"], document["reference"])
         changed = self.store.replace_code(document["_id"], document["verification_hash"],
                                           {**code_fields, "updated_at": now},
@@ -170,7 +213,7 @@ class DeclarationService(PlatformService):
         (``mantelzorg expire-declarations``). Safe to run in every replica at once: each
         declaration is claimed by a conditional update in the transaction that writes its
         event. Returns how many this call moved."""
-        today = date.fromisoformat(today) if today else date.today()
+        today = date.fromisoformat(today) if today else clock.today()
         expired = 0
         for declaration_id in self.store.due_for_expiry(today.isoformat(), limit):
             try:
@@ -195,7 +238,7 @@ class DeclarationService(PlatformService):
         offered = domain.code_hash(self.keys, reference, verification_code)
         if document is None or not self.keys.hash.same(offered, document["verification_hash"]):
             return self._failed_check(client)
-        return domain.check_answer(document, purpose, date.today())
+        return domain.check_answer(document, purpose, clock.today())
 
     @rpc
     def check_token(self, token, purpose, client):
@@ -207,7 +250,7 @@ class DeclarationService(PlatformService):
         document = self.store.find_for_check(reference) if reference else None
         if document is None or document.get("token") != token:
             return self._failed_check(client)
-        return domain.check_answer(document, purpose, date.today())
+        return domain.check_answer(document, purpose, clock.today())
 
     # --- the travel-cost fund -------------------------------------------------------------
 
@@ -222,6 +265,19 @@ class DeclarationService(PlatformService):
         return domain.claim_eligibility(document, caller_key,
                                         [date.fromisoformat(day) for day in trip_dates],
                                         self.keys.hash.same)
+
+    # --- the caregiver's messages ---------------------------------------------------------
+
+    @rpc(callers=("notifications",))
+    def notice_recipient(self, reference):
+        """Asked by the notifications service when it writes a caregiver a message about a
+        declaration (events carry no personal data): whose it is, as the keyed hash of the
+        BSN, and the caregiver's name and e-mail address as requested; nothing else."""
+        document = domain.require_found(
+            self.store.find_by_reference(domain.normal_reference(reference)))
+        personal = self.keys.cipher.decrypt(
+            document["personal"], context=domain.sealing_context("personal", document["_id"]))
+        return domain.notice_recipient(document, personal)
 
     # --- signed documents -----------------------------------------------------------------
 
@@ -241,6 +297,24 @@ class DeclarationService(PlatformService):
             raise Conflict("only an issued declaration can be printed")
         return domain.printable(document, self.store.municipality(document["municipality_code"]),
                                 domain.revealed_code(self.keys, actor, document))
+
+    @rpc
+    def decision_letter(self, reference, actor):
+        """What the decision letter says, for the owner caregiver or the municipality it was
+        requested at, once the municipality decided. It is addressed to the caregiver by
+        name: the municipality's letter is recorded as a read of the applicant's data."""
+        actor = self._caller(actor)
+        document = domain.readable(actor, self.store.find_by_reference(reference))
+        domain.require_owner_or_issuer(actor, document)
+        if domain.decided_at(document) is None:
+            raise Conflict("the municipality has not decided on this request yet")
+        personal = self.keys.cipher.decrypt(
+            document["personal"], context=domain.sealing_context("personal", document["_id"]))
+        if domain.applicant_reader(actor, document) == "recorded":
+            self.store.record_reads([domain.personal_data_read(
+                document, actor, utcnow(), self.keys.cipher, what="besluitbrief")])
+        return domain.decision_letter(document, self.store.municipality(
+            document["municipality_code"]), personal["caregiver"]["name"])
 
     # --- rotation of the data key ---------------------------------------------------------
 
@@ -265,6 +339,12 @@ class DeclarationService(PlatformService):
             key_ids, count = self.store.unknown_key_ids(field, cipher.keys)
             unknown_keys.update(key_ids)
             unreadable += count
+        # the readers in the log of reads of personal data, each bound to its entry
+        readers = self.store.reencrypt(PERSONAL_DATA_READS, "reader", cipher, batch)
+        reencrypted += readers["reencrypted"]
+        remaining += readers["remaining"]
+        unreadable += readers["unreadable"]
+        unknown_keys.update(readers["unknown_keys"])
         self.log.info("declaration.personal_data_reencrypted", reencrypted=reencrypted,
                       remaining=remaining, key_id=cipher.current_id)
         return {"key_id": cipher.current_id, "reencrypted": reencrypted, "remaining": remaining,
@@ -310,7 +390,7 @@ class DeclarationService(PlatformService):
             domain.may_make(action, actor, document)
             after = domain.next_status(document["status"], action)
             fields, entry, release = domain.step_changes(document, after, action, actor, reason,
-                                                         utcnow())
+                                                         clock.now())
             fields.update(changes(document) if changes else {})
             changed = self.store.change_if_status(document["_id"], document["status"], fields,
                                                   entry, release, session)

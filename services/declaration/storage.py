@@ -4,13 +4,16 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import OperationFailure
 
 from common.storage import DocumentStore
-from services.declaration.domain import ISSUED
+from services.declaration.domain import ISSUED, REQUESTED
 
 MUNICIPALITIES = "municipalities"        # projection of municipality.imported
 DECLARATIONS = "declarations"            # one document per declaration, with its audit trail
 SETTINGS = "municipality_settings"       # local choices; absent values take national defaults
 COUNTERS = "counters"                    # per-year reference numbers
 CHECK_FAILURES = "check_failures"        # failed checks per client, shared by replicas
+# Append-only: every read of an applicant's personal data by someone else than the owner.
+# Nothing here updates or removes an entry.
+PERSONAL_DATA_READS = "personal_data_reads"
 
 # What a partner's check reads of a declaration: nothing personal.
 _CHECKED_FIELDS = {"verification_hash": 1, "reference": 1, "status": 1, "valid_from": 1,
@@ -35,6 +38,8 @@ class DeclarationStore(DocumentStore):
         # A caregiver's declarations, newest first: the BSN's keyed hash, never the BSN.
         declarations.create_index([("caregiver_key", ASCENDING), ("created_at", DESCENDING)])
         self.db[CHECK_FAILURES].create_index("window_start")
+        self.db[PERSONAL_DATA_READS].create_index([("caregiver_key", ASCENDING),
+                                                   ("at", DESCENDING)])
 
     def migrate(self):
         """Declarations stored before they belonged to the BSN they carry named an ``owner``:
@@ -82,6 +87,36 @@ class DeclarationStore(DocumentStore):
     def find_by_reference(self, reference):
         return self.db[DECLARATIONS].find_one({"reference": reference})
 
+    def find_by_ids(self, declaration_ids):
+        return list(self.db[DECLARATIONS].find({"_id": {"$in": [str(i) for i in declaration_ids]}}))
+
+    def waiting_per_municipality(self, overdue_before):
+        """{municipality code: {"waiting", "oldest" (created_at), "overdue"}} of the requests
+        waiting for a decision; overdue: those requested before ``overdue_before``."""
+        waiting = self.db[DECLARATIONS].aggregate([
+            {"$match": {"status": REQUESTED}},
+            {"$group": {"_id": "$municipality_code", "waiting": {"$sum": 1},
+                        "oldest": {"$min": "$created_at"}}}])
+        found = {entry["_id"]: {"waiting": entry["waiting"], "oldest": entry["oldest"],
+                                "overdue": 0} for entry in waiting}
+        overdue = self.db[DECLARATIONS].aggregate([
+            {"$match": {"status": REQUESTED, "created_at": {"$lt": overdue_before}}},
+            {"$group": {"_id": "$municipality_code", "overdue": {"$sum": 1}}}])
+        for entry in overdue:
+            found[entry["_id"]]["overdue"] = entry["overdue"]
+        return found
+
+    # --- the log of reads of personal data (append-only) ----------------------------------
+
+    def record_reads(self, entries):
+        if entries:
+            self.db[PERSONAL_DATA_READS].insert_many(entries)
+
+    def reads_of(self, caregiver_key):
+        """Every recorded read of the personal data of this caregiver, newest first."""
+        return list(self.db[PERSONAL_DATA_READS].find({"caregiver_key": caregiver_key})
+                    .sort("at", DESCENDING))
+
     def owned_by(self, caregiver_key):
         """Every declaration of the caregiver whose BSN has this keyed hash, newest first."""
         return list(self.db[DECLARATIONS].find({"caregiver_key": caregiver_key})
@@ -111,14 +146,9 @@ class DeclarationStore(DocumentStore):
             {"status": ISSUED, "valid_until": {"$lt": today}}, {"_id": 1}).limit(limit)
         return [document["_id"] for document in found]
 
-    def insert_with_event(self, document, record_event):
-        """A new declaration and its event (``record_event(session)``), in one transaction."""
-
-        def work(session):
-            self.db[DECLARATIONS].insert_one(document, session=session)
-            record_event(session)
-
-        self.in_transaction(work)
+    def insert(self, document, session):
+        """A new declaration, in the caller's transaction."""
+        self.db[DECLARATIONS].insert_one(document, session=session)
 
     def change_if_status(self, declaration_id, status, changes, history_entry, release=(),
                          session=None):

@@ -5,6 +5,7 @@ import uuid
 
 from pydantic.alias_generators import to_camel, to_snake
 
+from common import workflow
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.schemas.registry import SUPPORT_AREAS, SupportPointInput
 from common.validators import MUNICIPALITY_CODE
@@ -68,6 +69,20 @@ def municipality_event_payload(document):
             "province": document["province"], "population": document["population"]}
 
 
+def municipality_view(document):
+    """What leaves the service about a municipality: the contract's code and name."""
+    return {"code": document["_id"], "name": document["name"]}
+
+
+def municipality_sort_key(view):
+    """Alphabetical as a Dutch reader looks for it: 's-Gravenhage under G, 't Zandt under Z."""
+    name = view["name"].casefold()
+    for article in ("'s-", "'s ", "'t-", "'t "):
+        if name.startswith(article):
+            name = name[len(article):]
+    return name, view["code"]
+
+
 def event_payload(document):
     return {
         "id": document["_id"], "name": document["name"], "kind": document["kind"],
@@ -95,12 +110,15 @@ def require_known_municipalities(document, known_codes, field="input"):
 # --- status workflow and authorisation ---------------------------------------------------
 
 # The workflow of a support point, complete: anything else is refused. Whose point an
-# editor may change (its own municipality's, itself) is checked in ``authorise``.
+# editor may change (its own municipality's, itself) is checked in ``may_make``.
+EDITORS = ("admin", "municipality", "support_point")
 WORKFLOW = Workflow(
-    Transition(None, "register", "active", made_by=("admin", "municipality")),
-    Transition("active", "update", "active", made_by=("admin", "municipality", "support_point")),
-    Transition("active", "deactivate", "inactive",
-               made_by=("admin", "municipality", "support_point"), needs_reason="a deactivation"),
+    Transition(None, "register", "active", ("admin", "municipality"), "support_point.registered"),
+    Transition("active", "update", "active", EDITORS, "support_point.updated"),
+    Transition("active", "deactivate", "inactive", EDITORS, "support_point.deactivated",
+               needs=("reason",)),
+    refused=lambda state, action: f"an {state} support point cannot be changed by {action}",
+    reason_missing=lambda t: f"reason: give a reason of at most {MAX_REASON} characters",
 )
 MAX_REASON = 500
 
@@ -110,30 +128,24 @@ def state_of(document):
 
 
 def next_state(document, action):
-    state = state_of(document)
-    transition = WORKFLOW.step(state, action)
-    if transition is None:
-        raise Conflict(f"an {state} support point cannot be changed by {action}")
-    return transition.after
+    return WORKFLOW.transition(state_of(document), action).after
 
 
 def required_reason(action, reason):
     """The reason given, tidied; BAD_USER_INPUT when the step needs one and it is missing or
     longer than MAX_REASON characters."""
-    reason = (reason or "").strip()
-    if (WORKFLOW[action].needs_reason and not reason) or len(reason) > MAX_REASON:
+    reason = WORKFLOW.reason(action, reason)
+    if reason is not None and len(reason) > MAX_REASON:
         raise BadUserInput(f"reason: give a reason of at most {MAX_REASON} characters",
                            field="reason")
-    return reason or None
+    return reason
 
 
-def authorise(action, actor, seat, point_id=None, new_seat=None):
+def may_make(action, actor, seat, point_id=None, new_seat=None):
     """Raises Forbidden unless the actor may do ``action`` to the point seated in ``seat``
     (for ``register``: the point about to be registered there)."""
-    actor = actor or {}
+    WORKFLOW.require_role(action, actor)
     role = actor.get("role")
-    if role not in WORKFLOW[action].made_by:
-        raise Forbidden("this operation is not allowed for your role")
     if role == "municipality":
         if actor.get("municipality") != seat:
             raise Forbidden("only support points of your own municipality")
@@ -179,15 +191,34 @@ def changes(old, new):
             for name, value in after.items() if before.get(name) != value]
 
 
-def history_entry(document, change, old, actor, at, reason=None):
-    """Who changed what and when: the actor's role and subject, no more about them."""
-    actor = actor or {}
-    return {
-        "_id": str(uuid.uuid4()), "support_point_id": document["_id"],
-        "version": document["version"], "at": at, "change": change,
-        "actor": {"role": actor.get("role"), "sub": actor.get("sub")},
-        "changes": changes(old, document), "reason": reason,
-    }
+def history_entry(document, transition, old, actor, at, reason=None):
+    """The kit's audit entry of a step (who: the actor's role and subject, no more), with
+    the version it made and field by field what changed. Kept in a collection of its own,
+    one entry a document, by the point's id."""
+    return workflow.audit_entry(
+        transition.before, transition.after, transition.action, actor, at, reason,
+        _id=str(uuid.uuid4()), support_point_id=document["_id"], version=document["version"],
+        changes=changes(old, document))
+
+
+# How the history names a step: the past tense the event of the step carries.
+CHANGE_OF = {t.action: t.event.removeprefix("support_point.") for t in WORKFLOW.rows()}
+
+
+def history_view(entries):
+    """The audit trail of a point as it leaves the service, oldest first."""
+    return [{**step, "change": CHANGE_OF[step["action"]]}
+            for step in workflow.history_view(entries, "version", "changes", subjects=True)]
+
+
+def earlier_history_entry(entry):
+    """An entry stored before the audit trail was the kit's (``change`` past tense,
+    ``actor``) in the kit's shape: the step's states follow from the table."""
+    action = {change: action for action, change in CHANGE_OF.items()}[entry["change"]]
+    transition = WORKFLOW.rows(action)[0]
+    rest = {key: value for key, value in entry.items() if key not in ("change", "actor")}
+    return {**rest, "from": transition.before, "to": transition.after, "action": action,
+            "by": workflow.actor_trace(entry.get("actor"))}
 
 
 # --- reference data ----------------------------------------------------------------------

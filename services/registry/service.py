@@ -1,21 +1,16 @@
 """The registry service's entrypoints."""
 from pymongo.errors import DuplicateKeyError
 
+from common import clock
 from common.calls import rpc
 from common.errors import BadUserInput, DomainError
 from common.limits import page_size
 from common.service import PlatformService
-from common.storage import Storage, utcnow
-from common.validators import validate_municipality_code
+from common.storage import Storage
+from common.validators import pc4_of, validate_municipality_code
 from services.registry import domain, search
 from services.registry.dependencies import SearchIndexHolder
 from services.registry.storage import MUNICIPALITIES, PC4_AREAS, SUPPORT_POINTS, RegistryStore
-
-
-def _now():
-    """The time as the store keeps it (milliseconds), so an answer equals a later read."""
-    now = utcnow()
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class RegistryService(PlatformService):
@@ -46,9 +41,7 @@ class RegistryService(PlatformService):
             if self.store.stored_as(document):
                 report["unchanged"] += 1
                 continue
-            event = domain.municipality_event_payload(document)
-            self.store.save_municipality_with_event(document, lambda session: self.outbox.record(
-                session, "municipality.imported", event))
+            self._save_municipality(document)
             report["imported"] += 1
         self.log.info("registry.municipalities_imported", imported=report["imported"],
                       rejected=len(report["rejected"]))
@@ -62,7 +55,7 @@ class RegistryService(PlatformService):
         report = {"imported": 0, "unchanged": 0, "rejected": []}
         known = self.store.municipality_codes()
         stored = self.store.pc4_areas((row.get("pc4") or "").strip() for row in rows)
-        changed, now = [], _now()
+        changed, now = [], clock.now_millis()
         for number, row in enumerate(rows, start=first_row):
             try:
                 document = domain.pc4_row(row, known)
@@ -78,15 +71,35 @@ class RegistryService(PlatformService):
             changed.append(document)
             report["imported"] += 1
         if changed:
-            event = domain.pc4_areas_event(changed)
-            self.store.save_pc4_areas(changed, lambda session: self.outbox.record(
-                session, "pc4_areas.imported", event))
+
+            def work(session):
+                self.store.save_pc4_areas(changed, session)
+                self.outbox.record(session, "pc4_areas.imported", domain.pc4_areas_event(changed))
+
+            self.store.in_transaction(work)
             self.search_index.changed(self.store, "pc4_areas")
         self.log.info("registry.pc4_areas_imported", imported=report["imported"],
                       rejected=len(report["rejected"]))
         return report
 
     # --- support points --------------------------------------------------------------------
+
+    @rpc
+    def municipalities(self):
+        """Every municipality (code and name), sorted by name."""
+        return sorted((domain.municipality_view(m) for m in self.store.municipalities()),
+                      key=domain.municipality_sort_key)
+
+    @rpc
+    def municipality_for_postcode(self, postcode):
+        """The municipality of the postcode's PC4 area; None when the area is unknown."""
+        try:
+            pc4 = pc4_of(postcode)
+        except ValueError as exc:
+            raise BadUserInput(f"postcode: {exc}", field="postcode") from None
+        area = self.store.pc4_area(pc4)
+        municipality = area and self.store.municipality(area["municipality_code"])
+        return domain.municipality_view(municipality) if municipality else None
 
     @rpc
     def register_support_point(self, data, actor):
@@ -107,10 +120,10 @@ class RegistryService(PlatformService):
         """Kept, marked inactive, left out of searches; the reason goes into its history."""
         reason = domain.required_reason("deactivate", reason)
         stored = domain.require_found(self.store.support_point(support_point_id))
-        domain.authorise("deactivate", actor, stored["municipality_code"], stored["_id"])
+        domain.may_make("deactivate", actor, stored["municipality_code"], stored["_id"])
         domain.next_state(stored, "deactivate")
-        document = domain.deactivated_support_point(stored, reason, _now())
-        self._save(document, "deactivated", stored, actor, reason)
+        document = domain.deactivated_support_point(stored, reason, clock.now_millis())
+        self._save(document, "deactivate", stored, actor, reason)
         return domain.public_view(document)
 
     @rpc
@@ -142,8 +155,8 @@ class RegistryService(PlatformService):
     def support_point_history(self, support_point_id, actor):
         """The audit trail of a point, oldest first, for those who may edit it."""
         stored = domain.require_found(self.store.support_point(support_point_id))
-        domain.authorise("update", actor, stored["municipality_code"], stored["_id"])
-        return self.store.history_of(stored["_id"])
+        domain.may_make("update", actor, stored["municipality_code"], stored["_id"])
+        return domain.history_view(self.store.history_of(stored["_id"]))
 
     # --- search ----------------------------------------------------------------------------
 
@@ -189,41 +202,56 @@ class RegistryService(PlatformService):
         return "updated"
 
     def _register(self, point, actor, field="input", import_key=None):
-        document = domain.new_support_point(point, _now(), import_key=import_key)
-        domain.authorise("register", actor, document["municipality_code"])
+        document = domain.new_support_point(point, clock.now_millis(), import_key=import_key)
+        domain.may_make("register", actor, document["municipality_code"])
         self._require_known_municipalities(document, field)
-        self._save(document, "registered", None, actor)
+        self._save(document, "register", None, actor)
         return document
 
     def _update(self, stored, point, actor, expected_version=None, field="input"):
         """``expected_version``: the version the client last read (an import has none)."""
-        domain.authorise("update", actor, stored["municipality_code"], stored["_id"],
+        domain.may_make("update", actor, stored["municipality_code"], stored["_id"],
                          new_seat=point.municipality_code)
         domain.next_state(stored, "update")
         if expected_version is not None:
             domain.require_version(stored, expected_version)
-        document = domain.updated_support_point(stored, point, _now())
+        document = domain.updated_support_point(stored, point, clock.now_millis())
         self._require_known_municipalities(document, field)
-        self._save(document, "updated", stored, actor)
+        self._save(document, "update", stored, actor)
         return document
 
     def _require_known_municipalities(self, document, field):
         known = self.store.municipality_codes(among=document["serves_municipality_codes"])
         domain.require_known_municipalities(document, known, field)
 
-    def _save(self, document, change, old, actor, reason=None):
+    def _save_municipality(self, document):
+        """The municipality and its event, in one transaction."""
+
+        def work(session):
+            self.store.save_municipality(document, session)
+            self.outbox.record(session, "municipality.imported",
+                               domain.municipality_event_payload(document))
+
+        self.store.in_transaction(work)
+
+    def _save(self, document, action, old, actor, reason=None):
         """The point, its history entry and its event, in one transaction. ``old`` is the
-        version the change was made from: if another change came first, nothing is written."""
-        entry = domain.history_entry(document, change, old, actor, document["updated_at"], reason)
+        version the step was taken from: if another change came first, nothing is written."""
+        transition = domain.WORKFLOW.transition(old and domain.state_of(old), action)
+        entry = domain.history_entry(document, transition, old, actor, document["updated_at"],
+                                     reason)
 
-        def record(session):
-            self.outbox.record(session, f"support_point.{change}", domain.event_payload(document))
-            self.once.record(session, domain.public_view(document))
+        def work(session):
+            stale = self.store.save_support_point(document, entry, session,
+                                                  replaces_version=old and old["version"])
+            if stale is None:
+                self.outbox.record(session, transition.event, domain.event_payload(document))
+                self.once.record(session, domain.public_view(document))
+            return stale
 
-        stale = self.store.save_support_point(document, entry, record,
-                                              replaces_version=old and old["version"])
+        stale = self.store.in_transaction(work)
         if stale is not None:
             raise domain.version_conflict(stale, old["version"])
         self.search_index.changed(self.store, "support_points", document)
-        self.log.info(f"registry.support_point_{change}", support_point_id=document["_id"],
-                      version=document["version"])
+        self.log.info(f"registry.{transition.event.replace('.', '_')}",
+                      support_point_id=document["_id"], version=document["version"])

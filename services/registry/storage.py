@@ -3,6 +3,7 @@ service that writes a pymongo filter or update."""
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument
 
 from common.storage import DocumentStore
+from services.registry.domain import earlier_history_entry
 
 MUNICIPALITIES = "municipalities"
 PC4_AREAS = "pc4_areas"
@@ -29,42 +30,50 @@ class RegistryStore(DocumentStore):
         self.db[HISTORY].create_index([("support_point_id", ASCENDING), ("at", ASCENDING)])
         self.db[PC4_AREAS].create_index([("municipality_code", ASCENDING)])
 
+    def migrate(self):
+        """History entries stored before the audit trail was the lifecycle kit's (a
+        ``change`` in the past tense and an ``actor``) take its shape (``action``, ``from``,
+        ``to``, ``by``); each entry is replaced only while it still has the old shape."""
+        for entry in self.db[HISTORY].find({"change": {"$exists": True}}):
+            self.db[HISTORY].replace_one({"_id": entry["_id"], "change": {"$exists": True}},
+                                         earlier_history_entry(entry))
+
     # --- reference data -------------------------------------------------------------------
 
     def stored_as(self, municipality):
         """Whether the municipality is stored exactly like this."""
         return self.db[MUNICIPALITIES].find_one(municipality) is not None
 
-    def save_municipality_with_event(self, municipality, record_event):
-        """The municipality and its event (``record_event(session)``), in one transaction."""
-
-        def work(session):
-            self.db[MUNICIPALITIES].replace_one({"_id": municipality["_id"]}, municipality,
-                                                upsert=True, session=session)
-            record_event(session)
-
-        self.in_transaction(work)
+    def save_municipality(self, municipality, session):
+        """The municipality, in the caller's transaction."""
+        self.db[MUNICIPALITIES].replace_one({"_id": municipality["_id"]}, municipality,
+                                            upsert=True, session=session)
 
     def municipality_codes(self, among=None):
         """The codes of the stored municipalities (only those ``among`` when given)."""
         query = {} if among is None else {"_id": {"$in": list(among)}}
         return set(self.db[MUNICIPALITIES].distinct("_id", query))
 
+    def municipalities(self):
+        """Every stored municipality (code and name only)."""
+        return list(self.db[MUNICIPALITIES].find({}, {"name": 1}))
+
+    def municipality(self, code):
+        return self.db[MUNICIPALITIES].find_one({"_id": code})
+
+    def pc4_area(self, pc4):
+        return self.db[PC4_AREAS].find_one({"_id": pc4})
+
     def pc4_areas(self, pc4s):
         """The stored areas of these PC4s, by PC4."""
         found = self.db[PC4_AREAS].find({"_id": {"$in": list(pc4s)}})
         return {area["_id"]: area for area in found}
 
-    def save_pc4_areas(self, areas, record_event):
-        """The areas and their event (``record_event(session)``), in one transaction."""
-
-        def work(session):
-            self.db[PC4_AREAS].bulk_write(
-                [ReplaceOne({"_id": area["_id"]}, area, upsert=True) for area in areas],
-                ordered=True, session=session)
-            record_event(session)
-
-        self.in_transaction(work)
+    def save_pc4_areas(self, areas, session):
+        """The areas, in the caller's transaction."""
+        self.db[PC4_AREAS].bulk_write(
+            [ReplaceOne({"_id": area["_id"]}, area, upsert=True) for area in areas],
+            ordered=True, session=session)
 
     def all_pc4_areas(self):
         return self.db[PC4_AREAS].find({})
@@ -80,25 +89,19 @@ class RegistryStore(DocumentStore):
     def all_support_points(self):
         return self.db[SUPPORT_POINTS].find({})
 
-    def save_support_point(self, point, history_entry, record_event, replaces_version=None):
-        """The point, its history entry and its event (``record_event(session)``), in one
-        transaction. A new point when ``replaces_version`` is None; otherwise it replaces the
-        stored point only while that is still at ``replaces_version``. Returns the stored
-        point's version when another change came first (then nothing is written), else
-        None."""
-
-        def work(session):
-            points = self.db[SUPPORT_POINTS]
-            if replaces_version is None:
-                points.insert_one(point, session=session)
-            elif points.replace_one({"_id": point["_id"], "version": replaces_version}, point,
-                                    session=session).matched_count != 1:
-                return self.support_point(point["_id"], session)["version"]
-            self.db[HISTORY].insert_one(history_entry, session=session)
-            record_event(session)
-            return None
-
-        return self.in_transaction(work)
+    def save_support_point(self, point, history_entry, session, replaces_version=None):
+        """The point and its history entry, in the caller's transaction. A new point when
+        ``replaces_version`` is None; otherwise it replaces the stored point only while that
+        is still at ``replaces_version``. Returns the stored point's version when another
+        change came first (then nothing is written), else None."""
+        points = self.db[SUPPORT_POINTS]
+        if replaces_version is None:
+            points.insert_one(point, session=session)
+        elif points.replace_one({"_id": point["_id"], "version": replaces_version}, point,
+                                session=session).matched_count != 1:
+            return self.support_point(point["_id"], session)["version"]
+        self.db[HISTORY].insert_one(history_entry, session=session)
+        return None
 
     def history_of(self, support_point_id):
         """The audit trail of a point, oldest first."""

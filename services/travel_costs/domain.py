@@ -343,6 +343,19 @@ def declaration_projection(envelope, payload):
     }
 
 
+# Why a claim waits, as the notifications service tells the caregiver what the fund needs.
+HOLD_OF_ENDED = {"REVOKED": "DECLARATION_REVOKED", "EXPIRED": "DECLARATION_EXPIRED"}
+
+
+def claim_notice(claim, declaration):
+    """What a message about the claim says the fund needs: a held claim waits for a valid
+    declaration when the one it was made on ended, else for a review of its distances."""
+    hold = None
+    if claim["status"] == ON_HOLD:
+        hold = HOLD_OF_ENDED.get((declaration or {}).get("status"), "DISTANCE")
+    return {"id": claim["_id"], "status": claim["status"], "hold": hold}
+
+
 def pc4_projection(area, changed_at):
     return {"_id": area.pc4, "lat": area.lat, "lon": area.lon, "changed_at": changed_at}
 

@@ -71,13 +71,6 @@ class TravelCostsService(PlatformService):
         return self.store.apply_once(event.event_id,
                                      lambda session: self.store.save_pc4_areas(areas, session))
 
-    @rpc
-    def declaration_status(self, reference):
-        """The fund's view of a declaration: the last status it was told of."""
-        document = self.store.declaration(reference)
-        return document and {"reference": document["_id"], "status": document["status"],
-                             "valid_until": document["valid_until"]}
-
     @rpc(open=True)
     def health(self):
         """Also how many PC4 centroids the fund has: without them it refuses every claim."""
@@ -259,6 +252,14 @@ class TravelCostsService(PlatformService):
         for claim in self.store.open_claims_on(reference, session):
             self._step(claim, "hold", domain.SYSTEM, reason, session)
             self.log.info("travel_claim.on_hold", claim_id=claim["_id"], declaration_reference=reference)
+
+    @rpc(callers=("notifications",))
+    def claim_notice(self, claim_id):
+        """Asked by the notifications service when a claim is put on hold: what the fund
+        needs before it decides (``hold``: DISTANCE, DECLARATION_REVOKED or
+        DECLARATION_EXPIRED). No personal data."""
+        claim = domain.require_found(self.store.claim(claim_id))
+        return domain.claim_notice(claim, self.store.declaration(claim["declaration_reference"]))
 
     # --- payouts --------------------------------------------------------------------------
 

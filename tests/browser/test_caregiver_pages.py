@@ -5,6 +5,7 @@ form with its errors, is checked with axe-core and kept as a screenshot.
 
 The tests run in order and share one caregiver's browser session."""
 import re
+import time
 import uuid
 from datetime import date, timedelta
 
@@ -247,6 +248,25 @@ def test_a_claim_with_two_trips_by_keyboard_alone(caregiver, checked):
     assert row.locator(".claim-status").get_attribute("data-status") == "SUBMITTED"
     assert "€ 31,03" in row.inner_text()
     checked(page, "mijn reiskosten")
+
+
+def test_the_messages_tell_of_the_decision(caregiver, checked):
+    page = caregiver["page"]
+    page.goto("/verklaringen")
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Mijn berichten").click()
+    assert page.url.endswith("/berichten")
+    message = page.locator("article.message", has_text=caregiver["reference"])
+    for _ in range(50):   # the message follows the decision's event
+        if message.count():
+            break
+        time.sleep(0.2)
+        page.reload()
+    assert message.get_by_role("heading").inner_text() == "Uw mantelzorgverklaring is afgegeven"
+    assert "Beste Anna de Vries," in message.inner_text()
+    link = message.get_by_role("link")
+    assert link.get_attribute("href").endswith("/verklaringen")
+    assert page.locator("[aria-current=page]").inner_text() == "Mijn berichten"
+    checked(page, "mijn berichten")
 
 
 def test_sign_out(caregiver, checked):

@@ -29,8 +29,8 @@ from ops.broker import create_user, create_vhost, delete_user, delete_vhost
 from ops.platform import PROCESSES
 from tests.conftest import running_platform
 from tests.integration.test_declaration import READ_SETTINGS, decide, request, request_input
-from tests.support import (Caregiver, GraphQLClient, eventually, fund_knows_areas, log_lines,
-                           random_bsn, token)
+from tests.support import (Caregiver, GraphQLClient, Handled, eventually, fund_knows_areas,
+                           log_lines, random_bsn, token)
 from tests.unit.test_k8s import k8s_name, objects
 
 AMSTERDAM = "GM0363"
@@ -81,20 +81,18 @@ def test_calls_and_events_cross_every_process_with_its_own_user(restricted_platf
         reference.import_reference(rpc, reference.DEMO_DIR)
         assert eventually(lambda: "errors" not in gql(READ_SETTINGS, {"code": AMSTERDAM}),
                           timeout=30)
-        reach = rpc.campaign.support_point_reach([AMSTERDAM])
+        registered = Handled(platform, "campaign", "support_point.registered")
+        issued = Handled(platform, "travel_costs", "declaration.issued")
         rpc.registry.register_support_point({
             "name": "Steunpunt De Pijp", "kind": "LOCAL", "municipalityCode": AMSTERDAM,
             "address": {"street": "Ferdinand Bolstraat", "houseNumber": "1",
                         "postcode": "1072 LA", "city": "Amsterdam"},
             "areas": ["INFORMATION"]}, {"sub": "test", "role": "admin"})
-        assert eventually(lambda: rpc.campaign.support_point_reach([AMSTERDAM]) == reach + 1,
-                          timeout=30)
+        assert registered.grown_by(1, timeout=30)
         # the gateway calls declaration, which publishes to travel_costs
         requested = request(gql, request_input(AMSTERDAM))
-        issued = decide(gql, requested)
-        assert issued["status"] == "ISSUED"
-        assert eventually(lambda: rpc.travel_costs.declaration_status(issued["reference"]),
-                          timeout=30)
+        assert decide(gql, requested)["status"] == "ISSUED"
+        assert issued.grown_by(1, timeout=30)
     assert list_dead_letters({"AMQP_URI": users["operator"]}) == []
     for process in PROCESSES:
         refused = [line for line in log_lines(platform, process.name)

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from ops import cli
-from tests.support import (error_codes, eventually, log_lines, operator_of, pdf_text,
+from tests.support import (Handled, error_codes, eventually, log_lines, operator_of, pdf_text,
                            personal_email, random_bsn, scrape, token)
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
@@ -117,7 +117,10 @@ def issued(gql, data=None, owner=None):
     return requested, decide(gql, requested), owner
 
 
-def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
+def test_the_lifecycle_request_issue_check_revoke(gql, platform, known):
+    # the fund learns of the issue and the revocation through their events
+    fund_issued = Handled(platform, "travel_costs", "declaration.issued")
+    fund_revoked = Handled(platform, "travel_costs", "declaration.revoked")
     data = request_input()
     owner = filer(data)
     requested = request(gql, data, owner)
@@ -144,8 +147,7 @@ def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
     assert check(gql, reference, code, "CO_TENANCY")["purposeAccepted"] is False
     assert check(gql, reference, "WRONG-CODE-0000") == NOT_VALID
     assert check(gql, "MZV-1900-999999", code) == NOT_VALID
-    # the fund learns of it through the event
-    assert eventually(lambda: (rpc.travel_costs.declaration_status(reference) or {}).get("status") == "ISSUED")
+    assert fund_issued.grown_by(1)
 
     revoked = gql(REVOKE, {"id": requested["id"], "reason": "care ended"}, token=staff())
     assert revoked["data"]["revokeDeclaration"]["status"] == "REVOKED"
@@ -153,7 +155,7 @@ def test_the_lifecycle_request_issue_check_revoke(gql, rpc, known):
     assert check(gql, reference, code) == {
         "valid": False, "status": "REVOKED", "validUntil": decided["validUntil"],
         "purposeAccepted": False, "municipalityCode": AMSTERDAM}
-    assert eventually(lambda: rpc.travel_costs.declaration_status(reference)["status"] == "REVOKED")
+    assert fund_revoked.grown_by(1)
 
     # anything outside the transition table is a conflict, and changes nothing
     again = gql(DECIDE, {"id": requested["id"], "decision": "ISSUE"}, token=staff())
@@ -378,6 +380,7 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, plat
     rpc.declaration.expire_due(decided["validUntil"])   # its last valid day: not yet
     assert gql(GET, {"reference": requested["reference"]}, token=owner)["data"]["declaration"]["status"] == "ISSUED"
 
+    fund_expired = Handled(platform, "travel_costs", "declaration.expired")
     runs = [rpc.declaration.expire_due.call_async(after_validity) for _ in range(2)]
     moved = sum(run.result() for run in runs)
     assert moved >= 1
@@ -390,7 +393,7 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, plat
     assert cli.main(["expire-declarations", "--today", after_validity]) == 0
     assert capsys.readouterr().out.strip() == "expired 0 declaration(s)"
     assert check(gql, requested["reference"], requested["verificationCode"])["status"] == "EXPIRED"
-    assert eventually(lambda: rpc.travel_costs.declaration_status(requested["reference"])["status"] == "EXPIRED")
+    assert fund_expired.grown_by(moved)    # this one and any other due then, each once
 
 
 def _jwks(platform):
@@ -561,3 +564,97 @@ def test_a_renewed_code_replaces_the_old_one_and_the_trail_says_who(gql, known):
     unknown = gql(RENEW, {"id": str(uuid.uuid4())}, token=owner)
     assert error_codes(unknown) == ["NOT_FOUND"]
     assert check(gql, reference, again["verificationCode"])["valid"] is True
+
+
+# --- the applicant, and who read it ------------------------------------------------------
+
+APPLICANT = """applicant { caregiverName caregiverPostcode caregiverEmail careRecipientName
+    careRecipientPostcode relationship }"""
+WITH_APPLICANT = f"""query($reference: String!) {{ declaration(reference: $reference) {{
+    reference decisionDueOn decidedAt createdAt {APPLICANT} }} }}"""
+LIST_WITH_APPLICANT = f"""query($code: String!, $after: String) {{
+    declarations(municipalityCode: $code, status: REQUESTED, first: 100, after: $after) {{
+      reference ...who }} }}
+    fragment who on Declaration {{ {APPLICANT} }}"""
+ACCESS = "query { myPersonalDataAccess { at role organisation what } }"
+
+
+def accesses(gql, owner):
+    answer = gql(ACCESS, token=owner)
+    assert "errors" not in answer, answer
+    return answer["data"]["myPersonalDataAccess"]
+
+
+def test_the_applicant_is_for_the_owner_and_the_municipality_which_is_recorded(
+        gql, platform, known):
+    data = request_input(UTRECHT)
+    owner = filer(data)
+    requested = request(gql, data, owner)
+    reference = requested["reference"]
+    expected = {"caregiverName": "Anna de Vries", "caregiverPostcode": "1012 AB",
+                "caregiverEmail": data["caregiver"]["email"],
+                "careRecipientName": data["careRecipient"]["name"],
+                "careRecipientPostcode": "1013 AA", "relationship": "parent"}
+
+    mine = gql(WITH_APPLICANT, {"reference": reference}, token=owner)["data"]["declaration"]
+    assert mine["applicant"] == expected
+    created = date.fromisoformat(mine["createdAt"][:10])
+    assert mine["decisionDueOn"] == (created + timedelta(weeks=8)).isoformat()
+    assert mine["decidedAt"] is None
+    assert accesses(gql, owner) == []   # the owner's own reads are not recorded
+
+    # admin reads the declaration, never the applicant, and nothing is recorded
+    admin = gql(WITH_APPLICANT, {"reference": reference}, token=token("admin"))
+    assert admin["data"]["declaration"]["applicant"] is None
+    assert accesses(gql, owner) == []
+    # another municipality: not found, nothing recorded
+    other = gql(WITH_APPLICANT, {"reference": reference}, token=staff(AMSTERDAM))
+    assert error_codes(other) == ["NOT_FOUND"]
+    assert accesses(gql, owner) == []
+
+    seen = gql(WITH_APPLICANT, {"reference": reference}, token=staff(UTRECHT))
+    assert seen["data"]["declaration"]["applicant"] == expected
+    log = accesses(gql, owner)
+    assert [(a["role"], a["organisation"], a["what"]) for a in log] == [
+        ("municipality", UTRECHT, f"aanvraag {reference} bekeken")]
+
+    # a list with the applicant (through a fragment) records a read per declaration in it
+    listed = gql(LIST_WITH_APPLICANT, {"code": UTRECHT}, token=staff(UTRECHT))
+    assert "errors" not in listed, listed
+    mine_listed = [d for d in listed["data"]["declarations"] if d["reference"] == reference]
+    assert mine_listed[0]["applicant"] == expected
+    assert all(d["applicant"] for d in listed["data"]["declarations"])
+    assert len(accesses(gql, owner)) == 2
+    # the same declaration twice in one request (aliases) is one read
+    twice = gql("""query($r: String!) { a: declaration(reference: $r) { applicant { caregiverName } }
+        b: declaration(reference: $r) { applicant { caregiverName } } }""",
+                {"r": reference}, token=staff(UTRECHT))
+    assert twice["data"]["a"]["applicant"]["caregiverName"] == "Anna de Vries"
+    assert len(accesses(gql, owner)) == 3
+    # a list without the applicant reads nothing personal
+    gql(LIST, {"code": UTRECHT, "status": "REQUESTED", "first": 100}, token=staff(UTRECHT))
+    assert len(accesses(gql, owner)) == 3
+
+    decided = decide(gql, requested)
+    again = gql(WITH_APPLICANT, {"reference": reference}, token=owner)["data"]["declaration"]
+    assert again["decidedAt"] and again["decidedAt"] >= again["createdAt"]
+    assert decided["status"] == "ISSUED"
+
+    # nobody else has a log to read; the log never reaches an application log
+    assert error_codes(gql(ACCESS, token=staff(UTRECHT))) == ["FORBIDDEN"]
+    assert error_codes(gql(ACCESS)) == ["UNAUTHENTICATED"]
+    for name in ("gateway", "declaration"):
+        text = platform.log_file(name).read_text()
+        assert data["careRecipient"]["name"] not in text
+        assert data["caregiver"]["email"] not in text
+        assert f"aanvraag {reference} bekeken" not in text
+
+
+def test_the_operators_see_what_waits_per_municipality(gql, platform, known):
+    metrics = f"http://{platform.environ['DECLARATION_WEB_ADDRESS']}/metrics"
+    request(gql, request_input(UTRECHT))
+    waiting = 'mantelzorg_declarations_waiting{municipality="GM0344"}'
+    assert eventually(lambda: scrape(metrics, waiting) >= 1, timeout=90)
+    oldest = 'mantelzorg_declarations_oldest_waiting_age_seconds{municipality="GM0344"}'
+    assert scrape(metrics, oldest) >= 0
+    assert scrape(metrics, 'mantelzorg_declarations_overdue{municipality="GM0344"}') == 0

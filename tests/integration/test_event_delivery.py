@@ -2,7 +2,7 @@
 then parked while the next ones flow, and consumers read what they know of a newer event."""
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from kombu import Connection, Queue
@@ -18,8 +18,8 @@ from common.topology import declare_topology, subscription_queue, subscription_q
 from common.storage import utcnow
 from ops import cli
 from ops.platform import process_named
-from tests.integration.test_declaration import REVOKE, decide, request, request_input, staff
-from tests.support import drain, eventually, operator_of, scrape
+from tests.integration.test_declaration import decide, request, request_input, staff
+from tests.support import Caregiver, Handled, drain, eventually, operator_of
 
 EVENT = "support_point.updated"
 HISTORY = """query($reference: String!) {
@@ -164,7 +164,6 @@ def test_a_poison_event_is_parked_after_growing_delays_while_the_next_ones_flow(
 
 def test_a_consumer_down_for_a_while_catches_up(platform, rpc, municipalities):
     seat = "GM0153"
-    before = rpc.campaign.support_point_reach([seat])
     platform.stop_process(process_named("campaign"))
     for number in range(3):
         rpc.registry.register_support_point({
@@ -175,64 +174,72 @@ def test_a_consumer_down_for_a_while_catches_up(platform, rpc, municipalities):
             {"sub": "test", "role": "admin"})
     platform.start_process(process_named("campaign"))
     platform.wait_until_healthy(names=["campaign"])
-    assert eventually(lambda: rpc.campaign.support_point_reach([seat]) == before + 3)
+    # the process started again counts from zero: the three waited in its queue
+    assert eventually(lambda: platform.events_handled("campaign", "support_point.registered")
+                      == 3)
 
 
-def test_a_fund_down_for_a_while_applies_an_issue_and_its_revocation_in_that_order(
-        platform, gql, rpc, municipalities):
-    fund = process_named("travel_costs")
-    metrics = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
-
-    def handled(event):   # by the fund's process since it started
-        return scrape(metrics, 'mantelzorg_events_handled_total{outcome="handled",'
-                               f'service="travel_costs",type="{event}"}}')
-
-    platform.stop_process(fund)
-    issued = decide(gql, request(gql, request_input("GM0363")))
-    revoked = gql(REVOKE, {"id": issued["id"], "reason": "no longer caring"}, token=staff())
-    assert revoked["data"]["revokeDeclaration"]["status"] == "REVOKED", revoked
-    platform.start_process(fund)
-    platform.wait_until_healthy(names=["travel_costs"])
-    # Both events waited in the fund's queue and are handled now; the revocation, the later
-    # of the two, is what holds, whichever of them its workers finish first.
-    assert eventually(lambda: handled("declaration.issued") == handled("declaration.revoked")
-                      == 1, timeout=30)
-    status = rpc.travel_costs.declaration_status(issued["reference"])
-    assert status["status"] == "REVOKED", status
+# The declaration events the tests below send to the fund themselves, as the declaration
+# service would: an issue again, or a revocation the declaration service has not made. The
+# declaration service still says issued, so what a claim's preview says of an ended
+# declaration is the fund's own copy of it.
+DECLARATION_EVENT = {"ISSUED": "declaration.issued", "REVOKED": "declaration.revoked"}
+REVOKED_HOLD = "the declaration was revoked"
 
 
-def _declaration_event(status, reference, occurred_at):
-    return new_envelope(f"declaration.{status.lower()}", {
-        "id": str(uuid.uuid4()), "reference": reference, "status": status,
-        "municipality_code": "GM0363", "purposes": ["TRAVEL_COST_FUND"], "owner": "caregiver-1",
-        "valid_from": "2026-01-01", "valid_until": "2026-12-31"}, "corr-order", "declaration",
-        occurred_at=occurred_at)
+def _declaration_event(status, caregiver, occurred_at):
+    return new_envelope(DECLARATION_EVENT[status], {
+        "id": caregiver.declaration["id"], "reference": caregiver.reference, "status": status,
+        "municipality_code": "GM0363", "purposes": ["TRAVEL_COST_FUND"],
+        "valid_from": date.today().isoformat(),
+        "valid_until": (date.today() + timedelta(days=365)).isoformat()},
+        "corr-order", "declaration", occurred_at=occurred_at)
 
 
-def test_a_revocation_after_its_issue_stays_applied_whatever_order_they_arrive_in(
-        platform, rpc, amqp_uri):
-    metrics = f"http://{platform.environ['TRAVEL_COSTS_WEB_ADDRESS']}/metrics"
-    issued_handled = ('mantelzorg_events_handled_total{outcome="handled",service="travel_costs",'
-                      'type="declaration.issued"}')
-    seen = scrape(metrics, issued_handled)
-    issued_at = utcnow() - timedelta(minutes=5)
-    in_order, reversed_order = (f"MZV-2026-9{uuid.uuid4().int % 10 ** 5:05d}" for _ in range(2))
-    deliveries = [
-        _declaration_event("ISSUED", in_order, issued_at),
-        _declaration_event("REVOKED", in_order, issued_at + timedelta(minutes=1)),
-        # the revocation arrives first, as when the issue's delivery was retried
-        _declaration_event("REVOKED", reversed_order, issued_at + timedelta(minutes=1)),
-        _declaration_event("ISSUED", reversed_order, issued_at),
-    ]
+def _send_to_the_fund(amqp_uri, *envelopes):
     with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        for envelope in deliveries:
+        for envelope in envelopes:
             publish(connection, envelope.model_dump(mode="json"),
                     get_event_exchange("declaration", {}), envelope.type,
                     {CORRELATION_HEADER: envelope.correlation_id})
-    assert eventually(lambda: scrape(metrics, issued_handled) == seen + 2)
-    for reference in (in_order, reversed_order):
-        assert eventually(lambda: (rpc.travel_costs.declaration_status(reference) or {})
-                          .get("status") == "REVOKED"), reference
+
+
+def _fund_holds_as_revoked(caregiver):
+    return REVOKED_HOLD in (caregiver.previewed()["reason"] or "")
+
+
+def test_a_fund_down_for_a_while_applies_an_issue_and_its_revocation_in_that_order(
+        platform, gql, pc4_areas, amqp_uri):
+    fund = process_named("travel_costs")
+    platform.stop_process(fund)
+    caregiver = Caregiver(gql)    # its declaration.issued waits in the fund's queue
+    _send_to_the_fund(amqp_uri, _declaration_event("REVOKED", caregiver, utcnow()))
+    platform.start_process(fund)
+    platform.wait_until_healthy(names=["travel_costs"])
+    # Both events waited in the fund's queue and are handled now (the process counts from
+    # zero); the revocation, the later of the two, is what holds, whichever of them its
+    # workers finish first.
+    assert eventually(lambda: platform.events_handled("travel_costs", "declaration.issued")
+                      == platform.events_handled("travel_costs", "declaration.revoked") == 1,
+                      timeout=30)
+    assert _fund_holds_as_revoked(caregiver)
+
+
+def test_a_revocation_after_its_issue_stays_applied_whatever_order_they_arrive_in(
+        platform, gql, pc4_areas, amqp_uri):
+    issued = Handled(platform, "travel_costs", "declaration.issued")
+    in_order, reversed_order = Caregiver(gql), Caregiver(gql)
+    now = utcnow()
+    _send_to_the_fund(
+        amqp_uri,
+        _declaration_event("ISSUED", in_order, now + timedelta(minutes=1)),
+        _declaration_event("REVOKED", in_order, now + timedelta(minutes=2)),
+        # the revocation arrives first, as when the issue's delivery was retried
+        _declaration_event("REVOKED", reversed_order, now + timedelta(minutes=2)),
+        _declaration_event("ISSUED", reversed_order, now + timedelta(minutes=1)))
+    assert issued.grown_by(4)     # both issues, and both sent again
+    for caregiver in (in_order, reversed_order):
+        assert eventually(lambda: _fund_holds_as_revoked(caregiver)), caregiver.reference
 
 
 @pytest.fixture

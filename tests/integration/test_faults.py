@@ -20,7 +20,7 @@ from ops.platform import process_named
 from tests.conftest import free_port, running_platform
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.rabbit_node import RabbitNode, installed
-from tests.support import (Caregiver, GraphQLClient, drain, error_codes, eventually,
+from tests.support import (Caregiver, GraphQLClient, Handled, drain, error_codes, eventually,
                            fund_knows_areas, token, trip)
 
 pytestmark = pytest.mark.skipif(not installed(), reason="needs rabbitmq-server to start a node")
@@ -289,9 +289,9 @@ def test_a_broker_restart_under_load_loses_no_claim_that_was_accepted(faulty, cl
         assert eventually(lambda: health.append(gateway(HEALTH)) or
                           health[-1].get("data", {}).get("health", {}).get("status") == "ok",
                           timeout=60), health[-1]
+        fund_issued = Handled(faulty, "travel_costs", "declaration.issued")
         newcomer = Caregiver(gateway)
-        assert eventually(lambda: (rpc.travel_costs.declaration_status(newcomer.reference) or {})
-                          .get("status") == "ISSUED", timeout=30)
+        assert fund_issued.grown_by(1, timeout=30)
         late = Submission(newcomer, "3511 AA")
         kind, claim = late.send()
         assert kind == "ok", claim

@@ -151,12 +151,11 @@ CROSSING = {
 
 
 def test_a_declaration_through_gateway_and_two_services_shows_in_prometheus(
-        prometheus, gql, known, rpc):
+        prometheus, gql, known):
     before = {name: prometheus.total(query) or 0.0 for name, query in CROSSING.items()}
     requested = request(gql)
     issued = decide(gql, requested)
-    assert issued["status"] == "ISSUED"
-    assert eventually(lambda: rpc.travel_costs.declaration_status(issued["reference"]), timeout=30)
+    assert issued["status"] == "ISSUED"   # its event reaches the fund: "consumed" below
 
     def grown():
         now = {name: prometheus.total(query) or 0.0 for name, query in CROSSING.items()}

@@ -7,7 +7,7 @@ import pytest
 
 from ops.reference import import_pc4_areas
 from services.registry.search import haversine_km
-from tests.support import error_codes, eventually, support_point_count, token
+from tests.support import Handled, error_codes, support_point_count, token
 
 POINT_FIELDS = """id name kind municipalityCode servesMunicipalityCodes
     address { street houseNumber postcode city } phone email website areas active version
@@ -61,15 +61,17 @@ def reference(rpc, municipalities, reference_data):
             for row in csv.DictReader(open(reference_data / "pc4.csv", encoding="utf-8"))}
 
 
-def test_register_update_deactivate_with_history_and_events(gql, rpc, reference):
-    reach_before = rpc.campaign.support_point_reach([VLIELAND])
+def test_register_update_deactivate_with_history_and_events(gql, platform, reference):
+    # the campaign keeps a read model of the points: it handles each event
+    registered = Handled(platform, "campaign", "support_point.registered")
+    deactivated = Handled(platform, "campaign", "support_point.deactivated")
     staff = municipality(VLIELAND)
     created = register(gql, point_input(), staff)
     assert created["address"]["postcode"] == "8899 AA"
     assert created["servesMunicipalityCodes"] == [VLIELAND]
     assert (created["version"], created["active"]) == (1, True)
     assert created["updatedAt"].endswith("+00:00")
-    assert eventually(lambda: rpc.campaign.support_point_reach([VLIELAND]) == reach_before + 1)
+    assert registered.grown_by(1)
 
     changed = point_input(name="Steunpunt Vlieland", phone="0562 451 235")
     updated = gql(UPDATE, {"id": created["id"], "input": changed, "v": 1}, token=staff)
@@ -88,7 +90,7 @@ def test_register_update_deactivate_with_history_and_events(gql, rpc, reference)
                token=staff)
     assert gone["data"]["deactivateSupportPoint"] == {"id": created["id"], "active": False,
                                                       "version": 3}
-    assert eventually(lambda: rpc.campaign.support_point_reach([VLIELAND]) == reach_before)
+    assert deactivated.grown_by(1)
     found = gql(SEARCH, {"m": VLIELAND})["data"]["supportPoints"]["items"]
     assert created["id"] not in [p["id"] for p in found]
     assert gql(ONE, {"id": created["id"]})["data"]["supportPoint"]["active"] is False
@@ -265,3 +267,36 @@ def test_who_may_change_which_point(gql, reference):
         == ["FORBIDDEN"]
     assert gql(DEACTIVATE, {"id": point_id, "reason": "weg"}, token=itself)["data"][
         "deactivateSupportPoint"]["active"] is False
+
+
+MUNICIPALITIES = "{ municipalities { code name } }"
+FOR_POSTCODE = "query($p: String!) { municipalityForPostcode(postcode: $p) { code name } }"
+
+
+def test_every_municipality_is_listed_by_name_for_anyone(gql, reference, reference_data):
+    listed = gql(MUNICIPALITIES)["data"]["municipalities"]
+    with open(reference_data / "municipalities.csv", encoding="utf-8") as rows:
+        national = {row["gemeentecode"]: row["gemeentenaam"] for row in csv.DictReader(rows)}
+    assert {m["code"]: m["name"] for m in listed} == national
+    names = [m["name"] for m in listed]
+    # as a Dutch reader looks for them: 's-Gravenhage among the G, not before Aa en Hunze
+    assert names[0] == "Aa en Hunze"
+    assert names.index("Gouda") < names.index("'s-Gravenhage") < names.index("Groningen")
+    assert gql(MUNICIPALITIES, token=token("caregiver"))["data"]["municipalities"] == listed
+
+
+def test_the_municipality_of_a_postcode_follows_from_its_pc4_area(gql, reference):
+    assert gql(FOR_POSTCODE, {"p": "1012 AB"})["data"]["municipalityForPostcode"] == {
+        "code": "GM0363", "name": "Amsterdam"}
+    assert gql(FOR_POSTCODE, {"p": "1381ab"})["data"]["municipalityForPostcode"]["code"] \
+        == "GM0363"                                      # Weesp belongs to Amsterdam now
+    # 1099 has no CBS area: unknown is null, not an error
+    assert gql(FOR_POSTCODE, {"p": "1099 AA"}) == {"data": {"municipalityForPostcode": None}}
+
+
+def test_a_postcode_that_is_none_is_named_without_its_value(gql, reference):
+    answer = gql(FOR_POSTCODE, {"p": "XYZ-12"})
+    error = answer["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["field"] == "postcode"
+    assert "XYZ" not in error["message"]

@@ -29,6 +29,7 @@ from tests.support import random_bsn
 
 CLIENT_ID, CLIENT_SECRET = "mantelzorg-web", "client-secret-" + uuid.uuid4().hex
 BSN_CLAIM = "urn:nl:bsn"
+ROLE_CLAIM, MUNICIPALITY_CLAIM = "urn:mantelzorg:rol", "urn:mantelzorg:gemeente"
 
 
 class Provider:
@@ -40,6 +41,7 @@ class Provider:
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.codes = {}
         self.next_bsn = None
+        self.next_claims = {}   # further claims of the next ID token (a staff member's)
         self.token_requests = []
         self.audience = CLIENT_ID
 
@@ -52,7 +54,8 @@ class Provider:
     def id_token(self, nonce, bsn):
         now = int(time.time())
         return jwt.encode({"iss": self.issuer, "aud": self.audience, "sub": f"digid-{uuid.uuid4()}",
-                           "nonce": nonce, "iat": now, "exp": now + 300, BSN_CLAIM: bsn},
+                           "nonce": nonce, "iat": now, "exp": now + 300, BSN_CLAIM: bsn,
+                           **self.next_claims},
                           self.key, algorithm="RS256", headers={"kid": "provider-key"})
 
     def _handler(self):
@@ -138,7 +141,13 @@ def lone_gateway(provider, tmp_path_factory):
                    MANTELZORG_OIDC_ISSUER=provider.issuer, MANTELZORG_OIDC_CLIENT_ID=CLIENT_ID,
                    MANTELZORG_OIDC_CLIENT_SECRET=CLIENT_SECRET,
                    MANTELZORG_OIDC_REDIRECT_URL=f"{site}/inloggen/terug",
-                   MANTELZORG_OIDC_BSN_CLAIM=BSN_CLAIM, PYTHONWARNINGS="ignore")
+                   MANTELZORG_OIDC_BSN_CLAIM=BSN_CLAIM, PYTHONWARNINGS="ignore",
+                   MANTELZORG_STAFF_OIDC_ISSUER=provider.issuer,
+                   MANTELZORG_STAFF_OIDC_CLIENT_ID=CLIENT_ID,
+                   MANTELZORG_STAFF_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+                   MANTELZORG_STAFF_OIDC_REDIRECT_URL=f"{site}/medewerkers/inloggen/terug",
+                   MANTELZORG_STAFF_OIDC_ROLE_CLAIM=ROLE_CLAIM,
+                   MANTELZORG_STAFF_OIDC_MUNICIPALITY_CLAIM=MUNICIPALITY_CLAIM)
     log = open(tmp_path_factory.mktemp("web-logs") / "gateway.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "nameko", "run", "--config", "gateway/config.yml",
@@ -230,3 +239,50 @@ def test_a_callback_with_a_foreign_state_or_token_signs_no_one_in(lone_gateway, 
         provider.audience = CLIENT_ID
     assert refused.status_code == 400
     assert 'action="/uitloggen"' not in browser.get(f"{site}/uitloggen", timeout=10).text
+
+
+def _through_the_provider(browser, site, claims, provider):
+    start = browser.get(f"{site}/medewerkers/inloggen/start", allow_redirects=False, timeout=10)
+    assert start.status_code == 303
+    back = browser.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    assert back.headers["Location"].startswith(f"{site}/medewerkers/inloggen/terug?")
+    provider.next_claims = claims   # the ID token is made when the gateway asks for it
+    try:
+        return browser.get(back.headers["Location"], allow_redirects=False, timeout=10)
+    finally:
+        provider.next_claims = {}
+
+
+def test_staff_sign_in_through_their_organisations_provider(lone_gateway, provider):
+    site = lone_gateway["site"]
+    browser = requests.Session()
+    page = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    assert "Inloggen via uw organisatie" in page.text
+    assert 'name="rol"' not in page.text   # the development form is off
+
+    signed_in = _through_the_provider(browser, site, {
+        ROLE_CLAIM: "municipality", MUNICIPALITY_CLAIM: "gm0307", "name": "Sam de Jong"},
+        provider)
+    assert signed_in.status_code == 303, signed_in.text
+    assert signed_in.headers["Location"] == "/medewerkers/aanvragen"
+    shown = browser.get(f"{site}/medewerkers/uitloggen", timeout=10).text
+    assert "Sam de Jong" in shown and "gemeente GM0307" in shown
+    # The development form is refused when posted by hand, with a valid CSRF token.
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', shown).group(1)
+    refused = browser.post(f"{site}/medewerkers/inloggen", data={
+        "csrf_token": csrf, "rol": "admin", "organisatie": "", "naam": "Mallory"},
+        allow_redirects=False, timeout=10)
+    assert refused.status_code == 403
+
+    # a national role has no desk: the staff start page
+    fund = _through_the_provider(requests.Session(), site, {ROLE_CLAIM: "fund", "name": "Fenna"},
+                                 provider)
+    assert fund.status_code == 303 and fund.headers["Location"] == "/medewerkers"
+
+    # a role the staff pages do not know, or a municipality without its code: no one
+    for claims in ({ROLE_CLAIM: "caregiver"}, {ROLE_CLAIM: "municipality"},
+                   {ROLE_CLAIM: "municipality", MUNICIPALITY_CLAIM: "Amersfoort"}):
+        other = requests.Session()
+        answer = _through_the_provider(other, site, {**claims, "name": "Eve"}, provider)
+        assert answer.status_code == 400 and "niet inloggen" in answer.text, claims
+        assert "Eve" not in other.get(f"{site}/medewerkers/uitloggen", timeout=10).text

@@ -5,7 +5,7 @@ import re
 import pytest
 import requests
 
-from tests.support import log_lines, random_bsn
+from tests.support import eventually, log_lines, random_bsn
 
 
 def csrf_of(html):
@@ -99,3 +99,103 @@ def test_a_wrong_bsn_is_never_sent_back(site):
                                                    "bsn": "123456780"}, timeout=10)
     assert answer.status_code == 400
     assert "geen geldig BSN" in answer.text and "123456780" not in answer.text
+
+
+def staff_sign_in(site, role="municipality", organisation="GM0344", name="Sam de Jong"):
+    browser = requests.Session()
+    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    answer = browser.post(f"{site}/medewerkers/inloggen", data={
+        "csrf_token": csrf_of(form.text), "rol": role, "organisatie": organisation,
+        "naam": name}, allow_redirects=False, timeout=10)
+    return browser, answer
+
+
+def sign_out_keeping_a_copy(browser, site, path):
+    """Signs out with the sign-out button; answers the cookie copied before."""
+    copied = browser.cookies["mantelzorg_sessie"]
+    page = browser.get(f"{site}{path}", timeout=10)
+    answer = browser.post(f"{site}{path}", data={"csrf_token": csrf_of(page.text)},
+                          allow_redirects=False, timeout=10)
+    assert answer.status_code == 303
+    return copied
+
+
+def test_signing_out_ends_the_caregiver_session_on_the_server(site):
+    browser, _ = sign_in(site, random_bsn())
+    assert browser.get(f"{site}/verklaringen", allow_redirects=False, timeout=10).status_code == 200
+    copied = sign_out_keeping_a_copy(browser, site, "/uitloggen")
+    replayed = requests.get(f"{site}/verklaringen", cookies={"mantelzorg_sessie": copied},
+                            allow_redirects=False, timeout=10)
+    assert replayed.status_code == 303 and replayed.headers["Location"].startswith("/inloggen")
+
+
+@pytest.fixture(scope="module")
+def utrecht_known(gql, municipalities):
+    """The declaration service has learnt the municipalities (a desk shows its queue)."""
+    query = 'query { declarationSettings(municipalityCode: "GM0344") { validityMonths } }'
+    assert eventually(lambda: "errors" not in gql(query), timeout=60)
+
+
+def test_a_staff_member_signs_in_for_an_organisation_and_out_on_the_server(site, utrecht_known):
+    browser, answer = staff_sign_in(site)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["Location"] == "/medewerkers/aanvragen"
+    queue = browser.get(f"{site}/medewerkers/aanvragen", allow_redirects=False, timeout=10)
+    assert queue.status_code == 200
+    assert "Sam de Jong" in queue.text and "gemeente GM0344" in queue.text
+    assert re.search(r"max-age=900\b", answer.headers["Set-Cookie"], re.IGNORECASE)
+    # a staff session is no caregiver's
+    assert browser.get(f"{site}/verklaringen", allow_redirects=False,
+                       timeout=10).headers["Location"].startswith("/inloggen")
+
+    copied = sign_out_keeping_a_copy(browser, site, "/medewerkers/uitloggen")
+    replayed = requests.get(f"{site}/medewerkers/aanvragen", cookies={"mantelzorg_sessie": copied},
+                            allow_redirects=False, timeout=10)
+    assert replayed.status_code == 303
+    assert replayed.headers["Location"].startswith("/medewerkers/inloggen")
+
+
+def test_signing_in_anew_ends_the_session_before(site):
+    browser, _ = sign_in(site, random_bsn())
+    copied = browser.cookies["mantelzorg_sessie"]
+    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    answer = browser.post(f"{site}/medewerkers/inloggen", data={
+        "csrf_token": csrf_of(form.text), "rol": "fund", "organisatie": "", "naam": "Fonds"},
+        allow_redirects=False, timeout=10)
+    assert answer.status_code == 303
+    replayed = requests.get(f"{site}/verklaringen", cookies={"mantelzorg_sessie": copied},
+                            allow_redirects=False, timeout=10)
+    assert replayed.status_code == 303 and replayed.headers["Location"].startswith("/inloggen")
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"rol": "", "organisatie": "GM0344", "naam": "Sam"}, "rol"),
+    ({"rol": "municipality", "organisatie": "", "naam": "Sam"}, "organisatie"),
+    ({"rol": "municipality", "organisatie": "Utrecht", "naam": "Sam"}, "organisatie"),
+    ({"rol": "caregiver", "organisatie": "", "naam": "Sam"}, "rol"),
+    ({"rol": "fund", "organisatie": "", "naam": ""}, "naam")])
+def test_the_staff_sign_in_names_what_is_wrong(site, data, field):
+    browser = requests.Session()
+    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    answer = browser.post(f"{site}/medewerkers/inloggen",
+                          data={"csrf_token": csrf_of(form.text), **data}, allow_redirects=False,
+                          timeout=10)
+    assert answer.status_code == 400
+    assert f'id="fout-{field}"' in answer.text
+    assert browser.get(f"{site}/medewerkers/aanvragen", allow_redirects=False,
+                       timeout=10).status_code == 303
+
+
+def test_staff_pages_outside_the_role_send_to_the_sign_in(site):
+    browser, answer = staff_sign_in(site, role="fund", organisation="", name="Fonds")
+    assert answer.status_code == 303 and answer.headers["Location"] == "/medewerkers"
+    assert "geen pagina" in browser.get(f"{site}/medewerkers", timeout=10).text
+    refused = browser.get(f"{site}/medewerkers/aanvragen", allow_redirects=False, timeout=10)
+    assert refused.headers["Location"].startswith("/medewerkers/inloggen")
+    # only staff pages after signing in, never another site
+    browser = requests.Session()
+    form = browser.get(f"{site}/medewerkers/inloggen", timeout=10)
+    answer = browser.post(f"{site}/medewerkers/inloggen", data={
+        "csrf_token": csrf_of(form.text), "rol": "municipality", "organisatie": "GM0344",
+        "naam": "Sam", "volgende": "//evil.example/phish"}, allow_redirects=False, timeout=10)
+    assert answer.headers["Location"] == "/medewerkers/aanvragen"

@@ -54,15 +54,15 @@ def test_the_gateways_assertion_gives_the_actor_of_its_own_call_once():
 
 
 @pytest.mark.parametrize("method, call, reason", [
-    ("request_declaration", gateway_call(), "binding"),                      # another method
-    ("my_declarations", gateway_call(service="campaign"), "binding"),        # another service
-    ("my_declarations", {**gateway_call(), f"nameko.{CALL_ID_KEY}": "other"}, "binding"),
-    ("my_declarations", gateway_call(key=Ed25519PrivateKey.generate()), "signature"),
-    ("my_declarations", gateway_call(seconds=-5), "signature"),              # long expired
+    ("request_declaration", gateway_call, "binding"),                        # another method
+    ("my_declarations", lambda: gateway_call(service="campaign"), "binding"),  # another service
+    ("my_declarations", lambda: {**gateway_call(), f"nameko.{CALL_ID_KEY}": "other"}, "binding"),
+    ("my_declarations", lambda: gateway_call(key=Ed25519PrivateKey.generate()), "signature"),
+    ("my_declarations", lambda: gateway_call(seconds=-5), "signature"),      # long expired
 ])
 def test_an_assertion_for_anything_else_is_refused(method, call, reason):
     with pytest.raises(CallRefused) as refused:
-        identities().actor(method, call, None, [None], {})
+        identities().actor(method, call(), None, [None], {})
     assert refused.value.reason == reason
     assert refused.value.error.code == "UNAUTHENTICATED"
 

@@ -20,15 +20,11 @@ COMMITTED = ROOT / "gateway" / "schema.graphql"
 # builds a part of the contract removes its names here; the test fails for anything missing
 # that is not listed, and for a listed name that is no longer missing.
 PENDING_TYPES = {
-    "DeclarationApplicant": 23, "PersonalDataAccess": 23, "Municipality": 23,
-    "Message": 25,
     "PayoutBatchStatus": 24,
 }
 PENDING_FIELDS = {
-    "Declaration": {"decisionDueOn": 23, "decidedAt": 23, "applicant": 23},
     "PayoutBatch": {"status": 24, "releasedAt": 24},
-    "Query": {"municipalities": 23, "municipalityForPostcode": 23, "myPersonalDataAccess": 23,
-              "myMessages": 25, "payoutBatches": 24},
+    "Query": {"payoutBatches": 24},
     "Mutation": {"releasePayoutBatch": 24},
 }
 

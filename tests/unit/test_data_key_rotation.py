@@ -60,6 +60,23 @@ def test_verification_codes_move_to_the_new_key_too(declaration_store):
     assert new_only.decrypt(stored["verification_code"], context="d1:verification_code") \
         == "ABCD-EFGH-JKMN"
     assert new_only.decrypt(stored["personal"], context="d1") == personal(1)
+def test_the_readers_in_the_log_of_reads_move_to_the_new_key_too(declaration_store):
+    from services.declaration.storage import PERSONAL_DATA_READS
+
+    store = declaration_store
+    old = DataCipher([OLD])
+    for number in range(2):
+        store[PERSONAL_DATA_READS].insert_one({
+            "_id": f"r{number}", "what": "aanvraag R1 bekeken",
+            "reader": old.encrypt({"sub": f"staff-{number}"}, context=f"r{number}")})
+    service = worker_factory(DeclarationService, store=store,
+                             keys=SimpleNamespace(cipher=DataCipher([NEW, OLD])))
+    report = service.reencrypt_personal_data(batch=10)
+    assert (report["reencrypted"], report["remaining"]) == (2, 0)
+    stored = store[PERSONAL_DATA_READS].find_one({"_id": "r1"})
+    assert DataCipher([NEW]).decrypt(stored["reader"], context="r1") == {"sub": "staff-1"}
+
+
 def test_the_accounts_of_travel_claims_move_to_the_new_key():
     from services.travel_costs.service import TravelCostsService
     from services.travel_costs.storage import CLAIMS, TravelCostsStore

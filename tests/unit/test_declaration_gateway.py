@@ -48,6 +48,31 @@ def test_the_printable_declaration_is_a_pdf_with_its_reference_and_code():
         assert shown in text
 
 
+def test_the_decision_letter_of_a_rejection_and_of_a_revoked_declaration():
+    letter = {"reference": "MZV-2026-000043", "decision": "REJECTED",
+              "reason": "U zorgt minder dan 8 uur per week.",
+              "decided_at": "2026-03-02T10:00:00+00:00",
+              "requested_at": "2026-02-01T09:00:00+00:00", "status": "REJECTED",
+              "purposes": ["PARKING_PERMIT"], "valid_from": None, "valid_until": None,
+              "revoked_at": None, "revocation_reason": None, "municipality_code": "GM0307",
+              "municipality_name": "Amersfoort", "caregiver_name": "Anna de Vries"}
+    text = " ".join(pdf_text(printable.render_decision_letter(letter)).split())
+    for shown in ("Gemeente Amersfoort", "Aan: Anna de Vries", "2 maart 2026", "MZV-2026-000043",
+                  "1 februari 2026", "wijzen uw aanvraag af", "minder dan 8 uur per week",
+                  "binnen zes weken", "bezwaar maken bij de gemeente Amersfoort"):
+        assert shown in text, shown
+    assert "geldig van" not in text
+
+    revoked = {**letter, "decision": "ISSUED", "reason": None, "status": "REVOKED",
+               "valid_from": "2026-03-02", "valid_until": "2027-03-01",
+               "revoked_at": "2026-06-01T08:00:00+00:00", "revocation_reason": "De zorg is gestopt."}
+    text = " ".join(pdf_text(printable.render_decision_letter(revoked)).split())
+    for shown in ("u krijgt de mantelzorgverklaring", "geldig van 2 maart 2026 tot en met "
+                  "1 maart 2027", "Parkeervergunning", "op 1 juni 2026 ingetrokken",
+                  "De zorg is gestopt.", "binnen zes weken"):
+        assert shown in text, shown
+
+
 def test_public_keys_are_cached_and_stripped_to_public_fields():
     calls = []
 

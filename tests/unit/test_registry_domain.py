@@ -104,7 +104,7 @@ def test_stale_version_is_a_conflict_naming_the_current_one():
     ("deactivate", None, "p1", None, False),
 ])
 def test_authorisation_table(action, actor, point_id, new_seat, allowed):
-    check = lambda: domain.authorise(action, actor, "GM0363", point_id, new_seat)  # noqa: E731
+    check = lambda: domain.may_make(action, actor, "GM0363", point_id, new_seat)  # noqa: E731
     if allowed:
         check()
     else:
@@ -116,12 +116,36 @@ def test_history_records_old_and_new_values_and_only_role_and_subject():
     old = document()
     new = domain.updated_support_point(old, domain.parse_support_point(
         point_input(name="Steunpunt Zuid", phone="020 1234567")), NOW)
-    entry = domain.history_entry(new, "updated", old, {"sub": "u1", "role": "municipality",
-                                                      "municipality": "GM0363"}, NOW)
-    assert entry["actor"] == {"role": "municipality", "sub": "u1"}
+    entry = domain.history_entry(new, domain.WORKFLOW.step("active", "update"), old,
+                                 {"sub": "u1", "role": "municipality", "municipality": "GM0363"},
+                                 NOW)
+    assert entry["by"] == {"role": "municipality", "sub": "u1"}
+    assert (entry["from"], entry["to"], entry["action"]) == ("active", "active", "update")
     assert {c["field"]: (c["old"], c["new"]) for c in entry["changes"]} == {
         "name": ("Steunpunt Noord", "Steunpunt Zuid"), "phone": (None, "020 1234567")}
     assert entry["version"] == 2
+
+
+def test_the_history_view_names_each_step_as_before():
+    first = document()
+    entries = [domain.history_entry(first, domain.WORKFLOW.step(None, "register"), None,
+                                    {"sub": "u1", "role": "admin"}, NOW)]
+    view = domain.history_view(entries)
+    assert view[0]["change"] == "registered"
+    assert (view[0]["actor_role"], view[0]["actor_sub"], view[0]["version"]) == ("admin", "u1", 1)
+    assert view[0]["at"] == NOW.isoformat()
+
+
+def test_an_entry_stored_before_the_kit_takes_its_shape():
+    stored = {"_id": "h1", "support_point_id": "p1", "version": 3, "at": NOW,
+              "change": "deactivated", "actor": {"role": "municipality", "sub": "u1"},
+              "changes": [{"field": "active", "old": True, "new": False}], "reason": "closed"}
+    entry = domain.earlier_history_entry(stored)
+    assert entry == {"_id": "h1", "support_point_id": "p1", "version": 3, "at": NOW,
+                     "changes": stored["changes"], "reason": "closed", "from": "active",
+                     "to": "inactive", "action": "deactivate",
+                     "by": {"role": "municipality", "sub": "u1"}}
+    assert domain.history_view([entry])[0]["change"] == "deactivated"
 
 
 def test_cursor_round_trip_and_garbage():

@@ -59,3 +59,32 @@ def test_replace_if_newer_keeps_the_newest_copy():
         assert store["p"].find_one({"_id": "x"})["v"] == "new"
     finally:
         store.close()
+
+
+def test_the_registry_moves_history_stored_before_the_lifecycle_kit_to_its_shape():
+    from datetime import datetime, timezone
+
+    from services.registry.storage import HISTORY, RegistryStore
+
+    store = RegistryStore("registry_history_probe", "", ":memory:")
+    try:
+        at = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+        store[HISTORY].insert_many([
+            {"_id": "h1", "support_point_id": "p1", "version": 1, "at": at,
+             "change": "registered", "actor": {"role": "admin", "sub": "a1"}, "changes": [],
+             "reason": None},
+            {"_id": "h2", "support_point_id": "p1", "version": 2, "at": at,
+             "change": "deactivated", "actor": {"role": "municipality", "sub": "m1"},
+             "changes": [], "reason": "closed"}])
+        store.migrate()
+        store.migrate()   # every replica runs it: a second run changes nothing
+        moved = {entry["_id"]: entry for entry in store[HISTORY].find({})}
+        assert (moved["h1"]["from"], moved["h1"]["to"], moved["h1"]["action"]) == (
+            None, "active", "register")
+        assert (moved["h2"]["from"], moved["h2"]["to"], moved["h2"]["action"]) == (
+            "active", "inactive", "deactivate")
+        assert moved["h2"]["by"] == {"role": "municipality", "sub": "m1"}
+        assert all("change" not in e and "actor" not in e for e in moved.values())
+        assert [h["action"] for h in store.history_of("p1")] == ["register", "deactivate"]
+    finally:
+        store.close()

@@ -49,3 +49,26 @@ def test_the_claim_form_keeps_rows_and_the_check_page_carries_them_on():
                   preview={"amountEuros": "18.63", "reason": None, "trips": [TRIP]})
     assert "€ 18,63" in html and 'name="rit-0-km" value="40,5"' in html
     assert 'value="bevestigen"' in html
+
+
+def test_the_desk_queue_says_in_words_which_request_is_overdue():
+    from datetime import date, timedelta
+
+    from gateway.web.staff import waiting_words
+
+    today = date(2026, 12, 7)
+    late = {"id": "d2", "reference": "MZV-2026-000007", "status": "REQUESTED",
+            "createdAt": "2026-10-01T09:00:00+00:00", "decisionDueOn": "2026-11-26",
+            "decidedAt": None}
+    soon = {**late, "reference": "MZV-2026-000042", "createdAt": "2026-10-12T09:00:00+00:00",
+            "decisionDueOn": (today + timedelta(days=3)).isoformat()}
+    rows = [{**d, "waiting": waiting_words(d, today)} for d in (late, soon)]
+    assert rows[0]["waiting"] == {"days": 67, "due": date(2026, 11, 26), "overdue": True,
+                                  "days_late": 11, "days_left": -11}
+    assert not rows[1]["waiting"]["overdue"]
+    html = render("staff_queue.html", rows=rows, shown="REQUESTED", after=None,
+                  next_after="MZV-2026-000042", overdue=1, path="/medewerkers/aanvragen",
+                  staff={"role": "municipality", "municipality": "GM0307", "name": "Sam"})
+    assert "Te laat: 11 dagen over de termijn" in html and 'class="utrecht-table__row overdue"' in html
+    assert "1 aanvraag is te laat" in html and "Nog 3 dagen" in html
+    assert "na=MZV-2026-000042" in html and "Ingelogd als <strong>Sam</strong>" in html

@@ -1,0 +1,160 @@
+"""The caregiver's e-mails over a real SMTP server (aiosmtpd on loopback, STARTTLS with a test
+certificate the service is told to trust), on a platform of its own (its own virtual host):
+a decision gives exactly one message and one e-mail; a mail server that is down for a minute
+delays the e-mail, which then arrives once; an address the server refuses for good is parked
+and counted. The retry delays are short here (0.5 s doubling up to 4 s)."""
+import re
+import time
+import uuid
+
+import pytest
+
+from common.topology import declare_topology
+from ops.broker import create_vhost, delete_vhost
+from ops.platform import metrics_address, process_named
+from ops.reference import import_municipalities
+from tests.conftest import free_port, running_platform
+from tests.integration.test_declaration import decide, filer, request, request_input
+from tests.smtp_server import SmtpServer
+from tests.support import SENT, GraphQLClient, eventually, log_lines, personal_data_in, scrape
+
+SITE = "https://mantelzorg.test"
+SENDER = "Mantelzorg <berichten@mantelzorg.test>"
+DOWN_SECONDS = 60
+MY_MESSAGES = "{ myMessages { id sentAt subject body about } }"
+
+
+@pytest.fixture(scope="module")
+def smtp(tmp_path_factory):
+    server = SmtpServer(free_port(), tmp_path_factory.mktemp("smtp") / "received")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mail_platform(amqp_uri, tmp_path_factory, reference_data, smtp):
+    base = amqp_uri.rsplit("/", 1)[0] + "/"
+    vhost = f"mantelzorg-mail-{uuid.uuid4().hex[:8]}"
+    uri = create_vhost(base, vhost)
+    try:
+        declare_topology({"AMQP_URI": uri})
+        with running_platform(uri, tmp_path_factory,
+                              MANTELZORG_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
+                              MANTELZORG_SMTP_CA_FILE=str(smtp.cert),
+                              MANTELZORG_MAIL_FROM=SENDER, MANTELZORG_PUBLIC_URL=SITE,
+                              MAIL_RETRY_DELAY_MS="500", MAIL_RETRY_MAX_DELAY_MS="4000") as running:
+            with running.rpc(timeout=60) as rpc:
+                import_municipalities(rpc, reference_data / "municipalities.csv")
+            yield running
+    finally:
+        delete_vhost(base, vhost)
+
+
+@pytest.fixture(scope="module")
+def gql(mail_platform):
+    return GraphQLClient(f"{mail_platform.gateway_url()}/graphql")
+
+
+def metric(platform, sample):
+    address = metrics_address(process_named("notifications"), platform.environ)
+    return scrape(f"http://{address}/metrics", sample)
+
+
+def messages(gql, data):
+    answer = gql(MY_MESSAGES, token=filer(data))
+    assert "errors" not in answer, answer
+    return answer["data"]["myMessages"]
+
+
+def issued_with_mail(gql, **changes):
+    data = request_input(**changes)
+    declaration = request(gql, data)
+    decide(gql, declaration)
+    return data, declaration
+
+
+def test_a_decision_gives_exactly_one_message_and_one_email(gql, smtp, mail_platform):
+    data, declaration = issued_with_mail(gql)
+    address = data["caregiver"]["email"]
+    received = smtp.received_for(address, timeout=30)
+    assert len(received) == 1
+    mail = received[0]
+    assert mail["From"] == SENDER and mail["Subject"] == "Uw mantelzorgverklaring is afgegeven"
+    body = mail.get_content()
+    assert declaration["reference"] in body and f"{SITE}/verklaringen" in body
+    assert body.startswith("Beste Anna de Vries,")
+    # no BSN, no care recipient's name, no verification code
+    assert data["caregiver"]["bsn"] not in body
+    assert data["careRecipient"]["name"] not in body
+    assert declaration.get("verificationCode") is None or declaration["verificationCode"] not in body
+
+    box = messages(gql, data)
+    assert len(box) == 1
+    assert box[0]["subject"] == mail["Subject"] and box[0]["about"] == declaration["reference"]
+    assert box[0]["body"].replace("\r\n", "\n") == body.replace("\r\n", "\n")
+    time.sleep(3)   # a few more relay ticks: nothing more
+    assert len(smtp.received_for(address)) == 1
+    assert len(messages(gql, data)) == 1
+
+
+def test_a_mail_server_down_for_a_minute_delays_the_email_which_then_arrives_once(
+        gql, smtp, mail_platform):
+    retried_before = metric(mail_platform, 'mantelzorg_notifications_mails_total{outcome="retried"}')
+    smtp.stop()
+    try:
+        data, declaration = issued_with_mail(gql)
+        address = data["caregiver"]["email"]
+        # the message is there at once; the e-mail waits
+        assert eventually(lambda: len(messages(gql, data)) == 1, timeout=30)
+        time.sleep(DOWN_SECONDS)
+        retried = metric(mail_platform,
+                         'mantelzorg_notifications_mails_total{outcome="retried"}') - retried_before
+        # 0.5 s doubling up to 4 s: about 17 tries in a minute
+        assert retried >= 8
+        with mail_platform.rpc(timeout=10) as rpc:
+            assert rpc.notifications.health()["mails_pending"] >= 1
+    finally:
+        smtp.start()
+    received = smtp.received_for(address, timeout=30)
+    assert len(received) == 1 and declaration["reference"] in received[0].get_content()
+    time.sleep(6)   # longer than the longest delay: no second copy
+    assert len(smtp.received_for(address)) == 1
+    with mail_platform.rpc(timeout=10) as rpc:
+        assert eventually(lambda: rpc.notifications.health()["mails_pending"] == 0, timeout=10)
+
+
+def test_an_address_refused_for_good_is_parked_and_counted(gql, smtp, mail_platform):
+    parked_before = metric(mail_platform, 'mantelzorg_notifications_mails_total{outcome="parked"}')
+    refused = f"onbekend.{uuid.uuid4().hex[:10]}@example.nl"
+    SENT.emails.add(refused)
+    data = request_input()
+    data["caregiver"]["email"] = refused
+    declaration = request(gql, data)
+    decide(gql, declaration, "REJECT", reason="niet genoeg uren")
+    assert eventually(lambda: metric(
+        mail_platform, 'mantelzorg_notifications_mails_total{outcome="parked"}') == parked_before + 1,
+        timeout=30)
+    with mail_platform.rpc(timeout=10) as rpc:
+        queue = rpc.notifications.mail_queue()
+    assert len(queue["parked"]) == 1 and "550" in queue["parked"][0]["error"]
+    assert refused not in str(queue)
+    assert eventually(lambda: metric(
+        mail_platform, 'mantelzorg_notifications_mails_waiting{status="parked"}') == 1, timeout=15)
+    # the message itself is in the caregiver's box all the same, without the typed reason
+    box = messages(gql, data)
+    assert [m["subject"] for m in box] == ["Uw aanvraag voor een mantelzorgverklaring is afgewezen"]
+    assert "niet genoeg uren" not in box[0]["body"]
+    time.sleep(3)
+    assert smtp.received_for(refused) == []
+
+
+def test_the_service_logs_no_address_or_bsn(mail_platform):
+    lines = [line for name in ("notifications", "declaration")
+             for line in mail_platform.log_file(name).read_text(errors="replace").splitlines()]
+    assert lines
+    findings = [kind for line in lines for kind in personal_data_in(line)]
+    assert findings == []
+    sent = [line for line in log_lines(mail_platform, "notifications")
+            if line.get("event") == "notifications.mail_sent"]
+    assert sent and all(re.fullmatch(r"[0-9a-f]{32}\.mail", line["mail_id"]) for line in sent)
