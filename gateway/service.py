@@ -21,7 +21,7 @@ from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
 from gateway.jwks import PublicKeys
 from gateway.schema import schema
 from gateway.server import http
-from gateway.store import GatewayStore
+from gateway.storage import GatewayStore
 from gateway.web.app import WebSessions
 from gateway.web.routes import CaregiverPages, StaffPages
 

@@ -3,7 +3,7 @@
 nor changeable in the browser. Every gateway replica with the same key reads the cookie.
 
 A signed-in session also has a record on the server, in the gateway's database (a hash of
-the session's random id, ``gateway/store.py``): signing out removes it, so a copy of the
+the session's random id, ``gateway/storage.py``): signing out removes it, so a copy of the
 cookie taken before is refused by every replica afterwards, and a session idle for too long
 ends on the server too.
 

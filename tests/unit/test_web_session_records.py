@@ -6,7 +6,7 @@ import secrets
 import pytest
 
 from common.crypto import DataCipher
-from gateway.store import GatewayStore
+from gateway.storage import GatewayStore
 from gateway.web.session import SessionCodec, SessionRecords
 
 
