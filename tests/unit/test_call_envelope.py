@@ -22,7 +22,8 @@ from ops.platform import PROCESSES
 GATEWAY, OPERATOR = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 CAREGIVER = {"sub": "cg-1", "role": "caregiver", "bsn": "123456782"}
 USERS = {"registry": "u-registry", "declaration": "u-declaration",
-         "travel_costs": "u-travel-costs", "campaign": "u-campaign", "operator": "u-operator"}
+         "travel_costs": "u-travel-costs", "campaign": "u-campaign",
+         "notifications": "u-notifications", "operator": "u-operator"}
 
 
 def identities(service="declaration"):
@@ -147,3 +148,38 @@ def test_a_call_that_waited_for_a_worker_past_its_deadline_is_refused_as_it_star
     with pytest.raises(Unavailable):
         started(time.time() - 5).request_declaration()
     assert Service().request_declaration() == "done"   # other workers are not touched
+
+
+def test_a_method_for_one_service_refuses_every_other_caller():
+    entrypoints = {e.method_name: e for process in PROCESSES
+                   for e in ServiceContainer(getattr(importlib.import_module(
+                       process.target.partition(":")[0]), process.target.partition(":")[2]),
+                       {"AMQP_URI": "memory://"}).entrypoints
+                   if isinstance(e, Rpc) and e.callers}
+    assert set(entrypoints) == {"notice_recipient", "claim_notice"}
+    assert {e.callers for e in entrypoints.values()} == {("notifications",)}
+
+
+def test_only_the_named_service_may_call_a_method_for_it():
+    class Service:
+        def notice_recipient(self, reference):
+            return reference
+
+    def received(user_id, headers=None):
+        entrypoint = PlatformRpc(callers=("notifications",))
+        entrypoint.method_name = "notice_recipient"
+        ran, refused = [], []
+        entrypoint.container = SimpleNamespace(
+            service_name="declaration", service_cls=Service,
+            spawn_worker=lambda *args, **kwargs: ran.append(args))
+        entrypoint.rpc_consumer = SimpleNamespace(refuse=lambda message, error: refused.append(
+            error.code))
+        entrypoint.identities = identities()
+        entrypoint.actor_position = None
+        message = SimpleNamespace(headers=headers or {}, properties={"user_id": user_id})
+        entrypoint.handle_message({"args": ["MZ-1"], "kwargs": {}}, message)
+        return "ran" if ran else refused
+
+    assert received("u-notifications") == "ran"
+    assert received("u-campaign") == ["FORBIDDEN"]
+    assert received(None, gateway_call("declaration", "notice_recipient")) == ["FORBIDDEN"]
