@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 DEVELOPMENT, PRODUCTION = "development", "production"
 
@@ -91,6 +93,31 @@ def float_setting(config, key, default, variable=None, environ=None):
 
 def amqp_uri(config=None):
     return setting(config, "AMQP_URI", DEFAULT_AMQP_URI)
+
+
+def flag(config, key, default, variable=None, environ=None):
+    """A yes/no setting: true, yes, on or 1 (any case) is yes; unset is ``default``."""
+    value = setting(config, key, None, variable, environ)
+    if value is None:
+        return default
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def amqp_ssl(config=None, environ=None):
+    """TLS to RabbitMQ, as nameko's ``AMQP_SSL`` takes it: None for none, else the options
+    of the TLS connection (with ``amqps://`` in AMQP_URI). The environment variable holds
+    them as YAML, e.g. ``{ca_certs: /etc/mantelzorg/tls/ca.crt, cert_reqs: 2,
+    server_hostname: rabbitmq}``: the certificate authority, 2 for a required and checked
+    certificate, the name the broker's certificate is for."""
+    value = setting(config, "AMQP_SSL", None, environ=environ)
+    return yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def mongo_tls_options(config=None, environ=None):
+    """TLS to MongoDB: with ``MONGO_TLS_CA_FILE`` (the certificate authority of the
+    database's certificate) every connection is TLS and checks that certificate."""
+    ca_file = setting(config, "MONGO_TLS_CA_FILE", None, environ=environ)
+    return {"tls": True, "tlsCAFile": ca_file} if ca_file else {}
 
 
 def mongo_uri(config=None):

@@ -18,6 +18,11 @@ Settings (environment; never in a config file or the repository):
   earlier public keys (``<key id>:<base64url of 32 bytes>``, comma separated) that are still
   published so that documents signed before a rotation keep verifying.
 
+Each process is given only the keys it uses (``PROCESS_KEYS``), each its own: the fund's data
+and lookup keys are not the declaration's, and only the declaration holds the signing key;
+the registry and the campaign hold none. Deployments (deploy/k8s, docker-compose.yml) give
+each process exactly these, which tests/unit/test_secrets.py checks.
+
 When a setting is unset in development, a key is generated once and kept in the data folder
 (``<data dir>/keys/<name>.json``, readable by the owner only), so that ``make run`` and the
 tests work without configuration. With ``MANTELZORG_ENV=production`` (or a ``MONGO_URI``) a
@@ -230,26 +235,42 @@ def signer(config=None, environ=None):
     return Signer(private_key, key_id, earlier)
 
 
-KEY_SETTINGS = ("MANTELZORG_DATA_KEY", "MANTELZORG_LOOKUP_KEY", "MANTELZORG_SIGNING_KEY")
+DATA_KEY, LOOKUP_KEY = "MANTELZORG_DATA_KEY", "MANTELZORG_LOOKUP_KEY"
+SIGNING_KEY, SESSION_KEY = "MANTELZORG_SIGNING_KEY", "MANTELZORG_SESSION_KEY"
+KEY_SETTINGS = (DATA_KEY, LOOKUP_KEY, SIGNING_KEY)
+
+# The keys each process is given, and no other; a key setting of one process is never the
+# same secret as another's (a stolen fund key opens nothing of the declaration's).
+PROCESS_KEYS = {
+    "registry": (),
+    "declaration": (DATA_KEY, LOOKUP_KEY, SIGNING_KEY),
+    "travel_costs": (DATA_KEY, LOOKUP_KEY),      # claims' accounts; the claimant's BSN hash
+    "campaign": (),
+    "notifications": (DATA_KEY, LOOKUP_KEY),     # the messages and e-mails; their owner's hash
+    "gateway": (DATA_KEY, LOOKUP_KEY, SESSION_KEY),   # idempotent answers; sessions
+}
 
 
 class Keys:
-    """The three kinds of key of a service, loaded once per process."""
+    """The kinds of key of a service (``needs``: some of KEY_SETTINGS), loaded once per
+    process; a kind it does not need is None."""
 
-    def __init__(self, config=None, environ=None):
-        settings.require_in_production(KEY_SETTINGS, "keys are generated in development only",
+    def __init__(self, config=None, environ=None, needs=KEY_SETTINGS):
+        settings.require_in_production(needs, "keys are generated in development only",
                                        environ)
-        self.cipher = data_cipher(config, environ)
-        self.hash = keyed_hash(config, environ)
-        self.signer = signer(config, environ)
+        self.cipher = data_cipher(config, environ) if DATA_KEY in needs else None
+        self.hash = keyed_hash(config, environ) if LOOKUP_KEY in needs else None
+        self.signer = signer(config, environ) if SIGNING_KEY in needs else None
 
 
 class ServiceKeys(DependencyProvider):
-    """Injects the service's Keys (see the module's description for the settings)."""
+    """Injects the service's Keys: those PROCESS_KEYS gives it (see the module's description
+    for the settings)."""
 
     def setup(self):
+        needs = PROCESS_KEYS[self.container.service_name]
         with settings.stop_if_misconfigured():
-            self.keys = Keys(self.container.config)
+            self.keys = Keys(self.container.config, needs=needs)
 
     def get_dependency(self, worker_ctx):
         return self.keys

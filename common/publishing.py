@@ -23,6 +23,10 @@ OPERATOR = "operator"
 # A publish that cannot reach the broker gives up after a few tries; the relay's timer
 # tries again, so no worker waits for the broker's return.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+# How long a publish waits for the broker's confirm. It holds the publisher's one channel,
+# and every worker's relay waits behind it: without a limit, a confirm lost with a broker
+# node stopped every worker of the service.
+CONFIRM_TIMEOUT_SECONDS = 5.0
 
 
 def connection_user(connection_or_config):
@@ -87,12 +91,20 @@ class EventPublisher:
                 self.producer = Producer(self.connection, exchange=self.exchange,
                                          on_return=self._on_return)
             self.returned.discard(event_id)
-            self.producer.publish(
-                envelope, routing_key=routing_key or envelope["type"], serializer="json",
-                delivery_mode=2, headers={CORRELATION_HEADER: envelope["correlation_id"]},
-                message_id=event_id, user_id=self.user,
-                mandatory=routing_key is not None or is_consumed(envelope["type"]),
-                declare=[self.exchange], retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+            try:
+                self.producer.publish(
+                    envelope, routing_key=routing_key or envelope["type"], serializer="json",
+                    delivery_mode=2, headers={CORRELATION_HEADER: envelope["correlation_id"]},
+                    message_id=event_id, user_id=self.user,
+                    mandatory=routing_key is not None or is_consumed(envelope["type"]),
+                    declare=[self.exchange], retry=True, retry_policy=PUBLISH_RETRY_POLICY,
+                    confirm_timeout=CONFIRM_TIMEOUT_SECONDS)
+            except Exception:
+                # A confirm that never came (a queue's leader lost with its broker node)
+                # leaves the channel waiting for it: start again on a fresh connection.
+                self.producer = None
+                self.connection.collect()
+                raise
             routed = event_id not in self.returned
             self.returned.discard(event_id)
             return routed

@@ -81,6 +81,8 @@ class DocumentStore:
             # check of it waits too. A short check timeout would mark it down and cancel
             # every operation in flight.
             options["connectTimeoutMS"] = 120_000
+        else:
+            options.update(settings.mongo_tls_options())
         self.client = MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=10_000,
                                   uuidRepresentation="standard", **options)
         self.db = self.client.get_database(

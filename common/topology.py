@@ -38,7 +38,8 @@ DEFAULT_RETRY_MAX_DELAY_MS = 120_000
 
 def broker(config=None):
     """A connection whose publishes wait for the broker's confirmation."""
-    return Connection(settings.amqp_uri(config), transport_options={"confirm_publish": True})
+    return Connection(settings.amqp_uri(config), ssl=settings.amqp_ssl(config),
+                      transport_options={"confirm_publish": True})
 
 
 def retry_delays_ms(config=None):

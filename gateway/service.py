@@ -15,17 +15,16 @@ from common.service import CALL_RETRY_POLICY, InstrumentedService
 from gateway import printable
 from gateway.auth import Authentication
 from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext
-from gateway.errors import HTTP_STATUS, BadRequest, format_error
+from gateway.errors import HTTP_STATUS, BadRequest, error_entry, format_error
 from gateway.executor import is_mutation, run_query
 from gateway.idempotency import IDEMPOTENCY_HEADER, Idempotency
 from gateway.jwks import PublicKeys
 from gateway.schema import schema
-from gateway.server import http
+from gateway.server import MAX_BODY_BYTES, http
 from gateway.storage import GatewayStore
 from gateway.web.app import WebSessions
 from gateway.web.routes import CaregiverPages, StaffPages
 
-MAX_BODY_BYTES = 1024 * 1024
 GRAPHIQL_PAGE = (Path(__file__).parent / "graphiql.html").read_text()
 SCHEMA_SDL = print_schema(schema.graphql_schema) + "\n"
 PUBLIC_KEYS = PublicKeys()
@@ -44,9 +43,12 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
     @http("POST", "/graphql")
     def graphql(self, request):
         try:
-            return self._graphql(request)
+            response = self._graphql(request)
         except Exception as error:   # never nameko's error page: it leaks exception text
-            return self._error(error, status=500)
+            response = self._error(error, status=500)
+        # An answer may hold personal data or a verification code: no cache keeps it.
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def _graphql(self, request):
         raw = request.stream.read(MAX_BODY_BYTES + 1)   # never more, whatever the header says
@@ -56,6 +58,8 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
+        except RecursionError:   # arrays or objects nested thousands deep
+            return self._error(BadRequest("the body is nested too deeply"))
         if not isinstance(body, dict):
             return self._error(BadRequest("the body must be a JSON object"))
         try:
@@ -149,6 +153,10 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
 
     @http("GET", "/graphql")
     def graphiql(self, request):
+        """GraphiQL, for people trying the API: in development; in production only when an
+        operator turns it on (``GATEWAY_GRAPHIQL=true``), else NOT_FOUND."""
+        if not graphiql_enabled(self.config):
+            return self._json({"errors": [error_entry("no such resource", "NOT_FOUND")]}, 404)
         # Its scripts and styles come from the gateway itself (npm, see gateway/web/assets.py);
         # GraphiQL sets inline styles and has its fonts inlined as data: URLs.
         return Response(GRAPHIQL_PAGE, mimetype="text/html", headers={
@@ -172,6 +180,13 @@ class GatewayService(CaregiverPages, StaffPages, InstrumentedService):
         response.headers[CORRELATION_HEADER] = structlog.contextvars.get_contextvars().get(
             CORRELATION_KEY, "")
         return response
+
+
+def graphiql_enabled(config, environ=None):
+    """Whether GET /graphql serves GraphiQL: the setting GRAPHIQL, by default on in
+    development and off in production."""
+    return settings.flag(config, "GRAPHIQL", not settings.is_production(environ),
+                         environ=environ)
 
 
 # No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout

@@ -7,6 +7,8 @@ from urllib.parse import quote, urlparse
 import requests
 from kombu import Connection
 
+from common import config as settings
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -16,7 +18,8 @@ class BrokerMissing(RuntimeError):
 
 def reachable(amqp_uri, timeout=3):
     try:
-        with Connection(amqp_uri, connect_timeout=timeout) as connection:
+        with Connection(amqp_uri, connect_timeout=timeout,
+                        ssl=settings.amqp_ssl()) as connection:
             connection.connect()
         return True
     except Exception:
@@ -113,9 +116,9 @@ def delete_user(amqp_uri, user):
 
 
 # --- each process's own broker user ----------------------------------------------------------
-# The one table of what each process's broker user may do. deploy/k8s/base/rabbitmq-users.yaml
-# grants the same (a test holds it to this), and `mantelzorg broker-users` creates the users
-# of docker-compose from it.
+# The one table of what each process's broker user may do: deploy/k8s/base/rabbitmq-users.yaml
+# grants the same (a test holds it to this), and `mantelzorg broker-users` makes the users of
+# docker-compose from that file.
 
 # process name -> its broker user's name (Kubernetes names have no underscores)
 PROCESS_USERS = {"registry": "registry", "declaration": "declaration",
@@ -150,8 +153,3 @@ def permissions(process):
         retrying = [rf"{process}\.retries", r"mantelzorg\.dead-lettering"]
         configure, write, read = configure + retrying, write + retrying, read + retrying[:1]
     return {"configure": _pattern(configure), "write": _pattern(write), "read": _pattern(read)}
-
-
-def password_setting(process):
-    """The setting that holds the password of ``process``'s broker user (docker-compose)."""
-    return f"RABBITMQ_PASSWORD_{process.upper()}"

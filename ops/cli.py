@@ -7,9 +7,9 @@ import signal
 import sys
 from datetime import date
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import requests
+import yaml
 
 from common import config as settings
 from common import crypto
@@ -19,8 +19,8 @@ from common.logging import quiet_libraries
 from common.dead_letters import list_dead_letters, replay_dead_letters
 from common.topology import declare_topology, missing_queues
 from gateway.auth import issue_development_token
-from ops import broker, reference
-from ops.broker import BrokerMissing, ensure_broker, ensure_management
+from ops import reference, tls
+from ops.broker import BrokerMissing, create_user, ensure_broker
 from ops.platform import PROCESSES, Platform, metrics_address
 
 # A BSN from the range the Dutch government keeps for tests: no person has it.
@@ -54,8 +54,6 @@ def main(argv=None):
     again.add_argument("event", help="the event type, e.g. declaration.issued")
     again.add_argument("--to", required=True, metavar="QUEUE",
                        help="the consumer's queue, evt-<source>-<event>--<consumer>.<handler>")
-    commands.add_parser("broker-users", help="create each process's own broker user (one host: "
-                        "docker compose) with the administrator's AMQP_URI")
     commands.add_parser("reencrypt-personal-data",
                         help="after a new data key: re-encrypt stored personal data with it")
     expiry = commands.add_parser("expire-declarations",
@@ -64,9 +62,21 @@ def main(argv=None):
                         help="the day to expire for, YYYY-MM-DD (default: today)")
     commands.add_parser("parked-mails", help="list the e-mails the mail server refused for "
                         "good, with its answer (never the address)")
+    users = commands.add_parser("broker-users", help="make each process's RabbitMQ user with the "
+                                "permissions of deploy/k8s/base/rabbitmq-users.yaml (compose)")
+    users.add_argument("file", type=Path, help="the rabbitmq-users.yaml of deploy/k8s/base")
+    users.add_argument("--vhost", default="/", help="the virtual host (default: /)")
+    tls = commands.add_parser("new-tls-certificates", help="write a certificate authority and "
+                              "certificates of the broker and the database into a folder "
+                              "(compose)")
+    tls.add_argument("folder", type=Path)
     keys = commands.add_parser("new-keys", help="print new keys for personal data and declaration "
                                "tokens as lines of an .env file")
     keys.add_argument("--data-key-id", help="id of the new data key (default: k<today>)")
+    keys.add_argument("--process", choices=sorted(name for name, kinds in
+                                                  crypto.PROCESS_KEYS.items() if kinds),
+                      help="only this process's keys, as its Secret names them (Kubernetes); "
+                           "without: every process's own, as .env names them (compose)")
     probe = commands.add_parser("probe", help="exit 0 when a process of this host answers on "
                                 "its metrics address (a container's health check)")
     probe.add_argument("process", choices=[process.name for process in PROCESSES])
@@ -277,43 +287,73 @@ def _pem_line(name, pem):
     return f'{name}="{escaped}\\n"'
 
 
+def broker_users(args):
+    """Each process's own broker user, as the Kubernetes manifests make them with the
+    Messaging Topology Operator: for every Permission of ``args.file`` whose user has a
+    password in ``BROKER_PASSWORD_<USER>`` (``travel-costs``: BROKER_PASSWORD_TRAVEL_COSTS).
+    Connects with AMQP_URI, the administrator's; no process but this step gets that one."""
+    amqp = settings.amqp_uri()
+    ensure_broker(amqp)
+    made = 0
+    for document in yaml.safe_load_all(args.file.read_text()):
+        if not document or document.get("kind") != "Permission":
+            continue
+        user = document["spec"]["userReference"]["name"]
+        password = os.environ.get(broker_password_variable(user))
+        if password:
+            create_user(amqp, args.vhost, user, password, document["spec"]["permissions"])
+            print(f"broker user {user}")
+            made += 1
+    return 0 if made else 1
+
+
+def new_tls_certificates(args):
+    """For docker compose: ca.crt, rabbitmq.crt/.key and mongo.pem (docs/operations.md)."""
+    print(tls.new_certificates(args.folder, ["rabbitmq", "mongo"]))
+    return 0
+
+
+def broker_password_variable(user):
+    return "BROKER_PASSWORD_" + user.upper().replace("-", "_")
+
+
 def new_keys(args):
-    """Lines for .env (docker-compose) or a Secret; rotation takes only the keys it rotates
+    """Lines for .env (docker-compose) or a process's Secret, each process's keys its own
+    (common.crypto.PROCESS_KEYS); rotation takes only the keys it rotates
     (docs/operations.md). The PEM's line breaks are written as \\n inside double quotes."""
     key_id = args.data_key_id or f"k{date.today():%Y%m%d}"
-    pem = crypto.new_signing_key()
-    signing_id, public = crypto.signing_public_key(pem)
-    print(f"MANTELZORG_DATA_KEY={crypto.new_data_key(key_id)}")
-    print(f"MANTELZORG_LOOKUP_KEY={crypto.new_lookup_key()}")
-    print(f"MANTELZORG_SESSION_KEY={crypto.new_data_key(key_id)}")
-    print(_pem_line("MANTELZORG_SIGNING_KEY", pem))
-    print(f"MANTELZORG_SIGNING_KEY_ID={signing_id}")
-    print(f"# after this signing key is replaced, keep it verifiable with "
-          f"MANTELZORG_SIGNING_PUBLIC_KEYS={signing_id}:{public}")
-    for issuer in crypto.CALL_SIGNERS:   # the gateway's and the operator's signed calls
-        call_pem = crypto.new_signing_key()
-        print(_pem_line(crypto.call_key_setting(issuer), call_pem))
-        print(f"{crypto.call_public_key_setting(issuer)}={crypto.call_public_key_text(call_pem)}")
+    for process in [args.process] if args.process else crypto.PROCESS_KEYS:
+        prefix = "" if args.process else env_prefix(process)
+        for line in _new_key_lines(crypto.PROCESS_KEYS[process], key_id):
+            print(line if line.startswith("#") else prefix + line)
+    if not args.process:   # the gateway's and the operator's signed calls
+        for issuer in crypto.CALL_SIGNERS:
+            call_pem = crypto.new_signing_key()
+            print(_pem_line(crypto.call_key_setting(issuer), call_pem))
+            print(f"{crypto.call_public_key_setting(issuer)}="
+                  f"{crypto.call_public_key_text(call_pem)}")
     return 0
 
 
-def broker_users(args):
-    """Each process's own user in the broker (and virtual host) of AMQP_URI, whose user must
-    be the administrator, with the permissions of ops/broker.py and the password of
-    RABBITMQ_PASSWORD_<PROCESS>; an existing user gets them again."""
-    admin = settings.amqp_uri()
-    vhost = unquote(urlparse(admin).path.lstrip("/")) or "/"
-    missing = [broker.password_setting(p) for p in broker.PROCESS_USERS
-               if not settings.setting(None, broker.password_setting(p))]
-    if missing:
-        print(f"set {', '.join(missing)}", file=sys.stderr)
-        return 2
-    ensure_management(admin)
-    for process, user in broker.PROCESS_USERS.items():
-        password = settings.setting(None, broker.password_setting(process))
-        broker.create_user(admin, vhost, user, password, broker.permissions(process))
-        print(f"{user}: {broker.permissions(process)['write']}")
-    return 0
+def env_prefix(process):
+    """How .env names a process's own key: DECLARATION_MANTELZORG_DATA_KEY ..."""
+    return process.upper() + "_"
+
+
+def _new_key_lines(kinds, key_id):
+    made = {crypto.DATA_KEY: lambda: crypto.new_data_key(key_id),
+            crypto.SESSION_KEY: lambda: crypto.new_data_key(key_id),
+            crypto.LOOKUP_KEY: crypto.new_lookup_key}
+    for kind in kinds:
+        if kind != crypto.SIGNING_KEY:
+            yield f"{kind}={made[kind]()}"
+            continue
+        pem = crypto.new_signing_key()
+        signing_id, public = crypto.signing_public_key(pem)
+        yield _pem_line(kind, pem)
+        yield f"{kind}_ID={signing_id}"
+        yield (f"# after this signing key is replaced, keep it verifiable with "
+               f"MANTELZORG_SIGNING_PUBLIC_KEYS={signing_id}:{public}")
 
 
 def probe(args):
@@ -343,8 +383,9 @@ COMMANDS = {"run": run, "declare-queues": declare_queues, "import-reference": im
             "import-support-points": import_support_points,
             "dead-letters": dead_letters, "reencrypt-personal-data": reencrypt_personal_data,
             "expire-declarations": expire_declarations, "republish": republish,
-            "parked-mails": parked_mails, "broker-users": broker_users,
-            "new-keys": new_keys, "probe": probe, "token": token}
+            "parked-mails": parked_mails,
+            "new-keys": new_keys, "probe": probe, "token": token, "broker-users": broker_users,
+            "new-tls-certificates": new_tls_certificates}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -167,8 +167,9 @@ class Platform:
         """The operator's RPC client of this platform: every call signed with the operator's
         key (MANTELZORG_OPERATOR_CALL_KEY; in development the key of the data folder)."""
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
-        config = {"AMQP_URI": amqp, "DATA_DIR": settings.setting(
-            None, "MANTELZORG_DATA_DIR", ".data", environ=self.environ)}
+        config = {"AMQP_URI": amqp, "AMQP_SSL": settings.amqp_ssl(environ=self.environ),
+                  "DATA_DIR": settings.setting(None, "MANTELZORG_DATA_DIR", ".data",
+                                               environ=self.environ)}
         return SignedClusterRpcProxy(config, timeout=timeout, context_data=context_data,
                                      environ=self.environ)
 

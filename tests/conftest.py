@@ -6,11 +6,15 @@ eventlet.monkey_patch()
 
 import os  # noqa: E402
 import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 import uuid  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import requests  # noqa: E402
 
 from common.config import DEFAULT_AMQP_URI  # noqa: E402
 from common.topology import declare_topology  # noqa: E402
@@ -19,8 +23,8 @@ from common.config import SERVICE_NAMES  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
 from services.declaration.storage import DeclarationStore  # noqa: E402
 
-from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, GraphQLClient,  # noqa: E402
-                           fund_knows_areas)
+from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, STARTED,  # noqa: E402
+                           GraphQLClient, fund_knows_areas)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DATA = ROOT / "ops" / "reference_data"
@@ -48,6 +52,43 @@ def throwaway_vhost(kind="test"):
         yield create_vhost(base, name)
     finally:
         delete_vhost(base, name)
+
+
+@contextmanager
+def lone_gateway(folder, **settings):
+    """A gateway process of its own with no service behind it, in an empty virtual host,
+    its data and log in ``folder``; ``settings`` are added to its environment. Yields
+    ``{"site", "log", "process"}`` once it answers /health."""
+    port = free_port()
+    with throwaway_vhost("gateway") as uri:
+        environ = dict(os.environ, AMQP_URI=uri, GATEWAY_PORT=str(port),
+                       MANTELZORG_DATA_DIR=str(folder / "data"), GATEWAY_RPC_TIMEOUT_SECONDS="1",
+                       MANTELZORG_JWT_SECRET=JWT_SECRET, PYTHONWARNINGS="ignore",
+                       **{key: value.replace("{site}", f"http://127.0.0.1:{port}")
+                          for key, value in settings.items()})
+        site = f"http://127.0.0.1:{port}"
+        log_path = folder / "gateway.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "nameko", "run", "--config", "gateway/config.yml",
+                 "gateway.service:GatewayService"], cwd=ROOT, env=environ, stdout=log,
+                stderr=subprocess.STDOUT)
+            STARTED.add(log_path, folder / "data")
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if requests.get(f"{site}/health", timeout=1).status_code == 200:
+                            break
+                    except requests.ConnectionError:
+                        pass
+                    assert time.monotonic() < deadline and process.poll() is None, \
+                        "gateway did not start"
+                    time.sleep(0.2)
+                yield {"site": site, "log": log_path, "process": process}
+            finally:
+                process.terminate()
+                process.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
@@ -79,12 +120,14 @@ def running_platform(amqp_uri, tmp_path_factory, process_environ=None, **extra):
     declared already), with the embedded document store in a fresh folder and free ports;
     failing events are retried quickly, and declarations due for their expiry notice are
     looked for every second."""
-    environ = platform_environ(amqp_uri, tmp_path_factory.mktemp("data"),
-                               **{"EVENT_RETRY_DELAY_MS": "200",
-                                  "EVENT_RETRY_MAX_DELAY_MS": "2000",
-                                  "NOTIFICATIONS_EXPIRY_CHECK_SECONDS": "1", **extra})
-    running = Platform(environ, logs=tmp_path_factory.mktemp("logs"),
-                       process_environ=process_environ, say=lambda line: None)
+    data, logs = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("logs")
+    environ = platform_environ(amqp_uri, data, **{"EVENT_RETRY_DELAY_MS": "200",
+                                                  "EVENT_RETRY_MAX_DELAY_MS": "2000",
+                                                  "NOTIFICATIONS_EXPIRY_CHECK_SECONDS": "1",
+                                                  **extra})
+    running = Platform(environ, logs=logs, process_environ=process_environ,
+                       say=lambda line: None)
+    STARTED.add(logs, data)
     running.start()
     try:
         running.wait_until_healthy()

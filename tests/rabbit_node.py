@@ -19,7 +19,7 @@ def installed():
 
 
 class RabbitNode:
-    def __init__(self, folder, amqp_port, dist_port):
+    def __init__(self, folder, amqp_port, dist_port, extra_config=""):
         folder = Path(folder)
         self.name = f"mantelzorg-fault-{uuid.uuid4().hex[:8]}@localhost"
         self.amqp_uri = f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
@@ -27,7 +27,7 @@ class RabbitNode:
         for part in ("home", "data", "log"):
             (folder / part).mkdir(parents=True, exist_ok=True)
         (folder / "enabled_plugins").write_text("[].\n")       # no management port
-        (folder / "rabbitmq.conf").write_text("loopback_users = none\n")
+        (folder / "rabbitmq.conf").write_text("loopback_users = none\n" + extra_config)
         # Instead of the machine's rabbitmq-env.conf, which names the shared node.
         (folder / "rabbitmq-env.conf").write_text(
             "ERL_EPMD_ADDRESS=127.0.0.1\n"

@@ -25,15 +25,56 @@ JWT_SECRET = "test-secret-" + uuid.uuid4().hex
 
 
 class PersonalData:
-    """Every BSN, IBAN and personal e-mail address the tests make, so that the scan after
-    the run (test_personal_data_scan.py) looks for exactly these in logs, events, metrics
-    and error answers."""
+    """Every BSN, IBAN, name and personal e-mail address the tests use, so that the scan
+    after the run (test_personal_data_scan.py) looks for exactly these in logs, stores,
+    events, metrics and error answers."""
 
     def __init__(self):
-        self.bsns, self.ibans, self.emails = set(), set(), set()
+        self.bsns, self.ibans, self.emails, self.names = set(), set(), set(), set()
 
 
 SENT = PersonalData()
+MIN_NAME_CHARS = 5   # shorter names ("A") would be found in any text
+
+
+def personal_name(name):
+    """A person's name the tests send (a caregiver, a care recipient, an account holder)."""
+    if len(name) >= MIN_NAME_CHARS:
+        SENT.names.add(name)
+    return name
+
+
+def recipient_name():
+    """A care recipient's name, different in every call."""
+    return personal_name(f"Jan {uuid.uuid4().hex[:8]}")
+
+
+CAREGIVER_NAME = personal_name("Anna de Vries")
+ACCOUNT_HOLDER = personal_name("A. de Vries")
+
+
+def sent_to_the_caregiver():
+    """What a message or e-mail to a caregiver may not hold: everything the tests sent but
+    the caregiver's own name, with which it greets them (the contract's messages)."""
+    allowed = PersonalData()
+    allowed.bsns, allowed.ibans, allowed.emails = SENT.bsns, SENT.ibans, SENT.emails
+    allowed.names = SENT.names - {CAREGIVER_NAME}
+    return allowed
+
+
+class StartedPlatforms:
+    """The log files and data folders of every platform and gateway the tests start (the
+    shared one, the fault tests' own, the identity provider's gateway ...), for the scan."""
+
+    def __init__(self):
+        self.logs, self.data = [], []
+
+    def add(self, logs, data):
+        self.logs.append(Path(logs))
+        self.data.append(Path(data))
+
+
+STARTED = StartedPlatforms()
 
 
 def random_bsn():
@@ -120,6 +161,7 @@ TODAY = date.today()
 CLAIMS_MUNICIPALITY = "GM0363"   # Amsterdam
 CLAIM_STAFF = token("municipality", "staff-amsterdam", municipality=CLAIMS_MUNICIPALITY)
 IBAN = "NL91ABNA0417164300"
+SENT.ibans.add(IBAN)
 CLAIM_FIELDS = """id status declarationReference amountEuros ibanMasked reason submittedAt
   trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }
   history { fromStatus toStatus action actorRole reason }"""
@@ -143,8 +185,8 @@ class Caregiver:
         self.bsn = bsn or random_bsn()
         self.token = token("caregiver", f"cg-{uuid.uuid4().hex[:8]}", bsn=self.bsn)
         data = {"municipalityCode": CLAIMS_MUNICIPALITY,
-                "caregiver": {"bsn": self.bsn, "name": "Anna de Vries", "postcode": "1012 AB"},
-                "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "3511 AA",
+                "caregiver": {"bsn": self.bsn, "name": CAREGIVER_NAME, "postcode": "1012 AB"},
+                "careRecipient": {"name": recipient_name(), "postcode": "3511 AA",
                                   "relationship": "parent"},
                 "hoursPerWeek": "12", "careSince": (TODAY - timedelta(days=400)).isoformat(),
                 "purposes": list(purposes)}
@@ -163,7 +205,7 @@ class Caregiver:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self.gql(operation, {"input": {
             "declarationReference": reference or self.reference, "iban": iban,
-            "accountHolder": "A. de Vries", "trips": list(trips) or [trip()]}},
+            "accountHolder": ACCOUNT_HOLDER, "trips": list(trips) or [trip()]}},
             token=self.token, headers=headers)
 
     def submitted(self, *trips):
@@ -251,7 +293,7 @@ def _masked(value):
 def personal_data_in(text, sent=SENT):
     """The kinds of personal data the tests made that ``text`` contains, each with a masked
     sample: ["a BSN (12…)", ...]. Separators (spaces, dots, hyphens) do not hide a BSN or an
-    IBAN."""
+    IBAN, nor case an IBAN, a name or an e-mail address."""
     found = []
     for match in _NINE_DIGITS.finditer(text):
         digits = re.sub(r"\D", "", match.group())
@@ -262,6 +304,9 @@ def personal_data_in(text, sent=SENT):
     found.extend(f"an e-mail address ({_masked(email)})"
                  for email in {m.group().lower() for m in _EMAIL_SHAPE.finditer(text)}
                  if email in sent.emails)
+    folded = re.sub(r"\s+", " ", text).casefold()
+    found.extend(f"a name ({_masked(name)})" for name in sorted(sent.names)
+                 if name.casefold() in folded)
     return found
 
 

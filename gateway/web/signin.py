@@ -27,6 +27,7 @@ name), in development only.
 import hmac
 import threading
 import time
+from urllib.parse import unquote, urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -46,7 +47,33 @@ from gateway.web.session import new_subject
 
 METADATA_MAX_AGE_SECONDS = 3600
 HTTP_TIMEOUT_SECONDS = 10
+DEFAULT_NEXT_PATH = "/verklaringen"
+MAX_NEXT_PATH_CHARS = 2000
 log = get_logger()
+
+
+def safe_next_path(value, default=DEFAULT_NEXT_PATH):
+    """``value`` when it is a path of this site, else ``default``: where to go after signing
+    in (``volgende``), never another site (an open redirect). A path starts with one slash
+    and has no scheme, host, backslash or control character (browsers drop tabs and line
+    breaks, so ``/<tab>/evil.example`` would become ``//evil.example``), also once and twice
+    percent-decoded (``/%2F/evil.example``)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NEXT_PATH_CHARS:
+        return default
+    candidate = value
+    for _ in range(3):
+        if not candidate.startswith("/") or candidate.startswith("//") or "\\" in candidate:
+            return default
+        if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in candidate):
+            return default
+        parts = urlsplit(candidate)
+        if parts.scheme or parts.netloc:
+            return default
+        decoded = unquote(candidate)
+        if decoded == candidate:
+            return value
+        candidate = decoded
+    return default
 
 
 class SignInFailed(Exception):
@@ -163,7 +190,7 @@ class IdentityProvider:
             # A refused code, a bad signature, another audience or nonce, a provider down.
             log.warning("web.sign_in_refused", error=type(error).__name__)
             raise SignInFailed(ABORTED) from None
-        return claims, pending.get("next")
+        return claims, safe_next_path(pending.get("next"), default=None)
 
     def _id_token_claims(self, id_token, metadata, pending):
         token = jwt.decode(id_token, self._keys, algorithms=["RS256", "ES256", "PS256"])

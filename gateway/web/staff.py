@@ -11,7 +11,7 @@ from gateway.web import operations, signin
 from gateway.web.app import STAFF_PAGES, OperationRefused
 from gateway.web.forms import Form
 from gateway.web.texts import AREA_NAMES, KIND_NAMES, QUEUE_STATUS_NAMES, ROLE_NAMES
-from gateway.web.views import _next_page, complete_sign_in, letter_response, not_found
+from gateway.web.views import complete_sign_in, letter_response, not_found
 
 HOME = signin.STAFF_HOME
 SIGN_IN = STAFF_PAGES + "/inloggen"
@@ -20,8 +20,8 @@ DESK = ("municipality",)   # who works the desk of declaration requests
 
 
 def _staff_next_page(value):
-    """Only a staff page of this site (see ``views._next_page``)."""
-    chosen = _next_page(value)
+    """Only a staff page of this site (see ``signin.safe_next_path``)."""
+    chosen = signin.safe_next_path(value)
     return chosen if chosen == STAFF_PAGES or chosen.startswith(STAFF_PAGES + "/") else HOME
 
 

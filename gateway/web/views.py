@@ -59,17 +59,9 @@ def support_points(page):
 
 # --- signing in and out --------------------------------------------------------------------
 
-def _next_page(value):
-    """Only a path on this site, never another site (an open redirect)."""
-    value = value or ""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/verklaringen"
-
-
 def sign_in(page):
     provider = signin.identity_provider()
-    next_page = _next_page(page.request.values.get("volgende"))
+    next_page = signin.safe_next_path(page.request.values.get("volgende"))
     form = Form({"bsn": page.form.get("bsn")} if page.request.method == "POST" else {})
     if page.request.method == "POST":
         # The development sign-in is off when an identity provider is set, and always in
@@ -99,7 +91,7 @@ def sign_in_with_provider(page):
     if not provider:
         return page.redirect("/inloggen")
     return page.redirect(provider.authorization_redirect(
-        page.session, _next_page(page.request.args.get("volgende"))))
+        page.session, signin.safe_next_path(page.request.args.get("volgende"))))
 
 
 def sign_in_callback(page):

@@ -127,7 +127,7 @@ class DeclarationService(PlatformService):
         answer leaves, in the append-only log the owner sees (``personal_data_access``); the
         application log never names it."""
         actor = self._caller(actor)
-        answer, reads, now = {str(i): None for i in declaration_ids}, [], utcnow()
+        answer, reads, now = {str(i): None for i in declaration_ids}, [], clock.now()
         for document in self.store.find_by_ids(list(answer)):
             reader = domain.applicant_reader(actor, document)
             if reader is None:
@@ -153,7 +153,7 @@ class DeclarationService(PlatformService):
     def measure_waiting(self):
         """The operators' gauges: per municipality the requests waiting for a decision and
         the age of the oldest (an alert fires when one passes its decision due date)."""
-        now = utcnow()
+        now = clock.now()
         metrics.set_waiting_declarations(
             self.store.waiting_per_municipality(domain.overdue_before(now.date())), now)
 
@@ -312,7 +312,7 @@ class DeclarationService(PlatformService):
             document["personal"], context=domain.sealing_context("personal", document["_id"]))
         if domain.applicant_reader(actor, document) == "recorded":
             self.store.record_reads([domain.personal_data_read(
-                document, actor, utcnow(), self.keys.cipher, what="besluitbrief")])
+                document, actor, clock.now(), self.keys.cipher, what="besluitbrief")])
         return domain.decision_letter(document, self.store.municipality(
             document["municipality_code"]), personal["caregiver"]["name"])
 

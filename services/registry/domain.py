@@ -103,7 +103,7 @@ def require_known_municipalities(document, known_codes, field="input"):
     if unknown:
         which = ("municipalityCode" if document["municipality_code"] in unknown
                  else "servesMunicipalityCodes")
-        raise BadUserInput(f"{_path(field, which)}: unknown municipality {unknown[0]}",
+        raise BadUserInput(f"{_path(field, which)}: not a municipality of the CBS list",
                            field=_path(field, which))
 
 
@@ -162,12 +162,13 @@ def may_make(action, actor, seat, point_id=None, new_seat=None):
 
 def require_version(document, expected_version):
     if document["version"] != expected_version:
-        raise version_conflict(document["version"], expected_version)
+        raise version_conflict()
 
 
-def version_conflict(version, expected_version):
-    return Conflict(f"the support point was changed meanwhile: it is at version {version}, "
-                    f"not {expected_version}; reload and try again")
+def version_conflict():
+    """A stale expectedVersion; the message names the rule, not the versions."""
+    return Conflict("expectedVersion: the support point was changed meanwhile; reload it and "
+                    "try again", field="expectedVersion")
 
 
 # --- history -----------------------------------------------------------------------------

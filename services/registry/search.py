@@ -109,7 +109,7 @@ class SearchIndex:
         except ValueError as exc:
             raise BadUserInput(f"{field}: {exc}", field=field) from None
         if pc4 not in self.pc4:
-            raise BadUserInput(f"{field}: postcode area {pc4} is not in the PC4 table",
+            raise BadUserInput(f"{field}: the postcode area is not in the PC4 table",
                                field=field)
         return (pc4, *self.pc4[pc4])
 

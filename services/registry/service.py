@@ -251,7 +251,7 @@ class RegistryService(PlatformService):
 
         stale = self.store.in_transaction(work)
         if stale is not None:
-            raise domain.version_conflict(stale, old["version"])
+            raise domain.version_conflict()
         self.search_index.changed(self.store, "support_points", document)
         self.log.info(f"registry.{transition.event.replace('.', '_')}",
                       support_point_id=document["_id"], version=document["version"])

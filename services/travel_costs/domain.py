@@ -95,10 +95,12 @@ def may_review(actor):
 
 
 def may_read(actor, claim, caller_key, same):
-    """Fund staff, admin, and the caregiver whose BSN the claim was made with."""
+    """Fund staff, admin, and the caregiver whose BSN the claim was made with; for anyone
+    else FORBIDDEN, also when there is no such claim (``claim`` None)."""
     if actor.get("role") in FUND_STAFF:
         return
-    if actor.get("role") == "caregiver" and caller_key and same(claim["caregiver_key"], caller_key):
+    if actor.get("role") == "caregiver" and claim and caller_key and \
+            same(claim["caregiver_key"], caller_key):
         return
     raise Forbidden("only the caregiver who claimed it and the fund's staff")
 
@@ -192,15 +194,16 @@ def refuse_repeated_trips(trips):
     for number, trip in enumerate(trips):
         identity = trip_identity(trip)
         if identity in seen:
-            raise repeated_trip(number, trip, f"trip {seen[identity] + 1} of this claim")
+            raise repeated_trip(number, f"trip {seen[identity] + 1} of this claim")
         seen[identity] = number
 
 
-def repeated_trip(number, trip, where):
+def repeated_trip(number, where):
+    """The same date, postcodes and mode claimed again; the message names the trip by its
+    place in the claim, never by what the caregiver entered."""
     field = f"input.trips.{number}"
-    return Conflict(f"{field}: this trip ({trip.date.isoformat()} by "
-                    f"{trip.mode.lower().replace('_', ' ')}) is already claimed as {where}",
-                    field=field)
+    return Conflict(f"{field}: a trip on the same date, between the same postcodes and by the "
+                    f"same means is already claimed as {where}", field=field)
 
 
 @dataclass(frozen=True)
@@ -223,8 +226,8 @@ def assess_trips(trips, centroids, rules):
         for name, postcode in (("fromPostcode", trip.from_postcode), ("toPostcode", trip.to_postcode)):
             centroid = centroids.get(postcode[:4])
             if centroid is None:
-                raise BadUserInput(f"{field}.{name}: postcode area {postcode[:4]} is unknown to "
-                                   f"the fund", field=f"{field}.{name}")
+                raise BadUserInput(f"{field}.{name}: the postcode area is unknown to the fund",
+                                   field=f"{field}.{name}")
             ends.append(centroid)
         amount, note = trip_amount(number, trip, rules, f"{field}.date")
         trip_cents.append(to_cents(amount))

@@ -166,9 +166,9 @@ class TravelCostsService(PlatformService):
 
     def _refuse_claimed_trips(self, trips, trip_keys):
         claimed = self.store.claimed_trips(trip_keys)
-        for number, (trip, key) in enumerate(zip(trips, trip_keys)):
+        for number, key in enumerate(trip_keys):
             if key in claimed:
-                raise domain.repeated_trip(number, trip, "a trip of an earlier claim")
+                raise domain.repeated_trip(number, "a trip of an earlier claim")
 
     def _ask_declaration(self, method, *args):
         """An RPC call to the declaration service that answers UNAVAILABLE instead of
@@ -190,13 +190,13 @@ class TravelCostsService(PlatformService):
 
     @rpc
     def travel_claim(self, claim_id, actor):
-        """A claim for its caregiver or the fund's staff; None when there is none."""
+        """A claim for its caregiver or the fund's staff (None for them when there is none).
+        Anyone else gets FORBIDDEN alike for someone else's claim and an id not in use, so
+        that an answer never tells that an id is in use."""
         claim = self.store.claim(claim_id)
-        if claim is None:
-            return None
         caller_key = self.keys.hash("bsn", actor["bsn"]) if actor.get("bsn") else None
         domain.may_read(actor, claim, caller_key, self.keys.hash.same)
-        return domain.claim_view(claim)
+        return domain.claim_view(claim) if claim else None
 
     @rpc
     def travel_claims(self, status, first, after, actor):

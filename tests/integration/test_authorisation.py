@@ -13,7 +13,8 @@ from datetime import date, timedelta
 import pytest
 
 from gateway.schema import schema
-from tests.support import personal_email, random_bsn, random_iban, token
+from tests.support import (ACCOUNT_HOLDER, CAREGIVER_NAME, personal_email, random_bsn,
+                           random_iban, recipient_name, token)
 
 OWN, OTHER = "GM0200", "GM0202"   # Apeldoorn, Arnhem
 ROLES = ("anonymous", "caregiver", "municipality_own", "municipality_other", "partner",
@@ -140,9 +141,9 @@ class World:
     @staticmethod
     def declaration_input(bsn, purposes=("PARKING_PERMIT", "TRAVEL_COST_FUND")):
         return {"municipalityCode": OWN,
-                "caregiver": {"bsn": bsn, "name": "Anna de Vries", "postcode": "7311 AA",
+                "caregiver": {"bsn": bsn, "name": CAREGIVER_NAME, "postcode": "7311 AA",
                               "email": personal_email()},
-                "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:8]}", "postcode": "7311 AB",
+                "careRecipient": {"name": recipient_name(), "postcode": "7311 AB",
                                   "relationship": "parent"},
                 "hoursPerWeek": "12.5", "careSince": (TODAY - timedelta(days=400)).isoformat(),
                 "purposes": list(purposes)}
@@ -169,7 +170,7 @@ class World:
         number = next(TRIP_NUMBERS)
         destination = "7311 " + POSTCODE_LETTERS[number // 10 % 10] + POSTCODE_LETTERS[number % 10]
         return {"declarationReference": self.caregivers_issued_reference(),
-                "iban": random_iban(), "accountHolder": "A. de Vries",
+                "iban": random_iban(), "accountHolder": ACCOUNT_HOLDER,
                 "trips": [{"date": TODAY.isoformat(),
                            "fromPostcode": "7311 AA", "toPostcode": destination,
                            "distanceKm": "12.5", "returnTrip": True, "mode": "CAR"}]}

@@ -9,8 +9,9 @@ import pytest
 import requests
 
 from ops import cli
-from tests.support import (Handled, error_codes, eventually, log_lines, operator_of, pdf_text,
-                           personal_email, random_bsn, scrape, token)
+from tests.support import (CAREGIVER_NAME, Handled, error_codes, eventually, log_lines,
+                           operator_of, pdf_text, personal_email, random_bsn, recipient_name,
+                           scrape, token)
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
 FIELDS = """id reference status municipalityCode purposes hoursPerWeek careSince validFrom
@@ -39,9 +40,9 @@ NOT_VALID = {"valid": False, "status": None, "validUntil": None, "purposeAccepte
 def request_input(municipality=AMSTERDAM, bsn=None, **changes):
     data = {
         "municipalityCode": municipality,
-        "caregiver": {"bsn": bsn or random_bsn(), "name": "Anna de Vries", "postcode": "1012ab",
+        "caregiver": {"bsn": bsn or random_bsn(), "name": CAREGIVER_NAME, "postcode": "1012ab",
                       "email": personal_email()},
-        "careRecipient": {"name": f"Jan {uuid.uuid4().hex[:6]}", "postcode": "1013 AA",
+        "careRecipient": {"name": recipient_name(), "postcode": "1013 AA",
                           "relationship": "parent"},
         "hoursPerWeek": "12.5",
         "careSince": (date.today() - timedelta(days=400)).isoformat(),

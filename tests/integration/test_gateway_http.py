@@ -143,3 +143,45 @@ def test_input_errors_never_repeat_what_the_client_sent(gql):
         "input.caregiver.name", "input.hoursPerWeek"}
     for text in (json.dumps(answer), json.dumps(second)):
         assert personal_data_in(text) == []
+
+
+def test_graphql_answers_are_never_cached_nor_sniffed(gql):
+    for response in (gql.post("{ health { status } }"), gql.post("{ nonsense }"),
+                     requests.post(gql.url, data="not json", timeout=10)):
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Content-Type"].startswith("application/json")
+    other = requests.get(gql.url.replace("/graphql", "/no-such-page"), timeout=10)
+    assert other.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_deeply_nested_json_body_is_bad_user_input_not_an_internal_error(gql):
+    for body in ("[" * 100_000 + "]" * 100_000,
+                 '{"query": "{ health { status } }", "variables": {"v": ' + "[" * 100_000 +
+                 "]" * 100_000 + "}}",
+                 '{"a":' * 50_000 + "1" + "}" * 50_000):
+        response = requests.post(gql.url, data=body, timeout=10,
+                                 headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text[:200]
+        assert error_codes(response.json()) == ["BAD_USER_INPUT"]
+        assert "Traceback" not in response.text and "Recursion" not in response.text
+
+
+def test_a_fragment_bomb_is_refused_at_once_while_others_are_answered(gql):
+    import threading
+    import time
+
+    from tests.unit.test_limits import _fragment_bomb
+
+    bomb = "query { supportPoints { items { ...F0 } } } " + _fragment_bomb("SupportPoint", "id name")
+    answers = []
+    attackers = [threading.Thread(target=lambda: answers.append(gql(bomb))) for _ in range(10)]
+    started = time.monotonic()
+    for attacker in attackers:
+        attacker.start()
+    health = requests.get(gql.url.replace("/graphql", "/health"), timeout=5)
+    for attacker in attackers:
+        attacker.join()
+    assert health.status_code == 200
+    assert time.monotonic() - started < 2.0
+    assert [error_codes(answer) for answer in answers] == [["BAD_USER_INPUT"]] * 10

@@ -1,8 +1,12 @@
-"""After every other test of the run: no BSN, IBAN or personal e-mail address that the
-tests used is in a log line of any process, an event body, a metric label, an error answer
-or an e-mail the platform wrote (beyond its own recipient's address), in any spacing. The
-tests record what they make (tests/support.py: random_bsn, random_iban, personal_email), so
-the scan looks for exactly those values."""
+"""After every other test of the run: no BSN, IBAN, name or personal e-mail address that the
+tests used is in a log line of any process of any platform the tests started (the shared
+one, the fault tests' and the broker permission tests' own, the gateways of their own such
+as the identity provider's), in the files of their stores, an event body, a metric label,
+an error answer or an e-mail the platform wrote (beyond its own recipient's address), in
+any spacing or case. The tests record what they use (tests/support.py: random_bsn,
+random_iban, personal_email, personal_name and the IBAN and names of the claims), so the
+scan looks for exactly those values."""
+from pathlib import Path
 import json
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -12,7 +16,8 @@ import requests
 from kombu import Connection
 
 from ops.platform import PROCESSES, metrics_address
-from tests.support import ANSWERS, EVENT_CAPTURE_QUEUE, SENT, personal_data_in
+from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, SENT, STARTED, personal_data_in,
+                           sent_to_the_caregiver)
 
 # Test modules that send personal data: when one of them ran, the scan must have values to
 # look for, or it would pass for nothing.
@@ -47,12 +52,23 @@ def _published_events(amqp_uri):
             queue.close()
 
 
+def _files(folder):
+    return sorted(path for path in Path(folder).rglob("*") if path.is_file())
+
+
 def _sources(platform, amqp_uri):
     """(where, text) of everything the scan reads."""
-    for process in PROCESSES:
-        for number, line in enumerate(platform.log_file(process.name).read_text(
-                errors="replace").splitlines(), start=1):
-            yield f"log of {process.name}, line {number}", line
+    assert platform.environ["MANTELZORG_DATA_DIR"] in map(str, STARTED.data)
+    for logs in STARTED.logs:
+        for path in [logs] if logs.is_file() else _files(logs):
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(),
+                                          start=1):
+                yield f"log {path.parent.name}/{path.name}, line {number}", line
+    for data in STARTED.data:
+        for path in _files(data):   # the embedded store's files hold documents as they are
+            if not {"keys", "mail"} & set(path.relative_to(data).parts):   # mail: below
+                yield f"store {path.relative_to(data.parent)}", path.read_bytes().decode(
+                    "utf-8", errors="replace")
     for number, (routing_key, body) in enumerate(_published_events(amqp_uri), start=1):
         text = body if isinstance(body, str) else json.dumps(body)
         yield f"event {number} ({routing_key})", text
@@ -71,14 +87,17 @@ def test_no_personal_data_the_tests_used_leaks_anywhere(request, platform, amqp_
     ran = {item.module.__name__.rsplit(".", 1)[-1] for item in request.session.items}
     if not SENT.bsns and not (ran & SENDERS):
         pytest.skip("no test of this run sent personal data")
-    assert SENT.bsns and SENT.emails, "the tests that send personal data recorded none"
+    assert SENT.bsns and SENT.emails and SENT.names and SENT.ibans, \
+        "the tests that send personal data recorded none"
     assert ANSWERS.answers, "no error answer was recorded"
-    findings, scanned = [], {}
+    findings, scanned, to_the_caregiver = [], {}, sent_to_the_caregiver()
     for where, text in _sources(platform, amqp_uri):
         kind_of_source = where.split(" ", 1)[0]
         scanned[kind_of_source] = scanned.get(kind_of_source, 0) + 1
-        findings.extend(f"{where}: {kind}" for kind in personal_data_in(text))
-    expected = {"log", "event", "metrics", "error"} | ({"mail"} if ran & MAILERS else set())
+        sent = to_the_caregiver if kind_of_source == "mail" else SENT
+        findings.extend(f"{where}: {kind}" for kind in personal_data_in(text, sent))
+    expected = {"log", "store", "event", "metrics", "error"} | (
+        {"mail"} if ran & MAILERS else set())
     assert set(scanned) >= expected, f"nothing read from some: {scanned}"
     if findings:
         pytest.fail(f"{len(findings)} places hold personal data the tests used:\n"

@@ -20,7 +20,7 @@ from common.events import Subscription
 from ops import cli
 from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
 from tests.support import error_codes, eventually, log_lines, operator_of, scrape, token
-from tests.support import (CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
+from tests.support import (ACCOUNT_HOLDER, CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
                            PREVIEW_CLAIM as PREVIEW, SUBMIT_CLAIM as SUBMIT, TODAY, Caregiver,
                            trip)
 
@@ -110,7 +110,7 @@ def test_a_preview_refuses_and_holds_as_the_submission_does(gql, fund_ready):
     assert only_error(capped) == {"code": "BAD_USER_INPUT", "field": "input.trips"}
     assert len(caregiver.mine()) == 1
     anyone_else = gql(PREVIEW, {"input": {"declarationReference": caregiver.reference,
-                                          "iban": IBAN, "accountHolder": "A. de Vries",
+                                          "iban": IBAN, "accountHolder": ACCOUNT_HOLDER,
                                           "trips": [trip()]}}, token=FUND)
     assert only_error(anyone_else)["code"] == "FORBIDDEN"
 
@@ -127,7 +127,7 @@ def test_a_preview_refuses_and_holds_as_the_submission_does(gql, fund_ready):
 ])
 def test_bad_input_is_refused_naming_the_field_and_stores_nothing(gql, fund_ready, changes, field):
     caregiver = Caregiver(gql)
-    data = {"declarationReference": caregiver.reference, "iban": IBAN, "accountHolder": "A. de Vries",
+    data = {"declarationReference": caregiver.reference, "iban": IBAN, "accountHolder": ACCOUNT_HOLDER,
             "trips": [trip()], **changes}
     answer = gql(SUBMIT, {"input": data}, token=caregiver.token)
     extensions = only_error(answer)
@@ -334,6 +334,10 @@ def test_authorisation_follows_the_contract_table(gql, fund_ready):
             assert error_codes(gql(query, variables, token=who)) == ["FORBIDDEN"], (query, who)
         assert error_codes(gql(query, variables)) == ["UNAUTHENTICATED"], query
     assert gql(CLAIM, {"id": str(uuid.uuid4())}, token=FUND)["data"]["travelClaim"] is None
+    # Another caregiver's claim answers exactly as an id that is not in use.
+    mine, unknown = (gql(CLAIM, {"id": claim_id}, token=other.token)
+                     for claim_id in (claim["id"], str(uuid.uuid4())))
+    assert mine == unknown and error_codes(mine) == ["FORBIDDEN"]
     listed = gql(LIST, {"status": "SUBMITTED", "first": 100}, token=ADMIN)["data"]["travelClaims"]
     assert all(c["status"] == "SUBMITTED" for c in listed)
     assert error_codes(gql(LIST, {"first": 101}, token=FUND)) == ["BAD_USER_INPUT"]

@@ -5,11 +5,8 @@ runs on the loopback interface: discovery, keys, authorisation and token endpoin
 import base64
 import hashlib
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,11 +18,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.config import DEFAULT_AMQP_URI
-from ops.broker import create_vhost, delete_vhost
-from ops.platform import ROOT
-from tests.conftest import free_port
+from tests.conftest import lone_gateway as started_gateway
 from tests.support import random_bsn
+from tests.unit.test_web_forms_and_session import OTHER_SITES
 
 CLIENT_ID, CLIENT_SECRET = "mantelzorg-web", "client-secret-" + uuid.uuid4().hex
 BSN_CLAIM = "urn:nl:bsn"
@@ -131,44 +126,18 @@ def provider():
 @pytest.fixture(scope="module")
 def lone_gateway(provider, tmp_path_factory):
     """A gateway with no service behind it, signing caregivers in through ``provider``."""
-    base = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
-    vhost = f"mantelzorg-test-web-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    site = f"http://127.0.0.1:{port}"
-    environ = dict(os.environ, AMQP_URI=create_vhost(base, vhost), GATEWAY_PORT=str(port),
-                   MANTELZORG_DATA_DIR=str(tmp_path_factory.mktemp("web-data")),
-                   GATEWAY_RPC_TIMEOUT_SECONDS="1", MANTELZORG_JWT_SECRET="unused",
-                   MANTELZORG_OIDC_ISSUER=provider.issuer, MANTELZORG_OIDC_CLIENT_ID=CLIENT_ID,
-                   MANTELZORG_OIDC_CLIENT_SECRET=CLIENT_SECRET,
-                   MANTELZORG_OIDC_REDIRECT_URL=f"{site}/inloggen/terug",
-                   MANTELZORG_OIDC_BSN_CLAIM=BSN_CLAIM, PYTHONWARNINGS="ignore",
-                   MANTELZORG_STAFF_OIDC_ISSUER=provider.issuer,
-                   MANTELZORG_STAFF_OIDC_CLIENT_ID=CLIENT_ID,
-                   MANTELZORG_STAFF_OIDC_CLIENT_SECRET=CLIENT_SECRET,
-                   MANTELZORG_STAFF_OIDC_REDIRECT_URL=f"{site}/medewerkers/inloggen/terug",
-                   MANTELZORG_STAFF_OIDC_ROLE_CLAIM=ROLE_CLAIM,
-                   MANTELZORG_STAFF_OIDC_MUNICIPALITY_CLAIM=MUNICIPALITY_CLAIM)
-    log = open(tmp_path_factory.mktemp("web-logs") / "gateway.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nameko", "run", "--config", "gateway/config.yml",
-         "gateway.service:GatewayService"], cwd=ROOT, env=environ, stdout=log,
-        stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{site}/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "gateway did not start"
-            time.sleep(0.2)
-        yield {"site": site, "log": log.name}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-        delete_vhost(base, vhost)
+    with started_gateway(tmp_path_factory.mktemp("web"), MANTELZORG_OIDC_ISSUER=provider.issuer,
+                         MANTELZORG_OIDC_CLIENT_ID=CLIENT_ID,
+                         MANTELZORG_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+                         MANTELZORG_OIDC_REDIRECT_URL="{site}/inloggen/terug",
+                         MANTELZORG_OIDC_BSN_CLAIM=BSN_CLAIM,
+                         MANTELZORG_STAFF_OIDC_ISSUER=provider.issuer,
+                         MANTELZORG_STAFF_OIDC_CLIENT_ID=CLIENT_ID,
+                         MANTELZORG_STAFF_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+                         MANTELZORG_STAFF_OIDC_REDIRECT_URL="{site}/medewerkers/inloggen/terug",
+                         MANTELZORG_STAFF_OIDC_ROLE_CLAIM=ROLE_CLAIM,
+                         MANTELZORG_STAFF_OIDC_MUNICIPALITY_CLAIM=MUNICIPALITY_CLAIM) as gateway:
+        yield gateway
 
 
 def test_a_service_that_does_not_answer_gives_a_calm_page(lone_gateway):
@@ -286,3 +255,29 @@ def test_staff_sign_in_through_their_organisations_provider(lone_gateway, provid
         answer = _through_the_provider(other, site, {**claims, "name": "Eve"}, provider)
         assert answer.status_code == 400 and "niet inloggen" in answer.text, claims
         assert "Eve" not in other.get(f"{site}/medewerkers/uitloggen", timeout=10).text
+
+
+def _signed_in_through_provider(site, provider, volgende):
+    """Where the gateway sends a caregiver after the provider's round trip that started
+    with ``volgende``."""
+    browser = requests.Session()
+    start = browser.get(f"{site}/inloggen/start", params={"volgende": volgende},
+                        allow_redirects=False, timeout=10)
+    assert start.status_code == 303
+    provider.next_bsn = random_bsn()
+    back = browser.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    signed_in = browser.get(back.headers["Location"], allow_redirects=False, timeout=10)
+    assert signed_in.status_code == 303, signed_in.text
+    return signed_in.headers["Location"]
+
+
+@pytest.mark.parametrize("volgende", [v for v in OTHER_SITES if isinstance(v, str) and v
+                                      and "\x00" not in v], ids=repr)
+def test_the_provider_round_trip_never_ends_on_another_site(lone_gateway, provider, volgende):
+    assert _signed_in_through_provider(lone_gateway["site"], provider, volgende) == \
+        "/verklaringen"
+
+
+def test_the_provider_round_trip_ends_on_the_page_asked_for(lone_gateway, provider):
+    asked = "/steunpunten?postcode=3511%20AB"
+    assert _signed_in_through_provider(lone_gateway["site"], provider, asked) == asked

@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ops import broker
 from ops.platform import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,19 +38,6 @@ def test_the_whole_stack_is_there():
     for process in PROCESSES:
         assert "MONGO_URI" in SERVICES[process.name]["environment"]
         assert "replicaSet=rs0" in SERVICES[process.name]["environment"]["MONGO_URI"]
-
-
-def test_each_process_connects_as_its_own_broker_user():
-    """The users broker-users makes (ops/broker.py), not the administrator, whose password
-    only the broker and broker-users get."""
-    for process in PROCESSES:
-        uri = SERVICES[process.name]["environment"]["AMQP_URI"]
-        assert uri.startswith(f"amqp://{broker.PROCESS_USERS[process.name]}:"), process.name
-    assert SERVICES["declare-queues"]["environment"]["AMQP_URI"].startswith("amqp://operator:")
-    with_admin = {name for name, service in SERVICES.items()
-                  if re.search(r"\$\{RABBITMQ_PASSWORD\b", str(service.get("environment")))}
-    assert with_admin == {"rabbitmq", "broker-users"}
-    assert SERVICES["broker-users"]["command"] == ["mantelzorg", "broker-users"]
 
 
 def test_every_process_runs_from_one_non_root_image_with_a_read_only_root():
@@ -86,7 +72,7 @@ def test_data_lives_in_named_volumes():
     for service in SERVICES.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert source.startswith("./deploy/") or source in declared, volume
+            assert source.startswith(("./deploy/", "./tls")) or source in declared, volume
 
 
 def test_prometheus_and_grafana_get_the_deploy_files():
@@ -102,8 +88,33 @@ def test_secrets_come_only_from_the_uncommitted_env_file():
     assert secrets and secrets <= set(example), secrets - set(example)
     assert all(example[name] == "" for name in secrets), "the template holds no secret"
     # the ones the stack cannot run without stop `docker compose` when unset
-    for name in ("RABBITMQ_PASSWORD", "MONGO_ROOT_PASSWORD", "MANTELZORG_DATA_KEY",
-                 "MANTELZORG_LOOKUP_KEY", "MANTELZORG_SIGNING_KEY", "GRAFANA_ADMIN_PASSWORD"):
+    for name in ("RABBITMQ_ADMIN_PASSWORD", "MONGO_ROOT_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+                 "DECLARATION_MANTELZORG_DATA_KEY", "DECLARATION_MANTELZORG_LOOKUP_KEY",
+                 "DECLARATION_MANTELZORG_SIGNING_KEY", "TRAVEL_COSTS_MANTELZORG_DATA_KEY",
+                 "GATEWAY_MANTELZORG_SESSION_KEY", "REGISTRY_RABBITMQ_PASSWORD",
+                 "REGISTRY_MONGO_PASSWORD"):
         assert f"{name}:?" in COMPOSE_TEXT, name
     assert ".env" in (ROOT / ".gitignore").read_text().split()
     assert "guest" not in COMPOSE_TEXT
+
+
+def test_the_broker_and_the_database_are_reached_over_tls_only():
+    """RabbitMQ listens on TLS alone, MongoDB requires TLS; every process connects with the
+    authority of ./tls (mantelzorg new-tls-certificates) and checks the server's name."""
+    tls_config = COMPOSE["configs"]["rabbitmq-tls"]["content"]
+    assert "listeners.tcp = none" in tls_config and "listeners.ssl.default = 5671" in tls_config
+    assert {"source": "rabbitmq-tls", "target": "/etc/rabbitmq/conf.d/20-tls.conf"} in \
+        SERVICES["rabbitmq"]["configs"]
+    command = SERVICES["mongo"]["command"]
+    assert command[command.index("--tlsMode") + 1] == "requireTLS"
+    assert "--tls --tlsCAFile" in " ".join(SERVICES["mongo"]["healthcheck"]["test"])
+    for name in PLATFORM:
+        environment = SERVICES[name]["environment"]
+        assert environment["AMQP_URI"].startswith("amqps://") and "@rabbitmq:5671/" in \
+            environment["AMQP_URI"], name
+        options = yaml.safe_load(environment["AMQP_SSL"])
+        assert options["cert_reqs"] == 2 and options["server_hostname"] == "rabbitmq", name
+        mounted = {volume.split(":")[1] for volume in SERVICES[name]["volumes"]}
+        assert options["ca_certs"] in mounted, name
+        assert environment["MONGO_TLS_CA_FILE"] == options["ca_certs"]
+    assert "tls/" in (ROOT / ".gitignore").read_text().split()

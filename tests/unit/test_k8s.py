@@ -3,6 +3,7 @@ built-in kinds by the Kubernetes schemas (kubernetes-validate, strict, offline),
 resources by the CRDs the operators publish (tests/crds); and the manifests do what operations
 rely on."""
 import importlib
+import json
 import re
 import subprocess
 from functools import cache
@@ -467,9 +468,50 @@ def test_only_the_gateway_is_reachable_from_outside_over_tls(target):
     backends = {path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"]
                 for path in rule["http"]["paths"]}
     assert backends == {"gateway"}
-    assert not [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]
-                if p["path"] in ("/", "/metrics", "/health")]
     assert {s["spec"].get("type", "ClusterIP") for s in objects(target, "Service").values()} == {"ClusterIP"}
+
+
+def _routed(ingress, path):
+    """Whether the Ingress sends ``path`` on (Kubernetes' Exact and Prefix matching: a prefix
+    matches whole path elements)."""
+    for rule in ingress["spec"]["rules"]:
+        for entry in rule["http"]["paths"]:
+            pattern = entry["path"]
+            if entry["pathType"] == "Exact" and path == pattern:
+                return True
+            if entry["pathType"] == "Prefix" and (
+                    pattern == "/" or path == pattern.rstrip("/")
+                    or path.startswith(pattern.rstrip("/") + "/")):
+                return True
+    return False
+
+
+def gateway_routes():
+    """An example path of each HTTP route the gateway serves, from its own entrypoints."""
+    from gateway.service import GatewayService
+    urls = {entrypoint.url for name in dir(GatewayService)
+            for entrypoint in getattr(getattr(GatewayService, name), "nameko_entrypoints", ())
+            if hasattr(entrypoint, "url")}
+    assert len(urls) > 15
+    return sorted(re.sub(r"<(?:int:)?\w+>", "2026", re.sub(r"<path:\w+>", "a/b.css", url))
+                  for url in urls)
+
+
+INTERNAL_ROUTES = ("/health", "/metrics")
+# Routes of the staff pages and messages that are being added: routed already, so that they
+# work the day they land.
+COMING_ROUTES = ("/medewerkers/", "/medewerkers/inloggen", "/controleren", "/berichten")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_ingress_routes_every_public_route_of_the_gateway_and_nothing_internal(target):
+    ingress, = objects(target, "Ingress").values()
+    public = [route for route in gateway_routes() if route not in INTERNAL_ROUTES]
+    assert {"/", "/inloggen/terug", "/static/a/b.css", "/graphql", "/graphql/schema.graphql",
+            "/.well-known/jwks.json", "/travel-statements/2026.pdf"} <= set(public)
+    assert [route for route in [*public, *COMING_ROUTES] if not _routed(ingress, route)] == []
+    assert [route for route in INTERNAL_ROUTES if _routed(ingress, route)] == []
+    assert not _routed(ingress, "/healthz") and not _routed(ingress, "/metrics/x")
 
 
 def test_network_policies_let_in_only_what_the_platform_needs():
@@ -498,3 +540,111 @@ def test_prometheus_scrapes_every_process_and_loads_the_same_rules():
     groups = [g for name in ("recording.yml", "alerts.yml")
               for g in yaml.safe_load((rules / name).read_text())["groups"]]
     assert rule["spec"]["groups"] == groups
+
+
+# --- TLS to the broker and the database, and where pods may connect to ---------------------
+
+TLS_MOUNT = "/etc/mantelzorg/tls"
+
+
+def _pods(target):
+    """(name, pod template) of every workload of the platform."""
+    for kind in ("Deployment", "Job", "CronJob"):
+        for name, document in objects(target, kind).items():
+            spec = document["spec"]
+            template = spec.get("template") or spec["jobTemplate"]["spec"]["template"]
+            yield name, template
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_broker_and_the_database_are_reached_over_tls_only(target):
+    cluster = objects(target, "RabbitmqCluster")["rabbitmq"]["spec"]
+    assert cluster["tls"]["secretName"] and cluster["tls"]["caSecretName"]
+    mongodb = objects(target, "MongoDBCommunity")["mongodb"]["spec"]
+    assert mongodb["security"]["tls"]["enabled"] is True
+    assert mongodb["security"]["tls"]["optional"] is False
+    config_map, = objects(target, "ConfigMap").values()
+    ssl_options = yaml.safe_load(config_map["data"]["AMQP_SSL"])
+    assert ssl_options["cert_reqs"] == 2 and ssl_options["ca_certs"].startswith(TLS_MOUNT + "/")
+    assert ssl_options["server_hostname"] == "rabbitmq.mantelzorg.svc"
+    assert config_map["data"]["MONGO_TLS_CA_FILE"] == ssl_options["ca_certs"]
+    connecting = 0
+    for name, template in _pods(target):
+        pod = template["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod["containers"] + pod.get("initContainers", []):
+            env = {v["name"]: v for v in container.get("env", [])}
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            if "AMQP_URI" in env:
+                connecting += 1
+                assert env["AMQP_URI"]["value"].startswith("amqps://"), name
+                assert ":5671/" in env["AMQP_URI"]["value"], name
+                assert env["AMQP_SSL"]["valueFrom"]["configMapKeyRef"] == {
+                    "name": config_map["metadata"]["name"], "key": "AMQP_SSL"}, name
+            if "AMQP_URI" in env or "MONGO_URI" in env:
+                assert volumes[mounts[TLS_MOUNT]]["configMap"]["name"] == "mantelzorg-ca", name
+            if "MONGO_URI" in env and name != "mongodb-backup":
+                assert {"configMapRef": {"name": config_map["metadata"]["name"]}} in \
+                    container["envFrom"], name
+    assert connecting >= 2 * len(PROCESSES) + 2
+    backup, = [" ".join(c["command"]) for n, t in _pods(target) if n == "mongodb-backup"
+               for c in t["spec"]["containers"]]
+    assert f"--ssl --sslCAFile={ssl_options['ca_certs']}" in backup
+
+
+def _selects(selector, labels):
+    """Whether a Kubernetes label selector matches ``labels``."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value, values = labels.get(expression["key"]), expression.get("values", [])
+        if {"In": value not in values, "NotIn": value in values,
+            "Exists": value is None}[expression["operator"]]:
+            return False
+    return True
+
+
+def _egress_ports(policies, labels):
+    """The (protocol, port, peer) a pod with ``labels`` may connect to; None when no policy
+    limits its egress."""
+    selecting = [p["spec"] for p in policies.values() if "Egress" in p["spec"]["policyTypes"]
+                 and _selects(p["spec"]["podSelector"], labels)]
+    if not selecting:
+        return None
+    allowed = set()
+    for spec in selecting:
+        for rule in spec.get("egress", []):
+            for peer in rule["to"]:
+                where = json.dumps(peer, sort_keys=True)
+                allowed |= {(port["protocol"], port["port"], where) for port in rule["ports"]}
+    return allowed
+
+
+def test_egress_of_every_pod_of_the_platform_is_limited_to_what_it_needs():
+    policies = objects("base", "NetworkPolicy")
+    outside = ("TCP", 443)
+    mail_server = (("TCP", 587), ("TCP", 465))
+    for name, template in _pods("base"):
+        labels = template["metadata"]["labels"]
+        allowed = _egress_ports(policies, labels)
+        assert allowed is not None, f"{name} may connect anywhere"
+        ports = {(protocol, port) for protocol, port, _ in allowed}
+        expected = {("UDP", 53), ("TCP", 53)}
+        if name != "mongodb-backup":
+            expected.add(("TCP", 5671))
+        if name in {k8s_name(p) for p in PROCESSES} or name == "mongodb-backup":
+            expected.add(("TCP", 27017))
+        if name == "gateway":
+            expected.add(outside)
+        if name == "notifications":
+            expected |= set(mail_server)
+        assert ports == expected, name
+        for protocol, port, peer in allowed:
+            if "ipBlock" in peer:   # the identity providers, the mail server; never the cluster
+                assert (name, (protocol, port)) in {("gateway", outside)} | {
+                    ("notifications", port) for port in mail_server}
+                assert "10.0.0.0/8" in json.loads(peer)["ipBlock"]["except"]
+    rabbitmq = policies["rabbitmq"]["spec"]["ingress"]
+    plain = [rule for rule in rabbitmq if {"protocol": "TCP", "port": 5672} in rule["ports"]]
+    assert [peer for rule in plain for peer in rule["from"]] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]

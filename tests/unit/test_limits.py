@@ -1,14 +1,15 @@
 """The contract's query limits, checked before any resolver runs."""
+import time
+
 import pytest
 from graphql import parse
 
 from common.errors import BadUserInput
 from common.limits import page_size
 from gateway.errors import BadRequest
-from gateway.limits import MAX_DEPTH, MAX_ROOT_FIELDS, check_query_limits
 from gateway.executor import run_query
-from gateway.limits import (MAX_COST, MAX_DEPTH, MAX_ROOT_FIELDS, SERVICE_CALL_COST,
-                            check_query_limits)
+from gateway.limits import (MAX_COST, MAX_DEPTH, MAX_INTROSPECTION_COST, MAX_NODES,
+                            MAX_ROOT_FIELDS, SERVICE_CALL_COST, check_query_limits)
 from gateway.schema import schema
 
 SCHEMA = schema.graphql_schema
@@ -104,3 +105,92 @@ def test_every_root_field_that_asks_a_service_is_marked_for_the_cost():
     for root in (SCHEMA.query_type, SCHEMA.mutation_type):
         for name, field in root.fields.items():
             assert getattr(field.resolve, "service_calls", 0) >= 1, f"{root.name}.{name}"
+
+
+def _fragment_bomb(type_name, leaf, depth=20):
+    """Each fragment spreads the next twice: 2**depth copies of ``leaf`` once spread in."""
+    chain = [f"fragment F{i} on {type_name} {{ ...F{i + 1} ...F{i + 1} }}" for i in range(depth)]
+    return " ".join(chain + [f"fragment F{depth} on {type_name} {{ {leaf} }}"])
+
+
+def _refused_quickly(query, within=0.1):
+    started = time.perf_counter()
+    answer = run_query({"query": query}, None)
+    elapsed = time.perf_counter() - started
+    assert [e["extensions"]["code"] for e in answer["errors"]] == ["BAD_USER_INPUT"]
+    assert "data" not in answer
+    assert elapsed < within, f"refused after {elapsed:.3f} s"
+    return answer["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("query", [
+    "query { ...F0 } " + _fragment_bomb("Query", "__typename"),
+    "query { ...F0 } " + _fragment_bomb("Query", "health { status }"),
+    "query { supportPoints { items { ...F0 } } } " + _fragment_bomb("SupportPoint", "id name"),
+    "query { supportPoints { items { ...F0 } } } " + _fragment_bomb("SupportPoint", "__typename"),
+], ids=["root-typename", "root-health", "in-support-points", "typename-in-support-points"])
+def test_a_fragment_bomb_is_refused_in_well_under_a_tenth_of_a_second(query):
+    assert len(query) < 2000
+    _refused_quickly(query)
+
+
+def test_each_fragment_is_measured_once_so_the_check_is_linear():
+    """A chain ten times longer takes about ten times as long to check, not 2**180 times."""
+    def timed(depth):
+        document = parse("query { supportPoints { items { ...F0 } } } " +
+                         _fragment_bomb("SupportPoint", "id", depth), max_tokens=100_000)
+        started = time.perf_counter()
+        with pytest.raises(BadRequest, match="fields"):
+            check_query_limits(document, {}, SCHEMA)
+        return time.perf_counter() - started
+    assert timed(200) < 0.1
+
+
+def test_a_query_within_the_node_budget_through_fragments_passes():
+    # 2**9 = 512 fields once spread in: more than the page of 100, fewer than the budget
+    check_query_limits(parse("query { supportPoints { items { ...F0 } } } " +
+                             _fragment_bomb("SupportPoint", "id", 9)), {}, SCHEMA)
+    with pytest.raises(BadRequest, match="fields"):
+        check_query_limits(parse("query { supportPoints { items { ...F0 } } } " +
+                                 _fragment_bomb("SupportPoint", "id", 11)), {}, SCHEMA)
+    assert 2 ** 11 > MAX_NODES > 2 ** 9
+
+
+def test_a_large_introspection_query_is_refused_before_it_runs():
+    """65 KB of aliases inside types > fields > args once held the gateway for seconds and
+    answered megabytes. Reading and validating that much text takes most of the time it
+    is refused in; the limits themselves take a few milliseconds."""
+    names = " ".join(f"n{i}: name" for i in range(1500))
+    query = "{ __schema { types { fields { args { " + names + " } } } } }"
+    assert "introspection" in _refused_quickly(query, within=1.0)
+    document = parse(query)
+    started = time.perf_counter()
+    with pytest.raises(BadRequest, match="introspection"):
+        check_query_limits(document, {}, SCHEMA)
+    assert time.perf_counter() - started < 0.05
+    aliases = " ".join(f"t{i}: __typename" for i in range(MAX_NODES + 1))
+    assert len("{ " + aliases + " }") > 30_000
+    assert "fields" in _refused_quickly("{ " + aliases + " }", within=1.0)
+
+
+def test_typename_counts_in_the_introspection_budget_with_the_lists_around_it():
+    names = " ".join(f"t{i}: __typename" for i in range(MAX_INTROSPECTION_COST // 100 + 1))
+    with pytest.raises(BadRequest, match="introspection or __typename"):
+        check_query_limits(parse("{ supportPoints(first: 100) { items { " + names +
+                                 " } } }"), {}, SCHEMA)
+    fewer = " ".join(f"t{i}: __typename" for i in range(50))
+    check_query_limits(parse("{ supportPoints(first: 100) { items { " + fewer + " } } }"),
+                       {}, SCHEMA)
+
+
+def test_the_standard_introspection_query_leaves_room_in_its_budget():
+    """The schema may double before the standard introspection query reaches its budget."""
+    from graphql import get_introspection_query
+
+    from gateway.limits import _Measurer
+    document = parse(get_introspection_query(descriptions=True))
+    operation = document.definitions[0]
+    measure = _Measurer(document, {}, SCHEMA).measure(operation.selection_set,
+                                                      SCHEMA.query_type, False)
+    assert measure.introspection_cost * 2 < MAX_INTROSPECTION_COST
+    assert measure.nodes * 4 < MAX_NODES

@@ -21,3 +21,11 @@ def test_an_iban_and_an_email_are_found_in_any_spacing_and_case():
     assert personal_data_in("nl91abna0417164300", SENT) == ["an IBAN (NL…)"]
     assert personal_data_in("to: Anna.DeVries@Example.nl", SENT) == ["an e-mail address (an…)"]
     assert personal_data_in("anna@example.nl", SENT) == []
+
+
+def test_a_name_is_found_in_any_case_and_spacing():
+    sent = PersonalData()
+    sent.names.add("Anna de Vries")
+    for text in ("naam: Anna de Vries", "ANNA DE VRIES", "anna  de\nvries", '"Anna de Vries"'):
+        assert personal_data_in(text, sent) == ["a name (An…)"], text
+    assert personal_data_in("Anna Vries", sent) == []

@@ -154,3 +154,14 @@ def test_a_process_without_its_settings_stops_at_start_with_one_clear_line(produ
     assert finished.returncode == 2
     assert f"cannot start: MANTELZORG_ENV=production: set {missing};" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+def test_graphiql_is_off_in_production_unless_an_operator_turns_it_on():
+    from gateway.service import graphiql_enabled
+
+    assert graphiql_enabled({}, environ={})                                   # development
+    assert not graphiql_enabled({}, environ={"MANTELZORG_ENV": "production"})
+    assert not graphiql_enabled({"GRAPHIQL": None}, environ={"MANTELZORG_ENV": "production"})
+    assert graphiql_enabled({"GRAPHIQL": True}, environ={"MANTELZORG_ENV": "production"})
+    assert graphiql_enabled({}, environ={"MANTELZORG_ENV": "production", "GRAPHIQL": "on"})
+    assert not graphiql_enabled({"GRAPHIQL": "false"}, environ={})

@@ -81,8 +81,9 @@ def test_assessment_per_year_with_notes_and_unknown_postcode_areas():
     assert assessment.cents_by_year == {2026: 1863, 2025: 10000}
     assert len(assessment.notes) == 2 and assessment.hold_reasons == []
     with pytest.raises(BadUserInput) as refused:
-        domain.assess_trips([trip(), trip(toPostcode="9999 ZZ")], CENTROIDS, RULES)
+        domain.assess_trips([trip(), trip(toPostcode="9876 ZZ")], CENTROIDS, RULES)
     assert refused.value.field == "input.trips.1.toPostcode"
+    assert "9876" not in refused.value.message   # the field and the rule, never the value
 
 
 def test_a_distance_far_over_the_straight_line_holds_the_claim():
@@ -126,6 +127,8 @@ def test_the_same_trip_twice_in_one_claim_is_a_conflict_naming_it():
         domain.refuse_repeated_trips([trip(), trip(mode="TAXI", costEuros="30"), trip()])
     assert refused.value.field == "input.trips.2"
     assert "trip 1 of this claim" in refused.value.message
+    for value in ("2026-03-02", "2026", "taxi", "TAXI", "car", "CAR", "1012", "3511"):
+        assert value not in refused.value.message   # neither the trip's date nor its mode
     domain.refuse_repeated_trips([trip(), trip(returnTrip=False, toPostcode="3511 AB")])
 
 
@@ -267,3 +270,19 @@ def test_a_declaration_that_does_not_carry_the_claim_is_bad_input(changes, dates
     with pytest.raises(BadUserInput) as refused:
         declaration_domain.claim_eligibility({**DECLARATION, **changes}, "mine", dates, _same)
     assert refused.value.field == field
+
+
+def test_a_caregiver_is_refused_alike_for_another_s_claim_and_an_unknown_one():
+    def same(left, right):
+        return left == right
+
+    claim = {"caregiver_key": "mine"}
+    caregiver = {"role": "caregiver", "bsn": "x"}
+    domain.may_read(caregiver, claim, "mine", same)
+    refusals = []
+    for other_claim, key in ((claim, "theirs"), (None, "theirs"), (None, "mine")):
+        with pytest.raises(Forbidden) as refused:
+            domain.may_read(caregiver, other_claim, key, same)
+        refusals.append(refused.value.message)
+    assert len(set(refusals)) == 1
+    domain.may_read({"role": "fund"}, None, None, same)   # staff: an unknown id is just none

@@ -9,7 +9,7 @@ import pytest
 from common.crypto import DataCipher
 from gateway.web.forms import Form, parse_day, parse_decimal
 from gateway.web.session import ABSOLUTE_SECONDS, IDLE_SECONDS, SessionCodec
-from gateway.web.views import _next_page
+from gateway.web.signin import safe_next_path
 
 
 def codec(clock):
@@ -78,9 +78,29 @@ def test_form_errors_keep_what_was_typed():
     assert form.get("postcode") == "35" and form.get("km") == "veel"
 
 
-@pytest.mark.parametrize("asked, sent_to", [
-    ("/reiskosten", "/reiskosten"), ("//evil.example", "/verklaringen"),
-    ("https://evil.example/", "/verklaringen"), ("/\\evil.example", "/verklaringen"),
-    (None, "/verklaringen")])
-def test_after_sign_in_only_a_page_of_this_site(asked, sent_to):
-    assert _next_page(asked) == sent_to
+# Where a redirect after signing in could lead a browser to another site, and what a
+# browser would make of it: every one of these goes to the default page instead.
+OTHER_SITES = [
+    "//evil.example", "///evil.example", "https://evil.example/", "http:evil.example",
+    "HTTPS://evil.example", "/\\evil.example", "\\\\evil.example", "/\t/evil.example/phish",
+    "/\n/evil.example", "/\r\n/evil.example", "\t//evil.example", " //evil.example",
+    "/%09/evil.example/phish", "/%2F/evil.example", "/%2f%2fevil.example", "%2F%2Fevil.example",
+    "/%5Cevil.example", "/%5cevil.example", "/%252F%252Fevil.example", "/%0a/evil.example",
+    "javascript:alert(1)", "JaVaScRiPt:alert(1)", "data:text/html,<script>alert(1)</script>",
+    "evil.example", "reiskosten", "", None, 7, "/\x00/evil.example", "/\x85/evil.example",
+    "/" + "a" * 3000,
+]
+
+
+@pytest.mark.parametrize("asked", OTHER_SITES, ids=repr)
+def test_after_sign_in_never_another_site(asked):
+    assert safe_next_path(asked) == "/verklaringen"
+    assert safe_next_path(asked, default="/") == "/"
+
+
+@pytest.mark.parametrize("asked", [
+    "/reiskosten", "/steunpunten?postcode=3511%20AB&hulp=", "/verklaringen/ABC-123.pdf",
+    "/reiskosten/indienen", "/steunpunten?postcode=3511+AB", "/a/b//c", "/%C3%A9t%C3%A9",
+])
+def test_after_sign_in_a_page_of_this_site_as_asked(asked):
+    assert safe_next_path(asked) == asked
