@@ -183,3 +183,14 @@ def test_only_the_named_service_may_call_a_method_for_it():
     assert received("u-notifications") == "ran"
     assert received("u-campaign") == ["FORBIDDEN"]
     assert received(None, gateway_call("declaration", "notice_recipient")) == ["FORBIDDEN"]
+
+
+def test_an_operators_call_passes_on_to_the_onward_calls_it_names():
+    """A fund's claim made by the operator's command: the declaration is asked by the fund,
+    with the fund's arguments, under the operator's assertion of the first call."""
+    signer = CallSigner("operator", OPERATOR)
+    call = signer.headers("travel_costs", "submit_travel_claim", 5,
+                          args=[{"trips": []}, CAREGIVER], kwargs={})
+    onward = onward_envelope(10, "declaration", "claim_eligibility", (), {}, call)
+    assert identities().actor("claim_eligibility", headers(onward), "u-travel-costs",
+                              ["MZV-1", [], CAREGIVER], {}) == ("operator", None)
