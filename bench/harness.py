@@ -26,11 +26,11 @@ import uuid
 from pathlib import Path
 
 import nameko.rpc
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from common import config as settings
+from common.calls import SignedClusterRpcProxy
 from common.config import DEFAULT_AMQP_URI
-from common.messaging import declare_topology
+from common.topology import declare_topology
 from gateway.auth import issue_development_token
 from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
 from common.service import UnconfirmedPublisher
@@ -79,6 +79,9 @@ def running_platform(**extra_environ):
                        GATEWAY_PORT=str(_free_port()), **extra_environ)
         for process in PROCESSES:
             environ[process.address_variable] = f"127.0.0.1:{_free_port()}"
+        # This process signs its direct calls as the operator, with the platform's
+        # development key in its data folder.
+        os.environ["MANTELZORG_DATA_DIR"] = environ["MANTELZORG_DATA_DIR"]
         declare_topology({"AMQP_URI": amqp})
         platform = Platform(environ, logs=os.path.join(folder, "logs"))
         platform.start()
@@ -97,7 +100,7 @@ def direct_rpc(amqp_uri, timeout=30):
     'direct RPC' and 'through the gateway' differ only by the gateway. This process is only a
     benchmark client, so the choice is made for all its calls."""
     nameko.rpc.MethodProxy.publisher_cls = UnconfirmedPublisher
-    return ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout)
+    return SignedClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout)
 
 
 class GraphQLOverHttp:

@@ -275,3 +275,46 @@ class ServiceKeys(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.keys
+
+
+# --- the keys of signed calls (common/calls.py) --------------------------------------------
+# Each signer of calls has a private key of its own; the services hold only the public keys.
+
+CALL_SIGNERS = ("gateway", "operator")
+
+
+def call_key_setting(issuer):
+    return f"MANTELZORG_{issuer.upper()}_CALL_KEY"
+
+
+def call_public_key_setting(issuer):
+    return f"MANTELZORG_{issuer.upper()}_CALL_PUBLIC_KEY"
+
+
+def call_signing_key(issuer, config=None, environ=None):
+    """The private key ``issuer`` (the gateway, the operator command) signs its calls with."""
+    variable = call_key_setting(issuer)
+    pem = _secret(variable, environ) or _dev_secret(
+        config, environ, f"{issuer}-call-key", new_signing_key, variable)
+    return _signing_key(pem)
+
+
+def call_public_keys(config=None, environ=None):
+    """{issuer: Ed25519 public key} of every signer of calls. In development, where every
+    process shares the data folder, taken from the development key of the signer."""
+    keys = {}
+    for issuer in CALL_SIGNERS:
+        text = _secret(call_public_key_setting(issuer), environ)
+        if text:
+            keys[issuer] = Ed25519PublicKey.from_public_bytes(_unb64(text))
+        else:
+            if settings.is_production(environ):
+                raise settings.missing_in_production(call_public_key_setting(issuer),
+                                                     "calls are verified with it")
+            keys[issuer] = call_signing_key(issuer, config, environ).public_key()
+    return keys
+
+
+def call_public_key_text(pem):
+    """The value of MANTELZORG_<SIGNER>_CALL_PUBLIC_KEY for a private key."""
+    return signing_public_key(pem)[1]

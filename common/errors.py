@@ -42,6 +42,13 @@ class Forbidden(DomainError):
 
 
 @deserialize_to_instance
+class Unauthenticated(DomainError):
+    """No valid credentials: a request without a valid token, a call without a valid
+    signature (common/calls.py)."""
+    code = "UNAUTHENTICATED"
+
+
+@deserialize_to_instance
 class Unavailable(DomainError):
     code = "UNAVAILABLE"
 

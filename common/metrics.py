@@ -46,6 +46,15 @@ RPC_REDELIVERIES_REFUSED = Counter(
     "mantelzorg_rpc_redeliveries_refused_total",
     "Calls handed out again after their process died or lost the broker; answered "
     "UNAVAILABLE, not run twice.", ["service", "method"])
+RPC_CALLS_EXPIRED = Counter(
+    "mantelzorg_rpc_calls_expired_total",
+    "Calls whose caller had stopped waiting (their deadline passed) before they could start; "
+    "answered UNAVAILABLE, not run.", ["service", "method"])
+RPC_CALLS_REFUSED = Counter(
+    "mantelzorg_rpc_calls_refused_total",
+    "Calls refused UNAUTHENTICATED before they ran: unsigned from outside the platform, a "
+    "signature not valid, an assertion for another call, replayed.", ["service", "method",
+                                                                       "reason"])
 OUTBOX_PENDING = Gauge(
     "mantelzorg_outbox_pending_events", "Events written but not yet published.", ["service"])
 OUTBOX_LAG = Gauge(

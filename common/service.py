@@ -2,133 +2,22 @@
 ``GET /metrics``, a heap the garbage collector need not walk, a ``health`` RPC, and, for
 services with data, the outbox relay."""
 import gc
-import inspect
 import uuid
-import weakref
 
-import amqp.exceptions
 import eventlet
-import nameko.rpc
-from kombu.exceptions import OperationalError
-from nameko.amqp.publish import Publisher
-from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.handlers import http
 
+from common.calls import DeadlineAtStart, rpc
 from common.errors import BadUserInput, Unavailable
-from common.logging import CorrelatedLogging, get_logger
-from common.messaging import BrokerTolerantQueueConsumer, EventOutbox
-from common.metrics import (FROZEN_OBJECTS, RPC_REDELIVERIES_REFUSED, EntrypointMetrics,
-                            metrics_response)
+from common.logging import CorrelatedLogging
+from common.metrics import FROZEN_OBJECTS, EntrypointMetrics, metrics_response
+from common.outbox import EventOutbox
 from common.storage import RequestsOnce
-
-
-class UnconfirmedPublisher(Publisher):
-    use_confirms = False
-
-
-# What a publish raises when the broker cannot be reached.
-BROKER_UNREACHABLE = (OperationalError, OSError, amqp.exceptions.ConnectionError)
-
-
-class ReplyPublisher(UnconfirmedPublisher):
-    """Sends RPC replies. A reply the broker cannot take is lost, not the process: nameko
-    would otherwise stop the whole service over one unanswered call, whose caller gets
-    UNAVAILABLE when its timeout passes anyway."""
-
-    def publish(self, payload, **kwargs):
-        try:
-            super().publish(payload, **kwargs)
-        except BROKER_UNREACHABLE as error:
-            get_logger().warning("rpc.reply_lost", error=type(error).__name__)
-
-
-# RPC replies go without publisher confirms: the caller waits for the reply and has its own
-# timeout, so a confirm would only add a broker round trip to every call. nameko offers the
-# responder's publisher class as the place to choose this.
-nameko.rpc.Responder.publisher_cls = ReplyPublisher
-
-
-class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
-    """Runs a call at most once. The broker hands a call out again only when the process it
-    went to died or lost its connection before answering (SIGKILL, a broker restart): by then
-    the work may be done, and running it again could do it twice. So a redelivered call is
-    answered UNAVAILABLE without running; the caller, told it failed, may look and ask again."""
-
-    queue_consumer = BrokerTolerantQueueConsumer()
-
-    def handle_message(self, body, message):
-        if message.delivery_info.get("redelivered"):
-            method = message.delivery_info.get("routing_key", "")
-            RPC_REDELIVERIES_REFUSED.labels(self.container.service_name, method).inc()
-            get_logger().warning("rpc.redelivery_refused", method=method)
-            refusal = Unavailable("the call was interrupted and may have been done; "
-                                  "check before asking again")
-            self.handle_result(message, None, (Unavailable, refusal, None))
-            return
-        super().handle_message(body, message)
-
-
-# Every @rpc entrypoint of a platform service shares this consumer (a class attribute that
-# nameko binds per container), so no service opts out by forgetting to.
-nameko.rpc.Rpc.rpc_consumer = AtMostOnceRpcConsumer()
-
-
-class SignatureReadOnce:
-    """An entrypoint's check that a call fits its method, with the method's signature read
-    once: nameko's own check (``inspect.getcallargs``) reads it anew for every call, 7 % of
-    the gateway's CPU per request in a profile."""
-
-    def check_signature(self, args, kwargs):
-        signature = self.__dict__.get("_signature")
-        if signature is None:
-            signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
-            self._signature = signature
-        try:
-            signature.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            raise IncorrectSignature(str(exc)) from None
-
-
-# Every @rpc entrypoint checks its calls so, as the gateway's HTTP entrypoints do.
-nameko.rpc.Rpc.check_signature = SignatureReadOnce.check_signature
-
-
-class ReplyQueueConsumer(BrokerTolerantQueueConsumer):
-    """The replies' own consumer, with a connection of its own. Shared with the incoming
-    calls, a reply waits behind them for the channel's prefetch window: a service calling
-    another while it handles 20 calls at once then took over a second per call."""
-
-
-class TolerantReplyListener(nameko.rpc.ReplyListener):
-    """Receives the replies to the process's own RPC calls (the gateway's, a service's call
-    to another) and outlives a broker restart:
-
-    - acknowledging a reply on a connection the broker has just reset neither stops the
-      process (nameko's own consumer would) nor keeps the reply from its caller;
-    - the table of awaited replies keeps a call only while its caller waits: a call whose
-      reply never comes (its caller answered UNAVAILABLE) leaves nothing behind.
-
-    It reconnects as every consumer of the process does, with kombu's growing delay."""
-
-    queue_consumer = ReplyQueueConsumer()
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # correlation id -> the event its caller waits on, as long as the caller holds it
-        self._reply_events = weakref.WeakValueDictionary()
-
-
-# Every RPC proxy of a platform process uses it, as every @rpc entrypoint uses the consumer
-# above.
-nameko.rpc.RpcProxy.rpc_reply_listener = TolerantReplyListener()
-
-# A call the broker cannot take fails at once after one reconnect (a connection of the pool
-# may have been closed by a broker restart), instead of retrying for seconds beyond the time
-# its caller waits; the caller answers UNAVAILABLE (kombu's OperationalError).
-CALL_RETRY_POLICY = {"max_retries": 1, "interval_start": 0}
+# Where the gateway and the services have always found them.
+from common.transport import (BROKER_UNREACHABLE, CALL_RETRY_POLICY,  # noqa: F401
+                              TolerantReplyListener, UnconfirmedPublisher)
 
 
 def ask(proxy, method, *args, timeout, service):
@@ -171,6 +60,7 @@ class PlatformService(InstrumentedService):
     def prometheus_metrics(self, request):
         return metrics_response()
 
+    deadline_at_start = DeadlineAtStart()
     outbox = EventOutbox()
     # Each mutation is done once per request identity: ``@once_per_request`` under its
     # ``@rpc`` (common.storage).
@@ -180,7 +70,7 @@ class PlatformService(InstrumentedService):
     # A document's ``updated_at``, when it has one, is the time its event says it occurred.
     republishable = {}
 
-    @rpc
+    @rpc(open=True)
     def health(self):
         return {
             "service": self.name,

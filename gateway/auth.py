@@ -8,7 +8,7 @@ import jwt
 from nameko.extensions import DependencyProvider
 
 from common import config as settings
-from common.errors import DomainError, Forbidden, Unavailable
+from common.errors import Forbidden, Unauthenticated, Unavailable
 from common.logging import get_logger
 from common.validators import MUNICIPALITY_CODE, validate_bsn
 
@@ -18,10 +18,6 @@ IDENTITY_PROVIDER_SETTINGS = ("MANTELZORG_JWT_JWKS_URL", "MANTELZORG_JWT_ISSUER"
                               "MANTELZORG_JWT_AUDIENCE")
 
 ROLES = ("caregiver", "municipality", "partner", "support_point", "fund", "campaign", "admin")
-
-
-class Unauthenticated(DomainError):
-    code = "UNAUTHENTICATED"
 
 
 @dataclass(frozen=True)

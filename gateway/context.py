@@ -4,9 +4,11 @@ import time
 
 import eventlet
 import eventlet.semaphore
-from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
+from nameko.extensions import SharedExtension
+from nameko.rpc import ServiceProxy
 
 from common import config as settings
+from common.calls import CallSigner, EnvelopedMethodProxy, RpcProxy
 from common.errors import Unavailable
 from common.storage import REQUEST_KEY
 
@@ -47,7 +49,7 @@ class GraphQLContext:
 
     @property
     def actor(self):
-        return self.principal.as_actor()
+        return self.principal.as_actor() if self.principal is not None else None
 
     def long_call(self, service_name, method, *args, setting, default):
         """A call that may take longer than an ordinary one (a payout batch of many claims):
@@ -73,7 +75,7 @@ class GraphQLContext:
         # UNAVAILABLE because its service is down does not run when the service returns.
         expires_in = self.seconds_left(timeout)
         proxy = getattr(self.service, service_name).expiring(
-            method, expires_in, request_id=self._call_identity(service_name, method))
+            method, expires_in, self.actor, request_id=self._call_identity(service_name, method))
         return PendingCall(self, proxy.call_async(*args, **kwargs))
 
     def _call_identity(self, service_name, method):
@@ -115,33 +117,40 @@ class PendingCall:
             raise
 
 
+class GatewayCallSigner(SharedExtension):
+    """The gateway's key for the assertions its calls carry (common/calls.py)."""
+
+    def setup(self):
+        with settings.stop_if_misconfigured():
+            self.signer = CallSigner.load("gateway", self.container.config)
+
+
 class ExpiringRpcProxy(RpcProxy):
-    """nameko's RPC proxy whose calls carry a message expiration (see GraphQLContext.send)."""
+    """The gateway's RPC proxy: every call carries a message expiration, its deadline and
+    the gateway's signed assertion of who asks (see GraphQLContext.send)."""
+
+    call_signer = GatewayCallSigner()
 
     def get_dependency(self, worker_ctx):
         return ExpiringServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener,
-                                    **self.options)
+                                    self.call_signer.signer, **self.options)
 
 
 class ExpiringServiceProxy(ServiceProxy):
-    def expiring(self, method, seconds, request_id=None):
-        """The proxy of ``method`` whose requests the broker drops after ``seconds``, and
-        that carry ``request_id`` (when given) in their context data."""
-        return IdentifiedMethodProxy(self.worker_ctx, self.service_name, method,
-                                     self.reply_listener, request_id, expiration=seconds,
-                                     **self.options)
+    def __init__(self, worker_ctx, service_name, reply_listener, signer, **options):
+        super().__init__(worker_ctx, service_name, reply_listener, **options)
+        self.signer = signer
 
+    def expiring(self, method, seconds, actor, request_id=None):
+        """The proxy of ``method`` whose requests the broker drops after ``seconds``, signed
+        for ``actor`` with that deadline, and that carry ``request_id`` (when given) in their
+        context data."""
+        def envelope(service, name, _args, _kwargs, _inherited):
+            headers = self.signer.headers(service, name, seconds, actor=actor)
+            if request_id is not None:
+                headers[REQUEST_KEY] = request_id
+            return headers
 
-class IdentifiedMethodProxy(MethodProxy):
-    """A call with the request identity of its own in its headers, next to the worker's
-    context data (the correlation id)."""
-
-    def __init__(self, worker_ctx, service_name, method, reply_listener, request_id, **options):
-        super().__init__(worker_ctx, service_name, method, reply_listener, **options)
-        self.request_id = request_id
-
-    def get_message_headers(self, worker_ctx):
-        headers = super().get_message_headers(worker_ctx)
-        if self.request_id is not None:
-            headers[self._get_header_name(REQUEST_KEY)] = self.request_id
-        return headers
+        return EnvelopedMethodProxy(self.worker_ctx, self.service_name, method,
+                                    self.reply_listener, envelope, expiration=seconds,
+                                    **self.options)

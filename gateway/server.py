@@ -28,7 +28,7 @@ from werkzeug.wrappers import Request, Response
 
 from common import config as settings
 from common.logging import CORRELATION_HEADER, correlation_from_headers, get_logger
-from common.service import SignatureReadOnce
+from common.calls import SignatureReadOnce
 from gateway.errors import error_entry
 
 MAX_BODY_BYTES = 1024 * 1024

@@ -113,3 +113,43 @@ def create_user(amqp_uri, vhost, user, password, permissions):
 def delete_user(amqp_uri, user):
     api, auth = management_url(amqp_uri)
     requests.delete(f"{api}/users/{quote(user, safe='')}", auth=auth, timeout=10)
+
+
+# --- each process's own broker user ----------------------------------------------------------
+# The one table of what each process's broker user may do: deploy/k8s/base/rabbitmq-users.yaml
+# grants the same (a test holds it to this), and `mantelzorg broker-users` makes the users of
+# docker-compose from that file.
+
+# process name -> its broker user's name (Kubernetes names have no underscores)
+PROCESS_USERS = {"registry": "registry", "declaration": "declaration",
+                 "travel_costs": "travel-costs", "campaign": "campaign",
+                 "notifications": "notifications", "gateway": "gateway", "operator": "operator"}
+
+
+def _pattern(names):
+    return "^(" + "|".join(names) + ")$"
+
+
+def permissions(process):
+    """{configure, write, read}: the patterns of the names ``process`` may declare, publish
+    to or bind, and consume or bind from. No one may write to the default exchange
+    (``amq.default``), which reaches every queue by name."""
+    from common.events import CATALOGUE, SUBSCRIPTIONS
+
+    if process == "operator":   # declares the topology, replays dead letters, calls as operator
+        own = ["nameko-rpc", r"rpc\.reply-standalone_rpc_proxy-.+", "evt-.+",
+               r"mantelzorg\.dead-letters", r"mantelzorg\.dead-lettering", r"[a-z_]+\.retries"]
+        return {"configure": _pattern(own + [r"[a-z_]+\.events"]), "write": _pattern(own),
+                "read": _pattern(own + [r"[a-z_]+\.events"])}
+    configure = write = read = ["nameko-rpc", f"rpc-{process}", rf"rpc\.reply-{process}-.+"]
+    sources = sorted({entry.source for entry in SUBSCRIPTIONS if entry.consumer == process})
+    if sources:
+        queues, exchanges = [rf"evt-.+--{process}\..+"], [rf"{s}\.events" for s in sources]
+        configure, write, read = configure + queues + exchanges, write + queues, \
+            read + queues + exchanges
+    if any(kind.source == process for kind in CATALOGUE.values()):
+        configure, write = configure + [rf"{process}\.events"], write + [rf"{process}\.events"]
+    if sources:
+        retrying = [rf"{process}\.retries", r"mantelzorg\.dead-lettering"]
+        configure, write, read = configure + retrying, write + retrying, read + retrying[:1]
+    return {"configure": _pattern(configure), "write": _pattern(write), "read": _pattern(read)}

@@ -16,8 +16,8 @@ from common import crypto
 from common.errors import BadUserInput
 from common.events import event_type
 from common.logging import quiet_libraries
-from common.messaging import (declare_topology, list_dead_letters, missing_queues,
-                              replay_dead_letters)
+from common.dead_letters import list_dead_letters, replay_dead_letters
+from common.topology import declare_topology, missing_queues
 from gateway.auth import issue_development_token
 from ops import reference, tls
 from ops.broker import BrokerMissing, create_user, ensure_broker
@@ -281,6 +281,12 @@ def expire_declarations(args):
     return 0
 
 
+def _pem_line(name, pem):
+    """A PEM as one line of an .env file: its line breaks written as \\n, in double quotes."""
+    escaped = pem.strip().replace("\n", "\\n")
+    return f'{name}="{escaped}\\n"'
+
+
 def broker_users(args):
     """Each process's own broker user, as the Kubernetes manifests make them with the
     Messaging Topology Operator: for every Permission of ``args.file`` whose user has a
@@ -320,6 +326,12 @@ def new_keys(args):
         prefix = "" if args.process else env_prefix(process)
         for line in _new_key_lines(crypto.PROCESS_KEYS[process], key_id):
             print(line if line.startswith("#") else prefix + line)
+    if not args.process:   # the gateway's and the operator's signed calls
+        for issuer in crypto.CALL_SIGNERS:
+            call_pem = crypto.new_signing_key()
+            print(_pem_line(crypto.call_key_setting(issuer), call_pem))
+            print(f"{crypto.call_public_key_setting(issuer)}="
+                  f"{crypto.call_public_key_text(call_pem)}")
     return 0
 
 
@@ -338,8 +350,7 @@ def _new_key_lines(kinds, key_id):
             continue
         pem = crypto.new_signing_key()
         signing_id, public = crypto.signing_public_key(pem)
-        escaped = pem.strip().replace("\n", "\\n")
-        yield f'{kind}="{escaped}\\n"'
+        yield _pem_line(kind, pem)
         yield f"{kind}_ID={signing_id}"
         yield (f"# after this signing key is replaced, keep it verifiable with "
                f"MANTELZORG_SIGNING_PUBLIC_KEYS={signing_id}:{public}")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from nameko.standalone.rpc import ClusterRpcProxy
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import config as settings
+from common.calls import SignedClusterRpcProxy
 from common.config import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,9 +164,14 @@ class Platform:
                    and sample.labels.get("outcome") == "handled")
 
     def rpc(self, timeout=10, context_data=None):
+        """The operator's RPC client of this platform: every call signed with the operator's
+        key (MANTELZORG_OPERATOR_CALL_KEY; in development the key of the data folder)."""
         amqp = settings.setting(None, "AMQP_URI", settings.DEFAULT_AMQP_URI, environ=self.environ)
-        return ClusterRpcProxy({"AMQP_URI": amqp, "AMQP_SSL": settings.amqp_ssl(environ=self.environ)},
-                               timeout=timeout, context_data=context_data)
+        config = {"AMQP_URI": amqp, "AMQP_SSL": settings.amqp_ssl(environ=self.environ),
+                  "DATA_DIR": settings.setting(None, "MANTELZORG_DATA_DIR", ".data",
+                                               environ=self.environ)}
+        return SignedClusterRpcProxy(config, timeout=timeout, context_data=context_data,
+                                     environ=self.environ)
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the

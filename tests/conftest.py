@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from common.config import DEFAULT_AMQP_URI  # noqa: E402
-from common.messaging import declare_topology  # noqa: E402
+from common.topology import declare_topology  # noqa: E402
 from ops.broker import create_vhost, delete_vhost  # noqa: E402
 from common.config import SERVICE_NAMES  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
@@ -214,7 +214,7 @@ def declaration_store():
 @pytest.fixture
 def outbox_store():
     """An embedded store in memory with the outbox's indexes, for an Outbox of a test's own."""
-    from common.messaging import ensure_outbox_indexes
+    from common.outbox import ensure_outbox_indexes
     from common.storage import DocumentStore
 
     opened = DocumentStore("outbox_probe", "", ":memory:")

@@ -241,6 +241,13 @@ def trip(**changes):
             "distanceKm": "40.5", "returnTrip": True, "mode": "CAR", **changes}
 
 
+def operator_of(platform, monkeypatch):
+    """This process runs the ``mantelzorg`` command against ``platform``: its broker, and its
+    data folder, which holds the operator's development key for signed calls."""
+    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    monkeypatch.setenv("MANTELZORG_DATA_DIR", platform.environ["MANTELZORG_DATA_DIR"])
+
+
 def fund_knows_areas(rpc, pc4_csv, timeout=90):
     """Whether the travel-cost fund has, within ``timeout`` seconds, a centroid of every area
     of ``pc4_csv`` (it learns them from the registry's events; without them it refuses every

@@ -3,13 +3,13 @@ local inserts) and the #deeljezorg campaign, with the read models of the registr
 they need."""
 import uuid
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
 from common import clock, metrics
+from common.calls import rpc
 from common.errors import BadUserInput, Forbidden
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.schemas.campaign import BagOrderInput, CampaignInput, PrintRunInput
 from common.service import PlatformService
 from common.storage import Storage, once_per_request

@@ -1,14 +1,14 @@
 """The declaration service's entrypoints."""
 from datetime import date
 
-from nameko.rpc import rpc
 from nameko.timer import timer
 from pymongo.errors import DuplicateKeyError
 
 from common import clock, metrics
+from common.calls import rpc
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.schemas.declaration import (DECLARATION_STATUSES, DeclarationRequestInput,
                                         DeclarationSettingsInput)
 from common.service import PlatformService
@@ -273,7 +273,7 @@ class DeclarationService(PlatformService):
 
     # --- the caregiver's messages ---------------------------------------------------------
 
-    @rpc
+    @rpc(callers=("notifications",))
     def notice_recipient(self, reference):
         """Asked by the notifications service when it writes a caregiver a message about a
         declaration (events carry no personal data): whose it is, as the keyed hash of the

@@ -7,13 +7,13 @@ are asked of the declaration service (``notice_recipient``) when the message is 
 what the fund needs for a claim on hold of the travel_costs service (``claim_notice``)."""
 from datetime import timedelta
 
-from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from common import clock
+from common.calls import RpcProxy, rpc
 from common.crypto import ServiceKeys
 from common.errors import Forbidden, Unavailable
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.service import CALL_RETRY_POLICY, PlatformService, ask
 from common.storage import Storage
 from services.notifications import domain
@@ -33,8 +33,10 @@ class NotificationsService(PlatformService):
     keys = ServiceKeys()
     notices = Notices()
     # No publisher confirm per call: the reply is waited for anyway, with a timeout.
-    declaration = RpcProxy("declaration", use_confirms=False, retry_policy=CALL_RETRY_POLICY)
-    travel_costs = RpcProxy("travel_costs", use_confirms=False, retry_policy=CALL_RETRY_POLICY)
+    declaration = RpcProxy("declaration", ("OWNER_TIMEOUT_SECONDS", 10), use_confirms=False,
+                           retry_policy=CALL_RETRY_POLICY)
+    travel_costs = RpcProxy("travel_costs", ("OWNER_TIMEOUT_SECONDS", 10), use_confirms=False,
+                            retry_policy=CALL_RETRY_POLICY)
 
     # --- what happened ----------------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class NotificationsService(PlatformService):
             {"id": mail["_id"], "attempts": mail["attempts"], "error": mail.get("last_error"),
              "parked_at": mail["parked_at"].isoformat()} for mail in self.store.parked_mails()]}
 
-    @rpc
+    @rpc(open=True)
     def health(self):
         counts = self.store.mail_counts()
         return {**super().health(), "mails_pending": counts[domain.PENDING],

@@ -1,8 +1,8 @@
 """The registry service's entrypoints."""
-from nameko.rpc import rpc
 from pymongo.errors import DuplicateKeyError
 
 from common import clock
+from common.calls import rpc
 from common.errors import BadUserInput, DomainError
 from common.limits import page_size
 from common.service import PlatformService

@@ -5,13 +5,13 @@ from types import SimpleNamespace
 
 import eventlet
 from bson import ObjectId
-from nameko.rpc import RpcProxy, rpc
 from pymongo.errors import DuplicateKeyError
 
+from common.calls import RpcProxy, rpc
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Unavailable
 from common.limits import page_size
-from common.messaging import handles_event
+from common.consumers import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
 from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
 from common.storage import Storage, once_per_request, utcnow_millis
@@ -34,7 +34,8 @@ class TravelCostsService(PlatformService):
     fund = FundConfiguration()
     centroids = Centroids()
     # No publisher confirm per call: the reply is waited for anyway, with a timeout.
-    declaration = RpcProxy("declaration", use_confirms=False, retry_policy=CALL_RETRY_POLICY)
+    declaration = RpcProxy("declaration", ("DECLARATION_TIMEOUT_SECONDS", 10), use_confirms=False,
+                           retry_policy=CALL_RETRY_POLICY)
 
     # --- what the fund learns from other services -----------------------------------------
 
@@ -64,7 +65,7 @@ class TravelCostsService(PlatformService):
         self.centroids.forget()
         return stored
 
-    @rpc
+    @rpc(open=True)
     def health(self):
         """Also how many PC4 centroids the fund has: without them it refuses every claim."""
         return {**super().health(), "pc4_areas": self.store.pc4_area_count()}
@@ -254,7 +255,7 @@ class TravelCostsService(PlatformService):
             self._step(claim, "hold", domain.SYSTEM, reason, session)
             self.log.info("travel_claim.on_hold", claim_id=claim["_id"], declaration_reference=reference)
 
-    @rpc
+    @rpc(callers=("notifications",))
     def claim_notice(self, claim_id):
         """Asked by the notifications service when a claim is put on hold: what the fund
         needs before it decides (``hold``: DISTANCE, DECLARATION_REVOKED or

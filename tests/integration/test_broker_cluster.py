@@ -12,7 +12,7 @@ import uuid
 import eventlet
 import pytest
 
-from common.messaging import declare_topology
+from common.topology import declare_topology
 from ops import reference
 from ops.platform import PROCESSES
 from tests.conftest import free_port, running_platform

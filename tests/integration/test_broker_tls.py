@@ -11,7 +11,7 @@ from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from common import config as settings
-from common.messaging import broker
+from common.topology import broker
 from ops.tls import new_certificates
 from tests.conftest import free_port
 from tests.rabbit_node import RabbitNode, installed

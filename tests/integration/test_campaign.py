@@ -14,7 +14,7 @@ from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
 from common.events import new_envelope
-from common.messaging import CORRELATION_HEADER, publish
+from common.publishing import CORRELATION_HEADER, publish
 from common.storage import REQUEST_KEY
 from tests.support import Handled, error_codes, eventually, scrape, support_point_count, token
 

@@ -7,8 +7,9 @@ from nameko.standalone.events import get_event_exchange
 
 from common import events
 from common.events import Subscription, new_envelope
-from common.messaging import (CORRELATION_HEADER, handles_event, list_dead_letters, publish,
-                              replay_dead_letters)
+from common.consumers import handles_event
+from common.dead_letters import list_dead_letters, replay_dead_letters
+from common.publishing import CORRELATION_HEADER, publish
 from tests.support import eventually
 
 

@@ -10,7 +10,8 @@ import requests
 
 from ops import cli
 from tests.support import (CAREGIVER_NAME, Handled, error_codes, eventually, log_lines,
-                           pdf_text, personal_email, random_bsn, recipient_name, scrape, token)
+                           operator_of, pdf_text, personal_email, random_bsn, recipient_name,
+                           scrape, token)
 
 AMSTERDAM, UTRECHT, ENSCHEDE = "GM0363", "GM0344", "GM0153"
 FIELDS = """id reference status municipalityCode purposes hoursPerWeek careSince validFrom
@@ -389,7 +390,7 @@ def test_expiry_happens_once_even_when_two_replicas_run_it(gql, rpc, known, plat
     assert [h["toStatus"] for h in final["history"]].count("EXPIRED") == 1
     assert final["history"][-1]["actorRole"] == "system"
     # what is left for the operator's command: nothing
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     assert cli.main(["expire-declarations", "--today", after_validity]) == 0
     assert capsys.readouterr().out.strip() == "expired 0 declaration(s)"
     assert check(gql, requested["reference"], requested["verificationCode"])["status"] == "EXPIRED"
@@ -481,7 +482,7 @@ def test_the_printable_declaration(gql, platform, known):
 def test_the_reencryption_command_finds_nothing_left_on_an_earlier_key(
         gql, platform, known, monkeypatch, capsys):
     request(gql)
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     assert cli.main(["reencrypt-personal-data"]) == 0
     assert capsys.readouterr().out.strip().endswith("; 0 left on earlier keys")
 

@@ -10,14 +10,16 @@ from nameko.standalone.events import get_event_exchange
 
 from common import events
 from common.events import Envelope, Subscription, new_envelope
-from common.messaging import (CORRELATION_HEADER, Outbox, declare_topology, handles_event,
-                              list_dead_letters, publish, subscription_queue,
-                              subscription_queues)
+from common.consumers import handles_event
+from common.dead_letters import list_dead_letters
+from common.outbox import Outbox
+from common.publishing import CORRELATION_HEADER, publish
+from common.topology import declare_topology, subscription_queue, subscription_queues
 from common.storage import utcnow
 from ops import cli
 from ops.platform import process_named
 from tests.integration.test_declaration import decide, request, request_input, staff
-from tests.support import Caregiver, Handled, drain, eventually
+from tests.support import Caregiver, Handled, drain, eventually, operator_of
 
 EVENT = "support_point.updated"
 HISTORY = """query($reference: String!) {
@@ -255,7 +257,7 @@ def newcomer(platform):
 def test_republished_state_keeps_the_time_of_its_last_change(platform, gql, municipalities,
                                                               newcomer, monkeypatch, capsys):
     issued = decide(gql, request(gql, request_input("GM0363")))
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     assert cli.main(["republish", "declaration.issued", "--to", newcomer]) == 0
     with Connection(platform.environ["AMQP_URI"]) as connection:
         received = [Envelope.received(body) for body in
@@ -273,7 +275,7 @@ def test_republished_state_keeps_the_time_of_its_last_change(platform, gql, muni
 
 def test_republishing_to_a_queue_that_does_not_exist_sends_nothing(platform, monkeypatch,
                                                                    capsys):
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     missing = "evt-declaration-declaration.issued--nobody.on_declaration_issued"
     assert cli.main(["republish", "declaration.issued", "--to", missing]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
-from common.messaging import declare_topology
+from common.topology import declare_topology
 from ops.broker import create_vhost, delete_vhost
 from ops.platform import PROCESSES
 from ops.reference import import_municipalities, import_pc4_areas

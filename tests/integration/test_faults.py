@@ -16,7 +16,7 @@ from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
 from common.errors import BadUserInput
-from common.messaging import declare_topology
+from common.topology import declare_topology
 from ops import reference
 from ops.platform import process_named
 from tests.conftest import free_port, running_platform

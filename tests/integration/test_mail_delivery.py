@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from common.messaging import declare_topology
+from common.topology import declare_topology
 from ops.broker import create_vhost, delete_vhost
 from ops.platform import metrics_address, process_named
 from ops.reference import import_municipalities

@@ -13,7 +13,7 @@ from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
 from common.events import subscription
-from common.messaging import publish
+from common.publishing import publish
 from ops.platform import metrics_address, process_named
 from tests.integration.test_declaration import (REVOKE, SETTINGS, decide, filer, request,
                                                 request_input, staff)

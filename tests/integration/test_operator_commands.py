@@ -7,9 +7,10 @@ import pytest
 from kombu import Connection
 
 from common.events import Envelope, Subscription
-from common.messaging import declare_topology, subscription_queues
+from common.topology import declare_topology, subscription_queues
 from ops import cli
 from ops.broker import create_vhost, delete_vhost
+from tests.support import operator_of
 
 
 def test_the_topology_check_waits_until_every_queue_exists(amqp_uri, monkeypatch):
@@ -55,7 +56,7 @@ def drain(amqp_uri, queue):
 
 def test_a_new_consumer_gets_the_current_state_and_nobody_else(
         platform, new_consumer_queue, reference_data, monkeypatch, capsys):
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     assert cli.main(["republish", "municipality.imported", "--to", new_consumer_queue]) == 0
     received = [Envelope.model_validate(body) for body in drain(platform.environ["AMQP_URI"],
                                                                  new_consumer_queue)]
@@ -70,7 +71,7 @@ def test_a_new_consumer_gets_the_current_state_and_nobody_else(
 
 
 def test_republishing_refuses_a_queue_of_another_event(platform, monkeypatch, capsys):
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     wrong = "evt-registry-support_point.updated--campaign.on_support_point_changed"
     assert cli.main(["republish", "municipality.imported", "--to", wrong]) == 2
     assert "not a queue of municipality.imported events" in capsys.readouterr().err

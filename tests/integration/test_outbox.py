@@ -6,7 +6,7 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
-from common.messaging import Outbox
+from common.outbox import Outbox
 from common.storage import utcnow
 from tests.support import drain
 

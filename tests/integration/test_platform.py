@@ -6,7 +6,7 @@ import requests
 from kombu import Connection
 
 from common.events import new_envelope
-from common.messaging import CORRELATION_HEADER, publish
+from common.publishing import CORRELATION_HEADER, publish
 from nameko.standalone.events import get_event_exchange
 from ops.platform import PROCESSES, metrics_address
 from tests.support import Handled, eventually, log_lines, scrape

@@ -13,7 +13,7 @@ import yaml
 from kombu import Connection
 from nameko.standalone.events import get_event_exchange
 
-from common.messaging import publish
+from common.publishing import publish
 from ops.platform import PROCESSES, metrics_address
 from tests.conftest import free_port
 from tests.integration.test_declaration import AMSTERDAM, decide, known, request  # noqa: F401

@@ -10,7 +10,7 @@ import requests
 from kombu import Connection, Queue
 
 from common.events import SUBSCRIPTIONS
-from common.messaging import DEAD_LETTER_QUEUE, retry_delays_ms, retry_queue_name
+from common.topology import DEAD_LETTER_QUEUE, retry_delays_ms, retry_exchange, retry_queue_name
 from ops.broker import management_url
 from tests.support import eventually
 from tests.unit.test_k8s import objects, platform_queues
@@ -19,7 +19,7 @@ from tests.unit.test_k8s import objects, platform_queues
 def as_quorum(queue):
     """The queue as the cluster declares it: the default queue type added to its arguments."""
     return Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key,
-                 durable=queue.durable, exclusive=queue.exclusive, auto_delete=queue.auto_delete,
+                 bindings=queue.bindings, durable=queue.durable, exclusive=queue.exclusive, auto_delete=queue.auto_delete,
                  queue_arguments={**(queue.queue_arguments or {}), "x-queue-type": "quorum"})
 
 
@@ -70,8 +70,8 @@ def test_a_quorum_retry_queue_hands_an_event_back_to_its_subscription(quorum_vho
     with Connection(quorum_vhost.amqp_uri) as connection:
         channel = connection.channel()
         producer = connection.Producer(channel)
-        producer.publish({"event_id": "retry-1"}, exchange="", routing_key=first_retry,
-                         serializer="json", delivery_mode=2)
+        producer.publish({"event_id": "retry-1"}, exchange=retry_exchange(entry.consumer),
+                         routing_key=first_retry, serializer="json", delivery_mode=2)
         subscription = Queue(entry.queue)(channel)
         message = eventually(lambda: subscription.get(no_ack=True), timeout=30)
         assert message is not None and message.decode() == {"event_id": "retry-1"}

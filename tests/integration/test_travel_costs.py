@@ -20,7 +20,7 @@ from kombu import Connection, Exchange, Queue
 from common.events import Subscription
 from ops import cli
 from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
-from tests.support import error_codes, eventually, log_lines, scrape, token
+from tests.support import error_codes, eventually, log_lines, operator_of, scrape, token
 from tests.support import (ACCOUNT_HOLDER, CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
                            PREVIEW_CLAIM as PREVIEW, SUBMIT_CLAIM as SUBMIT, TODAY, Caregiver,
                            trip)
@@ -546,7 +546,7 @@ def test_the_registry_republishes_its_areas_to_a_fund_deployed_later(rpc, fund_r
     before = scrape(metrics_url, sample)
     areas = rpc.travel_costs.health()["pc4_areas"]
     queue = Subscription("pc4_areas.imported", "travel_costs", "on_pc4_areas_imported").queue
-    monkeypatch.setenv("AMQP_URI", platform.environ["AMQP_URI"])
+    operator_of(platform, monkeypatch)
     assert cli.main(["republish", "pc4_areas.imported", "--to", queue]) == 0
     assert f"sent {areas} pc4_areas.imported event(s)" in capsys.readouterr().out
     assert eventually(lambda: scrape(metrics_url, sample) >= before + areas, timeout=120)

@@ -1,12 +1,11 @@
 """A call that does not fit its entrypoint's method is refused, as nameko refuses it, though
-the method's signature is read only once (common.service.SignatureReadOnce)."""
+the method's signature is read only once (common.calls.SignatureReadOnce)."""
 from types import SimpleNamespace
 
-import nameko.rpc
 import pytest
 from nameko.exceptions import IncorrectSignature
 
-import common.service  # noqa: F401  (sets the check of every @rpc entrypoint)
+from common.calls import PlatformRpc
 from gateway.server import JsonHttpRequestHandler
 
 
@@ -16,7 +15,7 @@ class Service:
 
 
 @pytest.mark.parametrize("entrypoint", [
-    nameko.rpc.Rpc(), JsonHttpRequestHandler("GET", "/x")], ids=["rpc", "http"])
+    PlatformRpc(), JsonHttpRequestHandler("GET", "/x")], ids=["rpc", "http"])
 def test_a_call_that_does_not_fit_the_method_is_refused_every_time(entrypoint):
     entrypoint.container = SimpleNamespace(service_cls=Service)
     entrypoint.method_name = "answer"

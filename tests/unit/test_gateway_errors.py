@@ -5,9 +5,11 @@ import eventlet
 import kombu.utils.functional
 import pytest
 from graphql import GraphQLError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kombu.exceptions import OperationalError
 from nameko.exceptions import RemoteError
 
+from common.calls import CallSigner
 from common.errors import BadUserInput, Conflict
 from common.service import TolerantReplyListener
 from gateway.errors import format_error
@@ -29,7 +31,7 @@ class SilentService:
 
 
 class Gateway:
-    registry = type("Proxy", (), {"expiring": lambda self, method, seconds, request_id=None: SilentService.method})()
+    registry = type("Proxy", (), {"expiring": lambda self, method, seconds, actor, request_id=None: SilentService.method})()
 
 
 def test_a_service_that_does_not_answer_is_unavailable_not_a_hang():
@@ -51,6 +53,7 @@ class GatewayWithoutBroker:
         listener = TolerantReplyListener()
         listener.routing_key = "gateway-replies"
         self.registry = ExpiringServiceProxy(worker, "registry", listener,
+                                             CallSigner("gateway", Ed25519PrivateKey.generate()),
                                              **GatewayService.registry.options)
 
 

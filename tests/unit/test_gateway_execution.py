@@ -49,7 +49,7 @@ class Services:
                 finally:
                     owner.running -= 1
 
-        def expiring(_self, method, seconds, request_id=None):
+        def expiring(_self, method, seconds, actor, request_id=None):
             owner.expiries.append(seconds)
             owner.request_ids.append(request_id)
             return Method(method)

@@ -23,7 +23,8 @@ from nameko.containers import ServiceContainer
 from nameko.rpc import ReplyListener, RpcConsumer
 
 from common.events import CATALOGUE, SUBSCRIPTIONS
-from common.messaging import DEAD_LETTER_QUEUE, subscription_queues
+from common.topology import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, subscription_queues
+from ops import broker
 from ops.platform import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -445,11 +446,11 @@ def needs(service):
     queues = [queue.name for s in consumed for queue in subscription_queues(s)]
     sources = sorted({f"{s.source}.events" for s in consumed})
     own_exchange = [f"{service}.events"] if publishes else []
+    retrying = [f"{service}.retries", DEAD_LETTER_EXCHANGE] if consumed else []
     return {
-        "configure": ["nameko-rpc", *own, *queues, *sources, *own_exchange]
-        + ([DEAD_LETTER_QUEUE] if consumed else []),
-        "write": ["nameko-rpc", "amq.default", *own, *queues, *own_exchange],
-        "read": ["nameko-rpc", *own, *queues, *sources],
+        "configure": ["nameko-rpc", *own, *queues, *sources, *own_exchange, *retrying],
+        "write": ["nameko-rpc", *own, *queues, *own_exchange, *retrying],
+        "read": ["nameko-rpc", *own, *queues, *sources, *retrying[:1]],
     }
 
 
@@ -465,11 +466,24 @@ def test_each_process_may_use_its_own_queues_only():
             theirs = [f"rpc-{other}"] + [s.queue for s in SUBSCRIPTIONS if s.consumer == other]
             for kind in ("configure", "read"):
                 assert [n for n in theirs if mine[kind].fullmatch(n)] == [], (process.name, other)
-        # it may publish only its own events
+        # it may publish only its own events, retry only its own, and never use the default
+        # exchange (which reaches every queue by name) or read the parked events of others
         assert [s for s in CATALOGUE.values() if s.source != process.name
                 and mine["write"].fullmatch(f"{s.source}.events")] == []
+        assert [other for other in others if mine["write"].fullmatch(f"{other}.retries")] == []
+        assert not mine["write"].fullmatch("amq.default")
+        assert not any(mine[kind].fullmatch(DEAD_LETTER_QUEUE) for kind in mine)
     keda = granted["keda"]
     assert not any(keda[kind].fullmatch("rpc-registry") for kind in keda)
+    assert not any(user["write"].fullmatch("amq.default") for user in granted.values())
+
+
+def test_the_broker_users_grant_what_the_one_table_says():
+    """ops/broker.py holds the permissions once; docker-compose's users are made from it."""
+    granted = {p["spec"]["userReference"]["name"]: p["spec"]["permissions"]
+               for p in objects("base", "Permission").values()}
+    for process, user in broker.PROCESS_USERS.items():
+        assert granted[user] == broker.permissions(process), process
 
 
 def test_each_process_has_a_database_user_for_its_own_database_only():

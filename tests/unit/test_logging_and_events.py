@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from common.events import CATALOGUE, SUBSCRIPTIONS, Envelope, new_envelope
 from common.logging import configure_logging, redact_text
-from common.messaging import retry_delays_ms
+from common.topology import retry_delays_ms
 
 
 @pytest.mark.parametrize("text", [

@@ -53,12 +53,22 @@ def test_new_keys_for_env_give_each_process_keys_of_its_own(capsys):
     assert cli.main(["new-keys"]) == 0
     lines = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines()
                  if not line.startswith("#"))
-    assert set(lines) == {f"{process.upper()}_{kind}" + suffix
-                          for process, kinds in crypto.PROCESS_KEYS.items() for kind in kinds
-                          for suffix in ("", "_ID") if suffix == "" or kind.endswith("SIGNING_KEY")}
+    calls = {setting(issuer) for issuer in crypto.CALL_SIGNERS
+             for setting in (crypto.call_key_setting, crypto.call_public_key_setting)}
+    assert set(lines) == calls | {
+        f"{process.upper()}_{kind}" + suffix
+        for process, kinds in crypto.PROCESS_KEYS.items() for kind in kinds
+        for suffix in ("", "_ID") if suffix == "" or kind.endswith("SIGNING_KEY")}
     assert len(set(lines.values())) == len(lines)   # no two processes share a key
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     assert all(f"\n{name}=" in example for name in lines)
+    # the gateway's and the operator's keys of signed calls, and the public keys to check them
+    environ = {name: value.strip('"') for name, value in lines.items()}
+    verifying = crypto.call_public_keys(environ={**environ, "MANTELZORG_ENV": "production"})
+    for issuer in crypto.CALL_SIGNERS:
+        private = crypto.call_signing_key(issuer, environ=environ)
+        assert "\n" not in lines[crypto.call_key_setting(issuer)]
+        verifying[issuer].verify(private.sign(b"call"), b"call")
 
 
 def test_new_tls_certificates_are_signed_by_their_authority(tmp_path):

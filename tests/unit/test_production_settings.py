@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common import config as settings
-from common.crypto import Keys, data_cipher, keyed_hash, signer
+from common.crypto import (CALL_SIGNERS, Keys, call_key_setting, call_public_key_setting,
+                           call_public_key_text, data_cipher, keyed_hash, signer)
 from common.storage import DocumentStore
 from gateway.auth import TokenVerifier
 from gateway.web.signin import require_identity_provider_in_production
@@ -28,7 +29,11 @@ def production_keys():
         serialization.NoEncryption()).decode()
     return {"MANTELZORG_DATA_KEY": "k1:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "MANTELZORG_LOOKUP_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "MANTELZORG_SIGNING_KEY": pem}
+            "MANTELZORG_SIGNING_KEY": pem,
+            # the signed calls: one key pair serves both signers here
+            **{call_key_setting(issuer): pem for issuer in CALL_SIGNERS},
+            **{call_public_key_setting(issuer): call_public_key_text(pem)
+               for issuer in CALL_SIGNERS}}
 
 
 @pytest.fixture
@@ -130,6 +135,7 @@ def test_production_refuses_the_development_commands(production, monkeypatch, ca
 
 @pytest.mark.parametrize("process, missing", [
     ("campaign", "MONGO_URI"),
+    ("registry", "MANTELZORG_GATEWAY_CALL_PUBLIC_KEY"),
     ("gateway", "MANTELZORG_JWT_JWKS_URL, MANTELZORG_JWT_ISSUER, MANTELZORG_JWT_AUDIENCE"),
 ])
 def test_a_process_without_its_settings_stops_at_start_with_one_clear_line(production, process,
@@ -138,6 +144,9 @@ def test_a_process_without_its_settings_stops_at_start_with_one_clear_line(produ
     environ = {**os.environ, "PYTHONWARNINGS": "ignore", **production_keys(),
                **CAREGIVER_SIGN_IN}
     if process == "gateway":   # everything else it needs, so that only this is missing
+        environ["MONGO_URI"] = "mongodb://127.0.0.1:1/"
+    if missing.endswith("_CALL_PUBLIC_KEY"):   # it has its database, not its call keys
+        environ.pop(missing)
         environ["MONGO_URI"] = "mongodb://127.0.0.1:1/"
     finished = subprocess.run(
         [sys.executable, "-m", "nameko", "run", "--config", started.config, started.target],

@@ -29,9 +29,10 @@ class Silent:
     """A service proxy whose calls never get an answer (a service paused or gone)."""
 
     def __getattr__(self, service_name):
-        return SimpleNamespace(expiring=lambda method, seconds, request_id=None: SimpleNamespace(
-            call_async=lambda *args, **kwargs: SimpleNamespace(
-                result=lambda: eventlet.sleep(3600))))
+        def expiring(method, seconds, actor=None, request_id=None):
+            return SimpleNamespace(call_async=lambda *args, **kwargs: SimpleNamespace(
+                result=lambda: eventlet.sleep(3600)))
+        return SimpleNamespace(expiring=expiring)
 
 
 def context_of(config):

@@ -24,7 +24,10 @@ SIGN_IN = {f"MANTELZORG_{who}OIDC_{setting}" for who in ("", "STAFF_")
                                     for claim in ("ROLE", "MUNICIPALITY", "SUPPORT_POINT", "NAME")}
 # The notifications service's own: its mail server (in a Secret of that name).
 MAIL = {"MANTELZORG_SMTP_URL", "MANTELZORG_MAIL_FROM"}
-OTHER_SECRETS = {"gateway": SIGN_IN, "notifications": MAIL}
+# The key the gateway signs its calls with (common/calls.py); the services hold only the
+# public keys, which are no secret.
+CALLS = {"MANTELZORG_GATEWAY_CALL_KEY"}
+OTHER_SECRETS = {"gateway": SIGN_IN | CALLS, "notifications": MAIL}
 
 
 def keys_of(process):
@@ -79,12 +82,14 @@ def test_in_kubernetes_each_process_gets_its_own_secrets_and_no_other(target):
         for secret, _ in taken.values():
             holders.setdefault(secret, set()).add(name)
     assert {secret: names for secret, names in holders.items() if len(names) > 1} == {}
-    # the operator's tools hold no key and no process's user
+    # the operator's tools hold no key of a process and no process's user; the toolbox the
+    # operator's own key of signed calls
     tools = [*objects(target, "Job").values(), *objects(target, "CronJob").values(),
              deployments["ops"]]
     assert len(tools) == 3
     for document in tools:
-        assert secret_references(document) <= {"rabbitmq-user-operator", "mongodb-backup"}, \
+        assert secret_references(document) <= {"rabbitmq-user-operator", "mongodb-backup",
+                                               "mantelzorg-operator"}, \
             document["metadata"]["name"]
     assert "mantelzorg-keys" not in str(rendered(target))
 
@@ -103,7 +108,8 @@ def test_in_compose_each_process_gets_its_own_secrets_and_no_other():
         name, prefix = process.name, process.name.upper() + "_"
         references = _env_references(COMPOSE[name])
         secret = {variable: names for variable, names in references.items()
-                  if any(re.search(r"PASSWORD|SECRET|KEY", n) for n in names)}
+                  if any(re.search(r"PASSWORD|SECRET|KEY", n) and not n.endswith("_PUBLIC_KEY")
+                         for n in names)}
         expected = {"AMQP_URI", "MONGO_URI"} | keys_of(name)
         if name == "gateway":   # development tokens for a trial on one host
             expected |= {"MANTELZORG_SESSION_KEY", "MANTELZORG_JWT_SECRET"}
@@ -113,7 +119,7 @@ def test_in_compose_each_process_gets_its_own_secrets_and_no_other():
         assert COMPOSE[name]["environment"]["AMQP_URI"].startswith(f"amqps://{own_user}:")
         assert references["MONGO_URI"] == [f"{prefix}MONGO_PASSWORD"]
         assert COMPOSE[name]["environment"]["MONGO_URI"].startswith(f"mongodb://{name}:")
-        for variable in keys_of(name) & set(secret) - SIGN_IN - MAIL:
+        for variable in keys_of(name) & set(secret) - SIGN_IN - MAIL - CALLS:
             assert references[variable] == [prefix + variable], (name, variable)
         for names in secret.values():
             for env_name in names:
