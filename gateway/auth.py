@@ -1,4 +1,4 @@
-"""Who is asking: the JWT of the contract (shared/contract/README.md), and what each role
+"""Who is asking: the JWT of the contract (contract/README.md), and what each role
 may do."""
 import threading
 import time
