@@ -1,5 +1,6 @@
 """The travel-cost fund's entrypoints: claims, their review, payout batches, statements."""
 import base64
+import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -174,7 +175,16 @@ class TravelCostsService(PlatformService):
     def _ask_declaration(self, method, *args):
         """An RPC call to the declaration service that answers UNAVAILABLE instead of
         waiting for ever, or when the broker cannot take it; its refusals (FORBIDDEN,
-        BAD_USER_INPUT) pass on as they are."""
+        BAD_USER_INPUT) pass on as they are. Asked once per worker: a request done once
+        that starts again (``once_per_request``, a counter changed meanwhile) takes the
+        answer it had, since the assertion it passes on is good for one call only."""
+        answers = self.__dict__.setdefault("_declaration_answers", {})
+        question = (method, json.dumps(args, sort_keys=True, default=str))
+        if question not in answers:
+            answers[question] = self._call_declaration(method, *args)
+        return answers[question]
+
+    def _call_declaration(self, method, *args):
         try:
             reply = getattr(self.declaration, method).call_async(*args)
         except BROKER_UNREACHABLE:
