@@ -14,8 +14,9 @@ from common.errors import BadUserInput, Conflict, Unavailable
 from common.limits import page_size
 from common.consumers import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
-from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
+from common.service import PlatformService
 from common.storage import Storage, once_per_request
+from common.transport import BROKER_UNREACHABLE, CALL_RETRY_POLICY
 from common.workflow import audit_entry
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import Centroids, FundConfiguration

@@ -35,7 +35,7 @@ def tls_node(tmp_path_factory):
               f"ssl_options.keyfile = {ca_file.parent / 'localhost.key'}\n"
               "ssl_options.verify = verify_none\n"
               "ssl_options.fail_if_no_peer_cert = false\n")
-    with RabbitNode(folder / "node", free_port(), free_port(), extra_config=config) as node:
+    with RabbitNode(folder / "node", free_port(), free_port(), extra_config=config):
         yield {"uri": f"amqps://guest:guest@localhost:{tls_port}/", "ca": str(ca_file),
                "folder": folder}
 

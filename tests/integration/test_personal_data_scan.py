@@ -6,7 +6,6 @@ an error answer or an e-mail the platform wrote (beyond its own recipient's addr
 any spacing or case. The tests record what they use (tests/support.py: random_bsn,
 random_iban, personal_email, personal_name and the IBAN and names of the claims), so the
 scan looks for exactly those values."""
-from pathlib import Path
 import json
 from email import message_from_bytes, policy
 from pathlib import Path
