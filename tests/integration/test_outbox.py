@@ -6,8 +6,8 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
-from common.outbox import Outbox
 from common import clock
+from common.outbox import Outbox
 from tests.support import drain
 
 PAYLOAD = {"code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland", "population": 1}

@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from common import clock
 from common.crypto import DataCipher, KeyedHash
 from common.errors import BadUserInput, Conflict
-from common import clock
 from gateway.auth import Principal
 from gateway.idempotency import (KEYS, IdempotencyStore, IdempotentMutations, body_hash,
                                  record_id, request_identity)
+from tests.support import store_in_memory
 
 ADMIN = Principal(sub="a", role="admin")
 BODY = {"query": "mutation { x }", "variables": {"code": "123456"}}
@@ -20,10 +21,8 @@ BODY = {"query": "mutation { x }", "variables": {"code": "123456"}}
 
 @pytest.fixture(scope="module")
 def store():
-    store = IdempotencyStore("gateway_probe", "", ":memory:")
-    store.ensure_indexes()
-    yield store
-    store.close()
+    with store_in_memory(IdempotencyStore, "gateway_probe") as store:
+        yield store
 
 
 @pytest.fixture
