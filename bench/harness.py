@@ -33,7 +33,7 @@ from common.config import DEFAULT_AMQP_URI
 from common.topology import declare_topology
 from gateway.auth import issue_development_token
 from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
-from common.service import UnconfirmedPublisher
+from common.transport import UnconfirmedPublisher
 from ops.platform import PROCESSES, Platform
 
 NATIONAL_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"

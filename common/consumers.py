@@ -6,11 +6,10 @@ from nameko.events import EventHandler
 from nameko.messaging import QueueConsumer
 from pydantic import ValidationError
 
-from common import metrics
+from common import clock, metrics
 from common.events import Envelope, event_type, subscription
 from common.logging import get_logger, redact_text
 from common.publishing import OPERATOR, broker_users, publish
-from common.storage import utcnow
 from common.topology import (broker, dead_letter_exchange, declare_topology, retry_delays_ms,
                              retry_exchange, retry_queue_name)
 
@@ -129,7 +128,7 @@ class ReliableEventHandler(EventHandler):
     def _park(self, message, body, error, attempts, refused=False):
         headers = {**(message.headers or {}), ATTEMPTS_HEADER: attempts, REFUSED_HEADER: refused,
                    ORIGIN_HEADER: self.subscription.queue, ERROR_HEADER: error,
-                   FAILED_AT_HEADER: utcnow().isoformat()}
+                   FAILED_AT_HEADER: clock.now().isoformat()}
         publish(self.connection, body, dead_letter_exchange(), "", headers)
         if not refused:   # a refusal is counted as such, not as a failing handler
             metrics.EVENTS_HANDLED.labels(self.container.service_name, self.event_type,

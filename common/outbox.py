@@ -9,11 +9,11 @@ from kombu.exceptions import ChannelError
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING
 
-from common import metrics
+from common import clock, metrics
 from common.events import new_envelope, subscriptions_from
 from common.logging import CORRELATION_KEY, get_logger
 from common.publishing import EventPublisher
-from common.storage import Storage, utcnow
+from common.storage import Storage
 from common.topology import broker, queue_exists, subscription_queue
 
 OUTBOX = "outbox"
@@ -51,7 +51,7 @@ class Outbox:
     def add_many(self, session, events, correlation_id):
         """Writes ``events`` ((type, payload) pairs) in one insert: a change of many
         documents (an allocation round) announces each without a round trip apiece."""
-        now = utcnow()
+        now = clock.now()
         envelopes = [new_envelope(type_name, payload, correlation_id, self.service)
                      for type_name, payload in events]
         if envelopes:
@@ -95,7 +95,7 @@ class Outbox:
         """Publish pending events, oldest first, with publisher confirms, then remove them.
         A crash in between publishes an event again later; consumers drop the duplicate.
         An event that no queue took is kept and tried again later."""
-        now = utcnow()
+        now = clock.now()
         waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
             .sort("created_at", ASCENDING).limit(limit)
         sent = sum(self._publish(candidate["_id"], now) for candidate in list(waiting))
@@ -107,7 +107,7 @@ class Outbox:
         at once, each publishing every pending event would have them all compete for the
         same entries. What one cannot publish, the timer's ``relay`` does (and measures the
         outbox, every second)."""
-        now = utcnow()
+        now = clock.now()
         return sum(self._publish(entry_id, now) for entry_id in entry_ids)
 
     def _publish(self, entry_id, now):
@@ -119,7 +119,7 @@ class Outbox:
         envelope = entry["envelope"]
         if not self._routed(envelope):
             self.collection.update_one({"_id": entry["_id"]}, {"$set": {
-                "claimed_until": utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
+                "claimed_until": clock.now() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
             metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
             log.warning("outbox.event_unroutable", event_type=envelope["type"],
                         event_id=envelope["event_id"], retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
@@ -157,7 +157,7 @@ class Outbox:
         self.measured_at = time.monotonic()
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
         oldest = self.collection.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
-        age = (utcnow() - oldest["created_at"]).total_seconds() if oldest else 0
+        age = (clock.now() - oldest["created_at"]).total_seconds() if oldest else 0
         metrics.OUTBOX_LAG.labels(self.service).set(age)
 
     def pending(self):

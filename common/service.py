@@ -15,9 +15,7 @@ from common.logging import CorrelatedLogging
 from common.metrics import FROZEN_OBJECTS, EntrypointMetrics, metrics_response
 from common.outbox import EventOutbox
 from common.storage import RequestsOnce
-# Where the gateway and the services have always found them.
-from common.transport import (BROKER_UNREACHABLE, CALL_RETRY_POLICY,  # noqa: F401
-                              TolerantReplyListener, UnconfirmedPublisher)
+from common.transport import BROKER_UNREACHABLE
 
 
 def ask(proxy, method, *args, timeout, service):

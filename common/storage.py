@@ -35,11 +35,6 @@ REQUEST_ATTEMPTS = 20
 COMMIT_ATTEMPTS = 5
 
 
-# The platform's clock (common.clock), under the names the store's callers use.
-utcnow = clock.now
-utcnow_millis = clock.now_millis
-
-
 class EmbeddedServer:
     """The embedded document store, started in this process."""
 
@@ -144,7 +139,7 @@ class DocumentStore:
             inbox = self.db[PROCESSED_EVENTS]
             if inbox.find_one({"_id": str(event_id)}, {"_id": 1}, session=session):
                 return False
-            inbox.insert_one({"_id": str(event_id), "handled_at": utcnow()}, session=session)
+            inbox.insert_one({"_id": str(event_id), "handled_at": clock.now()}, session=session)
             work(session)
             return True
 
@@ -175,7 +170,7 @@ class DocumentStore:
     def done_request(self, request_id, now=None):
         """The record of a request done within the last 24 hours, else None. An older record
         still stored counts as forgotten (the TTL index removes it in time)."""
-        since = (now or utcnow()) - REQUESTS_KEPT_FOR
+        since = (now or clock.now()) - REQUESTS_KEPT_FOR
         # By _id alone, which the embedded store answers from its index.
         done = self.db[DONE_REQUESTS].find_one({"_id": request_id})
         if done is not None and done["done_at"] <= since:
@@ -210,7 +205,7 @@ class DocumentStore:
                             raise RequestTransactionFailed()
                         self.db[DONE_REQUESTS].insert_one(
                             {"_id": request_id, "sealed_answer": seal(answer),
-                             "done_at": utcnow()}, session=session)
+                             "done_at": clock.now()}, session=session)
                         joined.commit()
             except Exception as error:
                 done = self.done_request(request_id)
@@ -234,7 +229,7 @@ class DocumentStore:
         answer = run()
         try:
             self.db[DONE_REQUESTS].insert_one({"_id": request_id, "sealed_answer": seal(answer),
-                                               "done_at": utcnow()})
+                                               "done_at": clock.now()})
         except DuplicateKeyError:   # the same request, done at the same moment elsewhere
             return unseal(self.done_request(request_id))
         return answer

@@ -40,6 +40,11 @@ The API (stable: services and their tests build on it)
     Ownership (a municipality only its own, a caregiver only theirs) is no role: the
     service's ``may_*`` rules check it, and raise FORBIDDEN as this kit does.
 
+``cannot_be(thing, past)``
+    The usual ``refused`` wording: "a submitted claim cannot be paid", "a new order cannot
+    be shipped"; ``past`` maps an action to its past participle (the action itself when
+    missing), the state is written in lower case with spaces.
+
 ``actor_trace(actor, fields=ACTOR_FIELDS)``
     Who did something, as stored: the role and pseudonymous subject (never a name or BSN),
     plus the other fields of the actor asked for (e.g. ``"municipality"``).
@@ -82,6 +87,14 @@ class Transition:
 
 def _refused(current, action):
     return f"{'nothing' if current is None else current} cannot be changed by {action}"
+
+
+def cannot_be(thing, past):
+    """A ``refused`` wording for ``thing`` (a noun): "a <state> <thing> cannot be <past>"."""
+    def refused(current, action):
+        state = current.lower().replace("_", " ") if current else "new"
+        return f"a {state} {thing} cannot be {past.get(action, action)}"
+    return refused
 
 
 def _reason_missing(transition):

@@ -20,10 +20,11 @@ from datetime import timedelta
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
+from common import clock
 from common import config as settings
 from common.crypto import data_cipher, keyed_hash
 from common.errors import BadUserInput, Conflict
-from common.storage import DocumentStore, Storage, utcnow
+from common.storage import DocumentStore, Storage
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 KEPT_FOR = timedelta(hours=24)
@@ -116,7 +117,7 @@ class IdempotentMutations:
 
     def extend(self, key, principal, seconds):
         """The request with ``key`` may now take ``seconds`` from now (a long call)."""
-        self.store.extend(record_id(principal, key), self._until(utcnow(), seconds))
+        self.store.extend(record_id(principal, key), self._until(clock.now(), seconds))
 
     def request_identity(self, key, principal, body):
         return request_identity(self.lookup_hash, principal, key, body)
@@ -130,7 +131,7 @@ class IdempotentMutations:
             raise BadUserInput(f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_KEY_CHARS} "
                                "printable characters", field=IDEMPOTENCY_HEADER)
         record, digest = record_id(principal, key), body_hash(body)
-        now = now or utcnow()
+        now = now or clock.now()
         stored = self.store.claim(record, digest, now, self._until(now, deadline_seconds))
         if stored is not None:
             if stored["body"] != digest:

@@ -77,8 +77,9 @@ class JsonWsgiApp(WsgiApp):
                 request.path_values = values
                 answer = provider.handle_request(request)
             except HTTPException as refused:
-                answer = self._answered_here(request, "not_found", lambda: self._refusal(
-                    request, refused))
+                # Bound now: the name of an except clause is gone once the clause ends.
+                answer = self._answered_here(request, "not_found", lambda error=refused: (
+                    self._refusal(request, error)))
         if cors:
             answer.headers.update(cors)
             answer.headers.add("Vary", "Origin")

@@ -11,7 +11,8 @@ from werkzeug.wrappers import Response
 from common import config as settings
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
 from common.metrics import MetricsServer
-from common.service import CALL_RETRY_POLICY, InstrumentedService
+from common.service import InstrumentedService
+from common.transport import CALL_RETRY_POLICY
 from gateway import printable
 from gateway.auth import Authentication
 from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext

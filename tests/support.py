@@ -1,4 +1,5 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
+import contextlib
 import io
 import importlib
 import json
@@ -111,6 +112,18 @@ def token(role, sub=None, **claims):
     if role == "caregiver":
         claims.setdefault("bsn", random_bsn())
     return issue_development_token(JWT_SECRET, role, sub or f"test-{role}", **claims)
+
+
+@contextlib.contextmanager
+def store_in_memory(store_class, database):
+    """A store of ``store_class`` on an embedded server of its own, in memory, with its
+    indexes; closed afterwards."""
+    store = store_class(database, "", ":memory:")
+    store.ensure_indexes()
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 class GraphQLClient:

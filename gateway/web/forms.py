@@ -101,12 +101,3 @@ def parse_decimal(text):
         return Decimal(text)
     except InvalidOperation:
         return None
-
-
-def as_day_text(iso):
-    """'2026-03-15' -> '15-03-2026', as the forms ask for it."""
-    try:
-        when = date.fromisoformat(iso)
-    except (TypeError, ValueError):
-        return iso or ""
-    return when.strftime("%d-%m-%Y")

@@ -27,11 +27,11 @@ query MunicipalityForPostcode($postcode: String!) {
 
 MUNICIPALITIES = "query Municipalities { municipalities { code name } }"
 
+SETTINGS_FIELDS = "minCareMonths minHoursPerWeek validityMonths purposes"
+
 DECLARATION_SETTINGS = """
 query DeclarationSettings($code: String!) {
-  declarationSettings(municipalityCode: $code) {
-    minCareMonths minHoursPerWeek validityMonths purposes
-  }
+  declarationSettings(municipalityCode: $code) { """ + SETTINGS_FIELDS + """ }
 }"""
 
 RENEW_VERIFICATION_CODE = """
@@ -39,9 +39,13 @@ mutation RenewVerificationCode($id: ID!) {
   renewVerificationCode(id: $id) { id reference verificationCode }
 }"""
 
+TRIPS = "trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }"
+
+# A lifecycle's audit trail as the desks show it.
+HISTORY = "history { fromStatus toStatus action at actorRole reason }"
+
 CLAIM_FIELDS = """
-  id status declarationReference amountEuros ibanMasked reason submittedAt
-  trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }"""
+  id status declarationReference amountEuros ibanMasked reason submittedAt """ + TRIPS
 
 MY_TRAVEL_CLAIMS = ("query MyTravelClaims { myTravelClaims {" + CLAIM_FIELDS
                     + " history { toStatus at } } }")
@@ -50,10 +54,7 @@ MY_TRAVEL_CLAIMS = ("query MyTravelClaims { myTravelClaims {" + CLAIM_FIELDS
 # check page shows it before the caregiver confirms.
 PREVIEW_TRAVEL_CLAIM = """
 query PreviewTravelClaim($input: TravelClaimInput!) {
-  travelClaimPreview(input: $input) {
-    amountEuros reason
-    trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }
-  }
+  travelClaimPreview(input: $input) { amountEuros reason """ + TRIPS + """ }
 }"""
 
 SUBMIT_TRAVEL_CLAIM = """
@@ -83,7 +84,7 @@ query RequestForDecision($reference: String!) {
   declaration(reference: $reference) {
     id reference status municipalityCode purposes hoursPerWeek careSince validFrom validUntil
     decisionReason verificationCode createdAt decisionDueOn decidedAt unmetCriteria
-    history { fromStatus toStatus action at actorRole reason }
+    """ + HISTORY + """
     applicant { caregiverName caregiverPostcode caregiverEmail careRecipientName
                 careRecipientPostcode relationship }
   }
@@ -103,18 +104,9 @@ mutation Revoke($id: ID!, $reason: String!) {
   revokeDeclaration(id: $id, reason: $reason) { id reference status }
 }"""
 
-SETTINGS = """
-query Settings($code: String!) {
-  declarationSettings(municipalityCode: $code) {
-    minCareMonths minHoursPerWeek validityMonths purposes
-  }
-}"""
-
 SET_SETTINGS = """
 mutation SetSettings($code: String!, $input: DeclarationSettingsInput!) {
-  setDeclarationSettings(municipalityCode: $code, input: $input) {
-    minCareMonths minHoursPerWeek validityMonths purposes
-  }
+  setDeclarationSettings(municipalityCode: $code, input: $input) { """ + SETTINGS_FIELDS + """ }
 }"""
 
 CAMPAIGNS = """
@@ -140,8 +132,6 @@ query OwnSupportPoints($code: String!, $after: String) {
     total nextCursor items {""" + POINT_FIELDS + """ }
   }
 }"""
-
-MUNICIPALITIES = "query Municipalities { municipalities { code name } }"
 
 POINT_NAMES = """
 query PointNames($code: String!, $after: String) {

@@ -336,7 +336,7 @@ def settings_page(page):
     page.require_staff(*DESK)
     code = page.session["municipality"]
     if page.request.method == "GET":
-        current = page.graphql(operations.SETTINGS, {"code": code})["declarationSettings"]
+        current = page.graphql(operations.DECLARATION_SETTINGS, {"code": code})["declarationSettings"]
         form = Form({"maanden": str(current["minCareMonths"]),
                      "uren": current["minHoursPerWeek"].replace(".", ","),
                      "geldigheid": str(current["validityMonths"])})

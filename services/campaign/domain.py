@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from common import workflow
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.validators import validate_municipality_code
-from common.workflow import Transition, Workflow
+from common.workflow import Transition, Workflow, cannot_be
 from services.campaign import allocation
 
 REQUESTED, ALLOCATED, SHIPPED, DELIVERED, CANCELLED = (
@@ -23,14 +23,15 @@ NATIONAL, REGIONAL = "NATIONAL", "REGIONAL"
 
 # --- the bag order workflow ----------------------------------------------------------------
 
-_DONE = {"ship": "shipped", "deliver": "delivered", "cancel": "cancelled",
-         "allocate": "allocated", "allocate_part": "allocated"}
+_order_cannot_be = cannot_be("order", {"ship": "shipped", "deliver": "delivered",
+                                       "cancel": "cancelled", "allocate": "allocated",
+                                       "allocate_part": "allocated"})
 
 
 def _refused(status, action):
     if action == "ship" and status == REQUESTED:
         return "only an allocated order can be shipped: this one still waits for bags"
-    return f"a {status.lower() if status else 'new'} order cannot be {_DONE.get(action, action)}"
+    return _order_cannot_be(status, action)
 
 
 # Every change an order can go through, and nothing else (anything else is a CONFLICT).

@@ -12,7 +12,7 @@ from decimal import Decimal
 from common import workflow
 from common.errors import BadUserInput, Forbidden, NotFound
 from common.schemas.declaration import DECLARATION_PURPOSES
-from common.workflow import Transition, Workflow
+from common.workflow import Transition, Workflow, cannot_be
 
 REQUESTED, ISSUED, REJECTED, REVOKED, EXPIRED = "REQUESTED", "ISSUED", "REJECTED", "REVOKED", "EXPIRED"
 ACTIVE = (REQUESTED, ISSUED)
@@ -28,9 +28,9 @@ ACTOR_FIELDS = ("role", "sub", "municipality")
 _NAMED = {"reject": "a rejection", "revoke": "a revocation"}
 
 
-def _refused(current, action):
-    return (f"a {current.lower() if current else 'new'} declaration cannot be "
-            f"{LIFECYCLE.rows(action)[0].after.lower()}")
+_refused = cannot_be("declaration", {"request": "requested", "issue": "issued",
+                                     "reject": "rejected", "revoke": "revoked",
+                                     "expire": "expired"})
 
 
 def _forbidden(action, actor):

@@ -75,9 +75,6 @@ HOLD_NEEDS = {
 UNKNOWN_NEED = "Het fonds bekijkt uw declaratie en neemt contact met u op als het iets van " \
                "u nodig heeft."
 
-DECLARATION_STATUSES_HEARD = ("ISSUED", "REJECTED", "REVOKED", "EXPIRED")
-CLAIM_STATUSES_HEARD = tuple(CLAIM_MESSAGES)
-
 # Mail queue statuses: waiting to be sent (also after a failed try), sent, refused for good.
 PENDING, SENT, PARKED = "PENDING", "SENT", "PARKED"
 

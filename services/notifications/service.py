@@ -14,7 +14,8 @@ from common.calls import RpcProxy, rpc
 from common.crypto import ServiceKeys
 from common.errors import Forbidden, Unavailable
 from common.consumers import handles_event
-from common.service import CALL_RETRY_POLICY, PlatformService, ask
+from common.service import PlatformService, ask
+from common.transport import CALL_RETRY_POLICY
 from common.storage import Storage
 from services.notifications import domain
 from services.notifications.dependencies import MAILS, MAILS_WAITING, MESSAGES_WRITTEN, Notices

@@ -9,7 +9,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from common.errors import BadUserInput, Conflict, Forbidden, NotFound
 from common.geo import haversine_km
 from common.schemas.travel_costs import CLAIM_STATUSES, PER_KM_MODES
-from common.workflow import Transition, Workflow, actor_trace, audit_entry, history_view
+from common.workflow import (Transition, Workflow, actor_trace, audit_entry, cannot_be,
+                             history_view)
 
 SUBMITTED, ON_HOLD, APPROVED, REJECTED, PAID = CLAIM_STATUSES
 # Claims not decided for good: a declaration that ends puts these on hold.
@@ -25,13 +26,8 @@ SYSTEM = {"role": "system", "sub": "travel-costs", "municipality": None}
 
 # --- the claim's lifecycle ---------------------------------------------------------------
 
-_PAST = {"submit": "submitted", "approve": "approved", "reject": "rejected", "hold": "put on hold",
-         "pay": "paid"}
-
-
-def _claim_refused(current, action):
-    return (f"a {current.lower().replace('_', ' ') if current else 'new'} claim "
-            f"cannot be {_PAST.get(action, action)}")
+_claim_refused = cannot_be("claim", {"submit": "submitted", "approve": "approved",
+                                     "reject": "rejected", "hold": "put on hold", "pay": "paid"})
 
 
 def _reason_missing(transition):

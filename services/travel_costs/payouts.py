@@ -11,9 +11,8 @@ from datetime import timedelta
 
 from bson import ObjectId
 
-from common import metrics
+from common import clock, metrics
 from common.errors import BadUserInput, Conflict
-from common.storage import utcnow_millis
 from common.workflow import actor_trace, audit_entry
 from services.travel_costs import domain, sepa
 
@@ -37,7 +36,7 @@ class Payouts:
         written into the file is put on hold with the reason; the others are in it."""
         domain.may_review(actor)
         self.take_up_stalled()
-        now = utcnow_millis()
+        now = clock.now_millis()
         batch = domain.new_batch(str(ObjectId()), actor, self.settings.sepa_schema, now,
                                  self._lease(now))
         self.store.insert_batch(batch)
@@ -141,7 +140,7 @@ class Payouts:
         self.take_up_stalled()
         batch = domain.require_listed(self.store.batch(batch_id))
         domain.may_release(actor, batch)
-        now = utcnow_millis()
+        now = clock.now_millis()
         if not self._step(batch, "release", actor, changes={
                 "released_by": actor_trace(actor), "released_at": now,
                 "lease_until": self._lease(now)}):
@@ -160,7 +159,7 @@ class Payouts:
 
             def work(session, chunk=chunk):
                 entry = audit_entry(domain.APPROVED, domain.PAID, "pay", domain.SYSTEM,
-                                    utcnow_millis())
+                                    clock.now_millis())
                 claims = self.store.pay_chunk(batch["_id"], chunk, entry, session)
                 self.outbox.record_many(session, [(domain.EVENT_OF[domain.PAID],
                                                    domain.event_payload(c)) for c in claims])
@@ -181,7 +180,7 @@ class Payouts:
     def take_up_stalled(self):
         """Batches whose work stopped before their lease ran out: a proposal is given up
         (it stored no file in time), a release is finished."""
-        now = utcnow_millis()
+        now = clock.now_millis()
         for batch in self.store.stalled_batches(now):
             if batch["status"] == domain.PREPARING:
                 self._give_up(batch, "its preparation stopped")
@@ -238,6 +237,6 @@ class Payouts:
     def _step(self, batch, action, actor, reason=None, changes=None, unset=(), lease_until=None):
         """One step of the batch's table from the status read; False when another came first."""
         after = domain.next_batch_status(batch, action, actor, reason)
-        entry = audit_entry(batch["status"], after, action, actor, utcnow_millis(), reason)
+        entry = audit_entry(batch["status"], after, action, actor, clock.now_millis(), reason)
         return self.store.change_batch(batch["_id"], batch["status"], after, entry,
                                        changes=changes, unset=unset, lease_until=lease_until)

@@ -8,14 +8,16 @@ import eventlet
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from common import clock
 from common.calls import RpcProxy, rpc
 from common.crypto import ServiceKeys
 from common.errors import BadUserInput, Conflict, Unavailable
 from common.limits import page_size
 from common.consumers import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
-from common.service import BROKER_UNREACHABLE, CALL_RETRY_POLICY, PlatformService
-from common.storage import Storage, once_per_request, utcnow_millis
+from common.service import PlatformService
+from common.storage import Storage, once_per_request
+from common.transport import BROKER_UNREACHABLE, CALL_RETRY_POLICY
 from common.workflow import audit_entry
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import Centroids, FundConfiguration
@@ -127,7 +129,7 @@ class TravelCostsService(PlatformService):
         self.store.ensure_grant_counters(caregiver_key, years)
 
         def work(session):
-            now = utcnow_millis()
+            now = clock.now_millis()
             granted = self.store.granted(caregiver_key, years, session)
             grants, cap_notes = domain.annual_grants(assessment.cents_by_year, granted,
                                                      rules.annual_cap)
@@ -252,7 +254,7 @@ class TravelCostsService(PlatformService):
         """One step of a stored claim, its audit entry and its event, in the caller's
         transaction; only from the status read, so two steps never both apply."""
         after = domain.next_status(claim["status"], action, actor, reason)
-        entry = audit_entry(claim["status"], after, action, actor, utcnow_millis(), reason)
+        entry = audit_entry(claim["status"], after, action, actor, clock.now_millis(), reason)
         changed = self.store.change_claim(claim["_id"], claim["status"], after, entry, session,
                                           changes={"status_reason": reason, **(changes or {})})
         if changed is None:

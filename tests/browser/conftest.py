@@ -36,6 +36,23 @@ def browser():
     driver._client._transport.request_stop()
 
 
+@pytest.fixture(scope="module")
+def new_session(browser, platform):
+    """Opens a browser session (a context of its own: cookies, sign-in) on the gateway with
+    JavaScript switched off, ``width`` pixels wide; every one is closed after the module."""
+    opened = []
+
+    def open_session(width=1000):
+        context = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
+                                      viewport={"width": width, "height": 900})
+        opened.append(context)
+        return context
+
+    yield open_session
+    for context in opened:
+        context.close()
+
+
 @pytest.fixture(scope="session")
 def artifacts():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)

@@ -44,12 +44,9 @@ def support_point(gql, rpc, municipalities, reference_data):
 
 
 @pytest.fixture(scope="module")
-def caregiver(browser, platform):
-    context = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
-                                  viewport={"width": 1000, "height": 900})
-    page = context.new_page()
-    yield {"page": page, "context": context, "bsn": random_bsn()}
-    context.close()
+def caregiver(new_session):
+    context = new_session()
+    return {"page": context.new_page(), "context": context, "bsn": random_bsn()}
 
 
 def error_summary_links_reach_their_fields(page):

@@ -23,7 +23,7 @@ ACCESS = "query { myPersonalDataAccess { role organisation what } }"
 
 
 @pytest.fixture(scope="module")
-def desk(browser, platform, gql, municipalities):
+def desk(new_session, gql, municipalities):
     query = 'query($m: String!) { declarationSettings(municipalityCode: $m) { validityMonths } }'
     for code in (AMERSFOORT, DE_BILT):
         assert eventually(lambda: "errors" not in gql(query, {"m": code}), timeout=60)
@@ -38,21 +38,11 @@ def desk(browser, platform, gql, municipalities):
         "hoursPerWeek": "6", "careSince": (date.today() - timedelta(days=30)).isoformat(),
         "purposes": ["PARKING_PERMIT"]}}, token=owner)
     assert "errors" not in filed, filed
-    contexts = []
-
-    def context():
-        made = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
-                                   viewport={"width": 1000, "height": 900})
-        contexts.append(made)
-        return made
-
-    employee, caregiver, neighbour = context(), context(), context()
-    yield {"employee": employee.new_page(), "caregiver": caregiver.new_page(),
+    employee, caregiver, neighbour = new_session(), new_session(), new_session()
+    return {"employee": employee.new_page(), "caregiver": caregiver.new_page(),
            "neighbour": neighbour.new_page(), "employee_context": employee,
            "caregiver_context": caregiver, "bsn": bsn, "owner": owner,
            "recipient": recipient, "reference": filed["data"]["requestDeclaration"]["reference"]}
-    for made in contexts:
-        made.close()
 
 
 def accesses(gql, desk):

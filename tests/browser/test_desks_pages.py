@@ -37,7 +37,7 @@ CODE = "query($r: String!) { declaration(reference: $r) { verificationCode token
 
 
 @pytest.fixture(scope="module")
-def desks(browser, platform, gql, municipalities, pc4_areas):
+def desks(new_session, gql, municipalities, pc4_areas):
     query = 'query($m: String!) { declarationSettings(municipalityCode: $m) { validityMonths } }'
     assert eventually(lambda: "errors" not in gql(query, {"m": "GM0363"}), timeout=60)
     caregiver = Caregiver(gql)
@@ -50,21 +50,12 @@ def desks(browser, platform, gql, municipalities, pc4_areas):
                                "city": "Amersfoort"}, "areas": ["INFORMATION"]}
     point = gql(REGISTER, {"input": point_input}, token=ADMIN)
     assert "errors" not in point, point
-    contexts = []
-
-    def page():
-        made = browser.new_context(java_script_enabled=False, base_url=platform.gateway_url(),
-                                   viewport={"width": 1100, "height": 900})
-        contexts.append(made)
-        return made.new_page()
-
-    yield {"caregiver": caregiver, "held": held["id"], "waiting": waiting["id"],
+    return {"caregiver": caregiver, "held": held["id"], "waiting": waiting["id"],
            "point": point["data"]["registerSupportPoint"]["id"], "point_input": point_input,
            "campaign": f"Week van de mantelzorg {uuid.uuid4().hex[:4]}",
-           **{name: page() for name in ("fund_a", "fund_b", "team", "municipality",
-                                        "support_point", "partner")}}
-    for made in contexts:
-        made.close()
+           **{name: new_session(width=1100).new_page()
+              for name in ("fund_a", "fund_b", "team", "municipality", "support_point",
+                           "partner")}}
 
 
 def sign_in(page, role, organisation, name, goal, checked=None, municipality=None):

@@ -256,7 +256,7 @@ OPERATIONS = {
     "renewVerificationCode": (
         "mutation($id: ID!) { renewVerificationCode(id: $id) { id } }",
         lambda w, role: {"id": w.declaration["id"]}),
-    "declarations": (f"query($m: String!) {{ declarations(municipalityCode: $m) {{ id }} }}",
+    "declarations": ("query($m: String!) { declarations(municipalityCode: $m) { id } }",
                      lambda w, role: {"m": OWN}),
     "decideDeclaration": (
         f"mutation($id: ID!) {{ decideDeclaration(id: $id, decision: ISSUE) {{ {DECLARATION} }} }}",

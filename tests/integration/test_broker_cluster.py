@@ -12,16 +12,14 @@ import uuid
 import eventlet
 import pytest
 
-from common.topology import declare_topology
-from ops import reference
 from ops.platform import PROCESSES
-from tests.conftest import free_port, running_platform
+from tests.conftest import free_port
 from tests.integration.test_declaration import DECIDE, request_input
 from tests.integration.test_faults import (AMSTERDAM, HEALTH, STAFF, EventProbe, Submission,
-                                           claims_of, known_to_declarations, outcome,
+                                           claims_of, outcome, platform_under_fault,
                                            sent_under_fault, stored_claims, submissions)
 from tests.rabbit_node import RabbitCluster, require_installed
-from tests.support import Caregiver, GraphQLClient, eventually, fund_knows_areas, token
+from tests.support import Caregiver, GraphQLClient, eventually, token
 
 CLAIMS = DECISIONS = 200
 SERVICE_QUEUES = {"rpc-declaration", "rpc-travel_costs"}
@@ -36,15 +34,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clustered(cluster, tmp_path_factory):
-    """Every service and the gateway with the three nodes in AMQP_URI, the demo's reference
-    data known to the services that need them; the gateway gives up on a call after 3 s."""
-    declare_topology({"AMQP_URI": cluster.amqp_uri})
-    with running_platform(cluster.amqp_uri, tmp_path_factory,
-                          GATEWAY_RPC_TIMEOUT_SECONDS="3") as running:
-        with running.rpc(timeout=60) as rpc:
-            reference.import_reference(rpc, reference.DEMO_DIR)
-            assert eventually(lambda: known_to_declarations(rpc, AMSTERDAM), timeout=30)
-            assert fund_knows_areas(rpc, reference.DEMO_DIR / "pc4.csv")
+    """The platform with the three nodes in AMQP_URI."""
+    with platform_under_fault(cluster.amqp_uri, tmp_path_factory) as running:
         yield running
 
 

@@ -91,16 +91,6 @@ def check(gql, reference, code, purpose="PARKING_PERMIT", who=None):
     return answer["data"]["checkDeclaration"]
 
 
-@pytest.fixture(scope="module")
-def known(municipalities, gql):
-    """The declaration service has learnt the municipalities the registry imported (until
-    then their settings are BAD_USER_INPUT: unknown municipality)."""
-    for code in (AMSTERDAM, UTRECHT, "GM0014", "GM0034", "GM0153", "GM1992"):
-        assert eventually(lambda: "errors" not in gql(READ_SETTINGS, {"code": code}),
-                          timeout=60), code
-    return municipalities
-
-
 def add_months(day, months):
     month = day.month - 1 + months
     year, month = day.year + month // 12, month % 12 + 1

@@ -4,7 +4,7 @@ shows nothing of the page; someone not signed in is sent to the staff sign-in.""
 import pytest
 import requests
 
-from tests.integration.test_web_session import staff_csrf
+from tests.integration.test_web_session import staff_sign_in
 from tests.support import eventually, token
 
 MUNICIPALITY = "GM0344"   # Utrecht
@@ -52,11 +52,8 @@ def signed_in(platform, organisations):
     site = platform.gateway_url()
     sessions = {}
     for role in ROLES:
-        browser = requests.Session()
-        answer = browser.post(f"{site}/medewerkers/inloggen", data={
-            "csrf_token": staff_csrf(browser, site), "rol": role,
-            "organisatie": organisations.get(role, ""), "naam": f"Medewerker {role}"},
-            allow_redirects=False, timeout=10)
+        browser, answer = staff_sign_in(site, role, organisations.get(role, ""),
+                                        f"Medewerker {role}")
         assert answer.status_code == 303, (role, answer.text)
         sessions[role] = browser
     return site, sessions

@@ -8,14 +8,13 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
-from common import events
+from common import clock, events
 from common.events import Envelope, Subscription, new_envelope
 from common.consumers import handles_event
 from common.dead_letters import list_dead_letters
 from common.outbox import Outbox
 from common.publishing import CORRELATION_HEADER, publish
 from common.topology import declare_topology, subscription_queue, subscription_queues
-from common.storage import utcnow
 from ops import cli
 from ops.platform import process_named
 from tests.integration.test_declaration import decide, request, request_input, staff
@@ -99,7 +98,7 @@ def test_an_event_no_queue_takes_stays_in_the_outbox_until_one_does(store, empty
 
     monkeypatch.undo()
     monkeypatch.setattr(events, "SUBSCRIPTIONS", events.SUBSCRIPTIONS + (PROBE,))
-    store["outbox"].update_one({}, {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+    store["outbox"].update_one({}, {"$set": {"claimed_until": clock.now() - timedelta(seconds=1)}})
     assert outbox.relay() == 1     # declares the consumers' queues, then they take it
     assert outbox.pending() == 0
     campaign = events.subscription(EVENT, "campaign", "on_support_point_changed")
@@ -213,7 +212,7 @@ def test_a_fund_down_for_a_while_applies_an_issue_and_its_revocation_in_that_ord
     fund = process_named("travel_costs")
     platform.stop_process(fund)
     caregiver = Caregiver(gql)    # its declaration.issued waits in the fund's queue
-    _send_to_the_fund(amqp_uri, _declaration_event("REVOKED", caregiver, utcnow()))
+    _send_to_the_fund(amqp_uri, _declaration_event("REVOKED", caregiver, clock.now()))
     platform.start_process(fund)
     platform.wait_until_healthy(names=["travel_costs"])
     # Both events waited in the fund's queue and are handled now (the process counts from
@@ -229,7 +228,7 @@ def test_a_revocation_after_its_issue_stays_applied_whatever_order_they_arrive_i
         platform, gql, pc4_areas, amqp_uri):
     issued = Handled(platform, "travel_costs", "declaration.issued")
     in_order, reversed_order = Caregiver(gql), Caregiver(gql)
-    now = utcnow()
+    now = clock.now()
     _send_to_the_fund(
         amqp_uri,
         _declaration_event("ISSUED", in_order, now + timedelta(minutes=1)),

@@ -5,6 +5,7 @@ whatever failed failed with UNAVAILABLE, and asked again with the same Idempoten
 gets the first answer when it was done and is done now when it was not; the services
 reconnect by themselves. (A node failing in a cluster: test_broker_cluster.py.)"""
 import collections
+import contextlib
 import dataclasses
 import os
 import signal
@@ -37,18 +38,25 @@ def rabbit(tmp_path_factory):
         yield node
 
 
-@pytest.fixture(scope="module")
-def faulty(rabbit, tmp_path_factory):
-    """Every service and the gateway on the tests' own broker, with the demo's municipalities
-    and PC4 areas known to the services that need them; the gateway gives up on a call after
-    3 s, so that failed calls answer quickly."""
-    declare_topology({"AMQP_URI": rabbit.amqp_uri})
-    with running_platform(rabbit.amqp_uri, tmp_path_factory,
+@contextlib.contextmanager
+def platform_under_fault(amqp_uri, tmp_path_factory):
+    """Every service and the gateway on the broker at ``amqp_uri``, with the demo's
+    municipalities and PC4 areas known to the services that need them; the gateway gives up
+    on a call after 3 s, so that failed calls answer quickly."""
+    declare_topology({"AMQP_URI": amqp_uri})
+    with running_platform(amqp_uri, tmp_path_factory,
                           GATEWAY_RPC_TIMEOUT_SECONDS="3") as running:
         with running.rpc(timeout=60) as rpc:
             reference.import_reference(rpc, reference.DEMO_DIR)
             assert eventually(lambda: known_to_declarations(rpc, AMSTERDAM), timeout=30)
             assert fund_knows_areas(rpc, reference.DEMO_DIR / "pc4.csv")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def faulty(rabbit, tmp_path_factory):
+    """The platform on the tests' own broker node."""
+    with platform_under_fault(rabbit.amqp_uri, tmp_path_factory) as running:
         yield running
 
 

@@ -10,7 +10,7 @@ from common.storage import REQUEST_KEY
 from gateway.auth import Principal
 from gateway.context import call_identity
 from gateway.idempotency import request_identity
-from tests.integration.test_declaration import AMSTERDAM, DECIDE, GET, known, request  # noqa: F401
+from tests.integration.test_declaration import AMSTERDAM, DECIDE, GET, request
 from tests.integration.test_registry import REGISTER, point_input
 from tests.support import error_codes, token
 

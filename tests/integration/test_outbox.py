@@ -6,8 +6,8 @@ import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
+from common import clock
 from common.outbox import Outbox
-from common.storage import utcnow
 from tests.support import drain
 
 PAYLOAD = {"code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland", "population": 1}
@@ -67,10 +67,10 @@ def test_an_event_claimed_by_a_relay_that_died_is_published_after_its_lease(stor
     envelope = store.in_transaction(
         lambda session: outbox.add(session, "municipality.imported", PAYLOAD, "corr"))
     store["outbox"].update_one({"_id": str(envelope.event_id)},
-                               {"$set": {"claimed_until": utcnow() + timedelta(seconds=30)}})
+                               {"$set": {"claimed_until": clock.now() + timedelta(seconds=30)}})
     assert outbox.relay() == 0                # another relay holds it
     store["outbox"].update_one({"_id": str(envelope.event_id)},
-                               {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+                               {"$set": {"claimed_until": clock.now() - timedelta(seconds=1)}})
     assert outbox.relay() == 1
     assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
 

@@ -16,7 +16,7 @@ from nameko.standalone.events import get_event_exchange
 from common.publishing import publish
 from ops.platform import PROCESSES, metrics_address
 from tests.conftest import free_port
-from tests.integration.test_declaration import AMSTERDAM, decide, known, request  # noqa: F401
+from tests.integration.test_declaration import AMSTERDAM, decide, request
 from tests.support import dashboard_queries, eventually
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,6 @@ from kombu import Connection, Exchange, Queue
 
 from common.events import Subscription
 from ops import cli
-from tests.integration.test_declaration import known  # noqa: F401 (a fixture)
 from tests.support import error_codes, eventually, log_lines, operator_of, scrape, token
 from tests.support import (ACCOUNT_HOLDER, CLAIM_FIELDS, CLAIM_STAFF as STAFF, IBAN, MY_CLAIMS as MINE,
                            PREVIEW_CLAIM as PREVIEW, SUBMIT_CLAIM as SUBMIT, TODAY, Caregiver,

@@ -5,7 +5,7 @@ from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.testing.services import worker_factory
 from nameko.timer import Timer
 
-from common.storage import utcnow
+from common import clock
 from services.declaration.service import DeclarationService
 from services.declaration.storage import DECLARATIONS
 
@@ -14,7 +14,7 @@ def issued(reference, valid_until):
     return {"_id": reference, "reference": reference, "status": "ISSUED",
             "municipality_code": "GM0363", "purposes": ["PARKING_PERMIT"], "owner": None,
             "active_key": f"key-{reference}", "valid_from": "2020-01-01",
-            "valid_until": valid_until.isoformat(), "created_at": utcnow(), "history": []}
+            "valid_until": valid_until.isoformat(), "created_at": clock.now(), "history": []}
 
 
 def test_expiry_runs_by_itself_every_minute():

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from common.storage import utcnow
+from common import clock
 from services.declaration.dependencies import FailedChecks
 from services.declaration.storage import CHECK_FAILURES
 
@@ -40,14 +40,14 @@ def test_failures_on_two_replicas_add_up_and_both_block_after_a_re_read(failures
 
 def test_a_block_ends_with_its_window(failures):
     replica = FailedChecks(max_failures=2, window_seconds=300, refresh_seconds=0)
-    failures[CHECK_FAILURES].insert_one({"_id": "partner:old", "window_start": utcnow() - timedelta(seconds=301),
+    failures[CHECK_FAILURES].insert_one({"_id": "partner:old", "window_start": clock.now() - timedelta(seconds=301),
                          "failures": 50})
-    failures[CHECK_FAILURES].insert_one({"_id": "partner:now", "window_start": utcnow() - timedelta(seconds=10),
+    failures[CHECK_FAILURES].insert_one({"_id": "partner:now", "window_start": clock.now() - timedelta(seconds=10),
                          "failures": 2})
     assert not replica.blocked("partner:old", failures)
     assert replica.blocked("partner:now", failures)
     # a failure after the window has ended opens a new window with one failure
     replica.count_failure("partner:old", failures)
     entry = failures[CHECK_FAILURES].find_one({"_id": "partner:old"})
-    assert entry["failures"] == 1 and entry["window_start"] > utcnow() - timedelta(seconds=5)
+    assert entry["failures"] == 1 and entry["window_start"] > clock.now() - timedelta(seconds=5)
     assert not replica.blocked("partner:old", failures)

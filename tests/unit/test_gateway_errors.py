@@ -11,7 +11,7 @@ from nameko.exceptions import RemoteError
 
 from common.calls import CallSigner
 from common.errors import BadUserInput, Conflict
-from common.service import TolerantReplyListener
+from common.transport import TolerantReplyListener
 from gateway.errors import format_error
 from gateway.context import ExpiringServiceProxy, GraphQLContext
 from gateway.service import GatewayService

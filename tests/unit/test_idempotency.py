@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from common import clock
 from common.crypto import DataCipher, KeyedHash
 from common.errors import BadUserInput, Conflict
-from common.storage import utcnow
 from gateway.auth import Principal
 from gateway.idempotency import (KEYS, IdempotencyStore, IdempotentMutations, body_hash,
                                  record_id, request_identity)
+from tests.support import store_in_memory
 
 ADMIN = Principal(sub="a", role="admin")
 BODY = {"query": "mutation { x }", "variables": {"code": "123456"}}
@@ -20,10 +21,8 @@ BODY = {"query": "mutation { x }", "variables": {"code": "123456"}}
 
 @pytest.fixture(scope="module")
 def store():
-    store = IdempotencyStore("gateway_probe", "", ":memory:")
-    store.ensure_indexes()
-    yield store
-    store.close()
+    with store_in_memory(IdempotencyStore, "gateway_probe") as store:
+        yield store
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def test_a_key_left_running_by_a_dead_gateway_is_free_once_its_deadline_passed(m
     deadline (and the allowed clock skew) has passed, not for 24 hours; then a retry with
     the same body runs, and one with another body is still refused."""
     dead = Mutation()
-    started = utcnow() - timedelta(seconds=20)
+    started = clock.now() - timedelta(seconds=20)
     mutations.store.claim(record_id(ADMIN, "k-dead"), body_hash(BODY), started,
                           mutations._until(started, 15))     # and then nothing: it died
     retry = Mutation()
@@ -102,10 +101,10 @@ def test_a_long_call_holds_the_key_as_long(mutations, store):
     def long_request():
         mutations.extend("k-long", ADMIN, 600)
         held = store[KEYS].find_one({"_id": record})["deadline"]
-        assert held > utcnow() + timedelta(seconds=590)
+        assert held > clock.now() + timedelta(seconds=590)
         with pytest.raises(Conflict, match="still running"):
             mutations.answer_once("k-long", ADMIN, BODY, Mutation(),
-                                  now=utcnow() + timedelta(seconds=120))
+                                  now=clock.now() + timedelta(seconds=120))
         return {"data": {"x": "paid"}}
 
     assert mutations.answer_once("k-long", ADMIN, BODY, long_request,
@@ -122,7 +121,7 @@ def test_callers_have_keys_of_their_own(mutations):
 
 def test_a_key_is_forgotten_after_24_hours(mutations, store):
     mutation = Mutation()
-    then = utcnow() - timedelta(hours=24, minutes=1)
+    then = clock.now() - timedelta(hours=24, minutes=1)
     mutations.answer_once("k-old", ADMIN, BODY, mutation, now=then)
     assert mutations.answer_once("k-old", ADMIN, BODY, mutation)["data"]["x"]["run"] == 2
     stored = store[KEYS].find_one({"_id": record_id(ADMIN, "k-old")})
@@ -133,7 +132,7 @@ def test_a_key_is_forgotten_after_24_hours(mutations, store):
 
 def test_a_key_not_yet_24_hours_old_is_remembered(mutations):
     mutation = Mutation()
-    then = utcnow() - timedelta(hours=23, minutes=59)
+    then = clock.now() - timedelta(hours=23, minutes=59)
     mutations.answer_once("k-day", ADMIN, BODY, mutation, now=then)
     assert mutations.answer_once("k-day", ADMIN, BODY, mutation)["data"]["x"]["run"] == 1
 

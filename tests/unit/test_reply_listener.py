@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from nameko.rpc import RpcProxy
 
-from common.service import TolerantReplyListener
+from common.transport import TolerantReplyListener
 from ops.platform import PROCESSES
 
 REPLY = {"result": {"status": "ok"}, "error": None}

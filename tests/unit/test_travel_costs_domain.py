@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from common import clock
 from common.errors import BadUserInput, Conflict, Forbidden
 from common.schemas.travel_costs import TravelClaimInput, TripInput
 from services.declaration import domain as declaration_domain
@@ -219,18 +220,13 @@ def test_what_leaves_the_service_has_no_account_and_no_bsn():
     assessment = domain.assess_trips(request.trips, CENTROIDS, RULES)
     claim = domain.new_claim("65f000000000000000000001", request, "key-of-bsn", {"sub": "cg", "role": "caregiver"},
                              assessment, {2026: 1863}, [], domain.mask_iban(request.iban),
-                             {"kid": "k", "ct": "sealed"}, _now())
+                             {"kid": "k", "ct": "sealed"}, clock.now())
     view = domain.claim_view(claim)
     assert view["amount_euros"] == "18.63" and view["iban_masked"] == "NL** **** **** **43 00"
     assert view["trips"][0]["amount_euros"] == "18.63" and view["reason"] is None
     event = domain.event_payload(claim)
     assert set(event) == {"id", "status", "declaration_reference", "amount_euros", "payout_batch_id"}
     assert "key-of-bsn" not in str(view) + str(event) and "NL91" not in str(event)
-
-
-def _now():
-    from common.storage import utcnow
-    return utcnow()
 
 
 # --- the declaration service's answer to the fund ----------------------------------------

@@ -12,9 +12,10 @@ import pytest
 from bson import ObjectId
 from nameko.testing.services import worker_factory
 
+from common import clock
 from common.crypto import DataCipher
 from common.errors import Conflict, Forbidden, NotFound
-from common.storage import OnceRequest, utcnow_millis
+from common.storage import OnceRequest
 from services.travel_costs.dependencies import FundAccount, FundSettings
 from services.travel_costs.domain import FundRules
 from services.travel_costs.service import TravelCostsService
@@ -52,7 +53,7 @@ def fund(store, cipher):
 
 def approved_claims(store, cipher, accounts=ACCOUNTS):
     """Approved claims as the fund stored them, the second before names were checked."""
-    now = utcnow_millis()
+    now = clock.now_millis()
     ids = []
     for number, account in enumerate(accounts):
         claim_id = str(ObjectId())
@@ -221,7 +222,7 @@ def test_migrate_removes_the_dead_owner_and_shows_batches_paid_at_once_as_releas
         earlier[CLAIMS].create_index([("batch_id", ASCENDING), ("status", ASCENDING)])
         earlier[DECLARATIONS].insert_one({"_id": REFERENCE, "status": "ISSUED", "owner": "sub-1"})
         earlier[CLAIMS].insert_one({"_id": "c1", "status": "APPROVED", "owner": "sub-1"})
-        paid_at = utcnow_millis()
+        paid_at = clock.now_millis()
         earlier[PAYOUT_BATCHES].insert_one({"_id": "b1", "status": "PAID", "paid_at": paid_at})
         earlier.ensure_indexes()
         for _twice in range(2):      # every replica runs it at start
@@ -244,7 +245,7 @@ def test_work_that_stopped_is_taken_up_once_its_lease_ran_out(store):
     cipher = DataCipher([OLD])
     paid_first, unpaid = approved_claims(store, cipher, [ACCOUNTS[0], ACCOUNTS[2]])
     batch = fund(store, cipher).create_payout_batch(PROPOSER)
-    past = utcnow_millis() - timedelta(seconds=1)
+    past = clock.now_millis() - timedelta(seconds=1)
     # The release stopped after its first claim: one claim PAID, the batch RELEASING.
     store[CLAIMS].update_one({"_id": paid_first}, {"$set": {"status": "PAID"}})
     store[PAYOUT_BATCHES].update_one({"_id": batch["id"]}, {"$set": {

@@ -9,14 +9,13 @@ from common.crypto import DataCipher
 from gateway.storage import GatewayStore
 from gateway.web.session import SessionCodec, SessionRecords
 from gateway.web.texts import organisation_name
+from tests.support import store_in_memory
 
 
 @pytest.fixture(scope="module")
 def store():
-    store = GatewayStore("gateway_sessions_probe", "", ":memory:")
-    store.ensure_indexes()
-    yield store
-    store.close()
+    with store_in_memory(GatewayStore, "gateway_sessions_probe") as store:
+        yield store
 
 
 def test_a_session_ends_on_the_server_when_signed_out_or_idle(store):

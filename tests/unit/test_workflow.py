@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 import pytest
 
 from common.errors import BadUserInput, Conflict, Forbidden
-from common.workflow import Transition, Workflow, actor_trace, audit_entry, history_view
+from common.workflow import (Transition, Workflow, actor_trace, audit_entry, cannot_be,
+                             history_view)
 
 CLERK = {"role": "clerk", "sub": "c-1", "municipality": "GM0363", "name": "never stored"}
 BOSS = {"role": "boss", "sub": "b-1"}
@@ -122,3 +123,14 @@ def test_every_event_a_service_table_records_is_in_the_catalogue():
 
     for table in (BAG_ORDERS, DECLARATIONS, SUPPORT_POINTS):
         assert table.events() and set(table.events()) <= set(CATALOGUE)
+
+
+def test_the_usual_refusal_names_the_state_the_thing_and_the_step():
+    refused = cannot_be("claim", {"pay": "paid"})
+    assert refused("PAYOUT_PENDING", "pay") == "a payout pending claim cannot be paid"
+    assert refused(None, "pay") == "a new claim cannot be paid"
+    assert refused("SUBMITTED", "archive") == "a submitted claim cannot be archive"
+    table = Workflow(Transition(None, "submit", "SUBMITTED", ("caregiver",)), refused=refused)
+    with pytest.raises(Conflict) as refusal:
+        table.transition("SUBMITTED", "pay")
+    assert str(refusal.value) == "a submitted claim cannot be paid"

@@ -39,19 +39,25 @@ def _bags_page(page, form=None, round_=None, status=200):
                        status=status)
 
 
-def bags(page):
-    """The campaign team's page; a municipality's own view of the same address."""
+def _team_desk(page, municipality_view, team_page, actions):
+    """A page of the campaign team at an address a municipality opens too (and then sees its
+    own view): the team's page, or the action the form names (``actie``)."""
     page.require_staff(TEAM, MUNICIPALITY)
     if page.session["role"] == MUNICIPALITY:
-        return staff.bag_orders(page)
+        return municipality_view(page)
     if page.request.method == "GET":
-        return _bags_page(page)
-    handler = TEAM_ACTIONS.get(page.form.get("actie"))
+        return team_page(page)
+    handler = actions.get(page.form.get("actie"))
     if handler is None:
         form = Form({})
         form.fail("", "Kies wat u wilt doen.")
-        return _bags_page(page, form, status=400)
+        return team_page(page, form, status=400)
     return handler(page)
+
+
+def bags(page):
+    """The campaign team's page; a municipality's own view of the same address."""
+    return _team_desk(page, staff.bag_orders, _bags_page, BAG_ACTIONS)
 
 
 def _quantity(form, name, what):
@@ -104,7 +110,7 @@ def _order_step(operation, done):
     return step
 
 
-TEAM_ACTIONS = {
+BAG_ACTIONS = {
     "drukgang": _print_run,
     "verdelen": _allocate,
     "verzonden": _order_step(operations.MARK_SHIPPED, "De bestelling staat op verzonden."),
@@ -137,20 +143,7 @@ def _campaigns_page(page, form=None, status=200):
 
 def campaigns(page):
     """The campaign team's page; a municipality's own view of the same address."""
-    page.require_staff(TEAM, MUNICIPALITY)
-    if page.session["role"] == MUNICIPALITY:
-        return staff.campaigns(page)
-    if page.request.method == "GET":
-        return _campaigns_page(page)
-    action = page.form.get("actie")
-    if action == "aanmaken":
-        return _create_campaign(page)
-    if action == "starten":
-        return _campaign_step(page, operations.LAUNCH_CAMPAIGN,
-                              "De campagne is gestart. Het materiaal gaat naar de steunpunten.")
-    form = Form({})
-    form.fail("", "Kies wat u wilt doen.")
-    return _campaigns_page(page, form, status=400)
+    return _team_desk(page, staff.campaigns, _campaigns_page, CAMPAIGN_ACTIONS)
 
 
 def _campaign_step(page, operation, done):
@@ -195,3 +188,11 @@ def _create_campaign(page):
         return _campaigns_page(page, form, status=400)
     page.session.flash(f"De campagne {name} is aangemaakt. Start haar als alles klopt.")
     return page.redirect(CAMPAIGNS)
+
+
+CAMPAIGN_ACTIONS = {
+    "aanmaken": _create_campaign,
+    "starten": lambda page: _campaign_step(
+        page, operations.LAUNCH_CAMPAIGN,
+        "De campagne is gestart. Het materiaal gaat naar de steunpunten."),
+}

@@ -1,6 +1,6 @@
 """The contract's GraphQL operations the desks run, as the signed-in employee (beside the
 municipality's desk's in ``gateway/web/operations.py``)."""
-from gateway.web.operations import POINT_FIELDS
+from gateway.web.operations import HISTORY, POINT_FIELDS, TRIPS
 
 CLAIM_ROW = "id status declarationReference amountEuros reason submittedAt"
 
@@ -15,9 +15,7 @@ query ClaimsToReview($first: Int, $heldAfter: String, $waitingAfter: String) {
 CLAIM = """
 query Claim($id: ID!) {
   travelClaim(id: $id) {
-    """ + CLAIM_ROW + """ ibanMasked
-    trips { date fromPostcode toPostcode distanceKm returnTrip mode amountEuros }
-    history { fromStatus toStatus action at actorRole reason }
+    """ + CLAIM_ROW + " ibanMasked " + TRIPS + " " + HISTORY + """
   }
 }"""
 
