@@ -8,7 +8,7 @@ from weakref import WeakKeyDictionary
 
 from kombu.exceptions import ChannelError
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne, UpdateOne
 
 from common import metrics
 from common.events import new_envelope, subscriptions_from
@@ -21,7 +21,11 @@ OUTBOX = "outbox"
 CLAIM_SECONDS = 15
 # How many events the relay claims, publishes and removes at a time: one claim, one batch of
 # publishes whose confirms are awaited together, one delete.
-BATCH = 500
+BATCH = 1000
+# The embedded store matches each document it finds against every id of an ``$in``: a batch's
+# writes go as one bulk write of a statement per ``_id`` in one transaction (one commit), and
+# reads by id a few dozen at a time.
+IDS_A_READ = 50
 # How long one run of the relay's timer may go on relaying a backlog before it lets the
 # next run continue (well inside the lease of what it claimed).
 RELAY_SECONDS = 5.0
@@ -30,6 +34,13 @@ RELAY_SECONDS = 5.0
 FIRST_WINDOW = timedelta(seconds=1)
 # An event no queue took stays in the outbox and is tried again after this long.
 UNROUTABLE_RETRY_SECONDS = 5
+UNROUTABLE = "unroutable"   # the claim of an entry waiting to be tried again
+# A new entry is its worker's to publish for this long; then it falls due to the relay that
+# holds the lease (a worker that died, a broker that was away).
+HANDOVER_SECONDS = 10
+# The lease of the relay that walks the due entries, one document in OUTBOX_LEASES.
+OUTBOX_LEASES = "outbox_relay"
+RELAY_LEASE = "relay"
 MEASURE_SECONDS = 5.0   # how often the relay sets the lag gauge
 
 log = get_logger()
@@ -56,6 +67,8 @@ class Outbox:
 
     def __init__(self, store, service, config):
         self.collection = store[OUTBOX]
+        self.leases = store[OUTBOX_LEASES]
+        self.token = uuid.uuid4().hex   # this relay, as the holder of the lease
         self.store = store
         self.service = service
         self.config = config
@@ -76,7 +89,8 @@ class Outbox:
                      for type_name, payload in events]
         if envelopes:
             self.collection.insert_many([{
-                "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
+                "_id": str(envelope.event_id), "created_at": now,
+                "claimed_until": now + timedelta(seconds=HANDOVER_SECONDS),
                 "envelope": envelope.model_dump(mode="json"),
             } for envelope in envelopes], session=session)
             if self.backlog is not None:
@@ -102,34 +116,43 @@ class Outbox:
                 log.warning("outbox.consumer_queues_missing",
                             queues=[entry.queue for entry in missing])
 
-    def _claim(self, entries, now):
-        """Only one relay (of this or another replica) holds an entry at a time; a relay
-        that dies lets go when its claim runs out. One conditional write of them all by
-        ``_id`` (each entry is taken by one relay alone), marked with this claim's token;
-        only when some were taken by another, or their envelopes are still to be read, a
-        read by ``_id`` tells which are this claim's. Returns the claimed entries."""
-        ids = [entry["_id"] for entry in entries]
+    def _claim(self, entry_ids, condition, now):
+        """Claims entries one by one (a conditional write of each by ``_id``, all in one
+        bulk write): each is taken by one relay alone, which holds it for CLAIM_SECONDS; a
+        relay that dies lets go when its claim runs out. Returns the claimed entries."""
         token = uuid.uuid4().hex
-        claimed = self.collection.update_many(
-            {"_id": {"$in": ids}, "claimed_until": {"$lte": now}},
+        claimed = self._write([UpdateOne(
+            {"_id": entry_id, "claimed_by": None, **condition},
             {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS),
-                      "claimed_by": token}}).modified_count
-        if claimed == len(entries) and all("envelope" in entry for entry in entries):
-            return entries
+                      "claimed_by": token}}) for entry_id in entry_ids])
         if not claimed:
             return []
-        return [entry for entry in self.collection.find({"_id": {"$in": ids}})
-                if entry.get("claimed_by") == token]
+        return [entry for entry in self._by_ids(entry_ids) if entry.get("claimed_by") == token]
 
-    def _publish(self, entries, now):
-        """Claims, publishes (confirms awaited together) and removes ``entries``; returns
-        how many were published. What no queue took stays and is tried again
-        UNROUTABLE_RETRY_SECONDS later; what the broker did not confirm stays claimed until
-        its lease runs out."""
-        claimed = self._claim(entries, now) if entries else []
-        if not claimed:
+    def _write(self, statements):
+        """One bulk write of a statement per ``_id``, committed once (a transaction): the
+        store syncs every commit to disk. Returns how many documents it changed."""
+        def write(session):
+            result = self.collection.bulk_write(statements, session=session)
+            return result.modified_count + result.deleted_count
+
+        with self.store.client.start_session() as session:
+            return session.with_transaction(write)
+
+    def _by_ids(self, ids):
+        """The entries with these ids, read a few dozen at a time: the embedded store
+        matches every document it finds against the whole ``$in`` list."""
+        return [entry for first in range(0, len(ids), IDS_A_READ)
+                for entry in self.collection.find({"_id": {"$in": ids[first:first + IDS_A_READ]}})]
+
+    def _publish(self, entries):
+        """Publishes ``entries`` (confirms awaited together) and removes the published ones
+        in one write; returns how many were published. What no queue took stays and is due
+        again UNROUTABLE_RETRY_SECONDS later; what the broker did not confirm stays as it
+        is, due when its claim runs out."""
+        if not entries:
             return 0
-        envelopes = [entry["envelope"] for entry in claimed]
+        envelopes = [entry["envelope"] for entry in entries]
         routed = self.publisher.publish_many(envelopes)
         if len(routed) < len(envelopes):
             # Declare the consumers' queues, then try the returned ones once more.
@@ -137,7 +160,7 @@ class Outbox:
             routed |= self.publisher.publish_many(
                 [envelope for envelope in envelopes if envelope["event_id"] not in routed])
         if routed:
-            self.collection.delete_many({"_id": {"$in": list(routed)}})
+            self._write([DeleteOne({"_id": event_id}) for event_id in routed])
         for envelope in envelopes:
             if envelope["event_id"] in routed:
                 metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
@@ -149,8 +172,9 @@ class Outbox:
         unroutable = [envelope["event_id"] for envelope in envelopes
                       if envelope["event_id"] not in routed]
         if unroutable:
-            self.collection.update_many({"_id": {"$in": unroutable}}, {"$set": {
-                "claimed_until": utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
+            retry_at = utcnow() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)
+            self._write([UpdateOne({"_id": event_id}, {"$set": {
+                "claimed_until": retry_at, "claimed_by": UNROUTABLE}}) for event_id in unroutable])
         if self.backlog is not None:
             self.backlog = max(self.backlog - len(routed), 0)
         return len(routed)
@@ -164,48 +188,85 @@ class Outbox:
         times = [entry["claimed_until"] for entry in self.collection.find(
             {"claimed_until": {"$lte": now + timedelta(days=1)}}, {"claimed_until": 1, "_id": 0})]
         self.backlog = len(times)
-        self.frontier = min(times) if times else now
+        self.frontier = min(times + [now])
+
+    def _hold_lease(self, now):
+        """Whether this relay may walk the due entries: one relay of the service at a time
+        holds the lease, renewed before every batch; another replica's relay takes it over
+        once it has run out (its holder died or stalls)."""
+        def take(session):
+            lease = self.leases.find_one({"_id": RELAY_LEASE}, session=session)
+            if lease and lease["holder"] != self.token and lease["until"] > now:
+                return False
+            self.leases.update_one({"_id": RELAY_LEASE}, {"$set": {
+                "holder": self.token, "until": now + timedelta(seconds=CLAIM_SECONDS)}},
+                upsert=True, session=session)
+            return True
+
+        with self.store.client.start_session() as session:
+            return session.with_transaction(take)
 
     def relay(self, limit=BATCH):
-        """Publish pending events, oldest claim time first, a batch at a time, until every
-        due one is out or RELAY_SECONDS have passed. A crash in between publishes an event
-        again later; consumers drop the duplicate. Returns how many were published."""
+        """Publish pending events, oldest due first, a batch at a time, until every due one
+        is out or RELAY_SECONDS have passed, then the fresh ones their workers left. A crash
+        in between publishes an event again later; consumers drop the duplicate. Returns how
+        many were published.
+
+        A due entry (its ``claimed_until`` passed) is published without a claim of its own:
+        only the holder of the relay's lease publishes due entries, and a worker's relay
+        never takes one (``relay_own`` claims only what has HANDOVER_SECONDS / 2 left)."""
         started = time.monotonic()
         now = utcnow()
+        if not self._hold_lease(now):
+            return 0
         if self.frontier is None:
             self._start(now)
-        # What arrived behind the frontier: next to nothing, read whole.
+        # What became due behind the frontier (a lease run out, a late commit): next to
+        # nothing, read whole.
         late = self._due({"claimed_until": {"$lt": self.frontier}})
-        sent = sum(self._publish(late[i:i + limit], now) for i in range(0, len(late), limit))
+        sent = sum(self._publish(late[i:i + limit]) for i in range(0, len(late), limit))
         while time.monotonic() - started < RELAY_SECONDS:
             now = utcnow()
+            if not self._hold_lease(now):
+                break
             end = min(self.frontier + self.window, now)
             due = sorted(self._due({"claimed_until": {"$gte": self.frontier, "$lte": end}}),
                          key=lambda entry: entry["claimed_until"])
             if len(due) > limit:       # the window was too wide: take the oldest batch
-                due, self.window = due[:limit], max(self.window / 2, timedelta(milliseconds=1))
+                due = due[:limit]
                 end = due[-1]["claimed_until"]
+                self.window = max(end - self.frontier, timedelta(milliseconds=1))
             elif len(due) < limit // 2:
                 self.window *= 2
-            sent += self._publish(due, now)
+            sent += self._publish(due)
             self.frontier = end
             if end >= now:
-                self._caught_up(now)
+                sent += self._fresh(now, limit)
                 break
         self._measure()
         return sent
 
-    def _caught_up(self, now):
-        """Every due entry is out: what waits now is only what is claimed for later (leases,
-        unroutable ones), which is few."""
-        self.backlog = len(self._due({"claimed_until": {"$gt": now}}))
+    def _fresh(self, now, limit):
+        """Every due entry is out. What waits now is not due yet: fresh entries whose
+        worker has not published them (it died, or the broker was away), claimed one by one
+        and published here; and what is claimed for later (leases, unroutable ones)."""
+        waiting = self._due({"claimed_until": {"$gt": now}})
+        self.backlog = len(waiting)
+        handed_over = now + timedelta(seconds=HANDOVER_SECONDS)
+        fresh = [entry["_id"] for entry in waiting
+                 if entry.get("claimed_by") is None and entry["claimed_until"] <= handed_over]
+        return sum(self._publish(self._claim(fresh[i:i + limit], {}, now))
+                   for i in range(0, len(fresh), limit))
 
     def relay_own(self, entry_ids):
         """Publish the events one worker just recorded. Only its own: when many workers end
         at once, each publishing every pending event would have them all compete for the
-        same entries. What one cannot publish, the timer's ``relay`` does."""
+        same entries. Each is claimed first, and only while at least HANDOVER_SECONDS / 2
+        remain before it falls due to the lease holder's relay. What one cannot publish,
+        the timer's ``relay`` does."""
         now = utcnow()
-        return self._publish([{"_id": entry_id} for entry_id in entry_ids], now)
+        condition = {"claimed_until": {"$gte": now + timedelta(seconds=HANDOVER_SECONDS / 2)}}
+        return self._publish(self._claim(list(entry_ids), condition, now))
 
     def send_to_queue(self, type_name, events, queue, correlation_id):
         """Events into one consumer's queue alone (through the service's own exchange, by
