@@ -36,6 +36,7 @@ SIZES = tuple(int(n) for n in settings.setting(None, "BENCH_OUTBOX_SIZES",
                                                "2000,60000").split(","))
 HEALTH_CALLS = settings.int_setting(None, "BENCH_OUTBOX_HEALTH_CALLS", 300)
 RECORD_BATCH = 1000
+WARM_UP = 200   # events relayed before the measured runs, not measured
 EVENT = "support_point.updated"
 CONSUMER = subscription(EVENT, "campaign", "on_support_point_changed")
 
@@ -79,7 +80,7 @@ def _health(store, outbox):
     return statistics.median(times)
 
 
-def _measure(amqp, folder, waiting):
+def _measure(amqp, folder, waiting, quiet=False):
     config = {"AMQP_URI": amqp}
     store = DocumentStore(f"bench_outbox_{waiting}", "", folder)
     try:
@@ -112,9 +113,10 @@ def _measure(amqp, folder, waiting):
         _fill(store, relay, waiting)
         health_ms = _health(store, relay)
         relay.publisher.release()
-        print(f"  {waiting:>6} waiting: filled in {filled:.1f} s; relayed in {seconds:.1f} s: "
-              f"{sent / seconds:,.0f} events/s, {operations / max(sent, 1):.3f} store operations"
-              f" per event (batches of {BATCH}); health answer {health_ms:.2f} ms")
+        if not quiet:
+            print(f"  {waiting:>6} waiting: filled in {filled:.1f} s; relayed in {seconds:.1f} s: "
+                  f"{sent / seconds:,.0f} events/s, {operations / max(sent, 1):.3f} store operations"
+                  f" per event (batches of {BATCH}); health answer {health_ms:.2f} ms")
         return sent / seconds, health_ms
     finally:
         store.close()
@@ -131,6 +133,7 @@ def run():
                                                    event_listeners=[Operations()])
     try:
         with tempfile.TemporaryDirectory() as folder:
+            _measure(amqp, folder, WARM_UP, quiet=True)   # connections, imports, caches
             results = {waiting: _measure(amqp, folder, waiting) for waiting in SIZES}
     finally:
         common.storage.MongoClient = original

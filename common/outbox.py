@@ -116,18 +116,26 @@ class Outbox:
                 log.warning("outbox.consumer_queues_missing",
                             queues=[entry.queue for entry in missing])
 
-    def _claim(self, entry_ids, condition, now):
-        """Claims entries one by one (a conditional write of each by ``_id``, all in one
-        bulk write): each is taken by one relay alone, which holds it for CLAIM_SECONDS; a
-        relay that dies lets go when its claim runs out. Returns the claimed entries."""
+    def _claim(self, entry_ids, holds, now):
+        """Claims the entries that are nobody's and for which ``holds(entry)`` is true: read
+        and written by ``_id`` alone in one transaction (one bulk write), so each is taken
+        by one relay alone (another's claim of the same entry makes the write conflict, and
+        the transaction reads again), which holds it for CLAIM_SECONDS; a relay that dies
+        lets go when its claim runs out. Returns the claimed entries."""
+        until = now + timedelta(seconds=CLAIM_SECONDS)
         token = uuid.uuid4().hex
-        claimed = self._write([UpdateOne(
-            {"_id": entry_id, "claimed_by": None, **condition},
-            {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS),
-                      "claimed_by": token}}) for entry_id in entry_ids])
-        if not claimed:
-            return []
-        return [entry for entry in self._by_ids(entry_ids) if entry.get("claimed_by") == token]
+
+        def claim(session):
+            free = [entry for entry in self._by_ids(entry_ids, session)
+                    if entry.get("claimed_by") is None and holds(entry)]
+            if free:
+                self.collection.bulk_write([UpdateOne({"_id": entry["_id"]}, {"$set": {
+                    "claimed_until": until, "claimed_by": token}}) for entry in free],
+                    session=session)
+            return free
+
+        with self.store.client.start_session() as session:
+            return session.with_transaction(claim)
 
     def _write(self, statements):
         """One bulk write of a statement per ``_id``, committed once (a transaction): the
@@ -139,11 +147,12 @@ class Outbox:
         with self.store.client.start_session() as session:
             return session.with_transaction(write)
 
-    def _by_ids(self, ids):
+    def _by_ids(self, ids, session):
         """The entries with these ids, read a few dozen at a time: the embedded store
         matches every document it finds against the whole ``$in`` list."""
         return [entry for first in range(0, len(ids), IDS_A_READ)
-                for entry in self.collection.find({"_id": {"$in": ids[first:first + IDS_A_READ]}})]
+                for entry in self.collection.find(
+                    {"_id": {"$in": ids[first:first + IDS_A_READ]}}, session=session)]
 
     def _publish(self, entries):
         """Publishes ``entries`` (confirms awaited together) and removes the published ones
@@ -255,7 +264,7 @@ class Outbox:
         handed_over = now + timedelta(seconds=HANDOVER_SECONDS)
         fresh = [entry["_id"] for entry in waiting
                  if entry.get("claimed_by") is None and entry["claimed_until"] <= handed_over]
-        return sum(self._publish(self._claim(fresh[i:i + limit], {}, now))
+        return sum(self._publish(self._claim(fresh[i:i + limit], lambda entry: True, now))
                    for i in range(0, len(fresh), limit))
 
     def relay_own(self, entry_ids):
@@ -265,8 +274,9 @@ class Outbox:
         remain before it falls due to the lease holder's relay. What one cannot publish,
         the timer's ``relay`` does."""
         now = utcnow()
-        condition = {"claimed_until": {"$gte": now + timedelta(seconds=HANDOVER_SECONDS / 2)}}
-        return self._publish(self._claim(list(entry_ids), condition, now))
+        fresh_until = now + timedelta(seconds=HANDOVER_SECONDS / 2)
+        return self._publish(self._claim(
+            list(entry_ids), lambda entry: entry["claimed_until"] >= fresh_until, now))
 
     def send_to_queue(self, type_name, events, queue, correlation_id):
         """Events into one consumer's queue alone (through the service's own exchange, by
