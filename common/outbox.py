@@ -227,6 +227,7 @@ class Outbox:
         started = time.monotonic()
         now = utcnow()
         if not self._hold_lease(now):
+            self._measure()
             return 0
         if self.frontier is None:
             self._start(now)
@@ -296,6 +297,8 @@ class Outbox:
         """The gauges: the relay's estimate of what waits, and the age of the oldest entry
         behind the frontier (its window), read at most every MEASURE_SECONDS."""
         metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
+        if self.frontier is None:     # another replica's relay walks the outbox
+            return
         if self.measured_at is not None and time.monotonic() - self.measured_at < MEASURE_SECONDS:
             return
         self.measured_at = time.monotonic()
