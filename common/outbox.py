@@ -19,15 +19,15 @@ from common.topology import broker, queue_exists, subscription_queue
 
 OUTBOX = "outbox"
 CLAIM_SECONDS = 15
-# How many events the relay claims, publishes and removes at a time: one claim, one batch of
-# publishes whose confirms are awaited together, one delete.
+# How many events the relay publishes and removes at a time: one read, one batch of publishes
+# whose confirms are awaited together, one delete.
 BATCH = 1000
 # The embedded store matches each document it finds against every id of an ``$in``: a batch's
 # writes go as one bulk write of a statement per ``_id`` in one transaction (one commit), and
 # reads by id a few dozen at a time.
 IDS_A_READ = 50
 # How long one run of the relay's timer may go on relaying a backlog before it lets the
-# next run continue (well inside the lease of what it claimed).
+# next run continue (its lease is renewed before every batch).
 RELAY_SECONDS = 5.0
 # The first window of claim times the relay reads, widened or narrowed so that a window
 # holds about a batch.
@@ -56,8 +56,9 @@ class Outbox:
     in the collection until the broker has confirmed that a queue took it, then it is
     removed: the outbox only ever holds what is still to be published.
 
-    Every entry is claimable from its ``claimed_until`` on (its creation; a lease's end; the
-    retry of an unroutable one). The embedded store reads every entry of a range it is
+    Every entry is due to the relay holding the lease from its ``claimed_until`` on
+    (HANDOVER_SECONDS after its creation; the end of a worker's claim; the retry of an
+    unroutable one). The embedded store reads every entry of a range it is
     asked for, whatever the limit, so the relay never asks for "all that is due": it walks
     the claim times in windows of about a batch (``frontier`` is where the next window
     starts: every entry due before it has been published or claimed again for later), and
