@@ -308,7 +308,7 @@ def wait_for_outbox(rpc, service, timeout=600):
     """Until the service has published every event it recorded: a run is measured without
     its relay still at work."""
     deadline = time.monotonic() + timeout
-    # Not more often: on the embedded store each health answer counts the outbox by reading it.
+    # The health answer's figure is the relay's estimate, set again each time it catches up.
     while getattr(rpc, service).health()["outbox_pending"] and time.monotonic() < deadline:
         time.sleep(1.0)
 

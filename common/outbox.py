@@ -2,12 +2,13 @@
 announce, and the relay that publishes them (right after the worker, and from a timer) and
 removes them once a queue has taken them."""
 import time
+import uuid
 from datetime import timedelta
 from weakref import WeakKeyDictionary
 
 from kombu.exceptions import ChannelError
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne, UpdateOne
 
 from common import clock, metrics
 from common.events import new_envelope, subscriptions_from
@@ -18,31 +19,64 @@ from common.topology import broker, queue_exists, subscription_queue
 
 OUTBOX = "outbox"
 CLAIM_SECONDS = 15
-# How often the relay measures its outbox for the metrics. The embedded store counts a
-# collection by reading it, which with a large payout's events waiting cost more than
-# relaying them; an alert looks at minutes, not seconds.
-MEASURE_SECONDS = 5.0
+# How many events the relay publishes and removes at a time: one read, one batch of publishes
+# whose confirms are awaited together, one delete.
+BATCH = 1000
+# The embedded store matches each document it finds against every id of an ``$in``: a batch's
+# writes go as one bulk write of a statement per ``_id`` in one transaction (one commit), and
+# reads by id a few dozen at a time.
+IDS_A_READ = 50
+# How long one run of the relay's timer may go on relaying a backlog before it lets the
+# next run continue (its lease is renewed before every batch).
+RELAY_SECONDS = 5.0
+# The first window of claim times the relay reads, widened or narrowed so that a window
+# holds about a batch.
+FIRST_WINDOW = timedelta(seconds=1)
 # An event no queue took stays in the outbox and is tried again after this long.
 UNROUTABLE_RETRY_SECONDS = 5
+UNROUTABLE = "unroutable"   # the claim of an entry waiting to be tried again
+# A new entry is its worker's to publish for this long; then it falls due to the relay that
+# holds the lease (a worker that died, a broker that was away).
+HANDOVER_SECONDS = 10
+# The lease of the relay that walks the due entries, one document in OUTBOX_LEASES.
+OUTBOX_LEASES = "outbox_relay"
+RELAY_LEASE = "relay"
+MEASURE_SECONDS = 5.0   # how often the relay sets the lag gauge
 
 log = get_logger()
 
 
 def ensure_outbox_indexes(db):
     db[OUTBOX].create_index([("created_at", ASCENDING)])
+    db[OUTBOX].create_index([("claimed_until", ASCENDING)])
 
 
 class Outbox:
     """Events written in the same transaction as the change they announce. An entry stays
     in the collection until the broker has confirmed that a queue took it, then it is
-    removed: the outbox only ever holds what is still to be published, so relaying stays
-    cheap."""
+    removed: the outbox only ever holds what is still to be published.
+
+    Every entry is due to the relay holding the lease from its ``claimed_until`` on
+    (HANDOVER_SECONDS after its creation; the end of a worker's claim; the retry of an
+    unroutable one). The embedded store reads every entry of a range it is
+    asked for, whatever the limit, so the relay never asks for "all that is due": it walks
+    the claim times in windows of about a batch (``frontier`` is where the next window
+    starts: every entry due before it has been published or claimed again for later), and
+    reads below the frontier only what arrived late there (a transaction that committed
+    after the frontier passed its events, a lease let go by hand), which is next to nothing.
+    The cost of an event is so the same with 2,000 or 60,000 waiting."""
 
     def __init__(self, store, service, config):
         self.collection = store[OUTBOX]
+        self.leases = store[OUTBOX_LEASES]
+        self.token = uuid.uuid4().hex   # this relay, as the holder of the lease
+        self.store = store
         self.service = service
         self.config = config
         self.publisher = EventPublisher(service, config)
+        self.frontier = None           # not known until the first relay
+        self.window = FIRST_WINDOW
+        self.backlog = None            # the relay's estimate of the events waiting
         self.measured_at = None
 
     def add(self, session, type_name, payload, correlation_id):
@@ -56,9 +90,12 @@ class Outbox:
                      for type_name, payload in events]
         if envelopes:
             self.collection.insert_many([{
-                "_id": str(envelope.event_id), "created_at": now, "claimed_until": now,
+                "_id": str(envelope.event_id), "created_at": now,
+                "claimed_until": now + timedelta(seconds=HANDOVER_SECONDS),
                 "envelope": envelope.model_dump(mode="json"),
             } for envelope in envelopes], session=session)
+            if self.backlog is not None:
+                self.backlog += len(envelopes)
         return envelopes
 
     def ensure_consumer_queues(self):
@@ -80,88 +117,204 @@ class Outbox:
                 log.warning("outbox.consumer_queues_missing",
                             queues=[entry.queue for entry in missing])
 
-    def _claim(self, entry_id, now):
-        """Only one relay (of this or another replica) holds an entry at a time; a relay
-        that dies lets go when its claim runs out."""
-        # A conditional update_one, then a read: the embedded store answers
-        # find_one_and_update by scanning the collection, which made relaying the events of
-        # a large payout quadratic; update_one and find_one go by the _id index.
-        claimed = self.collection.update_one(
-            {"_id": entry_id, "claimed_until": {"$lte": now}},
-            {"$set": {"claimed_until": now + timedelta(seconds=CLAIM_SECONDS)}})
-        return self.collection.find_one({"_id": entry_id}) if claimed.modified_count else None
+    def _claim(self, entry_ids, holds, now):
+        """Claims the entries that are nobody's and for which ``holds(entry)`` is true: read
+        and written by ``_id`` alone in one transaction (one bulk write), so each is taken
+        by one relay alone (another's claim of the same entry makes the write conflict, and
+        the transaction reads again), which holds it for CLAIM_SECONDS; a relay that dies
+        lets go when its claim runs out. Returns the claimed entries."""
+        until = now + timedelta(seconds=CLAIM_SECONDS)
+        token = uuid.uuid4().hex
 
-    def relay(self, limit=500):
-        """Publish pending events, oldest first, with publisher confirms, then remove them.
-        A crash in between publishes an event again later; consumers drop the duplicate.
-        An event that no queue took is kept and tried again later."""
+        def claim(session):
+            free = [entry for entry in self._by_ids(entry_ids, session)
+                    if entry.get("claimed_by") is None and holds(entry)]
+            if free:
+                self.collection.bulk_write([UpdateOne({"_id": entry["_id"]}, {"$set": {
+                    "claimed_until": until, "claimed_by": token}}) for entry in free],
+                    session=session)
+            return free
+
+        with self.store.client.start_session() as session:
+            return session.with_transaction(claim)
+
+    def _write(self, statements):
+        """One bulk write of a statement per ``_id``, committed once (a transaction): the
+        store syncs every commit to disk. Returns how many documents it changed."""
+        def write(session):
+            result = self.collection.bulk_write(statements, session=session)
+            return result.modified_count + result.deleted_count
+
+        with self.store.client.start_session() as session:
+            return session.with_transaction(write)
+
+    def _by_ids(self, ids, session):
+        """The entries with these ids, read a few dozen at a time: the embedded store
+        matches every document it finds against the whole ``$in`` list."""
+        return [entry for first in range(0, len(ids), IDS_A_READ)
+                for entry in self.collection.find(
+                    {"_id": {"$in": ids[first:first + IDS_A_READ]}}, session=session)]
+
+    def _publish(self, entries):
+        """Publishes ``entries`` (confirms awaited together) and removes the published ones
+        in one write; returns how many were published. What no queue took stays and is due
+        again UNROUTABLE_RETRY_SECONDS later; what the broker did not confirm stays as it
+        is, due when its claim runs out."""
+        if not entries:
+            return 0
+        envelopes = [entry["envelope"] for entry in entries]
+        routed = self.publisher.publish_many(envelopes)
+        if len(routed) < len(envelopes):
+            # Declare the consumers' queues, then try the returned ones once more.
+            self.ensure_consumer_queues()
+            routed |= self.publisher.publish_many(
+                [envelope for envelope in envelopes if envelope["event_id"] not in routed])
+        if routed:
+            self._write([DeleteOne({"_id": event_id}) for event_id in routed])
+        for envelope in envelopes:
+            if envelope["event_id"] in routed:
+                metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
+            else:
+                metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
+                log.warning("outbox.event_unroutable", event_type=envelope["type"],
+                            event_id=envelope["event_id"],
+                            retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
+        unroutable = [envelope["event_id"] for envelope in envelopes
+                      if envelope["event_id"] not in routed]
+        if unroutable:
+            retry_at = clock.now() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)
+            self._write([UpdateOne({"_id": event_id}, {"$set": {
+                "claimed_until": retry_at, "claimed_by": UNROUTABLE}}) for event_id in unroutable])
+        if self.backlog is not None:
+            self.backlog = max(self.backlog - len(routed), 0)
+        return len(routed)
+
+    def _due(self, query):
+        return list(self.collection.find(query))
+
+    def _start(self, now):
+        """Once per process: where the oldest waiting entry is, and how many wait. The only
+        read of the whole outbox, in claim order."""
+        times = [entry["claimed_until"] for entry in self.collection.find(
+            {"claimed_until": {"$lte": now + timedelta(days=1)}}, {"claimed_until": 1, "_id": 0})]
+        self.backlog = len(times)
+        self.frontier = min(times + [now])
+
+    def _hold_lease(self, now):
+        """Whether this relay may walk the due entries: one relay of the service at a time
+        holds the lease, renewed before every batch; another replica's relay takes it over
+        once it has run out (its holder died or stalls)."""
+        def take(session):
+            lease = self.leases.find_one({"_id": RELAY_LEASE}, session=session)
+            if lease and lease["holder"] != self.token and lease["until"] > now:
+                return False
+            self.leases.update_one({"_id": RELAY_LEASE}, {"$set": {
+                "holder": self.token, "until": now + timedelta(seconds=CLAIM_SECONDS)}},
+                upsert=True, session=session)
+            return True
+
+        with self.store.client.start_session() as session:
+            return session.with_transaction(take)
+
+    def relay(self, limit=BATCH):
+        """Publish pending events, oldest due first, a batch at a time, until every due one
+        is out or RELAY_SECONDS have passed, then the fresh ones their workers left. A crash
+        in between publishes an event again later; consumers drop the duplicate. Returns how
+        many were published.
+
+        A due entry (its ``claimed_until`` passed) is published without a claim of its own:
+        only the holder of the relay's lease publishes due entries, and a worker's relay
+        never takes one (``relay_own`` claims only what has HANDOVER_SECONDS / 2 left)."""
+        started = time.monotonic()
         now = clock.now()
-        waiting = self.collection.find({"claimed_until": {"$lte": now}}, {"_id": 1}) \
-            .sort("created_at", ASCENDING).limit(limit)
-        sent = sum(self._publish(candidate["_id"], now) for candidate in list(waiting))
+        if not self._hold_lease(now):
+            self._measure()
+            return 0
+        if self.frontier is None:
+            self._start(now)
+        # What became due behind the frontier (a lease run out, a late commit): next to
+        # nothing, read whole.
+        late = self._due({"claimed_until": {"$lt": self.frontier}})
+        sent = sum(self._publish(late[i:i + limit]) for i in range(0, len(late), limit))
+        while time.monotonic() - started < RELAY_SECONDS:
+            now = clock.now()
+            if not self._hold_lease(now):
+                break
+            end = min(self.frontier + self.window, now)
+            due = sorted(self._due({"claimed_until": {"$gte": self.frontier, "$lte": end}}),
+                         key=lambda entry: entry["claimed_until"])
+            if len(due) > limit:       # the window was too wide: take the oldest batch
+                due = due[:limit]
+                end = due[-1]["claimed_until"]
+                self.window = max(end - self.frontier, timedelta(milliseconds=1))
+            elif len(due) < limit // 2:
+                self.window *= 2
+            sent += self._publish(due)
+            self.frontier = end
+            if end >= now:
+                sent += self._fresh(now, limit)
+                break
         self._measure()
         return sent
+
+    def _fresh(self, now, limit):
+        """Every due entry is out. What waits now is not due yet: fresh entries whose
+        worker has not published them (it died, or the broker was away), claimed one by one
+        and published here; and what is claimed for later (leases, unroutable ones)."""
+        waiting = self._due({"claimed_until": {"$gt": now}})
+        self.backlog = len(waiting)
+        handed_over = now + timedelta(seconds=HANDOVER_SECONDS)
+        fresh = [entry["_id"] for entry in waiting
+                 if entry.get("claimed_by") is None and entry["claimed_until"] <= handed_over]
+        return sum(self._publish(self._claim(fresh[i:i + limit], lambda entry: True, now))
+                   for i in range(0, len(fresh), limit))
 
     def relay_own(self, entry_ids):
         """Publish the events one worker just recorded. Only its own: when many workers end
         at once, each publishing every pending event would have them all compete for the
-        same entries. What one cannot publish, the timer's ``relay`` does (and measures the
-        outbox, every second)."""
+        same entries. Each is claimed first, and only while at least HANDOVER_SECONDS / 2
+        remain before it falls due to the lease holder's relay. What one cannot publish,
+        the timer's ``relay`` does."""
         now = clock.now()
-        return sum(self._publish(entry_id, now) for entry_id in entry_ids)
-
-    def _publish(self, entry_id, now):
-        """1 when this relay claimed, published and removed the entry, 0 when another had it
-        or no queue took it (it stays, and is tried again UNROUTABLE_RETRY_SECONDS later)."""
-        entry = self._claim(entry_id, now)
-        if entry is None:
-            return 0
-        envelope = entry["envelope"]
-        if not self._routed(envelope):
-            self.collection.update_one({"_id": entry["_id"]}, {"$set": {
-                "claimed_until": clock.now() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)}})
-            metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
-            log.warning("outbox.event_unroutable", event_type=envelope["type"],
-                        event_id=envelope["event_id"], retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
-            return 0
-        self.collection.delete_one({"_id": entry["_id"]})
-        metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
-        return 1
-
-    def _routed(self, envelope):
-        """Publish; when no queue took it, declare the consumers' queues and try once more."""
-        if self.publisher.publish(envelope):
-            return True
-        self.ensure_consumer_queues()
-        return self.publisher.publish(envelope)
+        fresh_until = now + timedelta(seconds=HANDOVER_SECONDS / 2)
+        return self._publish(self._claim(
+            list(entry_ids), lambda entry: entry["claimed_until"] >= fresh_until, now))
 
     def send_to_queue(self, type_name, events, queue, correlation_id):
         """Events into one consumer's queue alone (through the service's own exchange, by
-        the queue's name), each confirmed by the broker, bypassing the outbox: a new
+        the queue's name), confirmed by the broker together, bypassing the outbox: a new
         consumer catches up on the current state without every other consumer receiving it
         again. ``events`` are (payload, occurred_at) pairs; occurred_at None means now.
         Returns how many the queue took."""
-        sent = 0
-        for payload, occurred_at in events:
-            envelope = new_envelope(type_name, payload, correlation_id, self.service, occurred_at)
-            sent += self.publisher.publish(envelope.model_dump(mode="json"), routing_key=queue)
-        return sent
+        envelopes = [new_envelope(type_name, payload, correlation_id, self.service, occurred_at)
+                     .model_dump(mode="json") for payload, occurred_at in events]
+        return len(self.publisher.publish_many(envelopes, routing_key=queue)) if envelopes else 0
 
     def queue_exists(self, name):
         with broker(self.config) as connection:
             return queue_exists(connection, name)
 
     def _measure(self):
+        """The gauges: the relay's estimate of what waits, and the age of the oldest entry
+        behind the frontier (its window), read at most every MEASURE_SECONDS."""
+        metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
+        if self.frontier is None:     # another replica's relay walks the outbox
+            return
         if self.measured_at is not None and time.monotonic() - self.measured_at < MEASURE_SECONDS:
             return
         self.measured_at = time.monotonic()
-        metrics.OUTBOX_PENDING.labels(self.service).set(self.pending())
-        oldest = self.collection.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
+        oldest = self.collection.find_one(
+            {"claimed_until": {"$gte": self.frontier, "$lte": self.frontier + self.window}},
+            {"created_at": 1}, sort=[("claimed_until", ASCENDING)])
         age = (clock.now() - oldest["created_at"]).total_seconds() if oldest else 0
         metrics.OUTBOX_LAG.labels(self.service).set(age)
 
     def pending(self):
-        return self.collection.estimated_document_count()
+        """The events waiting, as the relay estimates them: counted once when it starts,
+        then kept up by what this process records and publishes, and set again whenever
+        the relay has caught up. Never a count of the collection per question: on the
+        embedded store that reads every entry."""
+        return self.backlog or 0
 
 
 class EventOutbox(DependencyProvider):

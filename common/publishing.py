@@ -8,7 +8,9 @@ separated; ``operator`` for the ``mantelzorg`` command). Unset, every process is
 connect as the process's own user (development: one user for all).
 """
 import threading
+import time
 
+from amqp import spec
 from kombu import Connection, Exchange, Producer
 from kombu.pools import producers
 from nameko.standalone.events import get_event_exchange
@@ -16,7 +18,6 @@ from nameko.standalone.events import get_event_exchange
 from common import config as settings
 from common.events import is_consumed
 from common.logging import CORRELATION_KEY
-from common.topology import broker
 
 CORRELATION_HEADER = f"nameko.{CORRELATION_KEY}"   # nameko turns it into context data
 OPERATOR = "operator"
@@ -67,47 +68,93 @@ def publish(connection, body, exchange, routing_key, headers):
 
 
 class EventPublisher:
-    """Publishes a service's events with publisher confirms. An event of a type that has
-    consumers goes out ``mandatory``: if no queue takes it, the broker returns it
-    (basic.return, before its confirm) instead of dropping it, and ``publish`` says so."""
+    """Publishes a service's events with publisher confirms, many at a time: a batch is
+    published on a channel in confirm mode and its confirms are then awaited together, so
+    an event costs a fraction of a round trip to the broker instead of one. An event of a
+    type that has consumers goes out ``mandatory``: if no queue takes it, the broker returns
+    it (basic.return, before its confirm) instead of dropping it, and it does not count as
+    published. A batch whose confirms do not all come within ``CONFIRM_TIMEOUT_SECONDS``
+    fails as a whole (none of it counts as published) and the connection is dropped."""
 
     def __init__(self, service, config):
-        self.connection = broker(config)
+        # Confirms are awaited here, per batch, not by the transport per message.
+        self.connection = Connection(settings.amqp_uri(config), ssl=settings.amqp_ssl(config))
         self.user = connection_user(self.connection)
         self.exchange = get_event_exchange(service, config)
-        self.returned = set()
-        self.lock = threading.Lock()   # one producer: one publish and its confirm at a time
-        self.producer = None
+        self.lock = threading.Lock()   # one channel: one batch and its confirms at a time
+        self.channel = self.producer = None
+        self.next_tag = 0
+        self.unconfirmed = {}          # delivery tag -> event id, in publishing order
+        self.refused = set()           # event ids returned (no queue) or nacked
+
+    def _open(self):
+        if self.producer is None:
+            self.connection.ensure_connection(**PUBLISH_RETRY_POLICY)
+            channel = self.connection.channel()
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self.producer = Producer(channel, exchange=self.exchange, on_return=self._on_return)
+            self.exchange(channel).declare()
+            self.channel, self.next_tag = channel, 0
+            self.unconfirmed.clear()
+        return self.producer
 
     def _on_return(self, _error, _exchange, _routing_key, message):
-        self.returned.add(message.properties.get("message_id"))
+        self.refused.add(message.properties.get("message_id"))
+
+    def _settle(self, delivery_tag, multiple):
+        if not multiple:
+            return [self.unconfirmed.pop(delivery_tag, None)]
+        settled = []
+        for tag in list(self.unconfirmed):
+            if tag > delivery_tag:
+                break
+            settled.append(self.unconfirmed.pop(tag))
+        return settled
+
+    def _on_ack(self, delivery_tag, multiple):
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag, multiple):
+        self.refused.update(self._settle(delivery_tag, multiple))
 
     def publish(self, envelope, routing_key=None):
         """Returns whether the broker routed the event (an event nobody consumes counts as
         routed). ``routing_key`` a queue's name sends it to that consumer alone."""
-        event_id = envelope["event_id"]
+        return bool(self.publish_many([envelope], routing_key))
+
+    def publish_many(self, envelopes, routing_key=None):
+        """Publishes ``envelopes`` and waits for all their confirms at once. Returns the
+        ids of those the broker confirmed and routed; raises when the confirms do not all
+        come in time (the connection is then dropped, and nothing counts as published)."""
         with self.lock:
-            if self.producer is None:
-                self.producer = Producer(self.connection, exchange=self.exchange,
-                                         on_return=self._on_return)
-            self.returned.discard(event_id)
             try:
-                self.producer.publish(
-                    envelope, routing_key=routing_key or envelope["type"], serializer="json",
-                    delivery_mode=2, headers={CORRELATION_HEADER: envelope["correlation_id"]},
-                    message_id=event_id, user_id=self.user,
-                    mandatory=routing_key is not None or is_consumed(envelope["type"]),
-                    declare=[self.exchange], retry=True, retry_policy=PUBLISH_RETRY_POLICY,
-                    confirm_timeout=CONFIRM_TIMEOUT_SECONDS)
+                producer = self._open()
+                self.refused.clear()
+                for envelope in envelopes:
+                    producer.publish(
+                        envelope, routing_key=routing_key or envelope["type"],
+                        serializer="json", delivery_mode=2,
+                        headers={CORRELATION_HEADER: envelope["correlation_id"]},
+                        message_id=envelope["event_id"], user_id=self.user,
+                        mandatory=routing_key is not None or is_consumed(envelope["type"]))
+                    self.next_tag += 1
+                    self.unconfirmed[self.next_tag] = envelope["event_id"]
+                deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
+                while self.unconfirmed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError("the broker did not confirm a batch of events")
+                    self.channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=remaining)
             except Exception:
                 # A confirm that never came (a queue's leader lost with its broker node)
                 # leaves the channel waiting for it: start again on a fresh connection.
-                self.producer = None
+                self.channel = self.producer = None
+                self.unconfirmed.clear()
                 self.connection.collect()
                 raise
-            routed = event_id not in self.returned
-            self.returned.discard(event_id)
-            return routed
+            return {envelope["event_id"] for envelope in envelopes} - self.refused
 
     def release(self):
         self.connection.release()

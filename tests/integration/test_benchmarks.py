@@ -35,6 +35,9 @@ TINY = {
     # the store's growth: a state change with 20 and 60 declarations stored
     "BENCH_GROWTH_SIZES": "20,60",
     "BENCH_GROWTH_CHANGES": "5",
+    # the outbox relay: 20 and 60 events waiting
+    "BENCH_OUTBOX_SIZES": "20,60",
+    "BENCH_OUTBOX_HEALTH_CALLS": "5",
     # travel claims
     "BENCH_TRAVEL_CLAIMS": "8",
     "BENCH_TRAVEL_CAREGIVERS": "4",
@@ -43,8 +46,8 @@ TINY = {
 
 
 def test_every_benchmark_module_is_run_here():
-    assert BENCHMARKS == ["bench_campaign", "bench_declaration_check", "bench_registry_search",
-                          "bench_store_growth", "bench_travel_claims"]
+    assert BENCHMARKS == ["bench_campaign", "bench_declaration_check", "bench_outbox",
+                          "bench_registry_search", "bench_store_growth", "bench_travel_claims"]
 
 
 @pytest.fixture(scope="module")

@@ -74,3 +74,35 @@ def test_an_event_claimed_by_a_relay_that_died_is_published_after_its_lease(stor
     assert outbox.relay() == 1
     assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
 
+
+
+def _record_due(store, outbox):
+    """An event its worker did not publish, now due to the relay holding the lease."""
+    envelope = store.in_transaction(
+        lambda session: outbox.add(session, "municipality.imported", PAYLOAD, "corr"))
+    store["outbox"].update_one({"_id": str(envelope.event_id)},
+                               {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+    return envelope
+
+
+def test_only_the_relay_holding_the_lease_publishes_what_is_due(store, listener, amqp_uri):
+    holder = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
+    other = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
+    assert holder.relay() == 0                 # takes the lease (nothing waits yet)
+    envelope = _record_due(store, other)
+    assert other.relay() == 0                  # another replica holds the lease
+    assert holder.relay() == 1
+    assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
+    store["outbox_relay"].update_one({}, {"$set": {"until": utcnow() - timedelta(seconds=1)}})
+    _record_due(store, other)
+    assert other.relay() == 1                  # the holder's lease ran out: taken over
+
+
+def test_a_workers_relay_leaves_an_event_that_is_due_to_the_lease_holder(store, listener,
+                                                                       amqp_uri):
+    outbox = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
+    envelope = _record_due(store, outbox)
+    assert outbox.relay_own([str(envelope.event_id)]) == 0
+    assert drain(listener) == []
+    assert outbox.relay() == 1
+    assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]

@@ -289,3 +289,40 @@ def test_the_check_finds_a_scan_and_a_find_one_and_update(recorded):
                          "find_one_and_update: findAndModify on claims"]
     finally:
         store.close()
+
+
+class ConfirmingPublisher:
+    """Stands in for the broker: confirms every event."""
+
+    def publish_many(self, envelopes, routing_key=None):
+        return {envelope["event_id"] for envelope in envelopes}
+
+
+def test_the_outbox_relay_reads_and_writes_its_entries_only_by_index(recorded):
+    """The relay's timer, a worker's relay and the health figure: no read of the whole
+    outbox, except the one count when a relay first starts."""
+    from common.outbox import Outbox, ensure_outbox_indexes
+    store = open_store(DocumentStore)
+    ensure_outbox_indexes(store.db)
+    outbox = Outbox(store, "registry", {"AMQP_URI": "amqp://guest:guest@127.0.0.1:1//"})
+    outbox.publisher = ConfirmingPublisher()
+    payload = {"code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland",
+               "population": 1}
+
+    def record(s):
+        return [str(envelope.event_id) for envelope in s.in_transaction(
+            lambda session: outbox.add_many(
+                session, [("municipality.imported", payload)] * 3, "corr"))]
+
+    try:
+        record(store)
+        outbox.relay()                      # starts: the one count of the whole outbox
+        assert scans(store, {
+            "record": record,
+            "relay_own": lambda s: outbox.relay_own(record(s)),
+            "relay": lambda s: (record(s), outbox.relay()),
+            "pending": lambda s: outbox.pending(),
+        }) == []
+        assert outbox.pending() == 0
+    finally:
+        store.close()
