@@ -413,10 +413,16 @@ def new_batch(batch_id, actor, schema, now, lease_until):
 
 
 def pay_chunks(claim_ids, size):
-    """The batch's claims (in the order of their ids) as chunks paid one transaction each:
-    the first and last id and how many, so that a chunk reads only its own claims."""
-    return [{"first": claim_ids[i], "last": claim_ids[min(i + size, len(claim_ids)) - 1],
-             "count": min(size, len(claim_ids) - i)} for i in range(0, len(claim_ids), size)]
+    """The batch's claims (an iterable of their ids, in order) as chunks paid one
+    transaction each: the first and last id and how many, so that a chunk reads only its own
+    claims. The ids are read one at a time, never held."""
+    chunks = []
+    for claim_id in claim_ids:
+        if chunks and chunks[-1]["count"] < size:
+            chunks[-1].update(last=claim_id, count=chunks[-1]["count"] + 1)
+        else:
+            chunks.append({"first": claim_id, "last": claim_id, "count": 1})
+    return chunks
 
 
 def batch_view(batch, actor=None):

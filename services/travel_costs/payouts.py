@@ -63,34 +63,61 @@ class Payouts:
         return domain.batch_view(batch, actor)
 
     def _write_file(self, batch, execution_date):
-        """Reads the batch's claims once, writes its file, stores it encrypted in parts;
-        what the batch records of it, or None when no claim could be written."""
-        written = sepa.TransferFile(self.settings.account, batch["schema"], execution_date)
-        paid_ids, total, unwritable = [], 0, []
-        for claim in self.store.reserved_claims(batch["_id"]):
-            try:
-                account = self.cipher.decrypt(claim["account"], context=claim["_id"])
-            except Exception:
-                unwritable.append((claim["_id"], "its bank account cannot be read"))
-                continue
-            try:
-                written.add(claim["_id"], claim["amount_cents"], account,
-                            f"Reiskostenfonds mantelzorg, declaratie {claim['_id']}")
-            except sepa.UnwritableTransfer as why:
-                unwritable.append((claim["_id"], str(why)))
-                continue
-            paid_ids.append(claim["_id"])
-            total += claim["amount_cents"]
-        for claim_id, why in unwritable:
-            self._hold_unwritable(claim_id, why)
-        if not paid_ids:
-            return None
-        content = written.export()
-        del written
-        self._save_file(batch["_id"], content)
-        return {"claim_count": len(paid_ids), "total_cents": total,
-                "chunks": domain.pay_chunks(paid_ids, PAY_CHUNK),
-                "file_size": len(content), "file_parts": -(-len(content) // FILE_PART)}
+        """Writes the batch's file as a stream and stores it sealed in parts as it is
+        written: a light pass counts and sums the claims (the file's header), then they are
+        read a chunk at a time and each transfer written at once, so the process holds a
+        chunk, never the file. A claim the file cannot carry is held; the file is then
+        written again without it (its header counts what it holds). What the batch records
+        of the file, or None when no claim could be written."""
+        while True:
+            chunks, total = self._tally(batch["_id"])
+            count = sum(chunk["count"] for chunk in chunks)
+            if not count:
+                return None
+            parts = SealedParts(self.store, self.cipher, batch["_id"])
+            written = sepa.TransferFile(self.settings.account, batch["schema"], execution_date,
+                                        count, total, parts)
+            written.open()
+            unwritable = []
+            for chunk in chunks:
+                for claim in self.store.reserved_claims(batch["_id"], chunk):
+                    try:
+                        transfer = self._transfer(claim)
+                    except sepa.UnwritableTransfer as why:
+                        unwritable.append((claim["_id"], str(why)))
+                        continue
+                    if not unwritable:   # after the first, only checked
+                        written.write(transfer)
+            if not unwritable:
+                written.close()
+                size, number = parts.close()
+                return {"claim_count": count, "total_cents": total, "chunks": chunks,
+                        "file_size": size, "file_parts": number}
+            for claim_id, why in unwritable:
+                self._hold_unwritable(claim_id, why)
+
+    def _tally(self, batch_id):
+        """The light pass: the chunks the batch is paid in and its total, from the claims'
+        ids and amounts alone."""
+        total = 0
+
+        def ids():
+            nonlocal total
+            for claim in self.store.reserved_amounts(batch_id):
+                total += claim["amount_cents"]
+                yield claim["_id"]
+
+        chunks = domain.pay_chunks(ids(), PAY_CHUNK)
+        return chunks, total
+
+    def _transfer(self, claim):
+        """The claim's credit transfer, its account decrypted only now."""
+        try:
+            account = self.cipher.decrypt(claim["account"], context=claim["_id"])
+        except Exception:
+            raise sepa.UnwritableTransfer("its bank account cannot be read") from None
+        return sepa.credit_transfer(claim["_id"], claim["amount_cents"], account,
+                                    f"Reiskostenfonds mantelzorg, declaratie {claim['_id']}")
 
     def _hold_unwritable(self, claim_id, why):
         """A claim the file cannot carry leaves the batch and waits on hold for a review:
@@ -100,20 +127,6 @@ class Payouts:
             self.store.claim(claim_id, session), "hold", domain.SYSTEM, reason, session,
             changes={"batch_id": None}))
         self.log.warning("travel_costs.payout_claim_held", claim_id=claim_id, reason=why)
-
-    def _save_file(self, batch_id, content):
-        """The file in parts, each sealed with the data key bound to its place (batch and
-        number), so that no part can be moved to another file or place."""
-        self.store.delete_file_parts(batch_id)   # of a run of the same batch that stopped
-        for part in self._sealed_parts(batch_id, content):
-            self.store.save_file_part(part)
-
-    def _sealed_parts(self, batch_id, content):
-        for number, start in enumerate(range(0, len(content), FILE_PART)):
-            part_id = f"{batch_id}:{number}"
-            piece = content[start:start + FILE_PART].decode("latin-1")
-            yield {"_id": part_id, "batch_id": batch_id, "part": number,
-                   "sealed": self.cipher.encrypt(piece, context=part_id)}
 
     def _give_up(self, batch, reason):
         """Lets a batch without a file go: its claims can be in the next batch. A claim whose
@@ -223,9 +236,10 @@ class Payouts:
         sealed = 0
         for batch in self.store.batches_with_plain_files():
             content = self.store.read_legacy_file(batch["file_id"])
-            self.store.replace_legacy_file(batch["_id"], batch["file_id"],
-                                           list(self._sealed_parts(batch["_id"], content)),
-                                           len(content))
+            parts = [sealed_part(self.cipher, batch["_id"], number,
+                                 content[start:start + FILE_PART])
+                     for number, start in enumerate(range(0, len(content), FILE_PART))]
+            self.store.replace_legacy_file(batch["_id"], batch["file_id"], parts, len(content))
             sealed += 1
         return sealed
 
@@ -240,3 +254,40 @@ class Payouts:
         entry = audit_entry(batch["status"], after, action, actor, clock.now_millis(), reason)
         return self.store.change_batch(batch["_id"], batch["status"], after, entry,
                                        changes=changes, unset=unset, lease_until=lease_until)
+
+
+def sealed_part(cipher, batch_id, number, piece):
+    """A part of a batch's file (bytes), sealed with the data key bound to its place (batch
+    and number), so that no part can be moved to another file or place."""
+    part_id = f"{batch_id}:{number}"
+    return {"_id": part_id, "batch_id": batch_id, "part": number,
+            "sealed": cipher.encrypt(piece.decode("latin-1"), context=part_id)}
+
+
+class SealedParts:
+    """Where a batch's file is written: its bytes are sealed and stored a part of FILE_PART
+    bytes at a time as they come, so no more than a part is held. The parts of an earlier
+    run of the same batch (one that stopped) are deleted first."""
+
+    def __init__(self, store, cipher, batch_id):
+        self.store, self.cipher, self.batch_id = store, cipher, batch_id
+        self.buffer, self.size, self.number = bytearray(), 0, 0
+        store.delete_file_parts(batch_id)
+
+    def write(self, data):
+        self.buffer += data
+        self.size += len(data)
+        while len(self.buffer) >= FILE_PART:
+            self._store(bytes(self.buffer[:FILE_PART]))
+            del self.buffer[:FILE_PART]
+
+    def close(self):
+        """The last part stored; the file's size and how many parts it has."""
+        if self.buffer:
+            self._store(bytes(self.buffer))
+            self.buffer.clear()
+        return self.size, self.number
+
+    def _store(self, piece):
+        self.store.save_file_part(sealed_part(self.cipher, self.batch_id, self.number, piece))
+        self.number += 1

@@ -19,6 +19,7 @@ from common.storage import OnceRequest
 from services.travel_costs.dependencies import FundAccount, FundSettings
 from services.travel_costs.domain import FundRules
 from services.travel_costs.service import TravelCostsService
+from services.travel_costs.payouts import FILE_PART, SealedParts
 from services.travel_costs.sepa import validate
 from services.travel_costs.storage import CLAIMS, PAYOUT_FILE_PARTS, TravelCostsStore
 
@@ -262,3 +263,23 @@ def test_work_that_stopped_is_taken_up_once_its_lease_ran_out(store):
     assert store.claim(unpaid)["status"] == "PAID"
     assert store.batch("stopped")["status"] == "GIVEN_UP"
     assert proposed["claim_count"] == 1 and store.claim(stranded)["batch_id"] == proposed["id"]
+
+
+def test_a_file_written_in_pieces_is_stored_in_whole_parts_and_read_back_the_same(store):
+    """The file is sealed and stored a part at a time as it is written: every part but the
+    last holds exactly FILE_PART bytes, whatever the pieces written."""
+    cipher = DataCipher([OLD])
+    content = bytes(range(256)) * (FILE_PART * 5 // 2 // 256) + b"end"
+    parts = SealedParts(store, cipher, "batch-1")
+    for start in range(0, len(content), 300_001):
+        parts.write(content[start:start + 300_001])
+    assert parts.close() == (len(content), 3)
+    read = [cipher.decrypt(store.file_part("batch-1", n)["sealed"], context=f"batch-1:{n}")
+            .encode("latin-1") for n in range(3)]
+    assert [len(piece) for piece in read[:2]] == [FILE_PART, FILE_PART]
+    assert b"".join(read) == content
+    # A second run of the same batch replaces the parts of the first.
+    again = SealedParts(store, cipher, "batch-1")
+    again.write(b"short")
+    assert again.close() == (5, 1)
+    assert store.file_part("batch-1", 1) is None
