@@ -81,7 +81,7 @@ def _record_due(store, outbox):
     envelope = store.in_transaction(
         lambda session: outbox.add(session, "municipality.imported", PAYLOAD, "corr"))
     store["outbox"].update_one({"_id": str(envelope.event_id)},
-                               {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+                               {"$set": {"claimed_until": clock.now() - timedelta(seconds=1)}})
     return envelope
 
 
@@ -93,7 +93,7 @@ def test_only_the_relay_holding_the_lease_publishes_what_is_due(store, listener,
     assert other.relay() == 0                  # another replica holds the lease
     assert holder.relay() == 1
     assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
-    store["outbox_relay"].update_one({}, {"$set": {"until": utcnow() - timedelta(seconds=1)}})
+    store["outbox_relay"].update_one({}, {"$set": {"until": clock.now() - timedelta(seconds=1)}})
     _record_due(store, other)
     assert other.relay() == 1                  # the holder's lease ran out: taken over
 
