@@ -1,12 +1,14 @@
 """The travel-cost fund's collections, their indexes and its named queries."""
 import gridfs
 from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from common.storage import DocumentStore
 from services.travel_costs.domain import (APPROVED, LISTED, OPEN, PAID,
                                           PREPARING, RELEASED, RELEASING)
 
 DECLARATIONS = "declarations"            # projection of declaration.* events
+DUPLICATE_KEY = 11000                    # MongoDB's error code for a unique key taken
 PC4_AREAS = "pc4_areas"                  # projection of pc4_areas.imported: the centroids
 CLAIMS = "claims"                        # one document per claim, with its audit trail
 TRIP_KEYS = "trip_keys"                  # one per claimed trip: the same trip is claimed once
@@ -97,8 +99,14 @@ class TravelCostsStore(DocumentStore):
     def record_trips(self, trip_keys, claim_id, session):
         """Fails with DuplicateKeyError when a trip is claimed already (also by a claim
         being submitted at the same moment)."""
-        self.db[TRIP_KEYS].insert_many([{"_id": key, "claim_id": claim_id} for key in trip_keys],
-                                       ordered=True, session=session)
+        try:
+            self.db[TRIP_KEYS].insert_many(
+                [{"_id": key, "claim_id": claim_id} for key in trip_keys], ordered=True,
+                session=session)
+        except BulkWriteError as error:   # insert_many reports a duplicate key as a batch error
+            if any(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                raise DuplicateKeyError("a trip is claimed already", DUPLICATE_KEY) from None
+            raise
 
     @staticmethod
     def _grant_id(caregiver_key, year):
