@@ -174,8 +174,13 @@ def test_every_step_of_a_claim_the_caregiver_waits_for_gives_its_message(gql, pc
     assert approved["data"]["reviewTravelClaim"]["status"] == "APPROVED", approved
     assert messages_about(gql, caregiver.token, held["id"], 2)[0]["subject"] == \
         "Uw declaratie van reiskosten is goedgekeurd"
-    paid = gql(PAY, token=token("fund"))
-    assert "errors" not in paid, paid
+    # four eyes: one fund member proposes the payout, another releases it
+    proposed = gql(PAY, token=token("fund", sub="fund-proposer"))
+    assert "errors" not in proposed, proposed
+    paid = gql("mutation($id: ID!) { releasePayoutBatch(id: $id) { status } }",
+               {"id": proposed["data"]["createPayoutBatch"]["id"]},
+               token=token("fund", sub="fund-releaser"))
+    assert paid["data"]["releasePayoutBatch"]["status"] == "RELEASED", paid
     assert messages_about(gql, caregiver.token, held["id"], 3)[0]["subject"] == \
         "Uw reiskosten zijn overgemaakt"
 
