@@ -326,14 +326,29 @@ def personal_data_in(text, sent=SENT):
         if digits in sent.bsns:
             found.append(f"a BSN ({_masked(digits)})")
     compact = re.sub(r"[\s.\-]", "", text).upper()
-    found.extend(f"an IBAN ({_masked(iban)})" for iban in sent.ibans if iban in compact)
+    found.extend(f"an IBAN ({_masked(iban)})"
+                 for iban in sorted(set(_any_of(sent.ibans).findall(compact))))
     found.extend(f"an e-mail address ({_masked(email)})"
                  for email in {m.group().lower() for m in _EMAIL_SHAPE.finditer(text)}
                  if email in sent.emails)
     folded = re.sub(r"\s+", " ", text).casefold()
-    found.extend(f"a name ({_masked(name)})" for name in sorted(sent.names)
-                 if name.casefold() in folded)
+    names = {name.casefold(): name for name in sent.names}
+    found.extend(f"a name ({_masked(names[name])})"
+                 for name in sorted(set(_any_of(names).findall(folded))))
     return found
+
+
+def _any_of(words):
+    """One pattern for all of ``words`` (longest first), compiled once per set of words: a
+    scan of long texts then reads each text once instead of once per word."""
+    key = frozenset(words)
+    if key not in _PATTERNS:
+        alternatives = "|".join(re.escape(word) for word in sorted(key, key=len, reverse=True))
+        _PATTERNS[key] = re.compile(alternatives or r"(?!)")
+    return _PATTERNS[key]
+
+
+_PATTERNS = {}
 
 
 class AnswerRecorder:
