@@ -41,7 +41,7 @@ TINY = {
     # travel claims
     "BENCH_TRAVEL_CLAIMS": "8",
     "BENCH_TRAVEL_CAREGIVERS": "4",
-    "BENCH_TRAVEL_LARGE_BATCH": "16",
+    "BENCH_TRAVEL_PAYOUTS": "4,8",
 }
 
 

@@ -110,16 +110,24 @@ def allocated_orders(answer):
     return [entry["order"]["id"] for entry in answer["allocations"]]
 
 
+MAX_ORDER = 100_000    # the most bags one order may ask for
+
+
 class RetryWorld(World):
     """The authorisation table's world, with what the retry rows need besides."""
 
     def ordered_bags(self):
         """An order that waits (an order the stock covers is allocated at once), then the
         bags it waits for: an allocation round has it to share them over."""
-        available = self.call("query { bagStock { available } }", None, ADMIN)[
-            "bagStock"]["available"]
-        self.call("mutation($m: String!, $q: Int!) { orderInformationBags(municipalityCode: $m, "
-                  "quantity: $q) { id } }", {"m": OWN, "q": available + 7}, ADMIN)
+        while True:   # an order may ask at most 100,000: larger stock is ordered away first
+            available = self.call("query { bagStock { available } }", None, ADMIN)[
+                "bagStock"]["available"]
+            quantity = min(available + 7, MAX_ORDER)
+            self.call("mutation($m: String!, $q: Int!) { orderInformationBags("
+                      "municipalityCode: $m, quantity: $q) { id } }",
+                      {"m": OWN, "q": quantity}, ADMIN)
+            if quantity > available:
+                break
         self.call("mutation { addPrintRun(quantity: 7) { available } }", None, ADMIN)
         return {}
 
