@@ -4,8 +4,8 @@ sees that read on their own pages), tries to reject it without a reason (the err
 nothing changes), issues it with the keyboard alone and downloads the decision letter, which
 the caregiver downloads too; an employee of De Bilt opening the same request gets the
 not-found page and nothing is recorded. A queue of more than one page shows the oldest
-requests first, and its next page goes on where the first ended. Every page and every error state is checked with
-axe-core and kept as a screenshot.
+requests first, and its next page goes on where the first ended. Every page and every error
+state is checked with axe-core and kept as a screenshot.
 
 The tests run in order and share the employee's and the caregiver's browser sessions."""
 import uuid
