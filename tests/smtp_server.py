@@ -1,9 +1,9 @@
 """A real SMTP server for the tests (aiosmtpd), run as a process of its own on loopback: it
-offers STARTTLS with a test certificate and requires it, writes every message it takes to a
-folder as ``<n>.eml``, and refuses for good (550) every recipient whose address starts with
-a given prefix.
+offers STARTTLS with a test certificate and requires it (or, ``implicit``, speaks TLS from the
+first byte, as on port 465), writes every message it takes to a folder as ``<n>.eml``, and
+refuses for good (550) every recipient whose address starts with a given prefix.
 
-    python -m tests.smtp_server PORT FOLDER CERT KEY REFUSED_PREFIX
+    python -m tests.smtp_server PORT FOLDER CERT KEY REFUSED_PREFIX [starttls|implicit]
 
 ``SmtpServer`` starts and stops it; ``make_certificate`` makes the certificate (for
 127.0.0.1) that the notifications service is told to trust."""
@@ -41,13 +41,17 @@ class _Handler:
         return "250 OK: queued"
 
 
-def serve(port, folder, cert, key, refused_prefix):
+def serve(port, folder, cert, key, refused_prefix, tls="starttls"):
     from aiosmtpd.controller import Controller
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    controller = Controller(_Handler(folder, refused_prefix), hostname="127.0.0.1", port=port,
-                            tls_context=context, require_starttls=True)
+    handler = _Handler(folder, refused_prefix)
+    if tls == "implicit":
+        controller = Controller(handler, hostname="127.0.0.1", port=port, ssl_context=context)
+    else:
+        controller = Controller(handler, hostname="127.0.0.1", port=port,
+                                tls_context=context, require_starttls=True)
     controller.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -83,10 +87,12 @@ def make_certificate(folder):
 
 
 class SmtpServer:
-    """The server as a child process of the test, started and stopped at will on one port."""
+    """The server as a child process of the test, started and stopped at will on one port;
+    ``tls`` is ``starttls`` or ``implicit``. Its certificate is made next to ``folder``."""
 
-    def __init__(self, port, folder, refused_prefix="onbekend."):
+    def __init__(self, port, folder, refused_prefix="onbekend.", tls="starttls"):
         self.port = port
+        self.tls = tls
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cert, self.key = make_certificate(self.folder.parent)
@@ -96,7 +102,7 @@ class SmtpServer:
     def start(self):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.smtp_server", str(self.port), str(self.folder),
-             str(self.cert), str(self.key), self.refused_prefix],
+             str(self.cert), str(self.key), self.refused_prefix, self.tls],
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "ready"
 
@@ -122,4 +128,4 @@ class SmtpServer:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    serve(int(sys.argv[1]), *sys.argv[2:7])

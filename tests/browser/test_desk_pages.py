@@ -3,8 +3,9 @@ Amersfoort signs in, finds a caregiver's request in the queue, opens it (the car
 sees that read on their own pages), tries to reject it without a reason (the error is shown,
 nothing changes), issues it with the keyboard alone and downloads the decision letter, which
 the caregiver downloads too; an employee of De Bilt opening the same request gets the
-not-found page and nothing is recorded. Every page and every error state is checked with
-axe-core and kept as a screenshot.
+not-found page and nothing is recorded. A queue of more than one page shows the oldest
+requests first, and its next page goes on where the first ended. Every page and every error
+state is checked with axe-core and kept as a screenshot.
 
 The tests run in order and share the employee's and the caregiver's browser sessions."""
 import uuid
@@ -16,6 +17,7 @@ from tests.browser.test_caregiver_pages import press_button, tab_to
 from tests.support import eventually, pdf_text, personal_email, random_bsn, token
 
 AMERSFOORT, DE_BILT = "GM0307", "GM0310"
+HILVERSUM = "GM0402"   # no other test files requests there: its queue holds only this file's
 REQUEST = """mutation($input: DeclarationRequestInput!) {
     requestDeclaration(input: $input) { id reference status } }"""
 STATUS = "query($r: String!) { declaration(reference: $r) { status decisionReason } }"
@@ -27,22 +29,29 @@ def desk(new_session, gql, municipalities):
     query = 'query($m: String!) { declarationSettings(municipalityCode: $m) { validityMonths } }'
     for code in (AMERSFOORT, DE_BILT):
         assert eventually(lambda: "errors" not in gql(query, {"m": code}), timeout=60)
+    filed = file_request(gql, AMERSFOORT)
+    employee, caregiver, neighbour = new_session(), new_session(), new_session()
+    return {"employee": employee.new_page(), "caregiver": caregiver.new_page(),
+           "neighbour": neighbour.new_page(), "employee_context": employee,
+           "caregiver_context": caregiver, **filed}
+
+
+def file_request(gql, municipality):
+    """A new caregiver's request to ``municipality``: its reference, the caregiver's BSN and
+    token, and the care recipient's name."""
     bsn = random_bsn()
     recipient = f"Jan {uuid.uuid4().hex[:6]}"
     owner = token("caregiver", f"desk-{uuid.uuid4().hex[:8]}", bsn=bsn)
     filed = gql(REQUEST, {"input": {
-        "municipalityCode": AMERSFOORT,
+        "municipalityCode": municipality,
         "caregiver": {"bsn": bsn, "name": "Anna de Vries", "postcode": "3811 AA",
                       "email": personal_email()},
         "careRecipient": {"name": recipient, "postcode": "3812 AB", "relationship": "parent"},
         "hoursPerWeek": "6", "careSince": (date.today() - timedelta(days=30)).isoformat(),
         "purposes": ["PARKING_PERMIT"]}}, token=owner)
     assert "errors" not in filed, filed
-    employee, caregiver, neighbour = new_session(), new_session(), new_session()
-    return {"employee": employee.new_page(), "caregiver": caregiver.new_page(),
-           "neighbour": neighbour.new_page(), "employee_context": employee,
-           "caregiver_context": caregiver, "bsn": bsn, "owner": owner,
-           "recipient": recipient, "reference": filed["data"]["requestDeclaration"]["reference"]}
+    return {"bsn": bsn, "owner": owner, "recipient": recipient,
+            "reference": filed["data"]["requestDeclaration"]["reference"]}
 
 
 def accesses(gql, desk):
@@ -341,3 +350,29 @@ def test_signing_out_of_the_desk(desk, checked):
     checked(page, "medewerkers uitgelogd")
     page.goto("/medewerkers/aanvragen")
     assert "/medewerkers/inloggen" in page.url
+
+
+def queue_references(page):
+    return [link.inner_text() for link in page.locator("tbody a").all()]
+
+
+def test_the_queue_shows_the_oldest_first_a_page_at_a_time(new_session, gql, checked):
+    query = 'query($m: String!) { declarationSettings(municipalityCode: $m) { validityMonths } }'
+    assert eventually(lambda: "errors" not in gql(query, {"m": HILVERSUM}), timeout=60)
+    # more than a page (of 20) of waiting requests, filed one after another
+    filed = [file_request(gql, HILVERSUM)["reference"] for _ in range(23)]
+    page = new_session().new_page()
+    sign_in_as_staff(page, checked, HILVERSUM, "Hanna Hilversum")
+    first = queue_references(page)
+    assert first == filed[:20]   # the oldest first, a full page
+    pages = page.get_by_role("navigation", name="Pagina's")
+    assert pages.get_by_role("link", name="Eerste pagina").count() == 0
+    pages.get_by_role("link", name="Volgende pagina").click()
+    assert f"na={filed[19]}" in page.url
+    assert page.inner_text("caption") == "Wachten op besluit, vervolg"
+    second = queue_references(page)
+    assert second == filed[20:]   # where the first ended: nothing repeated, nothing lost
+    assert pages.get_by_role("link", name="Volgende pagina").count() == 0
+    checked(page, "aanvragen vervolg")
+    pages.get_by_role("link", name="Eerste pagina").click()
+    assert queue_references(page) == first

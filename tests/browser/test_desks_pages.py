@@ -6,9 +6,10 @@ a screenshot of each, and a form of each desk filled in with the keyboard alone:
   refused, it is approved with one (keyboard), another is rejected; a batch is proposed by
   one fund member (who is told plainly why they cannot release it) and released by a second,
   who downloads its SEPA file;
-- the campaign team adds a print run, a municipality orders bags (keyboard), the team runs an
-  allocation round, ships and delivers the order and filters the orders; a regional campaign
-  is created, the municipality opts out, the team launches it;
+- the campaign team adds a print run, a municipality orders bags, the team runs an allocation
+  round, ships and delivers the order and filters the orders; a regional campaign is created
+  with its materials, the municipality opts out, the team launches it: every one of the
+  team's forms, and the municipality's order, filled in and sent with the keyboard alone;
 - a support point edits its entry, someone else's change first is explained and nothing is
   overwritten, and it sees the campaign material it received;
 - a partner checks a declaration by reference and code (keyboard) and by its QR code's link.
@@ -21,7 +22,7 @@ from urllib.parse import urlparse
 import pytest
 from lxml import etree
 
-from tests.browser.test_caregiver_pages import press_button, tab_to
+from tests.browser.test_caregiver_pages import press_button, tab_to, type_into
 from tests.support import Caregiver, eventually, token, trip
 
 AMERSFOORT, DE_BILT = "GM0307", "GM0310"
@@ -192,8 +193,9 @@ def test_the_team_sees_the_stock_and_adds_a_print_run(desks, checked):
     page.get_by_role("button", name="Drukgang toevoegen").click()
     error_shown(page, "aantal")
     checked(page, "drukgang zonder aantal")
-    page.get_by_label("Aantal gedrukte tassen").fill("1000")
-    page.get_by_role("button", name="Drukgang toevoegen").click()
+    page.goto("/medewerkers/informatietassen")
+    type_into(page, "veld-aantal", "1000")
+    press_button(page, "Drukgang toevoegen")
     assert "drukgang van 1.000 tassen" in page.get_by_role("status").inner_text()
 
 
@@ -225,7 +227,7 @@ def test_a_municipality_orders_bags_with_the_keyboard(desks, checked, gql):
 def test_the_team_allocates_ships_and_delivers_and_filters_the_orders(desks, checked):
     page = desks["team"]
     page.goto("/medewerkers/informatietassen")
-    page.get_by_role("button", name="Verdeelronde uitvoeren").click()
+    press_button(page, "Verdeelronde uitvoeren")
     main = page.inner_text("main")
     assert "De verdeelronde is uitgevoerd" in main
     share = page.locator("table.allocation tr", has_text=AMERSFOORT).inner_text()
@@ -233,17 +235,21 @@ def test_the_team_allocates_ships_and_delivers_and_filters_the_orders(desks, che
     assert "zij wacht nog op 500" in share and " gets " not in share, share
     checked(page, "verdeelronde")
     page.goto(f"/medewerkers/informatietassen?status=ALLOCATED&gemeente={AMERSFOORT}")
-    page.get_by_role("button", name=f"Verzonden: 40 tassen naar {AMERSFOORT}").first.click()
+    press_button(page, f"Verzonden: 40 tassen naar {AMERSFOORT}")
     assert "op verzonden" in page.get_by_role("status").inner_text()
     page.goto(f"/medewerkers/informatietassen?status=SHIPPED&gemeente={AMERSFOORT}")
     checked(page, "bestellingen verzonden")
-    page.get_by_role("button", name=f"Afgeleverd: 40 tassen bij {AMERSFOORT}").first.click()
+    press_button(page, f"Afgeleverd: 40 tassen bij {AMERSFOORT}")
     assert "op afgeleverd" in page.get_by_role("status").inner_text()
-    page.get_by_label("Stand").select_option("DELIVERED")
-    page.get_by_role("button", name="Tonen").click()
+    tab_to(page, "veld-status")
+    page.keyboard.type("Bezorgd")   # a closed list picks the state whose name is typed
+    press_button(page, "Tonen")
     assert "status=DELIVERED" in page.url and AMERSFOORT in page.inner_text("tbody")
-    page.get_by_label("Gemeente").fill("Amersfoort")
-    page.get_by_role("button", name="Tonen").click()
+    assert all("Bezorgd" in row.inner_text() for row in page.locator("tbody tr").all())
+    tab_to(page, "veld-gemeente")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Amersfoort")
+    press_button(page, "Tonen")
     error_shown(page, "gemeente")
     checked(page, "bestellingen van een onbekende gemeente")
 
@@ -254,14 +260,18 @@ def test_a_regional_campaign_is_created_opted_out_of_and_launched(desks, checked
     page.get_by_role("button", name="Campagne aanmaken").click()
     error_shown(page, "naam")
     checked(page, "campagne zonder gegevens")
-    page.get_by_label("Naam").fill(desks["campaign"])
-    page.get_by_label("Hashtag").fill("#deeljezorg")
-    page.get_by_label("Bereik").select_option("REGIONAL")
-    page.get_by_label("Gemeenten").fill(f"{AMERSFOORT}, {DE_BILT}")
-    page.get_by_label("Eerste dag").fill("01-01-2026")
-    page.get_by_label("Laatste dag").fill("31-12-2030")
-    page.get_by_label("Materiaal").fill("Poster A3\nFolder")
-    page.get_by_role("button", name="Campagne aanmaken").click()
+    page.goto("/medewerkers/campagnes")
+    type_into(page, "veld-naam", desks["campaign"])
+    type_into(page, "veld-hashtag", "#deeljezorg")
+    tab_to(page, "veld-bereik")
+    page.keyboard.press("End")   # the last scope: Regionaal
+    type_into(page, "veld-gemeenten", f"{AMERSFOORT}, {DE_BILT}")
+    type_into(page, "veld-begin", "01-01-2026")
+    type_into(page, "veld-einde", "31-12-2030")
+    type_into(page, "veld-materialen", "Poster A3")
+    page.keyboard.press("Enter")   # a new line in the text area: the next material
+    page.keyboard.type("Folder")
+    press_button(page, "Campagne aanmaken")
     assert "is aangemaakt" in page.get_by_role("status").inner_text()
     checked(page, "campagnes campagneteam")
 
@@ -272,7 +282,7 @@ def test_a_regional_campaign_is_created_opted_out_of_and_launched(desks, checked
     assert "doet niet mee" in municipality.get_by_role("status").inner_text()
 
     page.goto("/medewerkers/campagnes")
-    page.get_by_role("button", name=f"{desks['campaign']} starten").click()
+    press_button(page, f"{desks['campaign']} starten")
     assert "is gestart" in page.get_by_role("status").inner_text()
     section = page.locator("section", has_text=desks["campaign"]).inner_text()
     assert "Doen niet mee" in section and AMERSFOORT in section and "steunpunt" in section

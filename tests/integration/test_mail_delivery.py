@@ -2,7 +2,9 @@
 certificate the service is told to trust), on a platform of its own (its own virtual host):
 a decision gives exactly one message and one e-mail; a mail server that is down for a minute
 delays the e-mail, which then arrives once; an address the server refuses for good is parked
-and counted. The retry delays are short here (0.5 s doubling up to 4 s)."""
+and counted. Then, the service restarted on ``smtps://`` (TLS from the first byte): an e-mail
+arrives once; a server whose certificate the service does not trust gets none, and the e-mail
+waits until the trusted server is back. The retry delays are short here (0.5 s doubling up to 4 s)."""
 import re
 import time
 import uuid
@@ -147,6 +149,84 @@ def test_an_address_refused_for_good_is_parked_and_counted(gql, smtp, mail_platf
     assert "niet genoeg uren" not in box[0]["body"]
     time.sleep(3)
     assert smtp.received_for(refused) == []
+
+
+@pytest.fixture(scope="module")
+def smtps(tmp_path_factory):
+    """Two servers speaking TLS from the first byte, taking turns on one port: ``trusted``,
+    whose certificate the service is told to trust, and ``untrusted``, with a certificate of
+    its own that nothing vouches for."""
+    port = free_port()
+    servers = {name: SmtpServer(port, tmp_path_factory.mktemp(f"smtps-{name}") / "received",
+                                tls="implicit") for name in ("trusted", "untrusted")}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def over_smtps(mail_platform, smtps):
+    """The notifications service restarted to send over ``smtps://``, trusting only the
+    trusted server's certificate; afterwards back on STARTTLS."""
+    notifications = process_named("notifications")
+
+    def restart(**settings):
+        mail_platform.process_environ["notifications"] = settings
+        mail_platform.stop_process(notifications)
+        mail_platform.start_process(notifications)
+        mail_platform.wait_until_healthy(names=["notifications"])
+
+    trusted = smtps["trusted"]
+    restart(MANTELZORG_SMTP_URL=f"smtps://127.0.0.1:{trusted.port}",
+            MANTELZORG_SMTP_CA_FILE=str(trusted.cert))
+    yield mail_platform
+    restart()
+
+
+def test_an_email_over_smtps_arrives_once(gql, smtps, over_smtps):
+    trusted = smtps["trusted"]
+    trusted.start()
+    try:
+        data, declaration = issued_with_mail(gql)
+        address = data["caregiver"]["email"]
+        received = trusted.received_for(address, timeout=30)
+        assert len(received) == 1 and declaration["reference"] in received[0].get_content()
+        time.sleep(3)   # a few more relay ticks: nothing more
+        assert len(trusted.received_for(address)) == 1
+    finally:
+        trusted.stop()
+
+
+def test_an_smtps_server_the_service_does_not_trust_gets_no_email_which_waits(
+        gql, smtps, over_smtps):
+    trusted, untrusted = smtps["trusted"], smtps["untrusted"]
+    retried = 'mantelzorg_notifications_mails_total{outcome="retried"}'
+    retried_before = metric(over_smtps, retried)
+    untrusted.start()
+    try:
+        data, declaration = issued_with_mail(gql)
+        address = data["caregiver"]["email"]
+        assert eventually(lambda: len(messages(gql, data)) == 1, timeout=30)
+        # the handshake fails on the certificate: tried again and again, never handed over
+        assert eventually(lambda: metric(over_smtps, retried) >= retried_before + 3, timeout=30)
+        with over_smtps.rpc(timeout=10) as rpc:
+            assert rpc.notifications.health()["mails_pending"] >= 1
+        assert untrusted.received() == []
+    finally:
+        untrusted.stop()
+    # the trusted server on the same address: the e-mail that waited arrives, once
+    trusted.start()
+    try:
+        received = trusted.received_for(address, timeout=30)
+        assert len(received) == 1 and declaration["reference"] in received[0].get_content()
+        time.sleep(6)   # longer than the longest delay: no second copy
+        assert len(trusted.received_for(address)) == 1
+        with over_smtps.rpc(timeout=10) as rpc:
+            assert eventually(lambda: rpc.notifications.health()["mails_pending"] == 0,
+                              timeout=10)
+    finally:
+        trusted.stop()
+    assert untrusted.received() == []
 
 
 def test_the_service_logs_no_address_or_bsn(mail_platform):

@@ -116,7 +116,6 @@ QUERY_METHODS = {"find", "find_one", "find_one_and_update", "find_one_and_replac
 NOT_YET_IN_STORAGE = {
     "common/outbox.py": "the outbox's queries of its own collection, until they move to "
                         "common/storage.py",
-    "gateway/idempotency.py": "the gateway's idempotency keys",
 }
 
 

@@ -11,8 +11,8 @@ from common import clock
 from common.crypto import DataCipher, KeyedHash
 from common.errors import BadUserInput, Conflict
 from gateway.auth import Principal
-from gateway.idempotency import (KEYS, IdempotencyStore, IdempotentMutations, body_hash,
-                                 record_id, request_identity)
+from gateway.idempotency import IdempotentMutations, body_hash, record_id, request_identity
+from gateway.storage import KEYS, IdempotencyStore
 from tests.support import store_in_memory
 
 ADMIN = Principal(sub="a", role="admin")
