@@ -5,7 +5,7 @@ authorisation and bad input."""
 import io
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pypdf
 import pytest
@@ -288,16 +288,25 @@ def test_an_order_moves_through_its_workflow_with_an_audit_trail_and_events(
     events = {}
 
     def all_seen():
-        # Events may arrive over several polls: each poll adds to what came before.
+        # Events may arrive over several polls, and not in the order they happened (the
+        # outbox publishes in batches): each poll adds to what came before, and the order is
+        # told by when each happened.
         for body in campaign_events():
             if body["payload"].get("id") in (placed["id"], waiting["id"]):
-                events.setdefault(body["payload"]["id"], []).append(body["type"])
+                events.setdefault(body["payload"]["id"], []).append(
+                    (datetime.fromisoformat(body["occurred_at"]), body["type"]))
         return len(events.get(placed["id"], [])) == 4 and len(events.get(waiting["id"], [])) == 2
 
+    def in_order(order_id, lifecycle):
+        happened = dict((kind, at) for at, kind in events[order_id])
+        assert sorted(happened) == sorted(lifecycle)
+        times = [happened[kind] for kind in lifecycle]
+        return times == sorted(times)
+
     assert eventually(all_seen)
-    assert events[placed["id"]] == ["bag_order.requested", "bag_order.allocated",
-                                    "bag_order.shipped", "bag_order.delivered"]
-    assert events[waiting["id"]] == ["bag_order.requested", "bag_order.cancelled"]
+    assert in_order(placed["id"], ["bag_order.requested", "bag_order.allocated",
+                                   "bag_order.shipped", "bag_order.delivered"])
+    assert in_order(waiting["id"], ["bag_order.requested", "bag_order.cancelled"])
 
 
 # --- allocation rounds ------------------------------------------------------------------------
