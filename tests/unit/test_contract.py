@@ -19,10 +19,8 @@ COMMITTED = ROOT / "gateway" / "schema.graphql"
 # Contract additions whose issue has not been built yet, each with its issue. An issue that
 # builds a part of the contract removes its names here; the test fails for anything missing
 # that is not listed, and for a listed name that is no longer missing.
-PENDING_TYPES = {
-}
-PENDING_FIELDS = {
-}
+PENDING_TYPES = {}
+PENDING_FIELDS = {}
 
 
 def _is_pending(change):
