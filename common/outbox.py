@@ -8,24 +8,18 @@ from weakref import WeakKeyDictionary
 
 from kombu.exceptions import ChannelError
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, DeleteOne, UpdateOne
 
 from common import clock, metrics
 from common.events import new_envelope, subscriptions_from
 from common.logging import CORRELATION_KEY, get_logger
 from common.publishing import EventPublisher
-from common.storage import Storage
+from common.storage import OutboxStore, Storage
 from common.topology import broker, queue_exists, subscription_queue
 
-OUTBOX = "outbox"
 CLAIM_SECONDS = 15
 # How many events the relay publishes and removes at a time: one read, one batch of publishes
 # whose confirms are awaited together, one delete.
 BATCH = 1000
-# The embedded store matches each document it finds against every id of an ``$in``: a batch's
-# writes go as one bulk write of a statement per ``_id`` in one transaction (one commit), and
-# reads by id a few dozen at a time.
-IDS_A_READ = 50
 # How long one run of the relay's timer may go on relaying a backlog before it lets the
 # next run continue (its lease is renewed before every batch).
 RELAY_SECONDS = 5.0
@@ -38,17 +32,9 @@ UNROUTABLE = "unroutable"   # the claim of an entry waiting to be tried again
 # A new entry is its worker's to publish for this long; then it falls due to the relay that
 # holds the lease (a worker that died, a broker that was away).
 HANDOVER_SECONDS = 10
-# The lease of the relay that walks the due entries, one document in OUTBOX_LEASES.
-OUTBOX_LEASES = "outbox_relay"
-RELAY_LEASE = "relay"
 MEASURE_SECONDS = 5.0   # how often the relay sets the lag gauge
 
 log = get_logger()
-
-
-def ensure_outbox_indexes(db):
-    db[OUTBOX].create_index([("created_at", ASCENDING)])
-    db[OUTBOX].create_index([("claimed_until", ASCENDING)])
 
 
 class Outbox:
@@ -67,10 +53,8 @@ class Outbox:
     The cost of an event is so the same with 2,000 or 60,000 waiting."""
 
     def __init__(self, store, service, config):
-        self.collection = store[OUTBOX]
-        self.leases = store[OUTBOX_LEASES]
+        self.entries = OutboxStore(store)
         self.token = uuid.uuid4().hex   # this relay, as the holder of the lease
-        self.store = store
         self.service = service
         self.config = config
         self.publisher = EventPublisher(service, config)
@@ -89,7 +73,7 @@ class Outbox:
         envelopes = [new_envelope(type_name, payload, correlation_id, self.service)
                      for type_name, payload in events]
         if envelopes:
-            self.collection.insert_many([{
+            self.entries.add_entries([{
                 "_id": str(envelope.event_id), "created_at": now,
                 "claimed_until": now + timedelta(seconds=HANDOVER_SECONDS),
                 "envelope": envelope.model_dump(mode="json"),
@@ -118,42 +102,11 @@ class Outbox:
                             queues=[entry.queue for entry in missing])
 
     def _claim(self, entry_ids, holds, now):
-        """Claims the entries that are nobody's and for which ``holds(entry)`` is true: read
-        and written by ``_id`` alone in one transaction (one bulk write), so each is taken
-        by one relay alone (another's claim of the same entry makes the write conflict, and
-        the transaction reads again), which holds it for CLAIM_SECONDS; a relay that dies
-        lets go when its claim runs out. Returns the claimed entries."""
-        until = now + timedelta(seconds=CLAIM_SECONDS)
-        token = uuid.uuid4().hex
-
-        def claim(session):
-            free = [entry for entry in self._by_ids(entry_ids, session)
-                    if entry.get("claimed_by") is None and holds(entry)]
-            if free:
-                self.collection.bulk_write([UpdateOne({"_id": entry["_id"]}, {"$set": {
-                    "claimed_until": until, "claimed_by": token}}) for entry in free],
-                    session=session)
-            return free
-
-        with self.store.client.start_session() as session:
-            return session.with_transaction(claim)
-
-    def _write(self, statements):
-        """One bulk write of a statement per ``_id``, committed once (a transaction): the
-        store syncs every commit to disk. Returns how many documents it changed."""
-        def write(session):
-            result = self.collection.bulk_write(statements, session=session)
-            return result.modified_count + result.deleted_count
-
-        with self.store.client.start_session() as session:
-            return session.with_transaction(write)
-
-    def _by_ids(self, ids, session):
-        """The entries with these ids, read a few dozen at a time: the embedded store
-        matches every document it finds against the whole ``$in`` list."""
-        return [entry for first in range(0, len(ids), IDS_A_READ)
-                for entry in self.collection.find(
-                    {"_id": {"$in": ids[first:first + IDS_A_READ]}}, session=session)]
+        """Claims the entries that are nobody's and for which ``holds(entry)`` is true, each
+        by one relay alone (``OutboxStore.claim_entries``), which holds it for CLAIM_SECONDS;
+        a relay that dies lets go when its claim runs out. Returns the claimed entries."""
+        return self.entries.claim_entries(entry_ids, holds,
+                                          now + timedelta(seconds=CLAIM_SECONDS), uuid.uuid4().hex)
 
     def _publish(self, entries):
         """Publishes ``entries`` (confirms awaited together) and removes the published ones
@@ -170,7 +123,7 @@ class Outbox:
             routed |= self.publisher.publish_many(
                 [envelope for envelope in envelopes if envelope["event_id"] not in routed])
         if routed:
-            self._write([DeleteOne({"_id": event_id}) for event_id in routed])
+            self.entries.remove_entries(list(routed))
         for envelope in envelopes:
             if envelope["event_id"] in routed:
                 metrics.EVENTS_PUBLISHED.labels(self.service, envelope["type"]).inc()
@@ -183,20 +136,15 @@ class Outbox:
                       if envelope["event_id"] not in routed]
         if unroutable:
             retry_at = clock.now() + timedelta(seconds=UNROUTABLE_RETRY_SECONDS)
-            self._write([UpdateOne({"_id": event_id}, {"$set": {
-                "claimed_until": retry_at, "claimed_by": UNROUTABLE}}) for event_id in unroutable])
+            self.entries.claim_for_later(unroutable, retry_at, UNROUTABLE)
         if self.backlog is not None:
             self.backlog = max(self.backlog - len(routed), 0)
         return len(routed)
 
-    def _due(self, query):
-        return list(self.collection.find(query))
-
     def _start(self, now):
         """Once per process: where the oldest waiting entry is, and how many wait. The only
         read of the whole outbox, in claim order."""
-        times = [entry["claimed_until"] for entry in self.collection.find(
-            {"claimed_until": {"$lte": now + timedelta(days=1)}}, {"claimed_until": 1, "_id": 0})]
+        times = self.entries.claim_times(now + timedelta(days=1))
         self.backlog = len(times)
         self.frontier = min(times + [now])
 
@@ -204,17 +152,7 @@ class Outbox:
         """Whether this relay may walk the due entries: one relay of the service at a time
         holds the lease, renewed before every batch; another replica's relay takes it over
         once it has run out (its holder died or stalls)."""
-        def take(session):
-            lease = self.leases.find_one({"_id": RELAY_LEASE}, session=session)
-            if lease and lease["holder"] != self.token and lease["until"] > now:
-                return False
-            self.leases.update_one({"_id": RELAY_LEASE}, {"$set": {
-                "holder": self.token, "until": now + timedelta(seconds=CLAIM_SECONDS)}},
-                upsert=True, session=session)
-            return True
-
-        with self.store.client.start_session() as session:
-            return session.with_transaction(take)
+        return self.entries.take_lease(self.token, now, now + timedelta(seconds=CLAIM_SECONDS))
 
     def relay(self, limit=BATCH):
         """Publish pending events, oldest due first, a batch at a time, until every due one
@@ -234,14 +172,14 @@ class Outbox:
             self._start(now)
         # What became due behind the frontier (a lease run out, a late commit): next to
         # nothing, read whole.
-        late = self._due({"claimed_until": {"$lt": self.frontier}})
+        late = self.entries.due_before(self.frontier)
         sent = sum(self._publish(late[i:i + limit]) for i in range(0, len(late), limit))
         while time.monotonic() - started < RELAY_SECONDS:
             now = clock.now()
             if not self._hold_lease(now):
                 break
             end = min(self.frontier + self.window, now)
-            due = sorted(self._due({"claimed_until": {"$gte": self.frontier, "$lte": end}}),
+            due = sorted(self.entries.due_within(self.frontier, end),
                          key=lambda entry: entry["claimed_until"])
             if len(due) > limit:       # the window was too wide: take the oldest batch
                 due = due[:limit]
@@ -261,7 +199,7 @@ class Outbox:
         """Every due entry is out. What waits now is not due yet: fresh entries whose
         worker has not published them (it died, or the broker was away), claimed one by one
         and published here; and what is claimed for later (leases, unroutable ones)."""
-        waiting = self._due({"claimed_until": {"$gt": now}})
+        waiting = self.entries.due_after(now)
         self.backlog = len(waiting)
         handed_over = now + timedelta(seconds=HANDOVER_SECONDS)
         fresh = [entry["_id"] for entry in waiting
@@ -303,10 +241,9 @@ class Outbox:
         if self.measured_at is not None and time.monotonic() - self.measured_at < MEASURE_SECONDS:
             return
         self.measured_at = time.monotonic()
-        oldest = self.collection.find_one(
-            {"claimed_until": {"$gte": self.frontier, "$lte": self.frontier + self.window}},
-            {"created_at": 1}, sort=[("claimed_until", ASCENDING)])
-        age = (clock.now() - oldest["created_at"]).total_seconds() if oldest else 0
+        oldest_created_at = self.entries.first_due_within(self.frontier,
+                                                          self.frontier + self.window)
+        age = (clock.now() - oldest_created_at).total_seconds() if oldest_created_at else 0
         metrics.OUTBOX_LAG.labels(self.service).set(age)
 
     def pending(self):
@@ -329,7 +266,7 @@ class EventOutbox(DependencyProvider):
         if self.outbox is None:
             storage = next(d for d in self.container.dependencies if isinstance(d, Storage))
             self.outbox = Outbox(storage.store, self.container.service_name, self.container.config)
-            ensure_outbox_indexes(storage.store.db)
+            self.outbox.entries.ensure_indexes()
         return self.outbox
 
     def start(self):

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from kombu.utils import json as kombu_json
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, MongoClient
+from pymongo import ASCENDING, DeleteOne, MongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
@@ -33,6 +33,13 @@ REQUESTS_KEPT_FOR = timedelta(hours=24)
 # How often a request done once starts again when its transaction met another's writes.
 REQUEST_ATTEMPTS = 20
 COMMIT_ATTEMPTS = 5
+# The transactional outbox's entries and its relay's lease (one document), see OutboxStore.
+OUTBOX = "outbox"
+OUTBOX_LEASES = "outbox_relay"
+RELAY_LEASE = "relay"
+# The embedded store matches each document it finds against every id of an ``$in``: the
+# outbox's entries are read by id a few dozen at a time.
+IDS_A_READ = 50
 
 
 class EmbeddedServer:
@@ -285,6 +292,105 @@ class DocumentStore:
         self.client.close()
         if self.embedded:
             self.embedded.stop()
+
+
+class OutboxStore:
+    """The named queries of the transactional outbox (``common.outbox``) on a service's
+    store: its entries, one per event not yet published, and the lease of the relay that
+    walks them (one document). It shares the service's client, so that an entry is written
+    in the transaction of the change it announces.
+
+    The relay's own transactions run in sessions of their own, never joined to a request's
+    transaction (``DocumentStore.in_transaction``): they commit whatever the worker does."""
+
+    def __init__(self, store):
+        self.client = store.client
+        self.db = store.db
+        self.entries = store.db[OUTBOX]
+        self.leases = store.db[OUTBOX_LEASES]
+
+    def ensure_indexes(self):
+        self.entries.create_index([("created_at", ASCENDING)])
+        self.entries.create_index([("claimed_until", ASCENDING)])
+
+    def add_entries(self, entries, session):
+        """Every entry in one insert, in the transaction of the change they announce."""
+        self.entries.insert_many(entries, session=session)
+
+    def claim_entries(self, entry_ids, holds, until, holder):
+        """Claims the entries with these ids that are nobody's and for which
+        ``holds(entry)`` is true, for ``holder`` until ``until``: read and written by ``_id``
+        alone in one transaction (one bulk write), so another's claim of the same entry makes
+        the write conflict and the transaction reads again. Returns the claimed entries."""
+        def claim(session):
+            free = [entry for entry in self._by_ids(entry_ids, session)
+                    if entry.get("claimed_by") is None and holds(entry)]
+            if free:
+                self.entries.bulk_write([UpdateOne({"_id": entry["_id"]}, {"$set": {
+                    "claimed_until": until, "claimed_by": holder}}) for entry in free],
+                    session=session)
+            return free
+
+        return self._in_own_transaction(claim)
+
+    def claim_for_later(self, entry_ids, until, holder):
+        """Claims these entries for ``holder`` until ``until``, whoever held them."""
+        self._write([UpdateOne({"_id": entry_id}, {"$set": {
+            "claimed_until": until, "claimed_by": holder}}) for entry_id in entry_ids])
+
+    def remove_entries(self, entry_ids):
+        self._write([DeleteOne({"_id": entry_id}) for entry_id in entry_ids])
+
+    def due_before(self, moment):
+        return list(self.entries.find({"claimed_until": {"$lt": moment}}))
+
+    def due_within(self, start, end):
+        """The entries due from ``start`` to ``end``, both included."""
+        return list(self.entries.find({"claimed_until": {"$gte": start, "$lte": end}}))
+
+    def due_after(self, moment):
+        return list(self.entries.find({"claimed_until": {"$gt": moment}}))
+
+    def claim_times(self, until):
+        """When each entry due by ``until`` falls due (its ``claimed_until``)."""
+        return [entry["claimed_until"] for entry in self.entries.find(
+            {"claimed_until": {"$lte": until}}, {"claimed_until": 1, "_id": 0})]
+
+    def first_due_within(self, start, end):
+        """The ``created_at`` of the first entry due from ``start`` to ``end``, else None."""
+        first = self.entries.find_one({"claimed_until": {"$gte": start, "$lte": end}},
+                                      {"created_at": 1}, sort=[("claimed_until", ASCENDING)])
+        return first["created_at"] if first else None
+
+    def take_lease(self, holder, now, until):
+        """Whether ``holder`` holds the relay's lease, renewed until ``until``: taken when
+        it is nobody's, ``holder``'s already or run out by ``now``."""
+        def take(session):
+            lease = self.leases.find_one({"_id": RELAY_LEASE}, session=session)
+            if lease and lease["holder"] != holder and lease["until"] > now:
+                return False
+            self.leases.update_one({"_id": RELAY_LEASE}, {"$set": {
+                "holder": holder, "until": until}}, upsert=True, session=session)
+            return True
+
+        return self._in_own_transaction(take)
+
+    def _write(self, statements):
+        """One bulk write of a statement per ``_id``, committed once (a transaction): the
+        store syncs every commit to disk."""
+        self._in_own_transaction(
+            lambda session: self.entries.bulk_write(statements, session=session))
+
+    def _by_ids(self, ids, session):
+        """The entries with these ids, read a few dozen at a time: the embedded store
+        matches every document it finds against the whole ``$in`` list."""
+        return [entry for first in range(0, len(ids), IDS_A_READ)
+                for entry in self.entries.find(
+                    {"_id": {"$in": ids[first:first + IDS_A_READ]}}, session=session)]
+
+    def _in_own_transaction(self, work):
+        with self.client.start_session() as session:
+            return session.with_transaction(work)
 
 
 def open_store(config, database, store_class=DocumentStore):

@@ -214,10 +214,9 @@ def declaration_store():
 @pytest.fixture
 def outbox_store():
     """An embedded store in memory with the outbox's indexes, for an Outbox of a test's own."""
-    from common.outbox import ensure_outbox_indexes
-    from common.storage import DocumentStore
+    from common.storage import DocumentStore, OutboxStore
 
     opened = DocumentStore("outbox_probe", "", ":memory:")
-    ensure_outbox_indexes(opened.db)
+    OutboxStore(opened).ensure_indexes()
     yield opened
     opened.close()

@@ -111,12 +111,6 @@ QUERY_METHODS = {"find", "find_one", "find_one_and_update", "find_one_and_replac
                  "delete_one", "delete_many", "insert_one", "insert_many", "aggregate",
                  "count_documents", "distinct", "bulk_write", "create_index", "create_indexes",
                  "estimated_document_count", "watch"}
-# Modules that still hold queries of their own, each with the change that moves them into a
-# storage module. An entry is removed when that is done (the test fails while one is stale).
-NOT_YET_IN_STORAGE = {
-    "common/outbox.py": "the outbox's queries of its own collection, until they move to "
-                        "common/storage.py",
-}
 
 
 def queries_in(path):
@@ -146,11 +140,7 @@ def modules_with_queries():
 
 
 def test_pymongo_filters_and_updates_appear_only_in_storage_modules():
-    found = modules_with_queries()
-    outside = {path: lines for path, lines in found.items() if path not in NOT_YET_IN_STORAGE}
-    assert outside == {}, "move these queries into the module's storage.py"
-    stale = sorted(set(NOT_YET_IN_STORAGE) - set(found))
-    assert stale == [], "no queries left here: remove them from NOT_YET_IN_STORAGE"
+    assert modules_with_queries() == {}, "move these queries into the module's storage.py"
 
 
 def test_the_query_check_sees_a_filter_outside_storage(tmp_path):

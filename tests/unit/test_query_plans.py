@@ -1,6 +1,7 @@
 """How the embedded store answers every named query and write of every store class.
 
-Each public method of each ``storage.py`` store (and of ``common.storage.DocumentStore``) is
+Each public method of each ``storage.py`` store (and of ``common.storage.DocumentStore`` and
+``OutboxStore``) is
 called once on an embedded store in memory; every command it sends is recorded, and the
 store is asked with ``explain`` how it answers that command's filter. A collection scan of a
 collection that grows with the use of the platform fails: its cost would grow with every
@@ -27,7 +28,7 @@ import pytest
 from pymongo import monitoring
 
 import common.storage
-from common.storage import DocumentStore
+from common.storage import DocumentStore, OutboxStore
 from services.campaign.domain import OrderChange
 from services.campaign.storage import CampaignStore
 from services.declaration.storage import DeclarationStore
@@ -273,6 +274,42 @@ def test_no_named_query_scans_a_growing_collection(recorded, store_class, calls)
         store.close()
 
 
+def _entry(entry_id):
+    return {"_id": entry_id, "created_at": NOW, "claimed_until": NOW + timedelta(seconds=10),
+            "envelope": {"event_id": entry_id}}
+
+
+# In this order: the entries are written first, so that each later write finds them.
+OUTBOX_STORE = {
+    "add_entries": lambda s: s.add_entries([_entry("e1"), _entry("e2"), _entry("e3")], None),
+    "claim_entries": lambda s: s.claim_entries(["e1", "e2"], lambda entry: True,
+                                               NOW + timedelta(seconds=15), "relay-1"),
+    "claim_for_later": lambda s: s.claim_for_later(["e2"], NOW + timedelta(seconds=5),
+                                                   "unroutable"),
+    "remove_entries": lambda s: s.remove_entries(["e1"]),
+    "due_before": lambda s: s.due_before(NOW),
+    "due_within": lambda s: s.due_within(NOW, NOW + timedelta(seconds=1)),
+    "due_after": lambda s: s.due_after(NOW),
+    "claim_times": lambda s: s.claim_times(NOW + timedelta(days=1)),
+    "first_due_within": lambda s: s.first_due_within(NOW, NOW + timedelta(seconds=1)),
+    "take_lease": lambda s: (s.take_lease("relay-1", NOW, NOW + timedelta(seconds=15)),
+                             s.take_lease("relay-2", NOW, NOW + timedelta(seconds=15))),
+}
+
+
+def test_no_named_query_of_the_outbox_scans_it(recorded):
+    """The outbox grows with every event that waits (60,000 when the broker was away)."""
+    assert named_queries(OutboxStore) == set(OUTBOX_STORE), "every named query is called here"
+    store = open_store(DocumentStore)
+    try:
+        outbox = OutboxStore(store)
+        outbox.ensure_indexes()
+        assert scans(outbox, OUTBOX_STORE) == []
+        assert sorted(entry["_id"] for entry in outbox.due_after(NOW)) == ["e2", "e3"]
+    finally:
+        store.close()
+
+
 def test_the_check_finds_a_scan_and_a_find_one_and_update(recorded):
     store = open_store(DocumentStore)
     try:
@@ -301,9 +338,9 @@ class ConfirmingPublisher:
 def test_the_outbox_relay_reads_and_writes_its_entries_only_by_index(recorded):
     """The relay's timer, a worker's relay and the health figure: no read of the whole
     outbox, except the one count when a relay first starts."""
-    from common.outbox import Outbox, ensure_outbox_indexes
+    from common.outbox import Outbox
     store = open_store(DocumentStore)
-    ensure_outbox_indexes(store.db)
+    OutboxStore(store).ensure_indexes()
     outbox = Outbox(store, "registry", {"AMQP_URI": "amqp://guest:guest@127.0.0.1:1//"})
     outbox.publisher = ConfirmingPublisher()
     payload = {"code": "GM0363", "name": "Amsterdam", "province": "Noord-Holland",
