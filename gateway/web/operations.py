@@ -1,6 +1,14 @@
 """The GraphQL operations the pages run: the public contract's, executed inside the gateway
 as the signed-in caregiver, with the same checks as for any other client."""
 
+
+def with_reason(operation, field, selection):
+    """A mutation of one thing by its id that records the reason the employee gave (a
+    revocation, a deactivation, a cancellation)."""
+    return (f"mutation {operation}($id: ID!, $reason: String!) {{\n"
+            f"  {field}(id: $id, reason: $reason) {{ {selection} }}\n}}")
+
+
 NEAREST_SUPPORT_POINTS = """
 query NearestSupportPoints($postcode: String!, $area: SupportArea) {
   nearestSupportPoints(postcode: $postcode, area: $area, limit: 10) {
@@ -99,10 +107,7 @@ mutation Decide($id: ID!, $decision: Decision!, $reason: String) {
   decideDeclaration(id: $id, decision: $decision, reason: $reason) { id reference status }
 }"""
 
-REVOKE = """
-mutation Revoke($id: ID!, $reason: String!) {
-  revokeDeclaration(id: $id, reason: $reason) { id reference status }
-}"""
+REVOKE = with_reason("Revoke", "revokeDeclaration", "id reference status")
 
 SET_SETTINGS = """
 mutation SetSettings($code: String!, $input: DeclarationSettingsInput!) {
@@ -154,10 +159,8 @@ mutation UpdateSupportPoint($id: ID!, $input: SupportPointInput!, $version: Int!
   updateSupportPoint(id: $id, input: $input, expectedVersion: $version) { id name version }
 }"""
 
-DEACTIVATE_SUPPORT_POINT = """
-mutation DeactivateSupportPoint($id: ID!, $reason: String!) {
-  deactivateSupportPoint(id: $id, reason: $reason) { id name active }
-}"""
+DEACTIVATE_SUPPORT_POINT = with_reason("DeactivateSupportPoint", "deactivateSupportPoint",
+                                       "id name active")
 
 BAG_ORDERS = """
 query BagOrders($code: String!) {
@@ -172,7 +175,4 @@ mutation OrderBags($code: String!, $point: ID, $quantity: Int!, $lines: [String!
                        localInserts: $lines) { id quantityRequested }
 }"""
 
-CANCEL_BAG_ORDER = """
-mutation CancelBagOrder($id: ID!, $reason: String!) {
-  cancelBagOrder(id: $id, reason: $reason) { id status }
-}"""
+CANCEL_BAG_ORDER = with_reason("CancelBagOrder", "cancelBagOrder", "id status")

@@ -88,6 +88,38 @@ def error_shown(page, field):
         assert page.locator(f".error-summary a[href='#veld-{field}']").count() == 1
 
 
+def refused_as_sent(page, checked, button, field, screenshot):
+    """Sends the form as it stands: the page answers with the error at ``field``."""
+    page.get_by_role("button", name=button).click()
+    error_shown(page, field)
+    checked(page, screenshot)
+
+
+def send_by_keyboard(page, goal, typed, button):
+    """Opens ``goal``, types each text into its field (by id) and presses ``button``, with
+    the keyboard alone."""
+    page.goto(goal)
+    page.keyboard.press("Tab")
+    for field, text in typed.items():
+        type_into(page, field, text)
+    press_button(page, button)
+
+
+def claim_status(gql, claim_id):
+    return gql(CLAIM, {"id": claim_id}, token=ADMIN)["data"]["travelClaim"]["status"]
+
+
+def check(page, reference=None, code=None, purpose="TRAVEL_COST_FUND"):
+    """Sends the check form with a purpose (and a reference and code, where the page does
+    not come from a QR code's link); returns the answer's main text."""
+    if reference is not None:
+        page.get_by_label("Referentie").fill(reference)
+        page.get_by_label("Controlecode").fill(code)
+    page.get_by_label("Doel").select_option(purpose)
+    page.get_by_role("button", name="Controleren").click()
+    return page.inner_text("main")
+
+
 # --- the fund --------------------------------------------------------------------------------
 
 def test_the_fund_sees_held_claims_first_with_why_in_dutch(desks, checked):
@@ -123,20 +155,14 @@ def test_approving_a_held_claim_needs_a_reason_then_the_keyboard_approves_it(des
     page.goto(f"/medewerkers/reiskosten/{desks['held']}")
     assert "Rit 1" in page.inner_text("main") and "Waarom aangehouden" in page.inner_text("main")
     checked(page, "fonds declaratie aangehouden")
-    page.get_by_role("button", name="Goedkeuren").click()
-    error_shown(page, "reden")
-    checked(page, "fonds goedkeuren zonder reden")
-    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
-        "status"] == "ON_HOLD"
+    refused_as_sent(page, checked, "Goedkeuren", "reden", "fonds goedkeuren zonder reden")
+    assert claim_status(gql, desks["held"]) == "ON_HOLD"
 
-    page.goto(f"/medewerkers/reiskosten/{desks['held']}")
-    page.keyboard.press("Tab")
-    tab_to(page, "veld-reden")
-    page.keyboard.type("Gebeld: omweg door werk aan de weg, afstand klopt.")
-    press_button(page, "Goedkeuren")
+    send_by_keyboard(page, f"/medewerkers/reiskosten/{desks['held']}",
+                     {"veld-reden": "Gebeld: omweg door werk aan de weg, afstand klopt."},
+                     "Goedkeuren")
     assert "is goedgekeurd" in page.get_by_role("status").inner_text()
-    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
-        "status"] == "APPROVED"
+    assert claim_status(gql, desks["held"]) == "APPROVED"
 
     page.goto(f"/medewerkers/reiskosten/{desks['waiting']}")
     page.get_by_label("Reden").fill("Deze rit is al vergoed via de zorgverzekeraar.")
@@ -158,8 +184,7 @@ def test_one_fund_member_proposes_a_batch_and_cannot_release_it(desks, checked, 
     assert "(door u)" in row and "zelf voorgesteld" in row and "Wacht op vrijgeven" in row
     assert page.get_by_role("button", name=re.compile("^Vrijgeven")).count() == 0
     checked(page, "fonds uitbetaling voorgesteld")
-    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
-        "status"] == "APPROVED"   # not paid before the release
+    assert claim_status(gql, desks["held"]) == "APPROVED"   # not paid before the release
 
 
 def test_a_second_fund_member_releases_it_and_downloads_the_sepa_file(desks, checked, gql):
@@ -174,8 +199,7 @@ def test_a_second_fund_member_releases_it_and_downloads_the_sepa_file(desks, che
                  .inner_text().strip())
     assert "is vrijgegeven" in page.get_by_role("status").inner_text()
     checked(page, "fonds uitbetaling vrijgegeven")
-    assert gql(CLAIM, {"id": desks["held"]}, token=ADMIN)["data"]["travelClaim"][
-        "status"] == "PAID"
+    assert claim_status(gql, desks["held"]) == "PAID"
     link = page.get_by_role("link", name=re.compile("^Betaalbestand")).first
     answer = page.context.request.get(link.get_attribute("href"))
     assert answer.status == 200 and "attachment" in answer.headers["content-disposition"]
@@ -190,12 +214,9 @@ def test_the_team_sees_the_stock_and_adds_a_print_run(desks, checked):
     sign_in(page, "campaign", "", "Cas Campagne", "/medewerkers/informatietassen")
     assert "Beschikbaar" in page.inner_text("main")
     checked(page, "informatietassen campagneteam")
-    page.get_by_role("button", name="Drukgang toevoegen").click()
-    error_shown(page, "aantal")
-    checked(page, "drukgang zonder aantal")
-    page.goto("/medewerkers/informatietassen")
-    type_into(page, "veld-aantal", "1000")
-    press_button(page, "Drukgang toevoegen")
+    refused_as_sent(page, checked, "Drukgang toevoegen", "aantal", "drukgang zonder aantal")
+    send_by_keyboard(page, "/medewerkers/informatietassen", {"veld-aantal": "1000"},
+                     "Drukgang toevoegen")
     assert "drukgang van 1.000 tassen" in page.get_by_role("status").inner_text()
 
 
@@ -203,16 +224,10 @@ def test_a_municipality_orders_bags_with_the_keyboard(desks, checked, gql):
     page = desks["municipality"]
     sign_in(page, "municipality", AMERSFOORT, "Mila Gemeente", "/medewerkers/informatietassen")
     checked(page, "informatietassen gemeente")
-    page.get_by_role("button", name="Bestellen").click()
-    error_shown(page, "aantal")
-    checked(page, "bestellen zonder aantal")
-    page.goto("/medewerkers/informatietassen")
-    page.keyboard.press("Tab")
-    tab_to(page, "veld-aantal")
-    page.keyboard.type("40")
-    tab_to(page, "veld-bijlage")
-    page.keyboard.type("Mantelzorgcafé elke dinsdag in de bibliotheek")
-    press_button(page, "Bestellen")
+    refused_as_sent(page, checked, "Bestellen", "aantal", "bestellen zonder aantal")
+    send_by_keyboard(page, "/medewerkers/informatietassen", {
+        "veld-aantal": "40", "veld-bijlage": "Mantelzorgcafé elke dinsdag in de bibliotheek"},
+        "Bestellen")
     assert "Uw bestelling is ontvangen" in page.get_by_role("status").inner_text()
     assert "Bestelling van 40 tassen annuleren" in page.inner_text("main")
     # more than the stock holds: it waits for an allocation round
@@ -257,9 +272,7 @@ def test_the_team_allocates_ships_and_delivers_and_filters_the_orders(desks, che
 def test_a_regional_campaign_is_created_opted_out_of_and_launched(desks, checked):
     page = desks["team"]
     page.goto("/medewerkers/campagnes")
-    page.get_by_role("button", name="Campagne aanmaken").click()
-    error_shown(page, "naam")
-    checked(page, "campagne zonder gegevens")
+    refused_as_sent(page, checked, "Campagne aanmaken", "naam", "campagne zonder gegevens")
     page.goto("/medewerkers/campagnes")
     type_into(page, "veld-naam", desks["campaign"])
     type_into(page, "veld-hashtag", "#deeljezorg")
@@ -299,15 +312,10 @@ def test_a_support_point_edits_its_entry_and_a_change_first_is_explained(desks, 
     assert desks["point_input"]["name"] in page.inner_text("main")
     checked(page, "steunpunt")
     page.get_by_label("Postcode").fill("")
-    page.get_by_role("button", name="Opslaan").click()
-    error_shown(page, "postcode")
-    checked(page, "steunpunt zonder postcode")
+    refused_as_sent(page, checked, "Opslaan", "postcode", "steunpunt zonder postcode")
 
-    page.goto("/medewerkers/steunpunt")
-    page.keyboard.press("Tab")
-    tab_to(page, "veld-telefoon")
-    page.keyboard.type("033 123 45 67")
-    press_button(page, "Opslaan")
+    send_by_keyboard(page, "/medewerkers/steunpunt", {"veld-telefoon": "033 123 45 67"},
+                     "Opslaan")
     assert "zijn opgeslagen" in page.get_by_role("status").inner_text()
     assert gql(POINT, {"id": desks["point"]})["data"]["supportPoint"]["phone"]
 
@@ -352,15 +360,9 @@ def test_a_partner_checks_a_declaration_by_reference_and_code(desks, checked, gq
     page = desks["partner"]
     sign_in(page, "partner", "", "Pim Partner", "/controleren")
     checked(page, "controleren")
-    page.get_by_role("button", name="Controleren").click()
-    error_shown(page, "referentie")
-    checked(page, "controleren zonder gegevens")
+    refused_as_sent(page, checked, "Controleren", "referentie", "controleren zonder gegevens")
 
-    page.get_by_label("Referentie").fill(desks["caregiver"].reference)
-    page.get_by_label("Controlecode").fill("FOUT-CODE")
-    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
-    page.get_by_role("button", name="Controleren").click()
-    assert "Uitkomst: niet geldig" in page.inner_text("main")
+    assert "Uitkomst: niet geldig" in check(page, desks["caregiver"].reference, "FOUT-CODE")
     checked(page, "controleren niet geldig")
 
     page.goto("/controleren")
@@ -374,11 +376,7 @@ def test_a_partner_checks_a_declaration_by_reference_and_code(desks, checked, gq
     press_button(page, "Controleren")
     main = page.inner_text("main")
     assert "Uitkomst: niet geldig" in main and "niet voor dit doel" in main
-    page.get_by_label("Referentie").fill(desks["caregiver"].reference)
-    page.get_by_label("Controlecode").fill(declaration["verificationCode"])
-    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
-    page.get_by_role("button", name="Controleren").click()
-    main = page.inner_text("main")
+    main = check(page, desks["caregiver"].reference, declaration["verificationCode"])
     assert "Uitkomst: geldig" in main and "Afgegeven" in main and "Geaccepteerd" in main
     assert "Anna de Vries" not in page.content()
     checked(page, "controleren geldig")
@@ -388,17 +386,13 @@ def test_the_qr_code_links_to_the_check_page_which_verifies_its_token(desks, che
     page = desks["partner"]
     link = f"/controleren?token={desks['token']}"
     page.goto(link)
-    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
-    page.get_by_role("button", name="Controleren").click()
-    main = page.inner_text("main")
+    main = check(page)
     assert "Uitkomst: geldig" in main and "ondertekend door het platform" in main
     checked(page, "controleren met qr-code")
 
     forged = desks["token"][:-4] + ("AAAA" if not desks["token"].endswith("AAAA") else "BBBB")
     page.goto(f"/controleren?token={forged}")
-    page.get_by_label("Doel").select_option("TRAVEL_COST_FUND")
-    page.get_by_role("button", name="Controleren").click()
-    main = page.inner_text("main")
+    main = check(page)
     assert "Uitkomst: niet geldig" in main and "niet ondertekend door het platform" in main
     checked(page, "controleren met vervalste qr-code")
 
