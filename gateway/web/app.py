@@ -167,6 +167,16 @@ class Page:
             raise OperationRefused(errors)
         return answer["data"]
 
+    def graphql_found(self, query, variables, field, missing):
+        """``field`` of the operation's data, or None when every error's code is one of
+        ``missing`` (the codes that say it is not there for this caller)."""
+        try:
+            return self.graphql(query, variables)[field]
+        except OperationRefused as refusal:
+            if refusal.codes <= missing:
+                return None
+            raise
+
     def render(self, template, status=200, **values):
         values.setdefault("errors", {})
         html = templates.get_template(template).render(

@@ -220,12 +220,8 @@ def queue(page):
 def _request(page, reference, query=operations.REQUEST_FOR_DECISION):
     """The request (by default with its applicant: a recorded read), or None when it is not
     this municipality's or not there."""
-    try:
-        return page.graphql(query, {"reference": reference})["declaration"]
-    except OperationRefused as refusal:
-        if refusal.codes <= {"NOT_FOUND", "FORBIDDEN"}:
-            return None
-        raise
+    return page.graphql_found(query, {"reference": reference}, "declaration",
+                              {"NOT_FOUND", "FORBIDDEN"})
 
 
 def _show(page, reference, form=None, status=200):

@@ -144,6 +144,8 @@ def test_the_fund_sees_held_claims_first_with_why_in_dutch(desks, checked):
     answer = page.goto("/medewerkers/reiskosten?aangehouden_na=onbekend")   # no claim's id
     assert answer.status == 200
     assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['held']}']").count() == 1
+    unknown = page.goto("/medewerkers/reiskosten/onbekend")   # no claim's id
+    assert unknown.status == 404 and "Pagina niet gevonden" in page.inner_text("main")
     refused = page.goto("/medewerkers/aanvragen")   # the municipality's queue is not the fund's
     assert refused.status == 403 and "niet voor uw rol" in page.inner_text("main")
     checked(page, "pagina van een andere rol")

@@ -56,17 +56,9 @@ def _claims_address(after, name, cursor):
     return f"{CLAIMS}?{query}" if query else CLAIMS
 
 
-def _claim(page, claim_id):
-    try:
-        return page.graphql(operations.CLAIM, {"id": claim_id})["travelClaim"]
-    except OperationRefused as refusal:
-        if refusal.codes <= {"NOT_FOUND", "BAD_USER_INPUT"}:
-            return None
-        raise
-
-
 def _show_claim(page, claim_id, form=None, status=200):
-    found = _claim(page, claim_id)
+    found = page.graphql_found(operations.CLAIM, {"id": claim_id}, "travelClaim",
+                               {"NOT_FOUND", "BAD_USER_INPUT"})
     if found is None:
         return not_found(page)
     form = form or Form({})
