@@ -251,6 +251,16 @@ def press_button(page, name):
     raise AssertionError(f"Tab never reached the button {name}")
 
 
+def type_trip(page, row, day, origin, destination, km, mode, return_trip=False):
+    """Fills in one trip of the claim form, field after field, with the keyboard alone."""
+    for field, text in (("datum", day), ("van", origin), ("naar", destination), ("km", km)):
+        type_into(page, f"veld-rit-{row}-{field}", text)
+    if return_trip:
+        tab_to(page, f"veld-rit-{row}-retour")
+        page.keyboard.press("Space")
+    type_into(page, f"veld-rit-{row}-vervoer", mode)
+
+
 def test_a_claim_with_two_trips_by_keyboard_alone(caregiver, checked):
     page = caregiver["page"]
     page.goto("/reiskosten/indienen")
@@ -264,26 +274,14 @@ def test_a_claim_with_two_trips_by_keyboard_alone(caregiver, checked):
     page.keyboard.type(caregiver["reference"])
     type_into(page, "veld-iban", "NL91 ABNA 0417 1643 00")
     type_into(page, "veld-rekeninghouder", "A. de Vries")
-    type_into(page, "veld-rit-0-datum", today)
-    type_into(page, "veld-rit-0-van", "3512 AB")
-    type_into(page, "veld-rit-0-naar", "1012 AB")
-    type_into(page, "veld-rit-0-km", "40,5")
-    tab_to(page, "veld-rit-0-retour")
-    page.keyboard.press("Space")
-    tab_to(page, "veld-rit-0-vervoer")
-    page.keyboard.type("Auto")
+    type_trip(page, 0, today, "3512 AB", "1012 AB", "40,5", "Auto", return_trip=True)
     press_button(page, "Nog een rit toevoegen")
 
     # The new row has the focus, and what was typed is still there.
     assert page.evaluate("() => document.activeElement.id") == "veld-rit-1-datum"
     assert page.locator("#veld-rit-0-km").input_value() == "40,5"
     assert page.locator("#veld-rit-0-retour").is_checked()
-    page.keyboard.type(today)
-    type_into(page, "veld-rit-1-van", "3512 AB")
-    type_into(page, "veld-rit-1-naar", "1012 AB")
-    type_into(page, "veld-rit-1-km", "40")
-    tab_to(page, "veld-rit-1-vervoer")
-    page.keyboard.type("Openbaar")
+    type_trip(page, 1, today, "3512 AB", "1012 AB", "40", "Openbaar")
     press_button(page, "Verder naar controleren")
     # Public transport needs its cost: the error is at the field and in the summary.
     assert page.locator("#fout-rit-1-kosten").is_visible()
