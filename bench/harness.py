@@ -25,15 +25,12 @@ import uuid
 
 from pathlib import Path
 
-import nameko.rpc
-
 from common import config as settings
 from common.calls import SignedClusterRpcProxy
 from common.config import DEFAULT_AMQP_URI
 from common.topology import declare_topology
 from gateway.auth import issue_development_token
 from ops.broker import create_vhost, delete_vhost, ensure_broker, ensure_management
-from common.transport import UnconfirmedPublisher
 from ops.platform import PROCESSES, Platform
 
 NATIONAL_DATA = Path(__file__).resolve().parents[1] / "ops" / "reference_data"
@@ -96,10 +93,8 @@ def running_platform(**extra_environ):
 
 
 def direct_rpc(amqp_uri, timeout=30):
-    """An RPC client that calls as the gateway does (no publisher confirm per call), so that
-    'direct RPC' and 'through the gateway' differ only by the gateway. This process is only a
-    benchmark client, so the choice is made for all its calls."""
-    nameko.rpc.MethodProxy.publisher_cls = UnconfirmedPublisher
+    """An RPC client that publishes its calls as the gateway does (common/transport.py), so
+    that 'direct RPC' and 'through the gateway' differ only by the gateway."""
     return SignedClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout)
 
 

@@ -18,10 +18,15 @@ Every call carries, in its headers (nameko context data, ``nameko.<key>``):
   it (RabbitMQ's validated ``user_id``, see common/publishing.py): its ``actor`` is that
   service's system actor. Anything else is refused with UNAUTHENTICATED, nothing run.
 
+A call and its reply are published with the broker's confirm awaited for a second, and
+once more on a fresh connection without it (common/transport.py): a call may so arrive
+twice, and the service drops the second delivery (``AtMostOnceRpcConsumer``).
+
 ``@rpc`` (this module's, not nameko's) is the entrypoint every service method uses;
 ``RpcProxy`` is the proxy a service calls another with.
 """
 import hashlib
+import heapq
 import inspect
 import json
 import threading
@@ -42,12 +47,14 @@ from common.consumers import BrokerTolerantQueueConsumer
 from common.errors import Forbidden, Unauthenticated, Unavailable
 from common.logging import get_logger
 from common.publishing import broker_users, connection_user
-from common.transport import ReplyPublisher, TolerantReplyListener
+from common.transport import ReplyPublisher, RpcPublisher, TolerantReplyListener
 
 DEADLINE_KEY, CALL_ID_KEY, ASSERTION_KEY = "deadline", "call_id", "assertion"
 ENVELOPE_KEYS = (DEADLINE_KEY, CALL_ID_KEY, ASSERTION_KEY)
 DEFAULT_CLOCK_SKEW_SECONDS = 1.0
 DEFAULT_TIMEOUT_SECONDS = 5.0
+# How long a call without a deadline is remembered, to drop a second delivery of it.
+UNDATED_CALL_MEMORY_SECONDS = 60.0
 ALGORITHM = "EdDSA"
 
 # The calls a service makes on behalf of the user of the call it is running: the gateway
@@ -193,14 +200,50 @@ class CallIdentities(SharedExtension):
         return claims, direct
 
 
+class CallsTaken:
+    """The calls a process has taken, by the reply address and correlation id their caller
+    gave them, remembered until their deadline has passed (a copy arriving later is
+    refused for its deadline anyway)."""
+
+    def __init__(self, skew):
+        self.skew = skew
+        self.taken = set()
+        self.forget_at = []     # heap of (when, call), the earliest first
+
+    def first_time(self, message):
+        """Whether this is the first delivery of its call; remembers it."""
+        properties = message.properties
+        if properties.get("correlation_id") is None:
+            return True
+        call = (properties.get("reply_to"), properties["correlation_id"])
+        now = time.time()
+        while self.forget_at and self.forget_at[0][0] < now:
+            self.taken.discard(heapq.heappop(self.forget_at)[1])
+        if call in self.taken:
+            return False
+        try:
+            until = float((message.headers or {})[f"nameko.{DEADLINE_KEY}"]) + self.skew
+        except (KeyError, TypeError, ValueError):
+            until = now + UNDATED_CALL_MEMORY_SECONDS
+        self.taken.add(call)
+        heapq.heappush(self.forget_at, (until, call))
+        return True
+
+
 class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
     """Runs a call at most once. The broker hands a call out again only when the process it
     went to died or lost its connection before answering (SIGKILL, a broker restart): by then
     the work may be done, and running it again could do it twice. So a redelivered call is
     answered UNAVAILABLE without running; the caller, told it failed, may look and ask again.
-    Replies go without publisher confirms (``ReplyPublisher``)."""
+    A call its caller published twice (no confirm in time, see common/transport.py) is
+    taken once: the second delivery is dropped without an answer, the first one's answers.
+    Replies are confirmed as calls are (``ReplyPublisher``)."""
 
     queue_consumer = BrokerTolerantQueueConsumer()
+
+    def setup(self):
+        super().setup()
+        self.calls_taken = CallsTaken(clock_skew(self.container.config))
 
     def handle_message(self, body, message):
         if message.delivery_info.get("redelivered"):
@@ -209,6 +252,11 @@ class AtMostOnceRpcConsumer(nameko.rpc.RpcConsumer):
             get_logger().warning("rpc.redelivery_refused", method=method)
             self.refuse(message, Unavailable("the call was interrupted and may have been done; "
                                              "check before asking again"))
+            return
+        if not self.calls_taken.first_time(message):
+            get_logger().info("rpc.duplicate_dropped",
+                              method=message.delivery_info.get("routing_key", ""))
+            self.queue_consumer.ack_message(message)
             return
         super().handle_message(body, message)
 
@@ -331,7 +379,10 @@ class DeadlineAtStart(DependencyProvider):
 class EnvelopedMethodProxy(nameko.rpc.MethodProxy):
     """A call whose envelope ``envelope(service, method, args, kwargs, inherited)`` gives
     (headers to set); the envelope keys of the worker's own call are not passed on unless
-    it says so."""
+    it says so. Published as ``RpcPublisher`` does: confirmed within a second, or once more
+    on a fresh connection."""
+
+    publisher_cls = RpcPublisher
 
     def __init__(self, worker_ctx, service_name, method_name, reply_listener, envelope,
                  **options):

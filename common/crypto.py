@@ -136,7 +136,9 @@ def _dev_secret(config, environ, name, make, variable):
         return json.loads(path.read_text())["value"]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     value = make()
-    temporary = path.with_suffix(".tmp")
+    # A name of this process's own: processes starting together each write a candidate, and
+    # on a shared name one removed the file another was about to link.
+    temporary = path.with_name(f"{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
         out.write(json.dumps({"value": value}))
     try:

@@ -134,6 +134,7 @@ class Outbox:
                 metrics.EVENTS_UNROUTABLE.labels(self.service, envelope["type"]).inc()
                 log.warning("outbox.event_unroutable", event_type=envelope["type"],
                             event_id=envelope["event_id"],
+                            refusal=self.publisher.refused.get(envelope["event_id"]),
                             retry_in_seconds=UNROUTABLE_RETRY_SECONDS)
         unroutable = [envelope["event_id"] for envelope in envelopes
                       if envelope["event_id"] not in routed]

@@ -74,7 +74,10 @@ class EventPublisher:
     type that has consumers goes out ``mandatory``: if no queue takes it, the broker returns
     it (basic.return, before its confirm) instead of dropping it, and it does not count as
     published. A batch whose confirms do not all come within ``CONFIRM_TIMEOUT_SECONDS``
-    fails as a whole (none of it counts as published) and the connection is dropped."""
+    fails as a whole (none of it counts as published) and the connection is dropped; so is
+    one after a batch the broker nacked in part: on RabbitMQ 3.10 a channel that published
+    to a quorum queue whose leader's node was lost nacks whatever it publishes there from
+    then on, for good, while a new connection reaches the queue's new leader."""
 
     def __init__(self, service, config):
         # Confirms are awaited here, per batch, not by the transport per message.
@@ -85,7 +88,8 @@ class EventPublisher:
         self.channel = self.producer = None
         self.next_tag = 0
         self.unconfirmed = {}          # delivery tag -> event id, in publishing order
-        self.refused = set()           # event ids returned (no queue) or nacked
+        # event id -> why it was refused: "returned" (no queue took it) or "nacked"
+        self.refused = {}
 
     def _open(self):
         if self.producer is None:
@@ -101,7 +105,7 @@ class EventPublisher:
         return self.producer
 
     def _on_return(self, _error, _exchange, _routing_key, message):
-        self.refused.add(message.properties.get("message_id"))
+        self.refused[message.properties.get("message_id")] = "returned"
 
     def _settle(self, delivery_tag, multiple):
         if not multiple:
@@ -117,7 +121,8 @@ class EventPublisher:
         self._settle(delivery_tag, multiple)
 
     def _on_nack(self, delivery_tag, multiple):
-        self.refused.update(self._settle(delivery_tag, multiple))
+        for event_id in self._settle(delivery_tag, multiple):
+            self.refused.setdefault(event_id, "nacked")
 
     def publish(self, envelope, routing_key=None):
         """Returns whether the broker routed the event (an event nobody consumes counts as
@@ -150,11 +155,16 @@ class EventPublisher:
             except Exception:
                 # A confirm that never came (a queue's leader lost with its broker node)
                 # leaves the channel waiting for it: start again on a fresh connection.
-                self.channel = self.producer = None
-                self.unconfirmed.clear()
-                self.connection.collect()
+                self._drop_connection()
                 raise
-            return {envelope["event_id"] for envelope in envelopes} - self.refused
+            if "nacked" in self.refused.values():
+                self._drop_connection()
+            return {envelope["event_id"] for envelope in envelopes} - set(self.refused)
+
+    def _drop_connection(self):
+        self.channel = self.producer = None
+        self.unconfirmed.clear()
+        self.connection.collect()
 
     def release(self):
         self.connection.release()

@@ -1,11 +1,14 @@
-"""How a platform process talks to the broker for RPC: replies without publisher confirms
-that never stop a service, and a reply listener of its own that outlives a broker restart."""
+"""How a platform process talks to the broker for RPC: calls and replies confirmed by the
+broker within a second, or sent once more on a fresh connection; replies that never stop a
+service; and a reply listener of its own that outlives a broker restart."""
 import weakref
 
 import amqp.exceptions
+import kombu.pools
 import nameko.rpc
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
+from nameko.constants import DEFAULT_TRANSPORT_OPTIONS
 
 from common.consumers import BrokerTolerantQueueConsumer
 from common.logging import get_logger
@@ -18,17 +21,39 @@ BROKER_UNREACHABLE = (OperationalError, OSError, amqp.exceptions.ConnectionError
 # its caller waits; the caller answers UNAVAILABLE (kombu's OperationalError).
 CALL_RETRY_POLICY = {"max_retries": 1, "interval_start": 0}
 
+# How long a call or a reply waits for the broker's confirm before it goes once more on a
+# fresh connection. On RabbitMQ 3.10 a channel that published to a quorum queue whose leader's
+# node was lost may stay silent for good (nothing it publishes there is delivered or
+# confirmed) while a new connection reaches the same queue; a confirm timing out is how a
+# publisher tells. A call may so arrive twice: the service drops the second
+# (common/calls.py, ``AtMostOnceRpcConsumer``), the caller a second reply.
+RPC_CONFIRM_TIMEOUT_SECONDS = 1.0
 
-class UnconfirmedPublisher(Publisher):
-    use_confirms = False
+# Producers a process may hold at once per broker connection setting (kombu's default is 10):
+# each call holds one until its confirm comes, and the gateway runs 50 requests at once.
+kombu.pools.set_limit(max(kombu.pools.get_limit(), 50))
 
 
-class ReplyPublisher(UnconfirmedPublisher):
-    """Sends RPC replies, without publisher confirms: the caller waits for the reply and has
-    its own timeout, so a confirm would only add a broker round trip to every call. A reply
-    the broker cannot take is lost, not the process: nameko would otherwise stop the whole
-    service over one unanswered call, whose caller gets UNAVAILABLE when its timeout passes
-    anyway."""
+class RpcPublisher(Publisher):
+    """Publishes a call or a reply and waits for the broker's confirm, at most
+    RPC_CONFIRM_TIMEOUT_SECONDS; without one, once more on a fresh connection (to the next
+    node), then it fails (kombu's OperationalError)."""
+
+    use_confirms = True
+    retry_policy = CALL_RETRY_POLICY
+    # Its own: nameko sets ``confirm_publish`` in the class's dict on every publish, and the
+    # producers' pool is chosen by these options.
+    transport_options = {**DEFAULT_TRANSPORT_OPTIONS, "confirm_publish": True}
+
+    def publish(self, payload, **kwargs):
+        kwargs.setdefault("confirm_timeout", RPC_CONFIRM_TIMEOUT_SECONDS)
+        super().publish(payload, **kwargs)
+
+
+class ReplyPublisher(RpcPublisher):
+    """Sends RPC replies. A reply the broker cannot take is lost, not the process: nameko
+    would otherwise stop the whole service over one unanswered call, whose caller gets
+    UNAVAILABLE when its timeout passes anyway."""
 
     def publish(self, payload, **kwargs):
         try:

@@ -12,7 +12,6 @@ from common import config as settings
 from common.logging import CORRELATION_HEADER, CORRELATION_KEY
 from common.metrics import MetricsServer
 from common.service import InstrumentedService
-from common.transport import CALL_RETRY_POLICY
 from gateway import printable
 from gateway.auth import Authentication
 from gateway.context import DEFAULT_DEADLINE_SECONDS, ExpiringRpcProxy, GraphQLContext
@@ -186,9 +185,7 @@ def graphiql_enabled(config, environ=None):
                          environ=environ)
 
 
-# No publisher confirms on calls: the gateway waits for the reply anyway, and its timeout
-# answers UNAVAILABLE when none comes. A confirm would add a broker round trip per call.
-# While the broker is away a call fails at once, within its timeout.
+# Calls are confirmed by the broker within a second or sent once more on a fresh
+# connection, and fail at once while the broker is away (common/transport.py).
 for _service in settings.SERVICE_NAMES:
-    setattr(GatewayService, _service, ExpiringRpcProxy(_service, use_confirms=False,
-                                                       retry_policy=CALL_RETRY_POLICY))
+    setattr(GatewayService, _service, ExpiringRpcProxy(_service))

@@ -15,7 +15,6 @@ from common.crypto import ServiceKeys
 from common.errors import Forbidden, Unavailable
 from common.consumers import handles_event
 from common.service import PlatformService, ask
-from common.transport import CALL_RETRY_POLICY
 from common.storage import Storage
 from services.notifications import domain
 from services.notifications.dependencies import MAILS, MAILS_WAITING, MESSAGES_WRITTEN, Notices
@@ -33,11 +32,8 @@ class NotificationsService(PlatformService):
     store = Storage(NotificationsStore)
     keys = ServiceKeys()
     notices = Notices()
-    # No publisher confirm per call: the reply is waited for anyway, with a timeout.
-    declaration = RpcProxy("declaration", ("OWNER_TIMEOUT_SECONDS", 10), use_confirms=False,
-                           retry_policy=CALL_RETRY_POLICY)
-    travel_costs = RpcProxy("travel_costs", ("OWNER_TIMEOUT_SECONDS", 10), use_confirms=False,
-                            retry_policy=CALL_RETRY_POLICY)
+    declaration = RpcProxy("declaration", ("OWNER_TIMEOUT_SECONDS", 10))
+    travel_costs = RpcProxy("travel_costs", ("OWNER_TIMEOUT_SECONDS", 10))
 
     # --- what happened ----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from common.consumers import handles_event
 from common.schemas.travel_costs import CLAIM_STATUSES, TravelClaimInput, sepa_account
 from common.service import PlatformService
 from common.storage import Storage, once_per_request
-from common.transport import BROKER_UNREACHABLE, CALL_RETRY_POLICY
+from common.transport import BROKER_UNREACHABLE
 from common.workflow import audit_entry
 from services.travel_costs import domain, payouts
 from services.travel_costs.dependencies import Centroids, FundConfiguration
@@ -36,9 +36,7 @@ class TravelCostsService(PlatformService):
     keys = ServiceKeys()
     fund = FundConfiguration()
     centroids = Centroids()
-    # No publisher confirm per call: the reply is waited for anyway, with a timeout.
-    declaration = RpcProxy("declaration", ("DECLARATION_TIMEOUT_SECONDS", 10), use_confirms=False,
-                           retry_policy=CALL_RETRY_POLICY)
+    declaration = RpcProxy("declaration", ("DECLARATION_TIMEOUT_SECONDS", 10))
 
     # --- what the fund learns from other services -----------------------------------------
 

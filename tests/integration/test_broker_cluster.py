@@ -63,16 +63,6 @@ def test_every_queue_is_a_quorum_queue_replicated_on_the_cluster(clustered, clus
     assert {kind for kind, _leader in queues.values()} == {"quorum"}
 
 
-# On the RabbitMQ of this machine (Debian's 3.10.8) the processes reconnect to the two nodes
-# left within a second, but some pairs of a long-lived channel and a quorum queue whose leader
-# was on the killed node stay silent afterwards: the gateway's calls to one service, or that
-# service's replies to the gateway, never arrive, while a new connection to the same queues
-# works. That is how the channel's re-sequencing of publishes to a quorum queue behaved after
-# a leader change before RabbitMQ simplified it (rabbitmq-server issue 3671); production runs
-# RabbitMQ 4.1. Strict: once the broker keeps these channels working, the test must pass.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="RabbitMQ 3.10: a channel's publishes to a quorum queue stay stuck "
-                          "after its leader's node was killed")
 def test_losing_the_node_of_the_queue_leaders_loses_and_doubles_nothing(clustered, cluster):
     gateway = GraphQLClient(f"{clustered.gateway_url()}/graphql")
     pids = {name: child.pid for name, child in clustered.children.items()}

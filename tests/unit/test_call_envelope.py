@@ -7,14 +7,15 @@ import threading
 import time
 from types import SimpleNamespace
 
+import nameko.rpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nameko.containers import ServiceContainer
 from nameko.rpc import Rpc
 
-from common.calls import (ASSERTION_KEY, CALL_ID_KEY, DEADLINE_KEY, CallIdentities, CallRefused,
-                          CallSigner, DeadlineAtStart, PlatformRpc, onward_envelope,
-                          system_actor)
+from common.calls import (ASSERTION_KEY, CALL_ID_KEY, DEADLINE_KEY, AtMostOnceRpcConsumer,
+                          CallIdentities, CallRefused, CallSigner, CallsTaken, DeadlineAtStart,
+                          PlatformRpc, onward_envelope, system_actor)
 from common.errors import Unavailable
 from common.publishing import BrokerUsers
 from ops.platform import PROCESSES
@@ -194,3 +195,36 @@ def test_an_operators_call_passes_on_to_the_onward_calls_it_names():
     onward = onward_envelope(10, "declaration", "claim_eligibility", (), {}, call)
     assert identities().actor("claim_eligibility", headers(onward), "u-travel-costs",
                               ["MZV-1", [], CAREGIVER], {}) == ("operator", None)
+
+
+def delivery(correlation_id, deadline, reply_to="rpc.reply-gateway-1"):
+    return SimpleNamespace(properties={"correlation_id": correlation_id, "reply_to": reply_to},
+                           headers={f"nameko.{DEADLINE_KEY}": deadline},
+                           delivery_info={"routing_key": "declaration.my_declarations"})
+
+
+def test_a_call_published_twice_is_taken_once_until_its_deadline_has_passed():
+    taken = CallsTaken(skew=1.0)
+    soon = time.time() + 5
+    assert taken.first_time(delivery("c-1", soon))
+    assert not taken.first_time(delivery("c-1", soon))                  # its second copy
+    assert taken.first_time(delivery("c-2", soon))                      # another call
+    assert taken.first_time(delivery("c-1", soon, reply_to="rpc.reply-fund-1"))   # another caller
+    assert taken.first_time(delivery("c-3", time.time() - 2))
+    taken.first_time(delivery("c-4", soon))                             # forgets what has expired
+    assert ("rpc.reply-gateway-1", "c-3") not in taken.taken
+    assert ("rpc.reply-gateway-1", "c-1") in taken.taken
+
+
+def test_the_second_delivery_of_a_call_is_acknowledged_and_neither_run_nor_answered(
+        monkeypatch):
+    handled, acknowledged = [], []
+    monkeypatch.setattr(nameko.rpc.RpcConsumer, "handle_message",
+                        lambda self, body, message: handled.append(message))
+    consumer = AtMostOnceRpcConsumer()
+    consumer.calls_taken = CallsTaken(skew=1.0)
+    consumer.__dict__["queue_consumer"] = SimpleNamespace(ack_message=acknowledged.append)
+    first, second = delivery("c-1", time.time() + 5), delivery("c-1", time.time() + 5)
+    consumer.handle_message({}, first)
+    consumer.handle_message({}, second)
+    assert handled == [first] and acknowledged == [second]
