@@ -82,9 +82,7 @@ def _health(store, outbox):
 
 def _measure(amqp, folder, waiting, quiet=False):
     config = {"AMQP_URI": amqp}
-    # A store of each run's own: a run of the warm-up's size found the warm-up's backlog and
-    # its relay's lease, still held, in a store of the same name.
-    store = DocumentStore(f"bench_outbox_{waiting}_{uuid.uuid4().hex[:8]}", "", folder)
+    store = DocumentStore(f"bench_outbox_{waiting}", "", folder)
     try:
         OutboxStore(store).ensure_indexes()
         started = time.monotonic()
