@@ -17,7 +17,9 @@ expired on the broker), the retry with the same key runs it, once: one event of 
 The runs take place once for the module (``first_runs``): every row's preconditions and first
 run, then one restart of the gateway without its database, then a test per row for its retry;
 then (``unrun_first``) every row's preconditions again, each service stopped in turn while its
-rows are sent, and a test per row for the retry."""
+rows are sent (together: each waits for the gateway to give up), and a test per row for the
+retry. The retries of each part are sent in one go (``retried``, ``retried_unrun``), then the
+events are given time to arrive, once for all rows, before the tests look at them."""
 import shutil
 import uuid
 from pathlib import Path
@@ -338,16 +340,73 @@ def test_the_table_covers_every_mutation():
                          *schema.graphql_schema.mutation_type.fields}
 
 
+def send_twice(gql, runs):
+    """Each row's retry with its key, in the table's order, then once more (answered from the
+    gateway's own record by then). {mutation: (the retry's response, the second's)}."""
+    sent = {}
+    for name, row in ROWS.items():
+        variables, bearer, key = runs[name][:3]
+        sent[name] = (send(gql, row, variables, bearer, key),
+                      send(gql, row, variables, bearer, key))
+    return sent
+
+
+def expected_events(row, answer):
+    """(how many events of the row's type, of which ids: None for any) the answer announces,
+    or None when its work announces none."""
+    if row.event is None:
+        return None
+    ids = row.ids(answer)
+    if ids is None:   # a payout batch: the claims it paid, of the events since
+        return answer["claimCount"], None
+    return len(ids), set(ids)
+
+
+def let_events_arrive(tap, answers, since=0):
+    """Until every event the answers announce was tapped (or 30 s), then long enough for
+    a second event of any of them, had there been one, to be relayed; ``answers`` is
+    {mutation: its answer's data, or None}."""
+    wanted = []
+    for name, answer in answers.items():
+        expected = expected_events(ROWS[name], answer) if answer else None
+        if expected is not None:
+            wanted.append((ROWS[name].event, *expected))
+
+    def arrived():
+        tap.read()
+        return all(len(tap.ids(event, of, since)) >= count for event, count, of in wanted)
+    eventually(arrived, timeout=30, interval=0.3)
+    eventlet.sleep(1.5)   # a second event, had there been one, has been relayed by now
+    tap.read()
+
+
+def answer_of(response, mutation):
+    """The data a mutation's response answered, or None (an error, or not JSON)."""
+    try:
+        return (response.json().get("data") or {}).get(mutation)
+    except ValueError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def retried(gql, first_runs):
+    """Every row retried after the gateway lost its keys, and its events given time."""
+    runs = first_runs["runs"]
+    sent = send_twice(gql, runs)
+    let_events_arrive(first_runs["tap"], {name: runs[name][3]["data"][name] for name in ROWS})
+    return sent
+
+
 @pytest.mark.parametrize("mutation", list(ROWS))
-def test_a_retry_after_the_gateway_lost_the_key_gets_the_first_answer(gql, first_runs,
+def test_a_retry_after_the_gateway_lost_the_key_gets_the_first_answer(gql, first_runs, retried,
                                                                       mutation):
     row = ROWS[mutation]
-    variables, bearer, key, first = first_runs["runs"][mutation]
-    retried = send(gql, row, variables, bearer, key)
-    assert retried.status_code == 200, retried.text
-    assert retried.json() == first
+    _variables, bearer, _key, first = first_runs["runs"][mutation]
+    retry, again = retried[mutation]
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first
     # once more, now answered from the gateway's own record again
-    assert send(gql, row, variables, bearer, key).json() == first
+    assert again.json() == first
     answer = first["data"][mutation]
     assert read_of(gql, row, bearer, answer) == first_runs["reads"][mutation]
     one_event_each(first_runs["tap"], row, answer)
@@ -355,21 +414,12 @@ def test_a_retry_after_the_gateway_lost_the_key_gets_the_first_answer(gql, first
 
 def one_event_each(tap, row, answer, since=0):
     """Exactly one event of the row's type for each thing the answer changed (of those
-    tapped from ``since`` on)."""
-    if row.event is None:
+    tapped from ``since`` on, after ``let_events_arrive``)."""
+    expected = expected_events(row, answer)
+    if expected is None:
         return
-    ids = row.ids(answer)
-    if ids is None:   # a payout batch: the claims it paid, of the events since
-        wanted, of = answer["claimCount"], None
-    else:
-        wanted, of = len(ids), set(ids)
+    wanted, of = expected
     assert wanted > 0, answer
-
-    def arrived():
-        tap.read()
-        return len(tap.ids(row.event, of, since)) >= wanted
-    assert eventually(arrived, timeout=20), (row.event, tap.ids(row.event, of, since))
-    eventlet.sleep(1.5)   # a second event, had there been one, has been relayed by now
     tap.read()
     found = tap.ids(row.event, of, since)
     assert len(found) == wanted and all(len(events) == 1 for events in found.values()), found
@@ -405,14 +455,15 @@ def unrun_first(gql, platform, first_runs):
         for service in ("registry", "declaration", "travel_costs", "campaign"):
             process = process_named(service)
             platform.stop_process(process)
-            for name, row in ROWS.items():
-                if SERVICE_OF.get(name, "campaign") != service:
-                    continue
-                variables, bearer = made[name]
-                key = uuid.uuid4().hex
-                failed = send(gql, row, variables, bearer, key).json()
-                assert error_codes(failed) == ["UNAVAILABLE"], (name, failed)
-                runs[name] = (variables, bearer, key, since)
+            names = [name for name in ROWS if SERVICE_OF.get(name, "campaign") == service]
+            keys = {name: uuid.uuid4().hex for name in names}
+            # sent together: each waits for the gateway's timeout, not one after the other
+            pool = eventlet.GreenPool(len(names))
+            answers = dict(zip(names, pool.imap(
+                lambda name: send(gql, ROWS[name], *made[name], keys[name]).json(), names)))
+            for name in names:
+                assert error_codes(answers[name]) == ["UNAVAILABLE"], (name, answers[name])
+                runs[name] = (*made[name], keys[name], since)
             platform.start_process(process)
             platform.wait_until_healthy(names=[service])
     finally:
@@ -420,12 +471,22 @@ def unrun_first(gql, platform, first_runs):
     return runs
 
 
+@pytest.fixture(scope="module")
+def retried_unrun(gql, first_runs, unrun_first):
+    """Every row whose first run did not happen retried, and its events given time."""
+    sent = send_twice(gql, unrun_first)
+    since = next(iter(unrun_first.values()))[3]
+    let_events_arrive(first_runs["tap"],
+                      {name: answer_of(sent[name][0], name) for name in ROWS}, since)
+    return sent
+
+
 @pytest.mark.parametrize("mutation", list(ROWS))
-def test_a_retry_of_a_first_run_that_did_not_happen_runs_once(gql, first_runs, unrun_first,
-                                                               mutation):
-    row = ROWS[mutation]
-    variables, bearer, key, since = unrun_first[mutation]
-    retried = send(gql, row, variables, bearer, key).json()
+def test_a_retry_of_a_first_run_that_did_not_happen_runs_once(first_runs, unrun_first,
+                                                               retried_unrun, mutation):
+    since = unrun_first[mutation][3]
+    retry, again = retried_unrun[mutation]
+    retried = retry.json()
     assert "errors" not in retried, retried
-    assert send(gql, row, variables, bearer, key).json() == retried
-    one_event_each(first_runs["tap"], row, retried["data"][mutation], since)
+    assert again.json() == retried
+    one_event_each(first_runs["tap"], ROWS[mutation], retried["data"][mutation], since)

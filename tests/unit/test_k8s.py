@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 from kombu import Queue
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 TARGETS = ("base", "overlays/development", "overlays/production")
 KUBERNETES_VERSION = "1.37.0"
+# libyaml's loader where it is built in: the vendored CRDs are megabytes of YAML.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 SERVICES = [p for p in PROCESSES if p.name != "gateway"]
 
 
@@ -62,6 +66,16 @@ def release(tree, digest):
     return entry
 
 
+@pytest.fixture(scope="module", autouse=True)
+def schemas_read_once():
+    """kubernetes_validate reads its schema files (megabytes of JSON) again on every call; they
+    do not change during the run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kubernetes_validate.utils, "schema_contents",
+                      cache(kubernetes_validate.utils.schema_contents))
+        yield
+
+
 @cache
 def rendered(target):
     """The objects a target renders; the production overlay as the release renders it, with
@@ -74,7 +88,7 @@ def rendered(target):
         else:
             code, output, errors = kustomize(K8S / target)
     assert code == 0, errors
-    return [d for d in yaml.safe_load_all(output) if d]
+    return [d for d in yaml.load_all(output, Loader=SAFE_LOADER) if d]
 
 
 def objects(target, kind):
@@ -158,7 +172,7 @@ CrdValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {
 
 def crds():
     return [document for path in sorted((ROOT / "tests" / "crds").rglob("*.yaml"))
-            for document in yaml.safe_load_all(path.read_text())
+            for document in yaml.load_all(path.read_text(), Loader=SAFE_LOADER)
             if document and document.get("kind") == "CustomResourceDefinition"]
 
 

@@ -37,11 +37,34 @@ ACCOUNTS = [{"iban": "NL20INGB0001234567", "bic": "INGBNL2A", "account_holder": 
 REFERENCE = "MZ-TESTREF1"
 
 
-@pytest.fixture
-def store(tmp_path):
-    opened = TravelCostsStore("mantelzorg_travel_costs", "", str(tmp_path))
+def opened_store(folder):
+    opened = TravelCostsStore("mantelzorg_travel_costs", "", str(folder))
     opened.ensure_indexes()
     opened.migrate()
+    return opened
+
+
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory):
+    """One store on disk for the module's tests: closing one takes the embedded server
+    seconds."""
+    opened = opened_store(tmp_path_factory.mktemp("store"))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def store(module_store):
+    """The module's store, every collection emptied (its indexes kept) for this test."""
+    for name in module_store.db.list_collection_names():
+        module_store.db[name].delete_many({})
+    return module_store
+
+
+@pytest.fixture
+def store_of_its_own(tmp_path):
+    """A store whose files on disk in ``tmp_path`` hold only what this test wrote."""
+    opened = opened_store(tmp_path)
     yield opened
     opened.close()
 
@@ -151,7 +174,8 @@ def _store_files(path):
     return [(f, f.read_bytes()) for f in Path(path).rglob("*") if f.is_file()]
 
 
-def test_sepa_files_lie_encrypted_in_the_store_and_its_journal(store, tmp_path):
+def test_sepa_files_lie_encrypted_in_the_store_and_its_journal(store_of_its_own, tmp_path):
+    store = store_of_its_own
     cipher = DataCipher([OLD])
     accounts = [ACCOUNTS[0], ACCOUNTS[2]]
     ids = approved_claims(store, cipher, accounts)

@@ -158,8 +158,9 @@ def _peak_writing(transfers):
 
 
 def test_the_writer_holds_a_transfer_never_the_file():
-    small_peak, small_size = _peak_writing(2_000)
-    large_peak, large_size = _peak_writing(20_000)
+    # a writer that kept the transfers or the file would hold hundreds of kilobytes at 5,000
+    small_peak, small_size = _peak_writing(500)
+    large_peak, large_size = _peak_writing(5_000)
     assert large_size > 9 * small_size   # ten times the file
     assert large_size > 4 * large_peak   # far more written than ever held
     assert large_peak < 2 * small_peak, (small_peak, large_peak)
