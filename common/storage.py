@@ -5,10 +5,12 @@ embedded MongoDB-wire-protocol server (SecantusDB) on a free local port, with it
 ``$MANTELZORG_DATA_DIR/<database>`` so they survive restarts. Either way the service talks
 pymongo over the wire, through the same code.
 """
+import contextlib
 import contextvars
 import functools
 import os
 import random
+import socket
 import time
 from datetime import timedelta
 
@@ -63,6 +65,12 @@ class EmbeddedServer:
         return self.server.uri
 
     def stop(self):
+        # Closing a listening socket does not wake a thread blocked in its accept(); the
+        # server would wait two seconds for its accept thread. Shutting the socket down does.
+        listening = getattr(self.server, "_socket", None)
+        if listening is not None:
+            with contextlib.suppress(OSError):
+                listening.shutdown(socket.SHUT_RDWR)
         self.server.stop()
 
 
