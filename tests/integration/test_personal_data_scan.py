@@ -7,6 +7,7 @@ any spacing or case. The tests record what they use (tests/support.py: random_bs
 random_iban, personal_email, personal_name and the IBAN and names of the claims), so the
 scan looks for exactly those values."""
 import json
+import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -62,6 +63,15 @@ def _joined(texts):
     return "\n\x00".join(texts)
 
 
+# The store's files are mostly space it set aside: runs of zero bytes, which hold nothing and
+# took six in seven of the bytes scanned. A run stays one zero, which no value spans either.
+_ZERO_RUN = re.compile(rb"\x00{2,}")
+
+
+def _without_empty_space(data):
+    return _ZERO_RUN.sub(b"\x00", data)
+
+
 def _files(folder):
     return sorted(path for path in Path(folder).rglob("*") if path.is_file())
 
@@ -77,8 +87,8 @@ def _sources(platform, amqp_uri):
     for data in STARTED.data:
         for path in _files(data):   # the embedded store's files hold documents as they are
             if not {"keys", "mail"} & set(path.relative_to(data).parts):   # mail: below
-                yield f"store {path.relative_to(data.parent)}", path.read_bytes().decode(
-                    "utf-8", errors="replace")
+                yield f"store {path.relative_to(data.parent)}", _without_empty_space(
+                    path.read_bytes()).decode("utf-8", errors="replace")
     events = [body if isinstance(body, str) else json.dumps(body)
               for _routing_key, body in _published_events(amqp_uri)]
     for start in range(0, len(events), BATCH):
