@@ -1,9 +1,12 @@
 """The launcher's settings for the store as a process of its own and for replicas: what it
 refuses before it starts anything, and what each replica is given."""
+import signal
+
 import pytest
 
 from common import crypto
 from common.config import SettingsError
+from ops import platform as platform_module
 from ops.platform import Platform
 
 
@@ -67,3 +70,40 @@ def test_the_development_keys_are_those_the_processes_would_make_in_the_data_fol
     assert crypto.keyed_hash(config, environ={})("a") == \
         crypto.keyed_hash(environ={crypto.LOOKUP_KEY: keys[crypto.LOOKUP_KEY]})("a")
     assert crypto.development_keys(str(tmp_path)) == keys
+
+
+class Dead:
+    """A child process that has died."""
+    pid = 4242
+
+    @staticmethod
+    def poll():
+        return -signal.SIGKILL
+
+
+def test_a_replica_and_the_store_that_die_are_restarted_each_as_itself(monkeypatch, tmp_path):
+    clock = [1000.0]
+    monkeypatch.setattr(platform_module.time, "monotonic", lambda: clock[0])
+    launcher = Platform(environ={"MANTELZORG_STORE": "process",
+                                 "MANTELZORG_REPLICAS": "declaration=2",
+                                 "MANTELZORG_DATA_DIR": str(tmp_path)}, say=lambda line: None)
+    spawned, stores = [], []
+
+    def spawn(name, command, environ):
+        spawned.append((name, environ))
+        launcher.children[name] = Dead()
+        launcher.started_at[name] = clock[0]
+        launcher.restart_due.pop(name, None)
+
+    monkeypatch.setattr(launcher, "_spawn", spawn)
+    monkeypatch.setattr(launcher, "start_store", lambda: stores.append(clock[0]))
+    launcher.children.update({"declaration-2": Dead(), "store": Dead()})
+    launcher.supervise()                 # both deaths seen, restarts due in 1 s
+    assert spawned == [] and stores == []
+    clock[0] += 1
+    launcher.supervise()
+    assert stores == [clock[0]]
+    (name, environ), = spawned
+    assert name == "declaration-2"
+    assert environ["DECLARATION_WEB_ADDRESS"] == launcher.addresses["declaration-2"]
+    assert environ["DECLARATION_WEB_ADDRESS"] != launcher.addresses["declaration"]
