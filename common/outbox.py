@@ -24,8 +24,11 @@ BATCH = 1000
 # next run continue (its lease is renewed before every batch).
 RELAY_SECONDS = 5.0
 # The first window of claim times the relay reads, widened or narrowed so that a window
-# holds about a batch.
+# holds about a batch, never beyond the widest: it doubles on every quiet run of the timer,
+# and unbounded it passed the calendar's end (OverflowError) within a minute, which stopped
+# the relay for good.
 FIRST_WINDOW = timedelta(seconds=1)
+WIDEST_WINDOW = timedelta(days=1)
 # An event no queue took stays in the outbox and is tried again after this long.
 UNROUTABLE_RETRY_SECONDS = 5
 UNROUTABLE = "unroutable"   # the claim of an entry waiting to be tried again
@@ -186,7 +189,7 @@ class Outbox:
                 end = due[-1]["claimed_until"]
                 self.window = max(end - self.frontier, timedelta(milliseconds=1))
             elif len(due) < limit // 2:
-                self.window *= 2
+                self.window = min(self.window * 2, WIDEST_WINDOW)
             sent += self._publish(due)
             self.frontier = end
             if end >= now:

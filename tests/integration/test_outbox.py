@@ -106,3 +106,12 @@ def test_a_workers_relay_leaves_an_event_that_is_due_to_the_lease_holder(store, 
     assert drain(listener) == []
     assert outbox.relay() == 1
     assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
+
+
+def test_a_relay_that_found_nothing_for_long_still_publishes(store, listener, amqp_uri):
+    outbox = Outbox(store, "registry", {"AMQP_URI": amqp_uri})
+    for _ in range(60):                        # a minute of its timer with nothing to do
+        assert outbox.relay() == 0
+    envelope = _record_due(store, outbox)
+    assert outbox.relay() == 1
+    assert [b["event_id"] for b in drain(listener)] == [str(envelope.event_id)]
