@@ -58,22 +58,22 @@ def _file_timed(platform, stored, target, rates):
     which warms the platform up) and the last FILING_WINDOW up to the largest size."""
     def timed(count):
         started = time.perf_counter()
-        _file(platform, stored, count)
+        file_declarations(platform, stored, count)
         rates[len(stored)] = count / (time.perf_counter() - started)
 
     if not stored and target >= FILING_WINDOW:
         if FILING_WINDOW // 5:
-            _file(platform, stored, FILING_WINDOW // 5)
+            file_declarations(platform, stored, FILING_WINDOW // 5)
         timed(FILING_WINDOW - len(stored))
     last_window_from = target - FILING_WINDOW
     if target == SIZES[-1] and last_window_from >= len(stored) + FILING_WINDOW:
-        _file(platform, stored, last_window_from - len(stored))
+        file_declarations(platform, stored, last_window_from - len(stored))
         timed(FILING_WINDOW)
     elif target > len(stored):
-        _file(platform, stored, target - len(stored))
+        file_declarations(platform, stored, target - len(stored))
 
 
-def _file(platform, stored, count):
+def file_declarations(platform, stored, count):
     """Files and issues ``count`` more declarations; adds (reference, verification code) of
     each to ``stored``."""
     started = time.perf_counter()
@@ -97,7 +97,7 @@ def _file(platform, stored, count):
           f"({count / seconds:.0f} a second), {len(stored):,} stored")
 
 
-def _gateway_client(platform, stored):
+def gateway_check_client(platform, stored):
     def partner_token():      # every client a partner of its own, as desks are
         return {"Authorization": "Bearer " + issue_development_token(
             SECRET, "partner", f"bench-partner-{random.random()}")}
@@ -129,7 +129,7 @@ def run():
         for size in SIZES:
             _file_timed(platform, stored, size, filing)
             held = list(stored)
-            gateway, direct = _gateway_client(platform, held), _rpc_client(platform, held)
+            gateway, direct = gateway_check_client(platform, held), _rpc_client(platform, held)
             measure(gateway, 200, CONCURRENCY)      # a short warm-up, then the measured runs
             measure(direct, 200, CONCURRENCY)
             for path, client in (("rpc", direct), ("gateway", gateway)):
@@ -140,7 +140,7 @@ def run():
         # the gateway's own ceiling for a query, in the same run
         results["typename"] = measure(typename_client(platform.gateway_url()), REQUESTS,
                                       CONCURRENCY, cpu=cpu)
-        largest = capacity(_gateway_client(platform, stored), CONCURRENCY)
+        largest = capacity(gateway_check_client(platform, stored), CONCURRENCY)
     return report(results, largest, filing)
 
 

@@ -120,7 +120,7 @@ class Signer:
 
 # --- loading from the environment, with development keys per data folder ----------------
 
-def _dev_secret(config, environ, name, make, variable):
+def _dev_secret(config, environ, variable):
     """A development secret kept in the data folder; made on first use. Refused in
     production and with a real database (MONGO_URI): every replica would make its own key
     and could not read the others' data."""
@@ -128,7 +128,13 @@ def _dev_secret(config, environ, name, make, variable):
         raise settings.missing_in_production(variable, "keys are generated in development only")
     if settings.mongo_uri(config):
         raise settings.SettingsError(f"{variable} must be set when MONGO_URI is set")
-    folder = settings.data_dir(config)
+    return _kept_secret(settings.data_dir(config), variable)
+
+
+def _kept_secret(folder, variable):
+    """The development value of ``variable`` in the data folder ``folder``, made there by
+    the first process to ask."""
+    name, make = _DEVELOPMENT_KEYS[variable]
     if folder == ":memory:":
         return _MEMORY.setdefault(name, make())
     path = Path(folder) / "keys" / f"{name}.json"
@@ -204,25 +210,24 @@ def signing_public_key(pem):
     return "ed-" + hashlib.sha256(raw).hexdigest()[:16], _b64(raw)
 
 
-def _cipher(config, environ, variable, name):
-    text = _secret(variable, environ) or _dev_secret(
-        config, environ, name, lambda: new_data_key("dev1"), variable)
+def _cipher(config, environ, variable):
+    text = _secret(variable, environ) or _dev_secret(config, environ, variable)
     return DataCipher(_parse_pairs(text))
 
 
 def data_cipher(config=None, environ=None):
-    return _cipher(config, environ, "MANTELZORG_DATA_KEY", "data-key")
+    return _cipher(config, environ, "MANTELZORG_DATA_KEY")
 
 
 def session_cipher(config=None, environ=None):
     """Seals the gateway's session cookies; a key of its own, so that a web session key never
     opens stored personal data."""
-    return _cipher(config, environ, "MANTELZORG_SESSION_KEY", "session-key")
+    return _cipher(config, environ, "MANTELZORG_SESSION_KEY")
 
 
 def keyed_hash(config=None, environ=None):
     text = _secret("MANTELZORG_LOOKUP_KEY", environ) or _dev_secret(
-        config, environ, "lookup-key", new_lookup_key, "MANTELZORG_LOOKUP_KEY")
+        config, environ, "MANTELZORG_LOOKUP_KEY")
     return KeyedHash(_unb64(text))
 
 
@@ -230,7 +235,7 @@ def signer(config=None, environ=None):
     pem = _secret("MANTELZORG_SIGNING_KEY", environ)
     key_id = _secret("MANTELZORG_SIGNING_KEY_ID", environ)
     if not pem:
-        pem = _dev_secret(config, environ, "signing-key", new_signing_key, "MANTELZORG_SIGNING_KEY")
+        pem = _dev_secret(config, environ, "MANTELZORG_SIGNING_KEY")
     key_id = key_id or signing_public_key(pem)[0]
     private_key = _signing_key(pem)
     earlier = [(kid, Ed25519PublicKey.from_public_bytes(raw))
@@ -296,8 +301,7 @@ def call_public_key_setting(issuer):
 def call_signing_key(issuer, config=None, environ=None):
     """The private key ``issuer`` (the gateway, the operator command) signs its calls with."""
     variable = call_key_setting(issuer)
-    pem = _secret(variable, environ) or _dev_secret(
-        config, environ, f"{issuer}-call-key", new_signing_key, variable)
+    pem = _secret(variable, environ) or _dev_secret(config, environ, variable)
     return _signing_key(pem)
 
 
@@ -320,3 +324,25 @@ def call_public_keys(config=None, environ=None):
 def call_public_key_text(pem):
     """The value of MANTELZORG_<SIGNER>_CALL_PUBLIC_KEY for a private key."""
     return signing_public_key(pem)[1]
+
+
+# The development keys by their setting: (the file's name in <data dir>/keys, how one is made).
+_DEVELOPMENT_KEYS = {
+    DATA_KEY: ("data-key", lambda: new_data_key("dev1")),
+    SESSION_KEY: ("session-key", lambda: new_data_key("dev1")),
+    LOOKUP_KEY: ("lookup-key", new_lookup_key),
+    SIGNING_KEY: ("signing-key", new_signing_key),
+    **{call_key_setting(issuer): (f"{issuer}-call-key", new_signing_key)
+       for issuer in CALL_SIGNERS},
+}
+
+
+def development_keys(folder):
+    """Every development key of the data folder ``folder`` by its setting (made there when
+    missing), with the public keys of the signers of calls: for processes that are given a
+    MONGO_URI in development (the launcher's store as a process), which make no key
+    themselves. The same values for every replica, so replicas read each other's data."""
+    keys = {variable: _kept_secret(folder, variable) for variable in _DEVELOPMENT_KEYS}
+    for issuer in CALL_SIGNERS:
+        keys[call_public_key_setting(issuer)] = call_public_key_text(keys[call_key_setting(issuer)])
+    return keys

@@ -45,9 +45,10 @@ IDS_A_READ = 50
 
 
 class EmbeddedServer:
-    """The embedded document store, started in this process."""
+    """The embedded document store, started in this process: on a free local port, or on
+    ``port`` (the launcher's store as a process of its own, ops/store.py)."""
 
-    def __init__(self, storage_path):
+    def __init__(self, storage_path, port=0):
         from secantus import SecantusDBServer  # only needed when no MONGO_URI is given
 
         durability = {}
@@ -57,7 +58,7 @@ class EmbeddedServer:
             # killed with SIGKILL loses the commits of its last moments, though it had told
             # its callers they succeeded. Costs about 0.3 ms a commit.
             durability["sync_on_commit"] = True
-        self.server = SecantusDBServer(storage_path=storage_path, port=0, **durability)
+        self.server = SecantusDBServer(storage_path=storage_path, port=port, **durability)
         self.server.start()
 
     @property

@@ -19,7 +19,7 @@ from common.logging import quiet_libraries
 from common.dead_letters import list_dead_letters, replay_dead_letters
 from common.topology import declare_topology, missing_queues
 from gateway.auth import issue_development_token
-from ops import reference, tls
+from ops import reference, store, tls
 from ops.broker import BrokerMissing, create_user, ensure_broker
 from ops.platform import PROCESSES, Platform, metrics_address
 
@@ -159,8 +159,10 @@ def print_welcome(platform):
     secret = settings.setting(None, "MANTELZORG_JWT_SECRET")
     url = platform.gateway_url()
     print(f"\nThe platform runs. GraphQL: {url}/graphql (GraphiQL in a browser)")
-    for process in PROCESSES:
-        print(f"  metrics of {process.name:<13} http://{metrics_address(process, os.environ)}/metrics")
+    for name, address in platform.addresses.items():
+        print(f"  metrics of {name:<15} http://{address}/metrics")
+    if platform.store_port is not None:
+        print(f"  the store (a process of its own): {store.uri(platform.store_port)}")
     print("Development tokens (8 hours), for the Authorization header 'Bearer <token>':")
     for role, claims in (("admin", {}), ("municipality", {"municipality": "GM0363"}),
                          ("partner", {}), ("caregiver", {"bsn": DEMO_BSN}), ("fund", {}),

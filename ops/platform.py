@@ -4,10 +4,17 @@ gateway (every HTTP-serving nameko service needs a port of its own).
 No process outlives the launcher: on Linux each one is started with the parent-death signal
 set (``prctl(PR_SET_PDEATHSIG)``), so the kernel kills it when the launcher dies, even by
 SIGKILL. A process that dies while the platform runs is started again after a delay that
-doubles with every death in a row, as compose and Kubernetes restart a container."""
+doubles with every death in a row, as compose and Kubernetes restart a container.
+
+``MANTELZORG_STORE=process`` starts the development store as a process of its own first
+(ops/store.py), as mongod runs in production, and gives every process its MONGO_URI and the
+development keys; ``MANTELZORG_REPLICAS`` (e.g. ``declaration=2``) then runs several
+processes of a service, each with a metrics address of its own."""
 import ctypes
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +25,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import config as settings
+from common import crypto
 from common.calls import SignedClusterRpcProxy
 from common.config import SERVICE_NAMES
+from ops import store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +73,54 @@ def process_named(name):
     return next(process for process in PROCESSES if process.name == name)
 
 
+# The development store's process, when it runs as one (MANTELZORG_STORE=process).
+STORE = "store"
+EMBEDDED, AS_PROCESS = "embedded", "process"
+STORE_START_SECONDS = 60
+
+
+def store_as_process(environ):
+    """MANTELZORG_STORE: ``embedded`` (the default: each process starts its own store) or
+    ``process`` (the launcher starts one for all)."""
+    value = settings.setting(None, "MANTELZORG_STORE", EMBEDDED, environ=environ).lower()
+    if value not in (EMBEDDED, AS_PROCESS):
+        raise settings.SettingsError(
+            f"MANTELZORG_STORE must be {EMBEDDED} or {AS_PROCESS}, not {value!r}")
+    return value == AS_PROCESS
+
+
+def replica_counts(environ):
+    """MANTELZORG_REPLICAS: how many processes of a service to run, e.g.
+    ``declaration=2,travel_costs=2``; one of every other."""
+    counts = {}
+    for item in settings.setting(None, "MANTELZORG_REPLICAS", "", environ=environ).split(","):
+        if not item.strip():
+            continue
+        name, _, count = (part.strip() for part in item.partition("="))
+        if name not in SERVICE_NAMES:
+            raise settings.SettingsError(
+                f"MANTELZORG_REPLICAS: {name!r} is not one of {', '.join(SERVICE_NAMES)} "
+                "(the gateway has one public port)")
+        if not count.isdigit() or int(count) < 1:
+            raise settings.SettingsError(
+                f"MANTELZORG_REPLICAS: {name}={count!r}, the count must be a whole number from 1")
+        counts[name] = int(count)
+    return counts
+
+
+def free_local_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def data_folder(environ):
+    """MANTELZORG_DATA_DIR as the processes see it: relative to the repository, their
+    working directory."""
+    value = settings.setting(None, "MANTELZORG_DATA_DIR", ".data", environ=environ)
+    return value if value == ":memory:" else str(ROOT / value)
+
+
 def die_with(parent_pid):
     """A ``preexec_fn`` for Popen: the child gets SIGKILL when its parent dies. The
     launcher's own death is a crash, and every service already survives being killed
@@ -97,7 +154,11 @@ def metrics_address(process, environ):
 class Platform:
     """The running processes; ``logs`` names a folder to write each one's output to,
     otherwise they share this terminal. ``process_environ`` adds settings for one process
-    (by name), such as its own broker user. ``say`` reports starts, deaths and restarts."""
+    (by name; for every replica of it), such as its own broker user. ``say`` reports
+    starts, deaths and restarts.
+
+    A replica after the first of a service is named ``<service>-<n>`` and has a free local
+    port for its metrics, kept across its restarts."""
 
     def __init__(self, environ=None, logs=None, process_environ=None, say=None):
         self.environ = dict(os.environ if environ is None else environ)
@@ -109,36 +170,113 @@ class Platform:
         self.started_at = {}
         self.deaths_in_a_row = {}
         self.restart_due = {}
+        self.store_port = None
+        self.store_environ = {}
+        if store_as_process(self.environ):
+            if settings.setting(None, "MONGO_URI", environ=self.environ):
+                raise settings.SettingsError(
+                    f"MANTELZORG_STORE={AS_PROCESS} starts the store itself: unset MONGO_URI")
+            self.store_port = free_local_port()
+        counts = replica_counts(self.environ)
+        several = sorted(name for name, count in counts.items() if count > 1)
+        if several and self.store_port is None:
+            raise settings.SettingsError(
+                f"MANTELZORG_REPLICAS ({', '.join(several)}) needs MANTELZORG_STORE={AS_PROCESS}: "
+                "each process's embedded store would keep data of its own, and the replicas "
+                "would diverge")
+        self.processes, self.service_of, self.addresses = [], {}, {}
+        for process in PROCESSES:
+            for number in range(1, counts.get(process.name, 1) + 1):
+                replica = process if number == 1 else dataclasses.replace(
+                    process, name=f"{process.name}-{number}", default_port=free_local_port())
+                self.processes.append(replica)
+                self.service_of[replica.name] = process.name
+                self.addresses[replica.name] = (
+                    metrics_address(process, self.environ) if number == 1
+                    else f"{metrics_address(process, self.environ).rsplit(':', 1)[0]}:"
+                         f"{replica.default_port}")
 
     def log_file(self, name):
         return self.logs / f"{name}.log"
 
+    def instance(self, name):
+        """The process (or replica) of this name."""
+        return next(process for process in self.processes if process.name == name)
+
+    def replicas(self, service):
+        return [process for process in self.processes if self.service_of[process.name] == service]
+
     def start(self):
-        for process in PROCESSES:
+        if self.store_port is not None:
+            self.start_store()
+        for process in self.processes:
             self.start_process(process)
+
+    def start_store(self):
+        """The development store as a process of its own, before any service: its port is
+        chosen once, so that a restarted store is where the services look for it. The keys
+        are made into the data folder here, as every process would otherwise make its own."""
+        folder = data_folder(self.environ)
+        if not self.store_environ:
+            self.store_environ = {"MONGO_URI": store.uri(self.store_port),
+                                  **crypto.development_keys(folder)}
+        storage = folder if folder == ":memory:" else os.path.join(folder, STORE)
+        child = self._spawn(STORE, [sys.executable, "-m", "ops.store", "--port",
+                                    str(self.store_port), "--storage-path", storage],
+                            self.environ)
+        deadline = time.monotonic() + STORE_START_SECONDS
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.store_port), timeout=1).close()
+                return child
+            except OSError:
+                if child.poll() is not None:
+                    raise RuntimeError(f"{STORE} {exit_description(child.returncode)}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{STORE} not listening after {STORE_START_SECONDS} s")
+                time.sleep(0.1)
+
+    def process_settings(self, process):
+        """What one process (or replica) is started with beyond the platform's settings: with
+        the store as a process, its address and the development keys this process uses."""
+        service = self.service_of.get(process.name, process.name)
+        added = {}
+        if self.store_environ:
+            kinds = set(crypto.PROCESS_KEYS[service])
+            if service == "gateway":
+                kinds.add(crypto.call_key_setting("gateway"))
+            added = {name: value for name, value in self.store_environ.items()
+                     if name == "MONGO_URI" or name in kinds
+                     or name.endswith("_CALL_PUBLIC_KEY")}
+        if process.name != service:
+            added[process.address_variable] = self.addresses[process.name]
+        return {**added, **self.process_environ.get(service, {})}
 
     def start_process(self, process):
         """Starts one process, also again after it stopped."""
+        return self._spawn(process.name,
+                           [sys.executable, "-m", "nameko", "run", "--config", process.config,
+                            process.target],
+                           {**self.environ, **self.process_settings(process)})
+
+    def _spawn(self, name, command, environ):
         output = None
         if self.logs:
             self.logs.mkdir(parents=True, exist_ok=True)
-            output = open(self.log_file(process.name), "ab")
+            output = open(self.log_file(name), "ab")
         try:
-            self.children[process.name] = subprocess.Popen(
-                [sys.executable, "-m", "nameko", "run", "--config", process.config,
-                 process.target],
-                cwd=ROOT, env={**self.environ, **self.process_environ.get(process.name, {})},
-                stdout=output,
+            self.children[name] = subprocess.Popen(
+                command, cwd=ROOT, env=environ, stdout=output,
                 stderr=subprocess.STDOUT if output else None,
                 # Ctrl-C reaches the launcher only, which stops them in order.
                 start_new_session=True, preexec_fn=die_with(os.getpid()))
         finally:
             if output:
                 output.close()
-        self.started_at[process.name] = time.monotonic()
-        self.restart_due.pop(process.name, None)
-        self.say(f"{process.name} started (pid {self.children[process.name].pid})")
-        return self.children[process.name]
+        self.started_at[name] = time.monotonic()
+        self.restart_due.pop(name, None)
+        self.say(f"{name} started (pid {self.children[name].pid})")
+        return self.children[name]
 
     def stop_process(self, process, grace=15):
         """Stops one process (SIGTERM, then SIGKILL after ``grace`` seconds); it is not
@@ -155,13 +293,17 @@ class Platform:
     def events_handled(self, service, event_type):
         """How many ``event_type`` events ``service`` has handled since its process started,
         as its /metrics tell Prometheus: how far a consumer has come."""
-        address = metrics_address(process_named(service), self.environ)
-        text = requests.get(f"http://{address}/metrics", timeout=10).text
-        return sum(sample.value for family in text_string_to_metric_families(text)
-                   for sample in family.samples
+        return sum(sample.value for replica in self.replicas(service)
+                   for sample in self.metric_samples(replica.name)
                    if sample.name == "mantelzorg_events_handled_total"
                    and sample.labels.get("type") == event_type
                    and sample.labels.get("outcome") == "handled")
+
+    def metric_samples(self, name):
+        """Every sample on the /metrics of one process (or replica)."""
+        text = requests.get(f"http://{self.addresses[name]}/metrics", timeout=10).text
+        return [sample for family in text_string_to_metric_families(text)
+                for sample in family.samples]
 
     def rpc(self, timeout=10, context_data=None):
         """The operator's RPC client of this platform: every call signed with the operator's
@@ -175,7 +317,7 @@ class Platform:
 
     def wait_until_healthy(self, timeout=90, names=None):
         """Every service answers its health RPC and the gateway its /health (or only the
-        processes ``names`` lists)."""
+        processes ``names`` lists); a service's replicas after the first, their /metrics."""
         deadline = time.monotonic() + timeout
         wanted = set(names or (*SERVICE_NAMES, "gateway"))
         pending = wanted - {"gateway"}
@@ -188,15 +330,25 @@ class Platform:
                             pending.discard(name)
                     except Exception:
                         time.sleep(0.3)
-        while "gateway" in wanted and time.monotonic() < deadline:
+        if pending:
+            raise TimeoutError(f"not healthy after {timeout} s: {sorted(pending)}")
+        for process in self.processes:
+            if self.service_of[process.name] in wanted and process.name not in wanted:
+                self._answers(f"http://{self.addresses[process.name]}/metrics", process.name,
+                              deadline, timeout)
+        if "gateway" in wanted:
+            self._answers(f"{self.gateway_url()}/health", "gateway", deadline, timeout)
+
+    def _answers(self, url, name, deadline, timeout):
+        while time.monotonic() < deadline:
             self.raise_if_exited()
             try:
-                if requests.get(f"{self.gateway_url()}/health", timeout=2).ok:
+                if requests.get(url, timeout=2).ok:
                     return
             except requests.RequestException:
-                time.sleep(0.3)
-        if pending or "gateway" in wanted:
-            raise TimeoutError(f"not healthy after {timeout} s: {sorted(pending) or ['gateway']}")
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"not healthy after {timeout} s: {[name]}")
 
     def wait_while_running(self, interval=0.5):
         """Watches the processes until interrupted, restarting any that dies."""
@@ -221,7 +373,10 @@ class Platform:
                 self.say(f"{name} (pid {child.pid}) {exit_description(code)}; "
                          f"restarting in {delay:g} s (restart {streak + 1} in a row)")
             elif now >= self.restart_due[name]:
-                self.start_process(process_named(name))
+                if name == STORE:
+                    self.start_store()
+                else:
+                    self.start_process(self.instance(name))
 
     def raise_if_exited(self):
         for name, child in self.children.items():
@@ -229,7 +384,11 @@ class Platform:
                 raise RuntimeError(f"{name} {exit_description(child.returncode)}")
 
     def stop(self, grace=15):
+        """Every process, the store last: the services may still write while they stop."""
+        store_process = self.children.pop(STORE, None)
         self._terminate(list(self.children.values()), grace)
+        if store_process is not None:
+            self._terminate([store_process], grace)
         self.children.clear()
         self.restart_due.clear()
 

@@ -42,12 +42,16 @@ TINY = {
     "BENCH_TRAVEL_CLAIMS": "8",
     "BENCH_TRAVEL_CAREGIVERS": "4",
     "BENCH_TRAVEL_PAYOUTS": "4,8",
+    # a second process: a few declarations to check
+    "BENCH_SECOND_DECLARATIONS": "6",
+    "BENCH_SECOND_REQUESTS": "12",
 }
 
 
 def test_every_benchmark_module_is_run_here():
     assert BENCHMARKS == ["bench_campaign", "bench_declaration_check", "bench_outbox",
-                          "bench_registry_search", "bench_store_growth", "bench_travel_claims"]
+                          "bench_registry_search", "bench_second_process", "bench_store_growth",
+                          "bench_travel_claims"]
 
 
 @pytest.fixture(scope="module")
