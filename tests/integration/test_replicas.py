@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ops import reference
-from tests.conftest import running_platform
+from tests.conftest import running_platform, throwaway_vhost
 from tests.support import eventually
 
 MUNICIPALITY = "GM0363"
@@ -24,13 +24,16 @@ def alive(pid):
 
 
 @pytest.fixture(scope="module")
-def replicated(amqp_uri, tmp_path_factory):
+def replicated(tmp_path_factory):
+    """On a virtual host of its own: on the run's shared one, the shared platform's services
+    would take half of these calls (and refuse them, signed with another data folder's key)."""
     from common.topology import declare_topology
 
-    declare_topology({"AMQP_URI": amqp_uri})
-    with running_platform(amqp_uri, tmp_path_factory, MANTELZORG_STORE="process",
-                          MANTELZORG_REPLICAS="declaration=2") as running:
-        yield running
+    with throwaway_vhost("replicas") as amqp_uri:
+        declare_topology({"AMQP_URI": amqp_uri})
+        with running_platform(amqp_uri, tmp_path_factory, MANTELZORG_STORE="process",
+                              MANTELZORG_REPLICAS="declaration=2") as running:
+            yield running
 
 
 def served(platform, name, entrypoint):
