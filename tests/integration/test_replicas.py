@@ -6,6 +6,7 @@ import pytest
 
 from ops import reference
 from tests.conftest import running_platform, throwaway_vhost
+from tests.integration.test_launcher import alive
 from tests.support import eventually
 
 MUNICIPALITY = "GM0363"
@@ -13,14 +14,6 @@ STAFF = {"sub": "replica-staff", "role": "municipality", "municipality": MUNICIP
          "support_point": None}
 DECLARATIONS = 6
 CHECKS_EACH = 4
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
