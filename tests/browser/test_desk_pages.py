@@ -1,11 +1,12 @@
 """The municipality's desk in a real browser with JavaScript switched off: an employee of
-Amersfoort signs in, finds a caregiver's request in the queue, opens it (the caregiver then
-sees that read on their own pages), tries to reject it without a reason (the error is shown,
-nothing changes), issues it with the keyboard alone and downloads the decision letter, which
-the caregiver downloads too; an employee of De Bilt opening the same request gets the
-not-found page and nothing is recorded. A queue of more than one page shows the oldest
-requests first, and its next page goes on where the first ended. Every page and every error
-state is checked with axe-core and kept as a screenshot.
+Amersfoort signs in, finds a caregiver's request in the queue (the caregiver is told that
+nobody has read their data yet), opens it (the caregiver then sees that read on their own
+pages), tries to reject it without a reason (the error is shown, nothing changes), issues it
+with the keyboard alone and downloads the decision letter, which the caregiver downloads too;
+an employee of De Bilt opening the same request gets the not-found page and nothing is
+recorded. A queue of more than one page shows the oldest requests first, and its next page
+goes on where the first ended. Every page and every error state is checked with axe-core and
+kept as a screenshot.
 
 The tests run in order and share the employee's and the caregiver's browser sessions."""
 import uuid
@@ -106,6 +107,19 @@ def test_the_employee_finds_the_request_in_the_queue(desk, checked, gql):
     checked(page, "aanvragen afgegeven")
 
 
+def test_the_caregiver_sees_that_nobody_has_read_their_data_yet(desk, checked, gql):
+    assert accesses(gql, desk) == []
+    page = desk["caregiver"]
+    page.goto("/inloggen")
+    page.get_by_label("BSN").fill(desk["bsn"])
+    page.get_by_role("button", name="Inloggen").click()
+    page.get_by_role("link", name="Wie heeft uw gegevens bekeken").click()
+    main = page.inner_text("main")
+    assert "Niemand anders heeft uw gegevens bekeken." in main
+    assert page.locator("main table").count() == 0
+    checked(page, "wie heeft uw gegevens bekeken nog niemand")
+
+
 def test_opening_the_request_shows_the_applicant_and_the_caregiver_sees_it(desk, checked, gql):
     page = desk["employee"]
     page.goto("/medewerkers/aanvragen")
@@ -119,10 +133,8 @@ def test_opening_the_request_shows_the_applicant_and_the_caregiver_sees_it(desk,
     assert [(a["organisation"], a["what"]) for a in accesses(gql, desk)] == [
         (AMERSFOORT, f"aanvraag {desk['reference']} bekeken")]
 
-    caregiver = desk["caregiver"]
-    caregiver.goto("/inloggen")
-    caregiver.get_by_label("BSN").fill(desk["bsn"])
-    caregiver.get_by_role("button", name="Inloggen").click()
+    caregiver = desk["caregiver"]   # signed in since the test before
+    caregiver.goto("/verklaringen")
     caregiver.get_by_role("link", name="Wie heeft uw gegevens bekeken").click()
     shown = caregiver.inner_text("main")
     assert "Gemeente Amersfoort" in shown and f"Aanvraag {desk['reference']} bekeken" in shown

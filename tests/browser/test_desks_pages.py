@@ -2,7 +2,9 @@
 with JavaScript switched off, each main flow with axe-core on every page and error state and
 a screenshot of each, and a form of each desk filled in with the keyboard alone:
 
-- the fund: a held claim comes first with why in Dutch, approving it without a reason is
+- the fund: a held claim comes first with why in Dutch; a page after the last claims says
+  none are left, a paging cursor that is no claim's id shows the first pages, a claim that
+  does not exist gets the not-found page; approving the held claim without a reason is
   refused, it is approved with one (keyboard), another is rejected; a batch is proposed by
   one fund member (who is told plainly why they cannot release it) and released by a second,
   who downloads its SEPA file;
@@ -20,6 +22,7 @@ import uuid
 from urllib.parse import urlparse
 
 import pytest
+from bson import ObjectId
 from lxml import etree
 
 from tests.browser.test_caregiver_pages import press_button, tab_to, type_into
@@ -141,14 +144,54 @@ def test_the_fund_sees_held_claims_first_with_why_in_dutch(desks, checked):
     checked(page, "fonds declaraties vervolg")
     pages.get_by_role("link", name="Eerste pagina").click()
     assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['waiting']}']").count() == 1
-    answer = page.goto("/medewerkers/reiskosten?aangehouden_na=onbekend")   # no claim's id
-    assert answer.status == 200
-    assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['held']}']").count() == 1
-    unknown = page.goto("/medewerkers/reiskosten/onbekend")   # no claim's id
-    assert unknown.status == 404 and "Pagina niet gevonden" in page.inner_text("main")
     refused = page.goto("/medewerkers/aanvragen")   # the municipality's queue is not the fund's
     assert refused.status == 403 and "niet voor uw rol" in page.inner_text("main")
     checked(page, "pagina van een andere rol")
+
+
+def test_a_page_after_the_last_claims_says_none_are_left(desks, checked):
+    """The page a colleague's reviews may leave empty. The first pages are never empty here:
+    the shared platform holds claims of other tests that nobody reviews. No claim is filed
+    after this module's two, so nothing comes after them."""
+    page = desks["fund_a"]
+    page.goto(f"/medewerkers/reiskosten?aangehouden_na={desks['held']}"
+              f"&ingediend_na={desks['waiting']}")
+    main = page.inner_text("main")
+    assert "Aangehouden, vervolg" in main and "Ingediend, vervolg" in main
+    assert "Er zijn geen aangehouden declaraties meer." in main
+    assert "Er zijn geen ingediende declaraties die wachten op deze pagina." in main
+    assert page.locator("main table").count() == 0
+    for label in ("Pagina's van de aangehouden declaraties",
+                  "Pagina's van de ingediende declaraties"):
+        pages = page.get_by_role("navigation", name=label)
+        assert pages.get_by_role("link", name="Eerste pagina").count() == 1, label
+    checked(page, "fonds declaraties lege vervolgpagina's")
+
+
+def test_a_paging_cursor_that_is_no_claim_shows_the_first_pages(desks, checked):
+    page = desks["fund_a"]
+    answer = page.goto("/medewerkers/reiskosten?aangehouden_na=nonsense")
+    assert answer.status == 200
+    main = page.inner_text("main")
+    assert "Declaraties reiskosten beoordelen" in main
+    assert re.search(r"Aangehouden \(\d+", main) and "vervolg" not in main, main
+    assert page.locator(f"a[href='/medewerkers/reiskosten/{desks['held']}']").count() == 1
+    assert page.get_by_role("link", name="Eerste pagina").count() == 0
+    checked(page, "fonds declaraties met een onbekende vervolgpagina")
+
+
+@pytest.mark.parametrize("claim_id, screenshot", [
+    (str(ObjectId()), "fonds declaratie die niet bestaat"),
+    ("nonsense", "fonds declaratie met een ongeldig nummer")], ids=["unused-id", "no-id"])
+def test_a_claim_that_does_not_exist_gets_the_not_found_page(desks, checked, claim_id,
+                                                             screenshot):
+    page = desks["fund_a"]
+    answer = page.goto(f"/medewerkers/reiskosten/{claim_id}")
+    assert answer.status == 404
+    assert page.title().startswith("Pagina niet gevonden")
+    main = page.inner_text("main")
+    assert "Pagina niet gevonden" in main and "Wat u zocht, is er niet of niet meer." in main
+    checked(page, screenshot)
 
 
 def test_approving_a_held_claim_needs_a_reason_then_the_keyboard_approves_it(desks, checked,
