@@ -17,9 +17,12 @@ install: $(VENV)/.installed
 run: install web-assets
 	$(PY) -m ops.cli run
 
+# The suite in two processes, each module whole in one of them; then the scan for personal
+# data over what both left (tests/run_record.py), also when a test failed.
 test: install prometheus rabbitmq web-assets browser
 	$(PY) -m ops.testenv
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile; passed=$$?; \
+	  $(PY) -m pytest -m after_everything && exit $$passed
 
 bench: install
 	$(PY) -m ops.testenv

@@ -1,8 +1,9 @@
 # eventlet must patch the standard library before anything else is imported, or nameko
-# containers started by the tests hang.
+# containers started by the tests hang. Threads stay threads: the suite's second process
+# (pytest-xdist) takes its orders on a thread of its own, which a green wait would not hear.
 import eventlet
 
-eventlet.monkey_patch()
+eventlet.monkey_patch(thread=False)
 
 import os  # noqa: E402
 import socket  # noqa: E402
@@ -23,6 +24,7 @@ from common.config import SERVICE_NAMES  # noqa: E402
 from ops.platform import PROCESSES, Platform  # noqa: E402
 from services.declaration.storage import DeclarationStore  # noqa: E402
 
+from tests import run_record  # noqa: E402
 from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, JWT_SECRET, STARTED,  # noqa: E402
                            GraphQLClient, fund_knows_areas)
 
@@ -158,17 +160,29 @@ def recorded_answers():
     ANSWERS.stop()
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """The scan for personal data (marked ``after_everything``) runs after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
+# The modules whose tests this process ran, for the scan's record.
+MODULES_RUN = set()
+
+
+def pytest_configure(config):
+    run_record.start_afresh(config)
+
+
+def pytest_runtest_setup(item):
+    MODULES_RUN.add(item.module.__name__.rsplit(".", 1)[-1])
+
+
+def pytest_sessionfinish(session):
+    run_record.keep_process(session.config, MODULES_RUN)
 
 
 @pytest.fixture(scope="session")
-def platform(amqp_uri, tmp_path_factory):
+def platform(amqp_uri, tmp_path_factory, request):
     declare_topology({"AMQP_URI": amqp_uri})
     _capture_every_event(amqp_uri)
     with running_platform(amqp_uri, tmp_path_factory) as running:
         yield running
+        run_record.keep_platform(request.config, running, amqp_uri)
 
 
 @pytest.fixture(scope="session")

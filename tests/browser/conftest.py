@@ -1,16 +1,17 @@
 """A real headless browser for the caregiver pages: Debian's chromium (``make`` installs it),
 driven by playwright; axe-core (npm, gateway/web) checks every page against the WCAG 2.1 A
-and AA rules; a screenshot of every page is kept in ``test-artifacts/browser/``."""
+and AA rules; a screenshot of every page is kept in ``test-artifacts/browser/<process>/``."""
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.run_record import ARTIFACTS as ALL_ARTIFACTS, process_tag
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "gateway" / "web" / "node_modules" / "axe-core" / "axe.min.js"
-ARTIFACTS = ROOT / "test-artifacts" / "browser"
+ARTIFACTS = ALL_ARTIFACTS / "browser"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic",
@@ -54,10 +55,12 @@ def new_session(browser, platform):
 
 
 @pytest.fixture(scope="session")
-def artifacts():
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    return ARTIFACTS
+def artifacts(request):
+    """This process's folder of screenshots: the run emptied the folder when it started
+    (tests/run_record.py), and each of its processes keeps its own."""
+    folder = ARTIFACTS / process_tag(request.config)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 class PageChecks:

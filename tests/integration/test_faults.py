@@ -305,19 +305,20 @@ def test_a_broker_restart_under_load_loses_no_claim_that_was_accepted(faulty, cl
                                        if kind == "failed")
         assert set(failures) <= {("UNAVAILABLE",)}, failures   # never silently, never otherwise
         assert accepted, "nothing was accepted"
-        # Asked again with its key, each failed claim is either found done (the claim stored
-        # before its reply was lost) or done now: accepted once, whatever happened.
+        # The services and the gateway reconnected by themselves: all answer, and then (as a
+        # client retries once the platform is back) ...
+        health = []
+        assert eventually(lambda: health.append(gateway(HEALTH)) or
+                          health[-1].get("data", {}).get("health", {}).get("status") == "ok",
+                          timeout=60), health[-1]
+        # ... asked again with its key, each failed claim is either found done (the claim
+        # stored before its reply was lost) or done now: accepted once, whatever happened.
         for submission in [s for s in sent if s not in accepted]:
             kind, claim = submission.send()
             assert kind == "ok", claim
             accepted[submission] = claim["id"]
 
-        # The services and the gateway reconnected by themselves: all answer, a declaration's
-        # event reaches the fund, a new claim is accepted and announced.
-        health = []
-        assert eventually(lambda: health.append(gateway(HEALTH)) or
-                          health[-1].get("data", {}).get("health", {}).get("status") == "ok",
-                          timeout=60), health[-1]
+        # A declaration's event reaches the fund, a new claim is accepted and announced.
         fund_issued = Handled(faulty, "travel_costs", "declaration.issued")
         newcomer = Caregiver(gateway)
         assert fund_issued.grown_by(1, timeout=30)

@@ -1,23 +1,20 @@
-"""After every other test of the run: no BSN, IBAN, name or personal e-mail address that the
-tests used is in a log line of any process of any platform the tests started (the shared
-one, the fault tests' and the broker permission tests' own, the gateways of their own such
-as the identity provider's), in the files of their stores, an event body, a metric label,
-an error answer or an e-mail the platform wrote (beyond its own recipient's address), in
-any spacing or case. The tests record what they use (tests/support.py: random_bsn,
-random_iban, personal_email, personal_name and the IBAN and names of the claims), so the
+"""After every other test of the run, in a run of its own (`make test`): no BSN, IBAN, name or
+personal e-mail address that the tests used is in a log line of any process of any platform
+the tests started (the shared ones, the fault tests' and the broker permission tests' own, the
+gateways of their own such as the identity provider's), in the files of their stores, an event
+body, a metric label, an error answer or an e-mail the platform wrote (beyond its own
+recipient's address), in any spacing or case. The tests record what they use (tests/support.py:
+random_bsn, random_iban, personal_email, personal_name and the IBAN and names of the claims),
+and each test process leaves that and what it started on disk (tests/run_record.py), so the
 scan looks for exactly those values."""
-import json
 import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-import requests
-from kombu import Connection
 
-from ops.platform import PROCESSES, metrics_address
-from tests.support import (ANSWERS, EVENT_CAPTURE_QUEUE, SENT, STARTED, personal_data_in,
-                           sent_to_the_caregiver)
+from tests.run_record import RECORD, SCAN_MARK, read_record
+from tests.support import personal_data_in
 
 # Test modules that send personal data: when one of them ran, the scan must have values to
 # look for, or it would pass for nothing.
@@ -27,29 +24,15 @@ SENDERS = {"test_declaration", "test_authorisation", "test_gateway_http"}
 MAILERS = {"test_declaration", "test_authorisation", "test_notifications"}
 
 
-def _mail_files(platform):
-    """Each e-mail the notifications service wrote as a file (no mail server in the tests'
-    platform), without its To header: the recipient's own address is what it is sent to."""
-    folder = Path(platform.environ["MANTELZORG_DATA_DIR"]) / "mail"
+def _mail_files(data):
+    """Each e-mail the notifications service of a shared platform wrote as a file (no mail
+    server there), without its To header: the recipient's own address is what it is sent
+    to."""
+    folder = Path(data) / "mail"
     for path in sorted(folder.glob("*.eml")) if folder.exists() else []:
         mail = message_from_bytes(path.read_bytes(), policy=policy.default)
         del mail["To"]
         yield path.name, mail.as_string()
-
-
-def _published_events(amqp_uri):
-    with Connection(amqp_uri) as connection:
-        queue = connection.SimpleQueue(EVENT_CAPTURE_QUEUE)
-        try:
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    return
-                yield message.delivery_info.get("routing_key"), message.body
-                message.ack()
-        finally:
-            queue.close()
 
 
 # Texts scanned together: each check runs over every BSN, IBAN, name and address the tests
@@ -76,51 +59,55 @@ def _files(folder):
     return sorted(path for path in Path(folder).rglob("*") if path.is_file())
 
 
-def _sources(platform, amqp_uri):
+def _sources(record):
     """(where, text) of everything the scan reads."""
-    assert platform.environ["MANTELZORG_DATA_DIR"] in map(str, STARTED.data)
-    for logs in STARTED.logs:
+    for platform in record.platforms:
+        assert Path(platform["data"]) in record.data, "a shared platform's store is not named"
+    for logs in record.logs:
         for path in [logs] if logs.is_file() else _files(logs):
             # a whole file at once: scanning it line by line took minutes
             yield f"log {path.parent.name}/{path.name}", _joined(
                 path.read_text(errors="replace").splitlines())
-    for data in STARTED.data:
+    for data in record.data:
         for path in _files(data):   # the embedded store's files hold documents as they are
             if not {"keys", "mail"} & set(path.relative_to(data).parts):   # mail: below
                 yield f"store {path.relative_to(data.parent)}", _without_empty_space(
                     path.read_bytes()).decode("utf-8", errors="replace")
-    events = [body if isinstance(body, str) else json.dumps(body)
-              for _routing_key, body in _published_events(amqp_uri)]
-    for start in range(0, len(events), BATCH):
-        yield f"event {start + 1}-{start + BATCH}", _joined(events[start:start + BATCH])
-    for process in PROCESSES:
-        address = metrics_address(process, platform.environ)
-        yield f"metrics of {process.name}", requests.get(f"http://{address}/metrics",
-                                                         timeout=10).text
-    answers = [body for _request, body in ANSWERS.answers]
-    for start in range(0, len(answers), BATCH):
+    for number, platform in enumerate(record.platforms, 1):
+        events = platform["events"]
+        for start in range(0, len(events), BATCH):
+            yield (f"event {start + 1}-{start + BATCH} of platform {number}",
+                   _joined(events[start:start + BATCH]))
+        for name, text in platform["metrics"].items():
+            yield f"metrics of {name} of platform {number}", text
+        for name, text in _mail_files(platform["data"]):
+            yield f"mail file {name}", text
+    for start in range(0, len(record.answers), BATCH):
         yield (f"error answer {start + 1}-{start + BATCH} of the run",
-               _joined(answers[start:start + BATCH]))
-    for name, text in _mail_files(platform):
-        yield f"mail file {name}", text
+               _joined(record.answers[start:start + BATCH]))
 
 
 @pytest.mark.after_everything
-def test_no_personal_data_the_tests_used_leaks_anywhere(request, platform, amqp_uri):
-    ran = {item.module.__name__.rsplit(".", 1)[-1] for item in request.session.items}
-    if not SENT.bsns and not (ran & SENDERS):
-        pytest.skip("no test of this run sent personal data")
-    assert SENT.bsns and SENT.emails and SENT.names and SENT.ibans, \
+def test_no_personal_data_the_tests_used_leaks_anywhere():
+    record = read_record()
+    if not record.modules:
+        pytest.fail(f"no record of a run in {RECORD}: run the other tests first, then "
+                    f"`pytest -m {SCAN_MARK}` (as `make test` does)", pytrace=False)
+    if not record.sent.bsns and not (record.modules & SENDERS):
+        pytest.skip("no test of the run before sent personal data")
+    sent = record.sent
+    assert sent.bsns and sent.emails and sent.names and sent.ibans, \
         "the tests that send personal data recorded none"
-    assert ANSWERS.answers, "no error answer was recorded"
-    findings, scanned, to_the_caregiver = [], {}, sent_to_the_caregiver()
-    for where, text in _sources(platform, amqp_uri):
+    assert record.answers, "no error answer was recorded"
+    assert record.platforms, "no shared platform left its metrics and events"
+    findings, scanned, to_the_caregiver = [], {}, record.to_the_caregiver()
+    for where, text in _sources(record):
         kind_of_source = where.split(" ", 1)[0]
         scanned[kind_of_source] = scanned.get(kind_of_source, 0) + 1
-        sent = to_the_caregiver if kind_of_source == "mail" else SENT
-        findings.extend(f"{where}: {kind}" for kind in personal_data_in(text, sent))
+        findings.extend(f"{where}: {kind}" for kind in personal_data_in(
+            text, to_the_caregiver if kind_of_source == "mail" else sent))
     expected = {"log", "store", "event", "metrics", "error"} | (
-        {"mail"} if ran & MAILERS else set())
+        {"mail"} if record.modules & MAILERS else set())
     assert set(scanned) >= expected, f"nothing read from some: {scanned}"
     if findings:
         pytest.fail(f"{len(findings)} places hold personal data the tests used:\n"
