@@ -22,6 +22,7 @@ retry. The retries of each part are sent in one go (``retried``, ``retried_unrun
 events are given time to arrive, once for all rows, before the tests look at them."""
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import eventlet
@@ -274,29 +275,38 @@ def send(gql, row, variables, bearer, key):
     return gql.post(row.query, variables, token=bearer, headers={"Idempotency-Key": key})
 
 
-def restart_gateway(platform, settings):
-    """The gateway stopped and started again with ``settings`` in its environment (a value
-    None: the setting left out)."""
+@contextmanager
+def gateway_stopped(platform):
+    """The gateway stopped for the block, then started again and answering."""
     gateway = process_named("gateway")
     platform.stop_process(gateway)
+    yield
+    platform.start_process(gateway)
+    platform.wait_until_healthy(names=["gateway"])
+
+
+def set_environ(platform, settings):
+    """``settings`` in the environment of the processes started from now on (a value None:
+    the setting left out)."""
     for name, value in settings.items():
         if value is None:
             platform.environ.pop(name, None)
         else:
             platform.environ[name] = value
-    platform.start_process(gateway)
-    platform.wait_until_healthy(names=["gateway"])
+
+
+def restart_gateway(platform, settings):
+    """The gateway stopped and started again with ``settings`` in its environment."""
+    with gateway_stopped(platform):
+        set_environ(platform, settings)
 
 
 def restart_gateway_without_its_database(platform):
     """The gateway stopped, its database gone (its record of every key), started again."""
-    gateway = process_named("gateway")
-    platform.stop_process(gateway)
-    database = Path(platform.environ["MANTELZORG_DATA_DIR"]) / "mantelzorg_gateway"
-    assert database.exists(), database
-    shutil.rmtree(database)
-    platform.start_process(gateway)
-    platform.wait_until_healthy(names=["gateway"])
+    with gateway_stopped(platform):
+        database = Path(platform.environ["MANTELZORG_DATA_DIR"]) / "mantelzorg_gateway"
+        assert database.exists(), database
+        shutil.rmtree(database)
 
 
 @pytest.fixture(scope="module")
