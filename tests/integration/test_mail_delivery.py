@@ -5,7 +5,8 @@ e-mail is tried again and again, the wait grown to its longest, delays it, and i
 once; an address the server refuses for good is parked
 and counted. Then, the service restarted on ``smtps://`` (TLS from the first byte): an e-mail
 arrives once; a server whose certificate the service does not trust gets none, and the e-mail
-waits until the trusted server is back. The retry delays are short here (0.5 s doubling up to 2 s)."""
+waits until the trusted server is back. The retry delays are short here (0.2 s doubling up to
+0.8 s)."""
 import re
 import time
 import uuid
@@ -23,10 +24,14 @@ from tests.support import SENT, GraphQLClient, eventually, log_lines, personal_d
 
 SITE = "https://mantelzorg.test"
 SENDER = "Mantelzorg <berichten@mantelzorg.test>"
-# Tries while the server is down: the wait doubles from 0.5 s and is at its longest (2 s) from
-# the third failed try on, so the last five come at the longest wait, as in a long outage.
+# Tries while the server is down: the wait doubles from 0.2 s and is at its longest (0.8 s) from
+# the third failed try on, so the last six come at the longest wait, as in a long outage. The
+# longest wait is shorter than a relay tick (1 s): each try comes at the next tick.
 TRIES_WHILE_DOWN = 8
-LONGEST_RETRY_DELAY_MS = 2000
+FIRST_RETRY_DELAY_MS = 200
+LONGEST_RETRY_DELAY_MS = 800
+# Ample for those tries, too short for them had the wait kept doubling (over 25 s).
+TRIES_WHILE_DOWN_SECONDS = 20
 # Longer than the longest retry delay and a relay tick (1 s): a second copy would be sent by now.
 NO_SECOND_COPY_SECONDS = LONGEST_RETRY_DELAY_MS / 1000 + 1.5
 MY_MESSAGES = "{ myMessages { id sentAt subject body about } }"
@@ -52,7 +57,7 @@ def mail_platform(amqp_uri, tmp_path_factory, reference_data, smtp):
                               MANTELZORG_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
                               MANTELZORG_SMTP_CA_FILE=str(smtp.cert),
                               MANTELZORG_MAIL_FROM=SENDER, MANTELZORG_PUBLIC_URL=SITE,
-                              MAIL_RETRY_DELAY_MS="500",
+                              MAIL_RETRY_DELAY_MS=str(FIRST_RETRY_DELAY_MS),
                               MAIL_RETRY_MAX_DELAY_MS=str(LONGEST_RETRY_DELAY_MS)) as running:
             with running.rpc(timeout=60) as rpc:
                 import_municipalities(rpc, reference_data / "municipalities.csv")
@@ -138,7 +143,7 @@ def test_a_mail_server_that_is_down_delays_the_email_which_then_arrives_once(
     smtp.stop()
     try:
         data, declaration = issued_with_mail_that_waits(gql, mail_platform, TRIES_WHILE_DOWN,
-                                                        60)
+                                                        TRIES_WHILE_DOWN_SECONDS)
     finally:
         smtp.start()
     arrives_once(smtp, mail_platform, data, declaration)
