@@ -23,11 +23,21 @@ EVENT_OUTCOMES = ("handled", "duplicate", "retried", "dead_lettered", "refused")
 log = get_logger()
 
 
+# How long the consume loop waits on the connection before it looks at its own state again.
+# A stop waits for two such looks (one cancels the consumers, the next ends the loop): with
+# kombu's one second every process took two seconds to stop on SIGTERM.
+CONSUME_LOOK_SECONDS = 0.1
+
+
 class BrokerTolerantQueueConsumer(QueueConsumer):
     """nameko's queue consumer, except that acknowledging on a connection the broker has
     just reset does not stop the service (nameko only expects amqp's own ConnectionError
     there). The message was not acknowledged: the broker hands it out again after the
-    consumer reconnects."""
+    consumer reconnects. It stops within a fraction of a second (CONSUME_LOOK_SECONDS)."""
+
+    def consume(self, *args, **kwargs):
+        kwargs["safety_interval"] = CONSUME_LOOK_SECONDS
+        return super().consume(*args, **kwargs)
 
     def ack_message(self, message):
         try:

@@ -67,11 +67,16 @@ class EmbeddedServer:
 
     def stop(self):
         # Closing a listening socket does not wake a thread blocked in its accept(); the
-        # server would wait two seconds for its accept thread. Shutting the socket down does.
+        # server would wait two seconds for its accept thread. Shutting the socket down does,
+        # but under eventlet that thread is a green one: it only sees the shutdown once this
+        # one yields, so it is joined here, before the server closes the socket under it.
         listening = getattr(self.server, "_socket", None)
         if listening is not None:
             with contextlib.suppress(OSError):
                 listening.shutdown(socket.SHUT_RDWR)
+            accepting = getattr(self.server, "_thread", None)
+            if accepting is not None:
+                accepting.join(timeout=2.0)
         self.server.stop()
 
 

@@ -98,7 +98,9 @@ def sample_run(tmp_path, empty_amqp_uri):
     launched.close()
 
 
-def test_sigterm_stops_every_process_and_frees_every_port_after_a_killed_service_restarted(run):
+def test_sigterm_stops_every_process_and_frees_every_port_after_a_killed_service_restarted(
+        sample_run):
+    run = sample_run   # the national data's seeding is test_registry_import's
     run.wait_for(r"^The platform runs\.")
     first = {name: pid for pid, name in run.pids().items()}
     assert sorted(first) == sorted(p.name for p in PROCESSES)

@@ -5,7 +5,8 @@ e-mail is tried again and again, the wait grown to its longest, delays it, and i
 once; an address the server refuses for good is parked
 and counted. Then, the service restarted on ``smtps://`` (TLS from the first byte): an e-mail
 arrives once; a server whose certificate the service does not trust gets none, and the e-mail
-waits until the trusted server is back. The retry delays are short here (0.5 s doubling up to 2 s)."""
+waits until the trusted server is back. The retry delays are short here (0.2 s doubling up to
+0.8 s)."""
 import re
 import time
 import uuid
@@ -23,13 +24,18 @@ from tests.support import SENT, GraphQLClient, eventually, log_lines, personal_d
 
 SITE = "https://mantelzorg.test"
 SENDER = "Mantelzorg <berichten@mantelzorg.test>"
-# Tries while the server is down: the wait doubles from 0.5 s and is at its longest (2 s) from
-# the third failed try on, so the last five come at the longest wait, as in a long outage.
+# Tries while the server is down: the wait doubles from 0.2 s and is at its longest (0.8 s) from
+# the third failed try on, so the last six come at the longest wait, as in a long outage. The
+# longest wait is shorter than a relay tick (1 s): each try comes at the next tick.
 TRIES_WHILE_DOWN = 8
-LONGEST_RETRY_DELAY_MS = 2000
+FIRST_RETRY_DELAY_MS = 200
+LONGEST_RETRY_DELAY_MS = 800
+# Ample for those tries, too short for them had the wait kept doubling (over 25 s).
+TRIES_WHILE_DOWN_SECONDS = 20
 # Longer than the longest retry delay and a relay tick (1 s): a second copy would be sent by now.
 NO_SECOND_COPY_SECONDS = LONGEST_RETRY_DELAY_MS / 1000 + 1.5
 MY_MESSAGES = "{ myMessages { id sentAt subject body about } }"
+RETRIED = 'mantelzorg_notifications_mails_total{outcome="retried"}'
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +57,7 @@ def mail_platform(amqp_uri, tmp_path_factory, reference_data, smtp):
                               MANTELZORG_SMTP_URL=f"smtp://127.0.0.1:{smtp.port}",
                               MANTELZORG_SMTP_CA_FILE=str(smtp.cert),
                               MANTELZORG_MAIL_FROM=SENDER, MANTELZORG_PUBLIC_URL=SITE,
-                              MAIL_RETRY_DELAY_MS="500",
+                              MAIL_RETRY_DELAY_MS=str(FIRST_RETRY_DELAY_MS),
                               MAIL_RETRY_MAX_DELAY_MS=str(LONGEST_RETRY_DELAY_MS)) as running:
             with running.rpc(timeout=60) as rpc:
                 import_municipalities(rpc, reference_data / "municipalities.csv")
@@ -107,29 +113,40 @@ def test_a_decision_gives_exactly_one_message_and_one_email(gql, smtp, mail_plat
     assert len(messages(gql, data)) == 1
 
 
-def test_a_mail_server_that_is_down_delays_the_email_which_then_arrives_once(
-        gql, smtp, mail_platform):
-    retried = 'mantelzorg_notifications_mails_total{outcome="retried"}'
-    retried_before = metric(mail_platform, retried)
-    smtp.stop()
-    try:
-        data, declaration = issued_with_mail(gql)
-        address = data["caregiver"]["email"]
-        # the message is there at once; the e-mail waits
-        assert eventually(lambda: len(messages(gql, data)) == 1, timeout=30)
-        # tried again and again, the last tries at the longest wait, never handed over
-        assert eventually(lambda: metric(mail_platform, retried) - retried_before
-                          >= TRIES_WHILE_DOWN, timeout=60, interval=0.5)
-        with mail_platform.rpc(timeout=10) as rpc:
-            assert rpc.notifications.health()["mails_pending"] >= 1
-    finally:
-        smtp.start()
-    received = smtp.received_for(address, timeout=30)
+def issued_with_mail_that_waits(gql, platform, tries, timeout):
+    """A decision whose e-mail the mail server does not take: the message is there at once,
+    the e-mail is tried again and again (``tries`` times within ``timeout`` seconds), never
+    handed over, and waits."""
+    retried_before = metric(platform, RETRIED)
+    data, declaration = issued_with_mail(gql)
+    assert eventually(lambda: len(messages(gql, data)) == 1, timeout=30)
+    assert eventually(lambda: metric(platform, RETRIED) - retried_before >= tries,
+                      timeout=timeout, interval=0.5)
+    with platform.rpc(timeout=10) as rpc:
+        assert rpc.notifications.health()["mails_pending"] >= 1
+    return data, declaration
+
+
+def arrives_once(server, platform, data, declaration):
+    """The e-mail that waited reaches ``server``, once, and none waits any more."""
+    address = data["caregiver"]["email"]
+    received = server.received_for(address, timeout=30)
     assert len(received) == 1 and declaration["reference"] in received[0].get_content()
     time.sleep(NO_SECOND_COPY_SECONDS)
-    assert len(smtp.received_for(address)) == 1
-    with mail_platform.rpc(timeout=10) as rpc:
+    assert len(server.received_for(address)) == 1
+    with platform.rpc(timeout=10) as rpc:
         assert eventually(lambda: rpc.notifications.health()["mails_pending"] == 0, timeout=10)
+
+
+def test_a_mail_server_that_is_down_delays_the_email_which_then_arrives_once(
+        gql, smtp, mail_platform):
+    smtp.stop()
+    try:
+        data, declaration = issued_with_mail_that_waits(gql, mail_platform, TRIES_WHILE_DOWN,
+                                                        TRIES_WHILE_DOWN_SECONDS)
+    finally:
+        smtp.start()
+    arrives_once(smtp, mail_platform, data, declaration)
 
 
 def test_an_address_refused_for_good_is_parked_and_counted(gql, smtp, mail_platform):
@@ -206,30 +223,17 @@ def test_an_email_over_smtps_arrives_once(gql, smtps, over_smtps):
 def test_an_smtps_server_the_service_does_not_trust_gets_no_email_which_waits(
         gql, smtps, over_smtps):
     trusted, untrusted = smtps["trusted"], smtps["untrusted"]
-    retried = 'mantelzorg_notifications_mails_total{outcome="retried"}'
-    retried_before = metric(over_smtps, retried)
     untrusted.start()
     try:
-        data, declaration = issued_with_mail(gql)
-        address = data["caregiver"]["email"]
-        assert eventually(lambda: len(messages(gql, data)) == 1, timeout=30)
-        # the handshake fails on the certificate: tried again and again, never handed over
-        assert eventually(lambda: metric(over_smtps, retried) >= retried_before + 3, timeout=30)
-        with over_smtps.rpc(timeout=10) as rpc:
-            assert rpc.notifications.health()["mails_pending"] >= 1
+        # the handshake fails on the certificate
+        data, declaration = issued_with_mail_that_waits(gql, over_smtps, 3, 30)
         assert untrusted.received() == []
     finally:
         untrusted.stop()
     # the trusted server on the same address: the e-mail that waited arrives, once
     trusted.start()
     try:
-        received = trusted.received_for(address, timeout=30)
-        assert len(received) == 1 and declaration["reference"] in received[0].get_content()
-        time.sleep(NO_SECOND_COPY_SECONDS)
-        assert len(trusted.received_for(address)) == 1
-        with over_smtps.rpc(timeout=10) as rpc:
-            assert eventually(lambda: rpc.notifications.health()["mails_pending"] == 0,
-                              timeout=10)
+        arrives_once(trusted, over_smtps, data, declaration)
     finally:
         trusted.stop()
     assert untrusted.received() == []

@@ -22,6 +22,7 @@ retry. The retries of each part are sent in one go (``retried``, ``retried_unrun
 events are given time to arrive, once for all rows, before the tests look at them."""
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import eventlet
@@ -55,8 +56,10 @@ SERVICE_OF = {
     **dict.fromkeys(("submitTravelClaim", "reviewTravelClaim", "createPayoutBatch",
                      "releasePayoutBatch"), "travel_costs"),
 }
+# The services stopped in turn, each while the rows it runs are sent.
+STOPPED_IN_TURN = ("registry", "declaration", "travel_costs", "campaign")
 # The gateway gives up soon on a service that is down (a payout's call included).
-SHORT_TIMEOUTS = {"GATEWAY_RPC_TIMEOUT_SECONDS": "2", "GATEWAY_PAYOUT_TIMEOUT_SECONDS": "2"}
+SHORT_TIMEOUTS = {"GATEWAY_RPC_TIMEOUT_SECONDS": "1", "GATEWAY_PAYOUT_TIMEOUT_SECONDS": "1"}
 
 ADMIN = token("admin", sub="retry-admin")
 STAFF = token("municipality", sub="retry-staff", municipality=OWN)
@@ -274,29 +277,32 @@ def send(gql, row, variables, bearer, key):
     return gql.post(row.query, variables, token=bearer, headers={"Idempotency-Key": key})
 
 
-def restart_gateway(platform, settings):
-    """The gateway stopped and started again with ``settings`` in its environment (a value
-    None: the setting left out)."""
+@contextmanager
+def gateway_stopped(platform):
+    """The gateway stopped for the block, then started again and answering."""
     gateway = process_named("gateway")
     platform.stop_process(gateway)
+    yield
+    platform.start_process(gateway)
+    platform.wait_until_healthy(names=["gateway"])
+
+
+def set_environ(platform, settings):
+    """``settings`` in the environment of the processes started from now on (a value None:
+    the setting left out)."""
     for name, value in settings.items():
         if value is None:
             platform.environ.pop(name, None)
         else:
             platform.environ[name] = value
-    platform.start_process(gateway)
-    platform.wait_until_healthy(names=["gateway"])
 
 
 def restart_gateway_without_its_database(platform):
     """The gateway stopped, its database gone (its record of every key), started again."""
-    gateway = process_named("gateway")
-    platform.stop_process(gateway)
-    database = Path(platform.environ["MANTELZORG_DATA_DIR"]) / "mantelzorg_gateway"
-    assert database.exists(), database
-    shutil.rmtree(database)
-    platform.start_process(gateway)
-    platform.wait_until_healthy(names=["gateway"])
+    with gateway_stopped(platform):
+        database = Path(platform.environ["MANTELZORG_DATA_DIR"]) / "mantelzorg_gateway"
+        assert database.exists(), database
+        shutil.rmtree(database)
 
 
 @pytest.fixture(scope="module")
@@ -447,14 +453,20 @@ def unrun_first(gql, platform, first_runs):
         made[name] = (row.make(world) or {},
                       world.caregiver if row.bearer == "caregiver" else row.bearer)
     before = {name: platform.environ.get(name) for name in SHORT_TIMEOUTS}
-    restart_gateway(platform, SHORT_TIMEOUTS)
+    # Starting a process takes the most time here: each service is stopped while the one
+    # before it starts (its rows are sent once that one answers), the first while the
+    # gateway restarts, and the last starts while the gateway restarts again.
+    with gateway_stopped(platform):
+        set_environ(platform, SHORT_TIMEOUTS)
+        platform.stop_process(process_named(STOPPED_IN_TURN[0]))
     try:
         tap.read()
         since = len(tap.seen)
         runs = {}
-        for service in ("registry", "declaration", "travel_costs", "campaign"):
-            process = process_named(service)
-            platform.stop_process(process)
+        for number, service in enumerate(STOPPED_IN_TURN):
+            platform.stop_process(process_named(service))
+            if number:
+                platform.wait_until_healthy(names=[STOPPED_IN_TURN[number - 1]])
             names = [name for name in ROWS if SERVICE_OF.get(name, "campaign") == service]
             keys = {name: uuid.uuid4().hex for name in names}
             # sent together: each waits for the gateway's timeout, not one after the other
@@ -464,10 +476,14 @@ def unrun_first(gql, platform, first_runs):
             for name in names:
                 assert error_codes(answers[name]) == ["UNAVAILABLE"], (name, answers[name])
                 runs[name] = (*made[name], keys[name], since)
-            platform.start_process(process)
-            platform.wait_until_healthy(names=[service])
+            platform.start_process(process_named(service))
     finally:
-        restart_gateway(platform, before)
+        for service in STOPPED_IN_TURN:   # also when a row failed with its service down
+            if service not in platform.children:
+                platform.start_process(process_named(service))
+        with gateway_stopped(platform):
+            set_environ(platform, before)
+        platform.wait_until_healthy(names=list(STOPPED_IN_TURN))
     return runs
 
 

@@ -1,4 +1,5 @@
 """The storage layer on the embedded document store."""
+import time
 import uuid
 
 from common.storage import DocumentStore
@@ -14,6 +15,17 @@ def test_data_survives_a_restart_of_the_embedded_server(tmp_path):
         assert reopened["things"].find_one({"_id": "a"})["value"] == 42
     finally:
         reopened.close()
+
+
+def test_the_embedded_server_stops_at_once_under_eventlet():
+    """Every service process stops its store on SIGTERM; its accept thread is a green one
+    there (the tests run monkey-patched as the services do), and was left waiting for two
+    seconds."""
+    store = DocumentStore("stop_probe", "", ":memory:")
+    store["things"].insert_one({"_id": "a"})
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 1
 
 
 def test_apply_once_runs_the_work_for_the_first_delivery_only():
