@@ -334,23 +334,23 @@ def test_information_bags_ordered_and_cancelled(desk, checked, gql):
     page.get_by_role("button", name="Bestellen").click()
     assert page.locator("#fout-aantal").is_visible()
     checked(page, "informatietassen met fout")
-    page.get_by_label("Aantal tassen").fill("250")
+    page.get_by_label("Aantal tassen").fill("173")
     page.get_by_label("Eigen tekst in de bijlage").fill("Mantelzorgloket Amersfoort: 033-469 40 00")
     page.get_by_role("button", name="Bestellen").click()
     assert "bestelling is ontvangen" in page.get_by_role("status").inner_text()
-    order = page.locator("section", has_text="250 tassen")
+    order = page.locator("section", has_text="173 tassen")
     assert "Besteld, wacht op verdeling" in order.inner_text()
     order.get_by_role("button").click()
     assert "waarom u die annuleert" in page.locator(".error-summary").inner_text()
     checked(page, "informatietassen annuleren zonder reden")
-    order = page.locator("section", has_text="250 tassen")
+    order = page.locator("section", has_text="173 tassen")
     order.get_by_label("Reden om te annuleren").fill("Te veel besteld")
     order.get_by_role("button").click()
     assert "geannuleerd" in page.get_by_role("status").inner_text()
-    assert "Geannuleerd" in page.locator("section", has_text="250 tassen").inner_text()
+    assert "Geannuleerd" in page.locator("section", has_text="173 tassen").inner_text()
     orders = gql('query { bagOrders(municipalityCode: "GM0307") { status quantityRequested } }',
                  token=token("campaign"))["data"]["bagOrders"]
-    assert {"status": "CANCELLED", "quantityRequested": 250} in orders
+    assert {"status": "CANCELLED", "quantityRequested": 173} in orders
 
 
 def test_signing_out_of_the_desk(desk, checked):
