@@ -40,11 +40,12 @@ class Payouts:
         batch = domain.new_batch(str(ObjectId()), actor, self.settings.sepa_schema, now,
                                  self._lease(now))
         self.store.insert_batch(batch)
-        if not self.store.reserve_approved_claims(batch["_id"], PAY_CHUNK):
+        reserved = self.store.reserve_approved_claims(batch["_id"], PAY_CHUNK)
+        if not reserved:
             self._give_up(batch, "no approved claims")
             raise domain.no_claims_to_pay()
         try:
-            written = self._write_file(batch, now.date())
+            written = self._write_file(batch, reserved, now.date())
         except Exception:
             self._give_up(batch, "the file could not be written")
             raise
@@ -62,7 +63,7 @@ class Payouts:
                       claim_count=batch["claim_count"], schema=batch["schema"])
         return domain.batch_view(batch, actor)
 
-    def _write_file(self, batch, execution_date):
+    def _write_file(self, batch, reserved, execution_date):
         """Writes the batch's file as a stream and stores it sealed in parts as it is
         written: a light pass counts and sums the claims (the file's header), then they are
         read a chunk at a time and each transfer written at once, so the process holds a
@@ -70,7 +71,7 @@ class Payouts:
         written again without it (its header counts what it holds). What the batch records
         of the file, or None when no claim could be written."""
         while True:
-            chunks, total = self._tally(batch["_id"])
+            chunks, total = self._tally(batch["_id"], reserved)
             count = sum(chunk["count"] for chunk in chunks)
             if not count:
                 return None
@@ -96,16 +97,18 @@ class Payouts:
             for claim_id, why in unwritable:
                 self._hold_unwritable(claim_id, why)
 
-    def _tally(self, batch_id):
+    def _tally(self, batch_id, reserved):
         """The light pass: the chunks the batch is paid in and its total, from the claims'
-        ids and amounts alone."""
+        ids and amounts alone, read a reserved range of ids at a time (the order of their
+        ids, as the ranges are)."""
         total = 0
 
         def ids():
             nonlocal total
-            for claim in self.store.reserved_amounts(batch_id):
-                total += claim["amount_cents"]
-                yield claim["_id"]
+            for each in reserved:
+                for claim in self.store.reserved_amounts(batch_id, each):
+                    total += claim["amount_cents"]
+                    yield claim["_id"]
 
         chunks = domain.pay_chunks(ids(), PAY_CHUNK)
         return chunks, total

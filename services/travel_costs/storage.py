@@ -1,4 +1,6 @@
 """The travel-cost fund's collections, their indexes and its named queries."""
+import time
+
 import gridfs
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -17,6 +19,12 @@ PAYOUT_BATCHES = "payout_batches"
 PAYOUT_FILE_PARTS = "payout_file_parts"  # the SEPA files, encrypted, in parts of 1 MiB
 LEGACY_FILES = "payout_files"            # GridFS bucket of an earlier release's plain files
 MIGRATIONS = "migrations"                # which of migrate()'s one-off steps are done
+OBJECT_ID_SECOND = 16 ** 16              # an ObjectId read as a number: one second of them
+
+
+def _object_id_text(number):
+    """The 24 hex digits of an ObjectId read as a number: their order is the numbers'."""
+    return format(number, "024x")
 
 
 class TravelCostsStore(DocumentStore):
@@ -230,26 +238,62 @@ class TravelCostsStore(DocumentStore):
             {"$set": {"lease_until": lease_until}}).modified_count == 1
 
     def reserve_approved_claims(self, batch_id, chunk):
-        """Every approved claim not in a batch is reserved for this one: their ids read once,
-        then ``chunk`` claims at a time by their range of ids, each range read through the
-        index alone (one update of the whole set, or a search for the next chunk, cost the
-        embedded store more per claim the more claims there were). Each claim is taken by
-        one update only, so two batches made at once never share a claim. How many."""
+        """Every approved claim not in a batch is reserved for this one: their ids read a
+        window of ids at a time (``free_claim_ids``), then ``chunk`` claims at a time by
+        their range of ids, each range read through the index alone (one update of the whole
+        set cost the embedded store more per claim the more claims there were). Each claim
+        is taken by one update only, so two batches made at once never share a claim. The
+        ranges that reserved a claim ({"first", "last"}), in the order of their ids."""
         free = {"batch_id": None, "status": APPROVED}
-        ids = sorted(c["_id"] for c in self.db[CLAIMS].find(free, {"_id": 1}))
-        reserved = 0
-        for start in range(0, len(ids), chunk):
-            part = ids[start:start + chunk]
-            reserved += self.db[CLAIMS].update_many(
-                {**free, "_id": {"$gte": part[0], "$lte": part[-1]}},
-                {"$set": {"batch_id": batch_id}}).modified_count
-        return reserved
+        ranges = []
+        for ids in self.free_claim_ids(chunk):
+            for start in range(0, len(ids), chunk):
+                part = ids[start:start + chunk]
+                if self.db[CLAIMS].update_many(
+                        {**free, "_id": {"$gte": part[0], "$lte": part[-1]}},
+                        {"$set": {"batch_id": batch_id}}).modified_count:
+                    ranges.append({"first": part[0], "last": part[-1]})
+        return sorted(ranges, key=lambda reserved: reserved["first"])
 
-    def reserved_amounts(self, batch_id):
-        """The batch's claims in the order of their ids, only their id and amount: the light
-        pass that counts and sums the file before it is written."""
-        return self.db[CLAIMS].find({"batch_id": batch_id, "status": APPROVED},
-                                    {"amount_cents": 1}).sort("_id", ASCENDING)
+    def free_claim_ids(self, about):
+        """The ids of the approved claims not in a batch, sorted, a window of ids at a time,
+        from the newest down. The embedded store reads every document a query matches, in
+        full, before it returns the first: one query of every free claim held them all at
+        once (about 3 KiB a claim). So each query asks for a window of ids only, which
+        narrows or widens to hold about ``about`` claims. Claim ids are ObjectIds (24 hex
+        digits, the first 8 the second each was made), so the windows are ranges of those
+        numbers; the newest and oldest windows are open, so an id of any other shape is
+        found too, once."""
+        free = {"batch_id": None, "status": APPROVED}
+        # From a second past now: a wider start would first cross the empty seconds ahead,
+        # doubling its window on each, and reach the newest claims with too wide a one.
+        high = (int(time.time()) + 2) * OBJECT_ID_SECOND
+        window = {"$gte": _object_id_text(high)}
+        width = OBJECT_ID_SECOND
+        while True:
+            ids = sorted(c["_id"] for c in self.db[CLAIMS].find({**free, "_id": window},
+                                                                  {"_id": 1}))
+            if ids:
+                yield ids
+            if high == 0:
+                return
+            # An empty window widens slowly: the first claims past a gap are read in a window
+            # about a quarter of the gap, however many claims that gap's end holds.
+            width = max(1, min(2 * width, width * about // len(ids))) if ids \
+                else width + width // 4 + 1
+            low = max(0, high - width)
+            window = {"$gte": _object_id_text(low)} if low else {}
+            window["$lt"] = _object_id_text(high)
+            high = low
+
+    def reserved_amounts(self, batch_id, reserved):
+        """The batch's claims in one range of ids it reserved (``reserved``: "first",
+        "last"), in the order of their ids, only their id and amount: the light pass that
+        counts and sums the file before it is written."""
+        return self.db[CLAIMS].find(
+            {"batch_id": batch_id, "status": APPROVED,
+             "_id": {"$gte": reserved["first"], "$lte": reserved["last"]}},
+            {"amount_cents": 1}).sort("_id", ASCENDING)
 
     def reserved_claims(self, batch_id, chunk):
         """One chunk (a range of ids) of the batch's claims for its file, in the order of
