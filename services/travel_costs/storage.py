@@ -266,7 +266,9 @@ class TravelCostsStore(DocumentStore):
         found too, once."""
         free = {"batch_id": None, "status": APPROVED}
         # From a second past now: a wider start would first cross the empty seconds ahead,
-        # doubling its window on each, and reach the newest claims with too wide a one.
+        # doubling its window on each, and reach the newest claims with too wide a one. The
+        # real time, as in the ids (not the clock a test may set); the first window is open
+        # above, so no claim is missed either way.
         high = (int(time.time()) + 2) * OBJECT_ID_SECOND
         window = {"$gte": _object_id_text(high)}
         width = OBJECT_ID_SECOND
