@@ -2,6 +2,7 @@
 from datetime import timedelta
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import OperationFailure
 
 from common.storage import DocumentStore
 from services.notifications.domain import PARKED, PENDING, SENT
@@ -16,11 +17,28 @@ class NotificationsStore(DocumentStore):
 
     def ensure_indexes(self):
         self.db[MESSAGES].create_index([("owner", ASCENDING), ("sent_at", DESCENDING)])
-        self.db[MAILS].create_index([("status", ASCENDING), ("due_at", ASCENDING)])
+        # The e-mails to try now (``due_mails``): the embedded store answers equalities and
+        # then one range from an index, so the index holds the one time the query ranges on.
+        self.db[MAILS].create_index([("status", ASCENDING), ("claimed_until", ASCENDING)])
         # A sent e-mail (its address already removed) is kept a while as a record, then goes.
         self.db[MAILS].create_index([("sent_at", ASCENDING)],
                                     expireAfterSeconds=int(SENT_KEPT_FOR.total_seconds()))
-        self.db[DECLARATIONS].create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
+        # The notices due: without notice_sent in it, every issued declaration was read.
+        self.db[DECLARATIONS].create_index([("status", ASCENDING), ("notice_sent", ASCENDING),
+                                            ("valid_until", ASCENDING)])
+        # Re-encryption after a new data key finds the texts and addresses sealed with an
+        # earlier key.
+        self.db[MESSAGES].create_index([("text.kid", ASCENDING)])
+        self.db[MAILS].create_index([("to.kid", ASCENDING)])
+
+    def migrate(self):
+        """The indexes the e-mails to try and the notices due were found by before."""
+        for collection, replaced in ((MAILS, "status_1_due_at_1"),
+                                     (DECLARATIONS, "status_1_valid_until_1")):
+            try:
+                self.db[collection].drop_index(replaced)
+            except OperationFailure:   # never made, or dropped by another replica already
+                pass
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -50,9 +68,11 @@ class NotificationsStore(DocumentStore):
     # --- the mail queue -----------------------------------------------------------------------
 
     def due_mails(self, now, limit):
-        """Ids of the e-mails to try now, oldest due first."""
+        """Ids of the e-mails to try now, oldest due first. An e-mail's claim never ends
+        before it is due (a new or retried one has both times the same, a claim moves only
+        ``claimed_until`` on), so one whose claim has ended is due."""
         found = self.db[MAILS].find(
-            {"status": PENDING, "due_at": {"$lte": now}, "claimed_until": {"$lte": now}},
+            {"status": PENDING, "claimed_until": {"$lte": now}},
             {"_id": 1}).sort("due_at", ASCENDING).limit(limit)
         return [document["_id"] for document in found]
 

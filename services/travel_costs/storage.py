@@ -1,10 +1,12 @@
 """The travel-cost fund's collections, their indexes and its named queries."""
+import itertools
 import time
 
 import gridfs
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from common.schemas.travel_costs import CLAIM_STATUSES
 from common.storage import DocumentStore
 from services.travel_costs.domain import (APPROVED, LISTED, OPEN, PAID,
                                           PREPARING, RELEASED, RELEASING)
@@ -33,28 +35,42 @@ class TravelCostsStore(DocumentStore):
     def ensure_indexes(self):
         self.db[CLAIMS].create_index([("caregiver_key", ASCENDING), ("submitted_at", DESCENDING)])
         self.db[CLAIMS].create_index([("status", ASCENDING), ("_id", ASCENDING)])
-        self.db[CLAIMS].create_index([("declaration_reference", ASCENDING), ("status", ASCENDING)])
+        # Each of these serves one query's equalities and then its one range or list, the
+        # shape the embedded store answers from an index: with a field of the query beside
+        # the index it looked up the first field alone (every claim of the declaration or
+        # of the caregiver).
+        self.db[CLAIMS].create_index([("declaration_reference", ASCENDING),
+                                      ("batch_id", ASCENDING), ("status", ASCENDING)])
+        self.db[CLAIMS].create_index([("caregiver_key", ASCENDING), ("status", ASCENDING),
+                                      ("paid_at", ASCENDING)])
         # The approved claims not in a batch (batch_id null), a batch's claims, and a chunk
         # of them by its range of ids: the embedded store answers each from this index
         # alone; with (batch_id, status) it read the whole batch for every chunk.
         self.db[CLAIMS].create_index([("batch_id", ASCENDING), ("status", ASCENDING),
                                       ("_id", ASCENDING)])
-        self.db[CLAIMS].create_index([("caregiver_key", ASCENDING), ("paid_at", ASCENDING)])
+        # Re-encryption after a new data key finds the accounts sealed with an earlier key.
+        self.db[CLAIMS].create_index([("account.kid", ASCENDING)])
         self.db[PAYOUT_BATCHES].create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
         self.db[PAYOUT_BATCHES].create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        # Only an earlier release's batches have a plain file: sparse, so the index holds them
+        # alone.
+        self.db[PAYOUT_BATCHES].create_index([("file_id", ASCENDING)], sparse=True)
         self.db[PAYOUT_FILE_PARTS].create_index([("batch_id", ASCENDING), ("part", ASCENDING)])
         self.db[PAYOUT_FILE_PARTS].create_index([("sealed.kid", ASCENDING)])
 
     def migrate(self):
         """What earlier releases stored: the owner of a claim and its index (never read),
         claims without a batch field (an approved claim not in a batch has batch_id null, so
-        the index finds it), the index a batch's claims were found by before, and batches
-        paid at once (before four eyes) shown as released."""
+        the index finds it), the indexes a batch's claims, a declaration's open claims and a
+        caregiver's paid claims were found by before, and batches paid at once (before four
+        eyes) shown as released."""
         declarations, claims = self.db[DECLARATIONS], self.db[CLAIMS]
         if "owner_1" in declarations.index_information():
             declarations.drop_index("owner_1")
-        if "batch_id_1_status_1" in claims.index_information():
-            claims.drop_index("batch_id_1_status_1")
+        for replaced in ("batch_id_1_status_1", "declaration_reference_1_status_1",
+                         "caregiver_key_1_paid_at_1"):
+            if replaced in claims.index_information():
+                claims.drop_index(replaced)
         if self.db[MIGRATIONS].find_one({"_id": "four-eyes"}) is None:
             # Once: each of these reads a whole collection.
             declarations.update_many({"owner": {"$exists": True}}, {"$unset": {"owner": ""}})
@@ -163,13 +179,16 @@ class TravelCostsStore(DocumentStore):
 
     def claims_page(self, status, first, after):
         """Claims in the order they were submitted (ids grow with time); ``after`` is the
-        last id of the previous page."""
-        query = {}
-        if status:
-            query["status"] = status
-        if after:
-            query["_id"] = {"$gt": after}
-        return list(self.db[CLAIMS].find(query).sort("_id", ASCENDING).limit(first))
+        last id of the previous page. Without a status, the pages of every status are read
+        through the (status, _id) index and merged: the embedded store reads the whole
+        collection for a filter of no field or of a range of ids alone."""
+        pages = []
+        for each in [status] if status else CLAIM_STATUSES:
+            query = {"status": each}
+            if after:
+                query["_id"] = {"$gt": after}
+            pages += self.db[CLAIMS].find(query).sort("_id", ASCENDING).limit(first)
+        return sorted(pages, key=lambda claim: claim["_id"])[:first]
 
     def change_claim(self, claim_id, before, after, entry, session, changes=None, unset=None):
         """One step of a claim with its audit entry, only from the status read: None when
@@ -204,14 +223,16 @@ class TravelCostsStore(DocumentStore):
         return self.db[PAYOUT_BATCHES].find_one({"_id": str(batch_id)}, session=session)
 
     def batches_page(self, first, after_batch):
-        """Proposed and released batches, newest first; after ``after_batch`` (a batch)."""
-        query = {"status": {"$in": list(LISTED)}}
-        if after_batch is not None:
-            query["$or"] = [{"created_at": {"$lt": after_batch["created_at"]}},
-                            {"created_at": after_batch["created_at"],
-                             "_id": {"$lt": after_batch["_id"]}}]
-        return list(self.db[PAYOUT_BATCHES].find(query, {"history": 0})
-                    .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(first))
+        """Proposed and released batches, newest first; after ``after_batch`` (a batch).
+        Which come after it is decided here: the embedded store reads the whole collection
+        for a filter with an ``$or``, and every listed batch for the status alone."""
+        listed = self.db[PAYOUT_BATCHES].find({"status": {"$in": list(LISTED)}}, {"history": 0}) \
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        if after_batch is None:
+            return list(listed.limit(first))
+        after = (after_batch["created_at"], after_batch["_id"])
+        return list(itertools.islice(
+            (batch for batch in listed if (batch["created_at"], batch["_id"]) < after), first))
 
     def change_batch(self, batch_id, before, after, entry, changes=None, unset=(), session=None,
                      lease_until=None):
@@ -227,9 +248,10 @@ class TravelCostsStore(DocumentStore):
             .modified_count == 1
 
     def stalled_batches(self, now):
-        """Batches being prepared or released whose lease has run out."""
-        return list(self.db[PAYOUT_BATCHES].find(
-            {"status": {"$in": [PREPARING, RELEASING]}, "lease_until": {"$lt": now}}))
+        """Batches being prepared or released whose lease has run out: a status at a time,
+        each through the (status, lease_until) index."""
+        return [batch for status in (PREPARING, RELEASING) for batch in
+                self.db[PAYOUT_BATCHES].find({"status": status, "lease_until": {"$lt": now}})]
 
     def extend_lease(self, batch, lease_until):
         """Only one request takes up a stalled batch: the one that moves its lease."""
