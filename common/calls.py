@@ -135,7 +135,7 @@ class CallIdentities(SharedExtension):
         self.skew = clock_skew(config)
         self.users = broker_users(config)
         self.service = self.container.service_name
-        self.used = {}   # (call id, method) -> until when it is kept
+        self.used = Remembered()   # (call id, method), each until its call's deadline
         self.lock = threading.Lock()
 
     def expired(self, headers):
@@ -191,13 +191,34 @@ class CallIdentities(SharedExtension):
             raise CallRefused("binding", Unauthenticated("the call's assertion is for "
                                                          "another call"))
         with self.lock:
-            now = time.time()
-            for seen in [k for k, until in self.used.items() if until < now]:
-                del self.used[seen]
+            self.used.forget_passed(time.time())
             if (claims["jti"], name) in self.used:
                 raise CallRefused("replayed", Unauthenticated("the call was made already"))
-            self.used[(claims["jti"], name)] = claims["exp"] + self.skew
+            self.used.add((claims["jti"], name), claims["exp"] + self.skew)
         return claims, direct
+
+
+class Remembered:
+    """Keys remembered each until a time of its own, forgotten in the order of those times:
+    forgetting costs nothing per call that is still remembered (a look over every key at
+    every call cost more the more calls were under way)."""
+
+    def __init__(self):
+        self.keys = set()
+        self._forget_at = []   # heap of (when, a tie-breaker, key), the earliest first
+        self._added = 0
+
+    def __contains__(self, key):
+        return key in self.keys
+
+    def add(self, key, until):
+        self._added += 1
+        self.keys.add(key)
+        heapq.heappush(self._forget_at, (until, self._added, key))
+
+    def forget_passed(self, now):
+        while self._forget_at and self._forget_at[0][0] < now:
+            self.keys.discard(heapq.heappop(self._forget_at)[2])
 
 
 class CallsTaken:
@@ -207,8 +228,7 @@ class CallsTaken:
 
     def __init__(self, skew):
         self.skew = skew
-        self.taken = set()
-        self.forget_at = []     # heap of (when, call), the earliest first
+        self.taken = Remembered()
 
     def first_time(self, message):
         """Whether this is the first delivery of its call; remembers it."""
@@ -217,16 +237,14 @@ class CallsTaken:
             return True
         call = (properties.get("reply_to"), properties["correlation_id"])
         now = time.time()
-        while self.forget_at and self.forget_at[0][0] < now:
-            self.taken.discard(heapq.heappop(self.forget_at)[1])
+        self.taken.forget_passed(now)
         if call in self.taken:
             return False
         try:
             until = float((message.headers or {})[f"nameko.{DEADLINE_KEY}"]) + self.skew
         except (KeyError, TypeError, ValueError):
             until = now + UNDATED_CALL_MEMORY_SECONDS
-        self.taken.add(call)
-        heapq.heappush(self.forget_at, (until, call))
+        self.taken.add(call, until)
         return True
 
 

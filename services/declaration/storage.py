@@ -46,6 +46,8 @@ class DeclarationStore(DocumentStore):
         self.db[CHECK_FAILURES].create_index("window_start")
         self.db[PERSONAL_DATA_READS].create_index([("caregiver_key", ASCENDING),
                                                    ("at", DESCENDING)])
+        # The reads' sealed reader, found by its key at re-encryption (DocumentStore.reencrypt).
+        self.db[PERSONAL_DATA_READS].create_index("reader.kid")
 
     def migrate(self):
         """Declarations stored before they belonged to the BSN they carry named an ``owner``:

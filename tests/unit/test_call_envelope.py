@@ -15,7 +15,7 @@ from nameko.rpc import Rpc
 
 from common.calls import (ASSERTION_KEY, CALL_ID_KEY, DEADLINE_KEY, AtMostOnceRpcConsumer,
                           CallIdentities, CallRefused, CallSigner, CallsTaken, DeadlineAtStart,
-                          PlatformRpc, onward_envelope, system_actor)
+                          PlatformRpc, Remembered, onward_envelope, system_actor)
 from common.errors import Unavailable
 from common.publishing import BrokerUsers
 from ops.platform import PROCESSES
@@ -33,7 +33,7 @@ def identities(service="declaration"):
     checker.skew = 1.0
     checker.users = BrokerUsers(USERS, "u-own")
     checker.service = service
-    checker.used = {}
+    checker.used = Remembered()
     checker.lock = threading.Lock()
     return checker
 
@@ -228,3 +228,13 @@ def test_the_second_delivery_of_a_call_is_acknowledged_and_neither_run_nor_answe
     consumer.handle_message({}, first)
     consumer.handle_message({}, second)
     assert handled == [first] and acknowledged == [second]
+
+
+def test_a_remembered_key_is_forgotten_once_its_time_has_passed_and_not_before():
+    remembered = Remembered()
+    remembered.add(("c-1", "declaration.decide"), until=100.0)
+    remembered.add((None, "c-2"), until=100.0)      # the same time, a key of another shape
+    remembered.add(("c-3", "declaration.decide"), until=200.0)
+    remembered.forget_passed(now=150.0)
+    assert ("c-1", "declaration.decide") not in remembered and (None, "c-2") not in remembered
+    assert ("c-3", "declaration.decide") in remembered

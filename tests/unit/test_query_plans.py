@@ -208,6 +208,8 @@ DECLARATION = {
     "count_check_failure": lambda s: s.count_check_failure("partner:x", NOW - timedelta(hours=1),
                                                            NOW),
     "windows_at_limit": lambda s: s.windows_at_limit(NOW - timedelta(hours=1), 10),
+    # what the service re-encrypts with it: the reader of each read of personal data
+    "reencrypt": lambda s: s.reencrypt("personal_data_reads", "reader", Cipher(), 10),
 }
 
 
