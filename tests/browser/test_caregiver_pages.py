@@ -346,6 +346,15 @@ def test_a_paid_claim_brings_its_annual_statement(caregiver, checked, gql):
     assert statement.ok and statement.headers["content-type"] == "application/pdf"
     text = PdfReader(io.BytesIO(statement.body())).pages[0].extract_text()
     assert f"Jaaroverzicht reiskostenfonds {year}" in text and "31,03" in text
+def test_a_page_that_does_not_exist_leads_back_to_the_start(caregiver, checked):
+    page = caregiver["page"]
+    answer = page.goto("/verklaringen/MZ-2000-1.pdf")    # no declaration of hers
+    assert answer.status == 404 and "Pagina niet gevonden" in page.inner_text("main")
+    assert page.get_by_role("link", name="Naar de startpagina", exact=True) \
+        .get_attribute("href") == "/"
+    checked(page, "pagina niet gevonden")
+
+
 def test_sign_out(caregiver, checked):
     page = caregiver["page"]
     page.goto("/toegankelijkheid")

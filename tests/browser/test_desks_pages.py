@@ -191,6 +191,8 @@ def test_a_claim_that_does_not_exist_gets_the_not_found_page(desks, checked, cla
     assert page.title().startswith("Pagina niet gevonden")
     main = page.inner_text("main")
     assert "Pagina niet gevonden" in main and "Wat u zocht, is er niet of niet meer." in main
+    back = page.get_by_role("link", name="Naar de startpagina voor medewerkers")
+    assert back.get_attribute("href") == "/medewerkers"   # the desk's start, not the public one
     checked(page, screenshot)
 
 
