@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from kombu.utils import json as kombu_json
 from nameko.extensions import DependencyProvider
-from pymongo import ASCENDING, DeleteOne, MongoClient, UpdateOne
+from pymongo import ASCENDING, DeleteOne, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
@@ -165,6 +165,20 @@ class DocumentStore:
             return True
 
         return self.in_transaction(once)
+
+    def count_up(self, collection, counter_id, field):
+        """The next value of a counter that starts at 1, unique across processes. Two first
+        uses at once must not both create it: the embedded store answers one of two
+        concurrent upserts with nothing. So the counter is created apart (the loser of that
+        race gets a duplicate key) and only ever incremented where it exists."""
+        counters = self.db[collection]
+        while True:
+            counter = counters.find_one_and_update(
+                {"_id": counter_id}, {"$inc": {field: 1}}, return_document=ReturnDocument.AFTER)
+            if counter is not None:
+                return counter[field]
+            with contextlib.suppress(DuplicateKeyError):
+                counters.insert_one({"_id": counter_id, field: 0})
 
     def change_by_id(self, collection, document_id, holds, update, session=None):
         """Applies ``update`` to the document with this ``_id`` only while ``holds(document)``

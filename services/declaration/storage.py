@@ -1,6 +1,6 @@
 """The declaration service's database: its named queries and its indexes. The only module of
 the service that writes a pymongo filter or update."""
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import OperationFailure
 
 from common.storage import DocumentStore
@@ -84,10 +84,7 @@ class DeclarationStore(DocumentStore):
 
     def next_reference_number(self, year):
         """The next number of the year's references, unique across replicas."""
-        counter = self.db[COUNTERS].find_one_and_update(
-            {"_id": f"reference-{year}"}, {"$inc": {"value": 1}}, upsert=True,
-            return_document=ReturnDocument.AFTER)
-        return counter["value"]
+        return self.count_up(COUNTERS, f"reference-{year}", "value")
 
     def find_by_id(self, declaration_id, session=None):
         return self.db[DECLARATIONS].find_one({"_id": str(declaration_id)}, session=session)

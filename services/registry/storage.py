@@ -1,6 +1,6 @@
 """The registry's database: its named queries and its indexes. The only module of the
 service that writes a pymongo filter or update."""
-from pymongo import ASCENDING, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, ReplaceOne
 
 from common.storage import DocumentStore
 from services.registry.domain import earlier_history_entry
@@ -117,9 +117,7 @@ class RegistryStore(DocumentStore):
 
     def bump_generation(self, kind):
         """The next generation of ``kind`` of data, counted in the store."""
-        return self.db[GENERATIONS].find_one_and_update(
-            {"_id": kind}, {"$inc": {"generation": 1}}, upsert=True,
-            return_document=ReturnDocument.AFTER)["generation"]
+        return self.count_up(GENERATIONS, kind, "generation")
 
     def generations(self):
         return {entry["_id"]: entry["generation"] for entry in self.db[GENERATIONS].find({})}

@@ -163,6 +163,7 @@ class Cipher:
 DOCUMENT_STORE = {
     "page": lambda s: s.page("things", after="a", limit=10),
     "apply_once": lambda s: s.apply_once("event-1", lambda session: None),
+    "count_up": lambda s: s.count_up("counters", "things", "n"),
     "change_by_id": lambda s: s.change_by_id("things", "a", lambda d: True, {"$set": {"x": 1}}),
     "done_request": lambda s: s.done_request("request-1"),
     # a request done once: its writes and its sealed answer in one transaction

@@ -1,8 +1,9 @@
 """The storage layer on the embedded document store."""
+import threading
 import time
 import uuid
 
-from common.storage import DocumentStore
+from common.storage import DocumentStore, EmbeddedServer
 
 
 def test_data_survives_a_restart_of_the_embedded_server(tmp_path):
@@ -158,3 +159,33 @@ def test_of_two_changes_by_id_at_once_one_applies_and_the_other_finds_its_condit
                                                           "steps": 1}
     finally:
         store.close()
+
+
+def test_a_counter_used_first_by_several_processes_at_once_counts_each_once(tmp_path):
+    """Replicas sharing the store (the store as a process of its own) take the first
+    reference number of a year at the same moment; the embedded store answered one of two
+    concurrent upserts with nothing, and that request failed."""
+    server = EmbeddedServer(str(tmp_path))
+    stores = [DocumentStore("counter_race", server.uri) for _ in range(4)]
+    taken, failures = {}, []
+
+    def take(store, counter_id):
+        try:
+            taken.setdefault(counter_id, []).append(store.count_up("counters", counter_id, "n"))
+        except Exception as error:  # noqa: BLE001 - the failure is what is asserted
+            failures.append(repr(error))
+
+    try:
+        for counter_id in [f"reference-{year}" for year in range(3000, 3012)]:
+            threads = [threading.Thread(target=take, args=(store, counter_id))
+                       for store in stores]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert failures == []
+        assert all(sorted(values) == [1, 2, 3, 4] for values in taken.values()), taken
+    finally:
+        for store in stores:
+            store.close()
+        server.stop()
