@@ -35,6 +35,7 @@ TINY = {
     # the store's growth: a state change with 20 and 60 declarations stored
     "BENCH_GROWTH_SIZES": "20,60",
     "BENCH_GROWTH_CHANGES": "5",
+    "BENCH_GROWTH_CLAIMS": "40",
     # the outbox relay: 20 and 60 events waiting
     "BENCH_OUTBOX_SIZES": "20,60",
     "BENCH_OUTBOX_HEALTH_CALLS": "5",
