@@ -48,6 +48,7 @@ NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
 OPERATOR_WALKS = {"page", "unknown_key_ids", "reencrypt: distinct", "reencrypt: aggregate"}
 # Methods that are not queries: the store's own life cycle and helpers for a transaction.
 NOT_NAMED_QUERIES = {"ensure_indexes", "migrate", "close", "ping", "in_transaction",
+                     "in_own_transaction",
                      "after_commit"}
 
 

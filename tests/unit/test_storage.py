@@ -3,7 +3,7 @@ import threading
 import time
 import uuid
 
-from common.storage import DocumentStore, EmbeddedServer
+from common.storage import EMBEDDED_TRANSACTIONS_AT_ONCE, DocumentStore, EmbeddedServer
 
 
 def test_data_survives_a_restart_of_the_embedded_server(tmp_path):
@@ -189,3 +189,37 @@ def test_a_counter_used_first_by_several_processes_at_once_counts_each_once(tmp_
         for store in stores:
             store.close()
         server.stop()
+
+
+def test_the_embedded_store_runs_a_few_transactions_at_once_and_a_nested_one_waits_for_none(
+        tmp_path):
+    """With many writers at once the embedded store falls to a tenth of its rate and stays
+    there (bench_store_growth); a process keeps to EMBEDDED_TRANSACTIONS_AT_ONCE. A
+    transaction begun inside another of the same thread takes no second slot, else a
+    thread would wait for itself."""
+    store = DocumentStore("slots", "", str(tmp_path))
+    running, most, lock = [0], [0], threading.Lock()
+
+    def work(session):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        # a transaction of its own inside this one: it must not wait for a slot
+        store.in_own_transaction(lambda inner: store["things"].insert_one(
+            {"_id": uuid.uuid4().hex}, session=inner))
+        with lock:
+            running[0] -= 1
+
+    try:
+        threads = [threading.Thread(target=store.in_transaction, args=(work,))
+                   for _ in range(3 * EMBEDDED_TRANSACTIONS_AT_ONCE)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads)
+        assert most[0] == EMBEDDED_TRANSACTIONS_AT_ONCE
+        assert store["things"].count_documents({}) == 3 * EMBEDDED_TRANSACTIONS_AT_ONCE
+    finally:
+        store.close()
