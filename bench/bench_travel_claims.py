@@ -201,14 +201,17 @@ def payout(platform, size):
             "published_seconds": time.perf_counter() - started}
 
 
+CHUNK_FIGURES = ("first_chunk_ms", "last_chunk_ms", "slowest_chunk_ms", "all_chunks_ms")
+
+
 def _chunk_times(platform, batch_id):
-    """The first and last chunk of a release, as the fund logs them."""
+    """The first, last and slowest chunk of a release and all its chunks together, as the
+    fund logs them."""
     for line in reversed(platform.log_file("travel_costs").read_text().splitlines()):
         if batch_id in line and "payout_chunks_paid" in line:
             entry = json.loads(line)
-            return {"first_chunk_ms": entry["first_chunk_ms"],
-                    "last_chunk_ms": entry["last_chunk_ms"]}
-    return {"first_chunk_ms": float("nan"), "last_chunk_ms": float("nan")}
+            return {name: entry[name] for name in CHUNK_FIGURES}
+    return {name: float("nan") for name in CHUNK_FIGURES}
 
 
 def approve(platform, claim_ids):
@@ -281,7 +284,8 @@ def report_batch(batch):
           f"{batch['propose_seconds']:6.1f} s (memory +{batch['propose_rise_mib']:.0f} MiB), "
           f"released in {batch['release_seconds']:6.1f} s (memory +{batch['release_rise_mib']:.0f} "
           f"MiB; first chunk {batch['first_chunk_ms']:.0f} ms, last {batch['last_chunk_ms']:.0f} "
-          f"ms); events published {batch['published_seconds']:.1f} s later")
+          f"ms, slowest {batch['slowest_chunk_ms']:.0f} ms, all {batch['all_chunks_ms'] / 1000:.1f} "
+          f"s); events published {batch['published_seconds']:.1f} s later")
 
 
 def compare_batches(batches):

@@ -190,7 +190,9 @@ class Payouts:
         if seconds:   # each chunk costs the same however large the batch (docs/performance.md)
             self.log.info("travel_costs.payout_chunks_paid", batch_id=batch["_id"],
                           chunks=len(seconds), first_chunk_ms=round(seconds[0] * 1000, 1),
-                          last_chunk_ms=round(seconds[-1] * 1000, 1))
+                          last_chunk_ms=round(seconds[-1] * 1000, 1),
+                          slowest_chunk_ms=round(max(seconds) * 1000, 1),
+                          all_chunks_ms=round(sum(seconds) * 1000, 1))
         return self.store.batch(batch["_id"])
 
     def take_up_stalled(self):

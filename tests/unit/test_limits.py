@@ -135,7 +135,10 @@ def test_a_fragment_bomb_is_refused_in_well_under_a_tenth_of_a_second(query):
 
 
 def test_each_fragment_is_measured_once_so_the_check_is_linear():
-    """A chain ten times longer takes about ten times as long to check, not 2**180 times."""
+    """A chain of 200 fragments, each spreading the next twice, is checked at once: measured
+    per spread it would be 2**200 visits and never end. The bound tells those apart with room
+    for a loaded machine (a few milliseconds on a quiet one; 0.33 s was seen with the suite's
+    two processes and a build beside them)."""
     def timed(depth):
         document = parse("query { supportPoints { items { ...F0 } } } " +
                          _fragment_bomb("SupportPoint", "id", depth), max_tokens=100_000)
@@ -143,7 +146,7 @@ def test_each_fragment_is_measured_once_so_the_check_is_linear():
         with pytest.raises(BadRequest, match="fields"):
             check_query_limits(document, {}, SCHEMA)
         return time.perf_counter() - started
-    assert timed(200) < 0.1
+    assert timed(200) < 2.0
 
 
 def test_a_query_within_the_node_budget_through_fragments_passes():
@@ -167,7 +170,8 @@ def test_a_large_introspection_query_is_refused_before_it_runs():
     started = time.perf_counter()
     with pytest.raises(BadRequest, match="introspection"):
         check_query_limits(document, {}, SCHEMA)
-    assert time.perf_counter() - started < 0.05
+    # a few milliseconds on a quiet machine; seconds before the limits were checked first
+    assert time.perf_counter() - started < 0.5
     aliases = " ".join(f"t{i}: __typename" for i in range(MAX_NODES + 1))
     assert len("{ " + aliases + " }") > 30_000
     assert "fields" in _refused_quickly("{ " + aliases + " }", within=1.0)
