@@ -162,14 +162,18 @@ class DocumentStore:
         request's; on the embedded store only a few at once (EMBEDDED_TRANSACTIONS_AT_ONCE).
         One that starts inside another of this worker takes no second slot, so a worker never
         waits for a slot it holds itself."""
+        with self._transaction_slot(), self.client.start_session() as session:
+            return session.with_transaction(work)
+
+    @contextlib.contextmanager
+    def _transaction_slot(self):
         if self.transaction_slots is None or _HOLDS_TRANSACTION_SLOT.get():
-            with self.client.start_session() as session:
-                return session.with_transaction(work)
+            yield
+            return
         _take_slot(self.transaction_slots)
         holding = _HOLDS_TRANSACTION_SLOT.set(True)
         try:
-            with self.client.start_session() as session:
-                return session.with_transaction(work)
+            yield
         finally:
             _HOLDS_TRANSACTION_SLOT.reset(holding)
             self.transaction_slots.release()
